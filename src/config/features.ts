@@ -1,0 +1,53 @@
+// Features a valid configuration may ask for that this release does not build yet.
+// `zot serve` refuses to start when the list is not empty, rather than silently serving
+// without the authentication, sync or storage the operator configured.
+
+import type { Config, MetricsConfig, SyncConfig } from './types.js';
+
+/** One message per unbuilt feature, each naming the config field that asks for it. */
+export function unbuiltFeatures(config: Config): string[] {
+  const found: string[] = [];
+  const notBuilt = (field: string, what: string) => found.push(`${field}: ${what} is not built yet`);
+  const { http, storage, log, extensions } = config;
+
+  const auth = http.auth;
+  if (auth !== undefined) {
+    const methods = (['htpasswd', 'ldap', 'bearer'] as const).filter((method) => auth[method] !== undefined);
+    for (const method of methods) notBuilt(`http.auth.${method}`, 'authentication');
+    // failDelay alone still asks for authentication to exist.
+    if (methods.length === 0) notBuilt('http.auth', 'authentication');
+  }
+  if (http.tls?.cacert !== undefined) notBuilt('http.tls.cacert', 'mutual TLS');
+  if (http.accessControl !== undefined) notBuilt('http.accessControl', 'access control');
+  if (config.accessControl !== undefined) notBuilt('accessControl', 'access control');
+
+  if (syncWanted(config.sync)) notBuilt('sync', 'sync');
+  if (syncWanted(extensions?.sync)) notBuilt('extensions.sync', 'sync');
+  if (metricsWanted(config.metrics)) notBuilt('metrics', 'the metrics extension');
+  if (metricsWanted(extensions?.metrics)) notBuilt('extensions.metrics', 'the metrics extension');
+  if (extensions?.scrub?.enable === true) notBuilt('extensions.scrub', 'scrub');
+
+  if (storage.storageDriver !== undefined) notBuilt('storage.storageDriver', 'the s3 storage driver');
+  if (storage.subPaths !== undefined) {
+    notBuilt('storage.subPaths', 'subpath storage');
+    for (const [route, subPath] of Object.entries(storage.subPaths)) {
+      if (subPath.storageDriver !== undefined) {
+        notBuilt(`storage.subPaths.${route}.storageDriver`, 'the s3 storage driver');
+      }
+    }
+  }
+  // Only an explicit `true`: absent means the server's own choice, which is off.
+  if (storage.gc === true) notBuilt('storage.gc', 'garbage collection');
+  if (storage.dedupe === true) notBuilt('storage.dedupe', 'deduplication');
+
+  if (log?.audit !== undefined) notBuilt('log.audit', 'audit logging');
+  return found;
+}
+
+function syncWanted(sync: SyncConfig | undefined): boolean {
+  return sync !== undefined && (sync.enable === true || (sync.registries?.length ?? 0) > 0);
+}
+
+function metricsWanted(metrics: MetricsConfig | undefined): boolean {
+  return metrics?.enable === true;
+}

@@ -1,0 +1,272 @@
+// Cross-field rules: what the schema cannot say about one value on its own. Most mirror
+// checks zot makes when it loads a file (pkg/cli/server/root.go), so a file zot refuses is
+// refused here too. The data may still violate the schema, so every access is guarded; the
+// schema reports those violations, these rules only add what it cannot see.
+
+import { problem, type Problem } from './problems.js';
+import { arrayAt, isRecord, recordAt, stringAt, type JsonRecord } from './values.js';
+
+type Path = readonly (string | number)[];
+
+export function semanticProblems(data: unknown): Problem[] {
+  if (!isRecord(data)) return [];
+  return [
+    ...httpProblems(data),
+    ...accessControlProblems(data),
+    ...storageProblems(data),
+    ...syncProblems(data),
+    ...onlyOneOf(data, ['metrics'], ['extensions', 'metrics']),
+  ];
+}
+
+function httpProblems(config: JsonRecord): Problem[] {
+  const http = recordAt(config, 'http');
+  const problems: Problem[] = [];
+  const port = http?.['port'];
+  if (typeof port === 'string' && !isPort(port)) {
+    problems.push(problem(['http', 'port'], 'must be a port number from 0 to 65535'));
+  }
+  const tls = recordAt(http, 'tls');
+  if (tls !== undefined) {
+    const has = (key: string) => tls[key] !== undefined;
+    if (has('key') && !has('cert')) problems.push(problem(['http', 'tls', 'cert'], 'required when key is set'));
+    if (has('cert') && !has('key')) problems.push(problem(['http', 'tls', 'key'], 'required when cert is set'));
+    // Client certificates are checked during a TLS handshake, so the server needs its own pair.
+    if (has('cacert') && !(has('cert') && has('key'))) {
+      problems.push(problem(['http', 'tls', 'cacert'], 'needs cert and key to be set as well'));
+    }
+  }
+  return problems;
+}
+
+function isPort(text: string): boolean {
+  return /^\d{1,5}$/.test(text) && Number(text) <= 65535;
+}
+
+// --- access control ---------------------------------------------------------------------
+
+const MUTATING_ACTIONS = ['create', 'update', 'delete'];
+
+function accessControlProblems(config: JsonRecord): Problem[] {
+  const http = recordAt(config, 'http');
+  const sections: [Path, JsonRecord][] = [];
+  const underHttp = recordAt(http, 'accessControl');
+  const topLevel = recordAt(config, 'accessControl');
+  if (underHttp !== undefined) sections.push([['http', 'accessControl'], underHttp]);
+  if (topLevel !== undefined) sections.push([['accessControl'], topLevel]);
+
+  const problems = onlyOneOf(config, ['accessControl'], ['http', 'accessControl']);
+  const authenticated = hasAuthMethod(recordAt(http, 'auth'));
+  for (const [path, accessControl] of sections) {
+    problems.push(...readRuleProblems(path, accessControl));
+    // zot: identities come from an auth method; without one only anonymous access can be granted.
+    if (!authenticated && !grantsOnlyAnonymousAccess(accessControl)) {
+      problems.push(
+        problem(path, 'needs an http.auth method (htpasswd, ldap or bearer) unless it only sets anonymousPolicy'),
+      );
+    }
+  }
+  return problems;
+}
+
+function hasAuthMethod(auth: JsonRecord | undefined): boolean {
+  return ['htpasswd', 'ldap', 'bearer'].some((method) => isRecord(auth?.[method]));
+}
+
+/** Each repository policy with its path, from both the seed form and `repositories`. */
+function repositoryPolicies(path: Path, accessControl: JsonRecord): [Path, JsonRecord][] {
+  const found: [Path, JsonRecord][] = [];
+  for (const [key, value] of Object.entries(accessControl)) {
+    if (key === 'adminPolicy' || key === 'groups') continue;
+    if (key === 'repositories') {
+      for (const [glob, policy] of Object.entries(recordAt(accessControl, key) ?? {})) {
+        if (isRecord(policy)) found.push([[...path, key, glob], policy]);
+      }
+    } else if (isRecord(value)) {
+      found.push([[...path, key], value]);
+    }
+  }
+  return found;
+}
+
+// zot's documentation: "create/update/delete can not be used without 'read' action".
+function readRuleProblems(path: Path, accessControl: JsonRecord): Problem[] {
+  const lists: [Path, unknown[]][] = [];
+  for (const [repoPath, repo] of repositoryPolicies(path, accessControl)) {
+    for (const key of ['defaultPolicy', 'anonymousPolicy']) lists.push([[...repoPath, key], arrayAt(repo, key)]);
+    arrayAt(repo, 'policies').forEach((policy, i) => {
+      lists.push([[...repoPath, 'policies', i, 'actions'], arrayAt(policy, 'actions')]);
+    });
+  }
+  const admin = recordAt(accessControl, 'adminPolicy');
+  if (admin !== undefined) lists.push([[...path, 'adminPolicy', 'actions'], arrayAt(admin, 'actions')]);
+
+  return lists
+    .filter(([, actions]) => actions.some((a) => MUTATING_ACTIONS.includes(String(a))) && !actions.includes('read'))
+    .map(([listPath]) => problem(listPath, 'must include read when it includes create, update or delete'));
+}
+
+function grantsOnlyAnonymousAccess(accessControl: JsonRecord): boolean {
+  const admin = recordAt(accessControl, 'adminPolicy');
+  if (arrayAt(admin, 'users').length + arrayAt(admin, 'actions').length > 0) return false;
+  let anonymous = false;
+  for (const [, repo] of repositoryPolicies([], accessControl)) {
+    if (arrayAt(repo, 'defaultPolicy').length > 0) return false;
+    const granting = arrayAt(repo, 'policies').some(
+      (policy) => arrayAt(policy, 'users').length + arrayAt(policy, 'actions').length > 0,
+    );
+    if (granting) return false;
+    if (arrayAt(repo, 'anonymousPolicy').length > 0) anonymous = true;
+  }
+  return anonymous;
+}
+
+// --- storage ------------------------------------------------------------------------------
+
+function storageProblems(config: JsonRecord): Problem[] {
+  const storage = recordAt(config, 'storage');
+  if (storage === undefined) return [];
+  const problems = driverProblems(['storage', 'storageDriver'], recordAt(storage, 'storageDriver'));
+  const mainRoot = stringAt(storage, 'rootDirectory');
+  const firstByRoot = new Map<string, [string, JsonRecord]>();
+
+  for (const [route, subPath] of Object.entries(recordAt(storage, 'subPaths') ?? {})) {
+    const path = ['storage', 'subPaths', route];
+    // Routes are repository-name prefixes; "/" would shadow the main store.
+    if (!route.startsWith('/') || route === '/') {
+      problems.push(problem(path, 'must start with / and name a path below it, such as /a'));
+    }
+    if (!isRecord(subPath)) continue;
+    problems.push(...driverProblems([...path, 'storageDriver'], recordAt(subPath, 'storageDriver')));
+
+    const root = stringAt(subPath, 'rootDirectory');
+    if (root === undefined) continue;
+    // zot compares these case-insensitively (strings.EqualFold).
+    if (mainRoot !== undefined && directoryKey(root).toLowerCase() === directoryKey(mainRoot).toLowerCase()) {
+      problems.push(problem([...path, 'rootDirectory'], 'must differ from storage.rootDirectory'));
+    }
+    const first = firstByRoot.get(directoryKey(root));
+    if (first === undefined) {
+      firstByRoot.set(directoryKey(root), [route, subPath]);
+    } else if (!sameStoreSettings(first[1], subPath)) {
+      problems.push(
+        problem(
+          [...path, 'rootDirectory'],
+          `is shared with subPath ${first[0]}, so dedupe, gc, gcDelay and gcInterval must match it`,
+        ),
+      );
+    }
+  }
+  return problems;
+}
+
+/** A directory as written, without "." segments or trailing slashes, to compare two of them. */
+function directoryKey(dir: string): string {
+  const segments = dir.split('/').filter((s, i) => s !== '.' && (s !== '' || i === 0));
+  return segments.join('/') || '/';
+}
+
+function sameStoreSettings(a: JsonRecord, b: JsonRecord): boolean {
+  return ['dedupe', 'gc', 'gcDelay', 'gcInterval'].every((key) => a[key] === b[key]);
+}
+
+function driverProblems(path: Path, driver: JsonRecord | undefined): Problem[] {
+  const name = stringAt(driver, 'name');
+  if (driver === undefined || name === undefined) return [];
+  // zot (like this release) knows only s3 besides the local filesystem.
+  if (name !== 's3') {
+    const message = `unsupported storage driver "${name}"; the only one besides the filesystem is s3`;
+    return [problem([...path, 'name'], message)];
+  }
+  const problems: Problem[] = [];
+  const has = (key: string) => (stringAt(driver, key) ?? '') !== '';
+  if (!has('bucket')) problems.push(problem([...path, 'bucket'], 'required by the s3 driver'));
+  // distribution's s3 driver skips the region check when a custom endpoint is given.
+  if (!has('region') && !has('regionendpoint')) {
+    problems.push(problem([...path, 'region'], 'required by the s3 driver unless regionendpoint is set'));
+  }
+  return problems;
+}
+
+// --- sync ---------------------------------------------------------------------------------
+
+function syncProblems(config: JsonRecord): Problem[] {
+  const problems = onlyOneOf(config, ['sync'], ['extensions', 'sync']);
+  const sections: [Path, JsonRecord | undefined][] = [
+    [['sync'], recordAt(config, 'sync')],
+    [['extensions', 'sync'], recordAt(recordAt(config, 'extensions'), 'sync')],
+  ];
+  for (const [path, sync] of sections) {
+    arrayAt(sync, 'registries').forEach((registry, i) => {
+      if (isRecord(registry)) problems.push(...registryProblems([...path, 'registries', i], registry));
+    });
+  }
+  return problems;
+}
+
+function registryProblems(path: Path, registry: JsonRecord): Problem[] {
+  const problems: Problem[] = [];
+  const urls = registry['urls'];
+  if (Array.isArray(urls)) {
+    if (urls.length === 0) problems.push(problem([...path, 'urls'], 'must list at least one registry URL'));
+    urls.forEach((url, i) => {
+      if (typeof url === 'string' && !isHttpUrl(url)) {
+        problems.push(problem([...path, 'urls', i], 'must be an http or https URL'));
+      }
+    });
+  }
+  if (registry['maxRetries'] !== undefined && registry['retryDelay'] === undefined) {
+    problems.push(problem([...path, 'retryDelay'], 'required when maxRetries is set'));
+  }
+  arrayAt(registry, 'content').forEach((content, i) => {
+    if (isRecord(content)) problems.push(...contentProblems([...path, 'content', i], content));
+  });
+  return problems;
+}
+
+function contentProblems(path: Path, content: JsonRecord): Problem[] {
+  const problems: Problem[] = [];
+  const regex = stringAt(recordAt(content, 'tags'), 'regex');
+  const error = regex === undefined ? undefined : regexError(regex);
+  if (error !== undefined) {
+    problems.push(problem([...path, 'tags', 'regex'], `must be a valid regular expression (${error})`));
+  }
+  // zot: stripping a plain prefix into "/" would leave an empty repository name.
+  const prefix = stringAt(content, 'prefix');
+  const intoRoot = content['stripPrefix'] === true && content['destination'] === '/';
+  if (intoRoot && prefix !== undefined && !prefix.includes('/*')) {
+    problems.push(problem([...path, 'stripPrefix'], 'needs a glob prefix such as /repo/** when destination is /'));
+  }
+  return problems;
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const { protocol } = new URL(text);
+    return protocol === 'http:' || protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+/** The reason a pattern does not compile as a JavaScript RegExp, or undefined if it does. */
+function regexError(pattern: string): string | undefined {
+  try {
+    new RegExp(pattern);
+    return undefined;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    // "Invalid regular expression: /(/: Unterminated group" -> "Unterminated group"
+    return message.slice(message.lastIndexOf(': ') + 2);
+  }
+}
+
+// --- shared -------------------------------------------------------------------------------
+
+/** The seed's old form and zot's newer one must not both be set: which one wins is unclear. */
+function onlyOneOf(config: JsonRecord, older: readonly string[], newer: readonly string[]): Problem[] {
+  const at = (path: readonly string[]) =>
+    path.reduce<unknown>((value, key) => (isRecord(value) ? value[key] : undefined), config);
+  if (at(older) === undefined || at(newer) === undefined) return [];
+  return [problem(older, `cannot be set together with ${newer.join('.')}; keep one of them`)];
+}

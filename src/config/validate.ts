@@ -1,0 +1,45 @@
+// Validation of parsed configuration data: the JSON Schema (with zot's defaults applied),
+// normalisation of zot's loose forms, then the cross-field rules, all reported together.
+
+import { Ajv } from 'ajv';
+import semver from 'semver';
+
+import { isDuration } from './duration.js';
+import { normalize } from './normalize.js';
+import { formatProblems, fromAjvErrors, type Problem } from './problems.js';
+import { configSchema } from './schema.js';
+import { semanticProblems } from './semantic.js';
+import type { Config } from './types.js';
+
+const ajv = new Ajv({
+  allErrors: true,
+  useDefaults: true,
+  strict: true,
+  allowUnionTypes: true,
+  // Gives each error its schema object, where problems.ts looks for `x-message`.
+  verbose: true,
+});
+ajv.addKeyword('x-message');
+ajv.addFormat('duration', isDuration);
+ajv.addFormat('semver', (text: string) => semver.valid(text) !== null);
+const matchesSchema = ajv.compile(configSchema);
+
+export interface ValidationResult {
+  /** The validated configuration with defaults applied; present only when there are no problems. */
+  config?: Config;
+  /** Every problem found, as `<path>: <message>`, sorted by path. */
+  problems: string[];
+}
+
+export function validateConfig(raw: unknown): ValidationResult {
+  // ajv writes defaults into the value it checks; work on a copy so the caller's is untouched.
+  const data: unknown = structuredClone(raw);
+  const problems: Problem[] = [];
+  if (!matchesSchema(data)) problems.push(...fromAjvErrors(matchesSchema.errors ?? []));
+  normalize(data);
+  problems.push(...semanticProblems(data));
+
+  const formatted = formatProblems(problems);
+  // The schema and the rules above have accepted every field that Config declares.
+  return formatted.length === 0 ? { config: data as Config, problems: [] } : { problems: formatted };
+}

@@ -1,0 +1,69 @@
+// unbuiltFeatures for settings the examples do not cover; the examples are checked in
+// examples.test.ts.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { unbuiltFeatures } from '../../src/config/features.js';
+import { validateConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
+import { configWith, type JsonObject } from './helpers.js';
+
+function valid(patch: JsonObject): Config {
+  const { config, problems } = validateConfig(configWith(patch));
+  assert.deepEqual(problems, []);
+  assert.ok(config !== undefined);
+  return config;
+}
+
+describe('unbuiltFeatures', () => {
+  it('is empty for settings this release builds', () => {
+    const config = valid({
+      http: { tls: { cert: 'c', key: 'k' }, ReadOnly: true, realm: 'zot' },
+      storage: { dedupe: false, gc: false, gcDelay: '2h' },
+      log: { level: 'debug', output: '/tmp/zot.log' },
+    });
+    assert.deepEqual(unbuiltFeatures(config), []);
+  });
+
+  it('names mutual TLS, audit logs and the seed forms of sync and metrics', () => {
+    const config = valid({
+      http: { tls: { cert: 'c', key: 'k', cacert: 'ca' } },
+      log: { audit: '/tmp/audit.log' },
+      sync: { registries: [{ urls: ['https://r'] }] },
+      metrics: { enable: 'true' },
+    });
+    assert.deepEqual(unbuiltFeatures(config).sort(), [
+      'http.tls.cacert: mutual TLS is not built yet',
+      'log.audit: audit logging is not built yet',
+      'metrics: the metrics extension is not built yet',
+      'sync: sync is not built yet',
+    ]);
+  });
+
+  it('names authentication when only failDelay is set', () => {
+    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: { failDelay: 5 } } })), ['http.auth: authentication is not built yet']);
+  });
+
+  it('names a subPath storage driver', () => {
+    const config = valid({
+      storage: { subPaths: { '/b': { rootDirectory: '/tmp/b', storageDriver: { name: 's3', bucket: 'b', region: 'r' } } } },
+    });
+    assert.deepEqual(unbuiltFeatures(config), [
+      'storage.subPaths: subpath storage is not built yet',
+      'storage.subPaths./b.storageDriver: the s3 storage driver is not built yet',
+    ]);
+  });
+
+  it('ignores extensions that are switched off', () => {
+    const config = valid({
+      extensions: { sync: { enable: false }, metrics: { enable: false }, scrub: { enable: false } },
+    });
+    assert.deepEqual(unbuiltFeatures(config), []);
+  });
+
+  it('names sync that is switched off but still lists registries', () => {
+    const config = valid({ extensions: { sync: { enable: false, registries: [{ urls: ['https://r'] }] } } });
+    assert.deepEqual(unbuiltFeatures(config), ['extensions.sync: sync is not built yet']);
+  });
+});

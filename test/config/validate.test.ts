@@ -1,0 +1,353 @@
+// validateConfig: one problem per bad configuration, with the exact path and message a user
+// sees; several problems reported together; zot's defaults and loose forms normalised.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { validateConfig } from '../../src/config/load.js';
+import { configWith, htpasswdAuth, type JsonObject } from './helpers.js';
+
+const DURATION = 'must be a duration such as 1h, 30m or 10s';
+const NEEDS_READ = 'must include read when it includes create, update or delete';
+
+const syncWith = (registry: JsonObject): JsonObject => ({ extensions: { sync: { registries: [registry] } } });
+
+const badConfigs: { name: string; config: unknown; problem: string }[] = [
+  // unknown keys, at several depths
+  { name: 'unknown top-level key', config: configWith({ search: {} }), problem: 'search: unknown key' },
+  { name: 'misspelt storage key', config: configWith({ storage: { dedup: true } }), problem: 'storage.dedup: unknown key' },
+  {
+    name: 'unknown tls key',
+    config: configWith({ http: { tls: { cert: 'c', key: 'k', ca: 'x' } } }),
+    problem: 'http.tls.ca: unknown key',
+  },
+  {
+    name: 'unknown key deep in sync content',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { regexp: '.*' } }] })),
+    problem: 'extensions.sync.registries.0.content.0.tags.regexp: unknown key',
+  },
+  {
+    name: 'unknown extension',
+    config: configWith({ extensions: { lint: { enable: true } } }),
+    problem: 'extensions.lint: unknown key',
+  },
+  {
+    name: 'unknown s3 parameter',
+    config: configWith({ storage: { storageDriver: { name: 's3', bucket: 'b', region: 'r', bukket: 'x' } } }),
+    problem: 'storage.storageDriver.bukket: unknown key',
+  },
+  {
+    name: 'unknown key in a seed-form repository policy',
+    config: configWith({ http: { auth: htpasswdAuth }, accessControl: { '**': { defaultPolicy: ['read'], users: [] } } }),
+    problem: 'accessControl.**.users: unknown key',
+  },
+  // required keys
+  { name: 'missing http', config: configWith({ http: undefined }), problem: 'http: required' },
+  { name: 'missing port', config: configWith({ http: { port: undefined } }), problem: 'http.port: required' },
+  {
+    name: 'missing storage root',
+    config: configWith({ storage: { rootDirectory: undefined } }),
+    problem: 'storage.rootDirectory: required',
+  },
+  { name: 'empty storage root', config: configWith({ storage: { rootDirectory: '' } }), problem: 'storage.rootDirectory: must not be empty' },
+  {
+    name: 'missing subPath rootDirectory',
+    config: configWith({ storage: { subPaths: { '/a': { dedupe: true } } } }),
+    problem: 'storage.subPaths./a.rootDirectory: required',
+  },
+  {
+    name: 'ldap without baseDN',
+    config: configWith({ http: { auth: { ldap: { address: 'ldap.example.org', userAttribute: 'uid' } } } }),
+    problem: 'http.auth.ldap.baseDN: required',
+  },
+  {
+    name: 'sync registry without urls',
+    config: configWith(syncWith({ onDemand: true })),
+    problem: 'extensions.sync.registries.0.urls: required',
+  },
+  // wrong values
+  { name: 'not an object', config: ['http'], problem: '(root): must be an object' },
+  { name: 'bad log level', config: configWith({ log: { level: 'trace' } }), problem: 'log.level: must be one of debug, info, warn, error' },
+  { name: 'bad duration', config: configWith({ storage: { gcDelay: '1 hour' } }), problem: `storage.gcDelay: ${DURATION}` },
+  { name: 'day is no Go unit', config: configWith({ storage: { gcInterval: '1d' } }), problem: `storage.gcInterval: ${DURATION}` },
+  { name: 'duration as a number', config: configWith({ storage: { gcDelay: 3600 } }), problem: `storage.gcDelay: ${DURATION}` },
+  {
+    name: 'bad subPath duration',
+    config: configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/a', gcInterval: '-1h' } } } }),
+    problem: `storage.subPaths./a.gcInterval: ${DURATION}`,
+  },
+  { name: 'bad port type', config: configWith({ http: { port: true } }), problem: 'http.port: must be a string or integer' },
+  { name: 'port out of range', config: configWith({ http: { port: '70000' } }), problem: 'http.port: must be a port number from 0 to 65535' },
+  { name: 'port not a number', config: configWith({ http: { port: 'http' } }), problem: 'http.port: must be a port number from 0 to 65535' },
+  { name: 'ReadOnly as a string', config: configWith({ http: { ReadOnly: 'yes' } }), problem: 'http.ReadOnly: must be a boolean' },
+  { name: 'bad metrics enable', config: configWith({ metrics: { enable: 'yes' } }), problem: 'metrics.enable: must be true or false' },
+  { name: 'bad distSpecVersion', config: configWith({ distSpecVersion: 'v1' }), problem: 'distSpecVersion: must be a version such as 1.1.0' },
+  {
+    name: 'unknown action',
+    config: configWith({ http: { auth: htpasswdAuth, accessControl: { repositories: { '**': { defaultPolicy: ['write'] } } } } }),
+    problem: 'http.accessControl.repositories.**.defaultPolicy.0: must be one of read, create, update, delete',
+  },
+  { name: 'negative failDelay', config: configWith({ http: { auth: { htpasswd: { path: 'h' }, failDelay: -1 } } }), problem: 'http.auth.failDelay: must be at least 0' },
+  // sync rules
+  {
+    name: 'bad tag regex',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { regex: '4.(' } }] })),
+    problem: 'extensions.sync.registries.0.content.0.tags.regex: must be a valid regular expression (Unterminated group)',
+  },
+  {
+    name: 'maxRetries without retryDelay',
+    config: configWith(syncWith({ urls: ['https://r'], maxRetries: 3 })),
+    problem: 'extensions.sync.registries.0.retryDelay: required when maxRetries is set',
+  },
+  {
+    name: 'sync url that is not http',
+    config: configWith(syncWith({ urls: ['https://r', 'ftp://registry'] })),
+    problem: 'extensions.sync.registries.0.urls.1: must be an http or https URL',
+  },
+  {
+    name: 'sync url that is no url',
+    config: configWith({ sync: { registries: [{ urls: ['registry:5000/x'] }] } }),
+    problem: 'sync.registries.0.urls.0: must be an http or https URL',
+  },
+  { name: 'sync without urls', config: configWith(syncWith({ urls: [] })), problem: 'extensions.sync.registries.0.urls: must list at least one registry URL' },
+  {
+    name: 'stripPrefix into / without a glob',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', destination: '/', stripPrefix: true }] })),
+    problem: 'extensions.sync.registries.0.content.0.stripPrefix: needs a glob prefix such as /repo/** when destination is /',
+  },
+  {
+    name: 'both sync forms',
+    config: configWith({ sync: { registries: [] }, extensions: { sync: { registries: [] } } }),
+    problem: 'sync: cannot be set together with extensions.sync; keep one of them',
+  },
+  {
+    name: 'both metrics forms',
+    config: configWith({ metrics: { enable: true }, extensions: { metrics: { enable: true } } }),
+    problem: 'metrics: cannot be set together with extensions.metrics; keep one of them',
+  },
+  // access control: create/update/delete without read, in each place a policy can be
+  {
+    name: 'defaultPolicy without read',
+    config: configWith({ http: { auth: htpasswdAuth, accessControl: { repositories: { '**': { defaultPolicy: ['create'] } } } } }),
+    problem: `http.accessControl.repositories.**.defaultPolicy: ${NEEDS_READ}`,
+  },
+  {
+    name: 'anonymousPolicy without read',
+    config: configWith({ http: { auth: htpasswdAuth }, accessControl: { 'tmp/**': { anonymousPolicy: ['update'] } } }),
+    problem: `accessControl.tmp/**.anonymousPolicy: ${NEEDS_READ}`,
+  },
+  {
+    name: 'user policy without read',
+    config: configWith({
+      http: {
+        auth: htpasswdAuth,
+        accessControl: { 'infra/*': { policies: [{ users: ['a'], actions: ['read'] }, { users: ['b'], actions: ['create', 'delete'] }] } },
+      },
+    }),
+    problem: `http.accessControl.infra/*.policies.1.actions: ${NEEDS_READ}`,
+  },
+  {
+    name: 'adminPolicy without read',
+    config: configWith({ http: { auth: htpasswdAuth, accessControl: { adminPolicy: { users: ['admin'], actions: ['delete'] } } } }),
+    problem: `http.accessControl.adminPolicy.actions: ${NEEDS_READ}`,
+  },
+  {
+    name: 'access control without authentication',
+    config: configWith({ http: { accessControl: { repositories: { '**': { defaultPolicy: ['read'] } } } } }),
+    problem: 'http.accessControl: needs an http.auth method (htpasswd, ldap or bearer) unless it only sets anonymousPolicy',
+  },
+  {
+    name: 'both access-control forms',
+    config: configWith({
+      http: { auth: htpasswdAuth, accessControl: { '**': { defaultPolicy: ['read'] } } },
+      accessControl: { '**': { defaultPolicy: ['read'] } },
+    }),
+    problem: 'accessControl: cannot be set together with http.accessControl; keep one of them',
+  },
+  // tls
+  { name: 'tls key without cert', config: configWith({ http: { tls: { key: 'k' } } }), problem: 'http.tls.cert: required when key is set' },
+  { name: 'tls cert without key', config: configWith({ http: { tls: { cert: 'c' } } }), problem: 'http.tls.key: required when cert is set' },
+  { name: 'tls cacert alone', config: configWith({ http: { tls: { cacert: 'ca' } } }), problem: 'http.tls.cacert: needs cert and key to be set as well' },
+  // storage
+  {
+    name: 's3 without bucket',
+    config: configWith({ storage: { storageDriver: { name: 's3', region: 'us-east-2' } } }),
+    problem: 'storage.storageDriver.bucket: required by the s3 driver',
+  },
+  {
+    name: 's3 without region or endpoint',
+    config: configWith({ storage: { storageDriver: { name: 's3', bucket: 'zot' } } }),
+    problem: 'storage.storageDriver.region: required by the s3 driver unless regionendpoint is set',
+  },
+  {
+    name: 'subPath s3 without bucket',
+    config: configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/a', storageDriver: { name: 's3', region: 'r' } } } } }),
+    problem: 'storage.subPaths./a.storageDriver.bucket: required by the s3 driver',
+  },
+  {
+    name: 'unsupported storage driver',
+    config: configWith({ storage: { storageDriver: { name: 'gcs' } } }),
+    problem: 'storage.storageDriver.name: unsupported storage driver "gcs"; the only one besides the filesystem is s3',
+  },
+  {
+    name: 'subPath key without a slash',
+    config: configWith({ storage: { subPaths: { a: { rootDirectory: '/tmp/a' } } } }),
+    problem: 'storage.subPaths.a: must start with / and name a path below it, such as /a',
+  },
+  {
+    name: 'subPath key that is /',
+    config: configWith({ storage: { subPaths: { '/': { rootDirectory: '/tmp/a' } } } }),
+    problem: 'storage.subPaths./: must start with / and name a path below it, such as /a',
+  },
+  {
+    name: 'subPath in the main root directory',
+    config: configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/zot/' } } } }),
+    problem: 'storage.subPaths./a.rootDirectory: must differ from storage.rootDirectory',
+  },
+  {
+    name: 'subPaths sharing a directory with different settings',
+    config: configWith({
+      storage: { subPaths: { '/a': { rootDirectory: '/tmp/a', gc: true }, '/b': { rootDirectory: '/tmp/a', gc: false } } },
+    }),
+    problem: 'storage.subPaths./b.rootDirectory: is shared with subPath /a, so dedupe, gc, gcDelay and gcInterval must match it',
+  },
+];
+
+describe('validateConfig rejects', () => {
+  for (const { name, config, problem } of badConfigs) {
+    it(name, () => {
+      const result = validateConfig(config);
+      assert.deepEqual(result.problems, [problem]);
+      assert.equal(result.config, undefined);
+    });
+  }
+});
+
+describe('validateConfig', () => {
+  it('reports every problem at once, sorted by path', () => {
+    const result = validateConfig(
+      configWith({
+        http: { port: true, tls: { key: 'k' }, accessControl: { '**': { defaultPolicy: ['create'] } } },
+        storage: { dedup: true, gcDelay: 'soon', subPaths: { '/a': {} } },
+        log: { level: 'verbose' },
+        extensions: { sync: { registries: [{ urls: ['https://r'], maxRetries: 1, content: [{ prefix: '/a', tags: { regex: '[' } }] }] } },
+      }),
+    );
+    assert.deepEqual(result.problems, [
+      'extensions.sync.registries.0.content.0.tags.regex: must be a valid regular expression (Unterminated character class)',
+      'extensions.sync.registries.0.retryDelay: required when maxRetries is set',
+      'http.accessControl: needs an http.auth method (htpasswd, ldap or bearer) unless it only sets anonymousPolicy',
+      `http.accessControl.**.defaultPolicy: ${NEEDS_READ}`,
+      'http.port: must be a string or integer',
+      'http.tls.cert: required when key is set',
+      'log.level: must be one of debug, info, warn, error',
+      'storage.dedup: unknown key',
+      `storage.gcDelay: ${DURATION}`,
+      'storage.subPaths./a.rootDirectory: required',
+    ]);
+  });
+
+  it('reports a repeated problem once', () => {
+    const result = validateConfig(configWith({ storage: { gcDelay: 7 } }));
+    assert.deepEqual(result.problems, [`storage.gcDelay: ${DURATION}`]);
+  });
+
+  it('applies zot defaults and leaves dedupe and gc unset', () => {
+    const { config, problems } = validateConfig(configWith({}));
+    assert.deepEqual(problems, []);
+    assert.equal(config?.log?.level, 'info');
+    assert.equal(config?.storage.gcDelay, '1h');
+    assert.equal(config?.storage.gcInterval, '1h');
+    assert.equal(config?.storage.dedupe, undefined);
+    assert.equal(config?.storage.gc, undefined);
+  });
+
+  it('keeps values the file sets over defaults', () => {
+    const { config } = validateConfig(configWith({ log: { output: '/tmp/zot.log' }, storage: { gcDelay: '1h30m', gcInterval: '10s' } }));
+    assert.deepEqual(config?.log, { level: 'info', output: '/tmp/zot.log' });
+    assert.equal(config?.storage.gcDelay, '1h30m');
+    assert.equal(config?.storage.gcInterval, '10s');
+  });
+
+  it('turns an extension on when its section is present, as zot does', () => {
+    const { config } = validateConfig(configWith({ extensions: { sync: {}, metrics: {}, scrub: { interval: '24h' } } }));
+    assert.equal(config?.extensions?.sync?.enable, true);
+    assert.equal(config?.extensions?.metrics?.enable, true);
+    assert.equal(config?.extensions?.scrub?.enable, true);
+  });
+
+  it('normalises the seed\'s "enable": "true" to a boolean', () => {
+    assert.equal(validateConfig(configWith({ metrics: { enable: 'true' } })).config?.metrics?.enable, true);
+    assert.equal(validateConfig(configWith({ metrics: { enable: 'false' } })).config?.metrics?.enable, false);
+    const nested = validateConfig(configWith({ extensions: { metrics: { enable: 'true', prometheus: { path: '/metrics' } } } }));
+    assert.equal(nested.config?.extensions?.metrics?.enable, true);
+  });
+
+  it('normalises a numeric port to a string', () => {
+    assert.equal(validateConfig(configWith({ http: { port: 5000 } })).config?.http.port, '5000');
+    assert.deepEqual(validateConfig(configWith({ http: { port: 50.5 } })).problems, ['http.port: must be a string or integer']);
+  });
+
+  it('leaves the caller\'s object as it was', () => {
+    const raw = configWith({ http: { port: 5000 } });
+    const before = JSON.stringify(raw);
+    validateConfig(raw);
+    assert.equal(JSON.stringify(raw), before);
+  });
+
+  it('accepts the Go duration forms zot documents', () => {
+    for (const duration of ['1h', '30m', '10s', '1h30m', '1.5h', '250ms', '0']) {
+      assert.deepEqual(validateConfig(configWith({ storage: { gcDelay: duration } })).problems, [], duration);
+    }
+  });
+
+  it('accepts access control that only grants anonymous access without authentication', () => {
+    const result = validateConfig(configWith({ http: { accessControl: { repositories: { '**': { anonymousPolicy: ['read'] } } } } }));
+    assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts policies that refer to groups', () => {
+    const result = validateConfig(
+      configWith({
+        http: {
+          auth: htpasswdAuth,
+          accessControl: {
+            groups: { dev: { users: ['alice'] } },
+            repositories: { '**': { policies: [{ groups: ['dev'], actions: ['read', 'create'] }] } },
+          },
+        },
+      }),
+    );
+    assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts an s3 driver with a custom endpoint and no region, and per-subPath drivers', () => {
+    const result = validateConfig(
+      configWith({
+        storage: {
+          storageDriver: { name: 's3', bucket: 'zot', regionendpoint: 'http://minio:9000', forcepathstyle: true, chunksize: 10485760 },
+          subPaths: {
+            '/b': {
+              rootDirectory: '/tmp/b',
+              gcDelay: '2h',
+              gcInterval: '30m',
+              storageDriver: { name: 's3', bucket: 'zot-b', region: 'eu-west-1', useDualStack: true, storageclass: 'STANDARD' },
+            },
+          },
+        },
+      }),
+    );
+    assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts the top-level sync and metrics forms of the seed document', () => {
+    const result = validateConfig(
+      configWith({
+        sync: { credentialsFile: './sync-auth.json', registries: [{ urls: ['https://docker.io/library'], onDemand: true, maxRetries: 3, retryDelay: '15m' }] },
+        metrics: { enable: 'true', prometheus: { path: '/metrics' } },
+      }),
+    );
+    assert.deepEqual(result.problems, []);
+    assert.equal(result.config?.sync?.enable, true);
+  });
+});
