@@ -1,0 +1,46 @@
+// Keeps each repository's index.json as zot writes it, so that zot (and any OCI layout tool)
+// can read a root this registry wrote: one descriptor per tag, carrying the tag in the
+// org.opencontainers.image.ref.name annotation, plus one untagged descriptor for every manifest
+// that has no tag (children of an index included: zot lists them, and its GC keeps only what
+// index.json lists).
+import type { RegistryStateQueries } from '../projections/registry-state.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';
+import type { EventType, StoredEvent } from '../events/types.js';
+import type { Actor } from './actor.js';
+
+export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
+
+export interface IndexDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+
+export function buildIndex(queries: RegistryStateQueries, repo: string): { schemaVersion: 2; manifests: IndexDescriptor[] } {
+  const manifests: IndexDescriptor[] = [];
+  for (const row of queries.manifestsWithTags(repo)) {
+    const descriptor: IndexDescriptor = { mediaType: row.media_type, digest: row.digest, size: row.size };
+    if (row.tag !== null) descriptor.annotations = { [REF_NAME_ANNOTATION]: row.tag };
+    manifests.push(descriptor);
+  }
+  return { schemaVersion: 2, manifests };
+}
+
+export class IndexJsonWriter implements Actor {
+  readonly name = 'index-json-writer';
+  readonly handles: readonly EventType[] = ['ManifestPushed', 'ManifestDeleted', 'TagSet', 'TagRemoved'];
+
+  constructor(
+    private readonly queries: RegistryStateQueries,
+    private readonly driver: StorageDriver,
+  ) {}
+
+  async handle(event: StoredEvent): Promise<void> {
+    // Written from the projection's current state, so replaying old events is idempotent.
+    const index = buildIndex(this.queries, event.repo);
+    if (!(await this.driver.stat(ociLayoutPath(event.repo)))) await this.driver.putContent(ociLayoutPath(event.repo), OCI_LAYOUT_CONTENT);
+    await this.driver.putContent(indexPath(event.repo), JSON.stringify(index));
+  }
+}

@@ -1,0 +1,105 @@
+// The composition root: builds the parts in order and hands each only what it needs. The CLI's
+// `serve` and the tests both start the registry through startRegistry().
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { ActorRunner } from './actors/actor.js';
+import { IndexJsonWriter } from './actors/index-json-writer.js';
+import type { Config } from './config/types.js';
+import { openDatabase, type Db } from './events/database.js';
+import { EventStore } from './events/store.js';
+import { buildHttpApp } from './http/app.js';
+import { createLogger } from './logging.js';
+import { RegistryStateProjection, RegistryStateQueries } from './projections/registry-state.js';
+import { importStorageOnce } from './registry/import.js';
+import { Registry } from './registry/registry.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+import { eventLogFile } from './storage/layout.js';
+import { HashPool } from './workers/pool.js';
+
+export interface RunningRegistry {
+  /** Base URL, e.g. http://127.0.0.1:5000 */
+  url: string;
+  port: number;
+  rootDirectory: string;
+  store: EventStore;
+  logger: Logger;
+  /** Resolves when every actor has handled every event appended so far. */
+  actorsCaughtUp(): Promise<void>;
+  /** Stops accepting requests, drains in-flight ones, lets actors finish, closes the log. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+}
+
+/** The inline projections, in the order they are applied in each append transaction. */
+export function createProjections(): [RegistryStateProjection] {
+  return [new RegistryStateProjection()];
+}
+
+export function openEventStore(db: Db): { store: EventStore; queries: RegistryStateQueries } {
+  const store = new EventStore(db, createProjections());
+  return { store, queries: new RegistryStateQueries(db) };
+}
+
+export async function startRegistry(config: Config, options: StartOptions = {}): Promise<RunningRegistry> {
+  const logger = options.logger ?? createLogger(config.log);
+  const rootDirectory = path.resolve(config.storage.rootDirectory);
+  fs.mkdirSync(rootDirectory, { recursive: true });
+
+  const driver = new FilesystemDriver(rootDirectory);
+  const db = openDatabase(eventLogFile(rootDirectory));
+  const { store, queries } = openEventStore(db);
+  const hashPool = new HashPool();
+  const runners: ActorRunner[] = [];
+  let app: ReturnType<typeof buildHttpApp> | undefined;
+
+  const shutdown = async (): Promise<void> => {
+    await app?.close();
+    const head = store.head();
+    await Promise.all(runners.map((runner) => runner.caughtUp(head)));
+    for (const runner of runners) runner.stop();
+    store.complete();
+    await hashPool.close();
+    db.close();
+  };
+
+  try {
+    await importStorageOnce(driver, store, hashPool, logger);
+    const registry = new Registry({ driver, store, queries, hashPool });
+    runners.push(new ActorRunner(new IndexJsonWriter(queries, driver), store, logger));
+    for (const runner of runners) runner.start();
+
+    const tls = config.http.tls;
+    app = buildHttpApp({
+      registry,
+      logger,
+      readOnly: config.http.ReadOnly === true,
+      ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
+    });
+    await app.listen({ host: config.http.address, port: Number(config.http.port) });
+  } catch (err) {
+    await shutdown().catch(() => undefined);
+    throw err;
+  }
+
+  const address = app.server.address() as AddressInfo;
+  const scheme = config.http.tls?.cert ? 'https' : 'http';
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  logger.info({ address: address.address, port: address.port, rootDirectory }, 'registry listening');
+  return {
+    url: `${scheme}://${host}:${address.port}`,
+    port: address.port,
+    rootDirectory,
+    store,
+    logger,
+    actorsCaughtUp: async () => {
+      const head = store.head();
+      await Promise.all(runners.map((runner) => runner.caughtUp(head)));
+    },
+    close: shutdown,
+  };
+}

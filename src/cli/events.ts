@@ -1,0 +1,91 @@
+// `zot events <config>`: prints the event log, filtered, as a table or JSON lines; --follow
+// keeps printing new events. Reads a read-only connection, so a running registry is not blocked.
+import { parseArgs } from 'node:util';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { openDatabase, type Db } from '../events/database.js';
+import { readEvents, type EventFilter } from '../events/store.js';
+import type { StoredEvent } from '../events/types.js';
+import { eventLogFile } from '../storage/layout.js';
+import { loadConfigOrReport } from './load.js';
+
+const FOLLOW_POLL_MS = 500;
+
+export function openLiveLog(rootDirectory: string): Db | undefined {
+  const file = eventLogFile(path.resolve(rootDirectory));
+  if (!fs.existsSync(file)) {
+    process.stderr.write(`zot: no event log at ${file}: the registry has not run on this root yet\n`);
+    return undefined;
+  }
+  return openDatabase(file, { readonly: true });
+}
+
+/** `--since` takes a sequence number or an ISO-8601 time. */
+export function sinceFilter(value: string | undefined): Pick<EventFilter, 'afterSeq' | 'sinceTime'> {
+  if (value === undefined) return {};
+  if (/^\d+$/.test(value)) return { afterSeq: Math.max(0, Number(value) - 1) };
+  const time = new Date(value);
+  if (Number.isNaN(time.getTime())) throw new Error(`--since must be a sequence number or an ISO-8601 time, not ${JSON.stringify(value)}`);
+  return { sinceTime: time.toISOString() };
+}
+
+function reference(event: StoredEvent): string {
+  if ('tag' in event) return event.tag;
+  return '';
+}
+
+export function formatEvent(event: StoredEvent): string {
+  const digest = 'digest' in event ? event.digest : '';
+  return [String(event.seq).padStart(6), event.time, event.type.padEnd(15), event.repo, reference(event), digest, event.identity, event.client ?? '']
+    .filter((field, i) => field !== '' || i < 4)
+    .join('  ');
+}
+
+export async function runEvents(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      repo: { type: 'string' },
+      type: { type: 'string' },
+      since: { type: 'string' },
+      follow: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const config = loadConfigOrReport(positionals[0]);
+  if (!config) return 1;
+  const db = openLiveLog(config.storage.rootDirectory);
+  if (!db) return 1;
+  const filter: EventFilter = {
+    ...sinceFilter(values.since),
+    ...(values.repo !== undefined ? { repo: values.repo } : {}),
+    ...(values.type !== undefined ? { type: values.type } : {}),
+  };
+  const print = (event: StoredEvent): void => {
+    process.stdout.write(values.json ? `${JSON.stringify(event)}\n` : `${formatEvent(event)}\n`);
+  };
+  let last = filter.afterSeq ?? 0;
+  const drain = (): void => {
+    for (const event of readEvents(db, { ...filter, afterSeq: last })) {
+      print(event);
+      last = event.seq;
+    }
+  };
+  try {
+    drain();
+    if (!values.follow) return 0;
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(drain, FOLLOW_POLL_MS);
+      const stop = (): void => {
+        clearInterval(timer);
+        resolve();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    return 0;
+  } finally {
+    db.close();
+  }
+}

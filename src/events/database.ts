@@ -1,0 +1,21 @@
+// Opens the SQLite file that holds the event log and the projections.
+import Database from 'better-sqlite3';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export type Db = Database.Database;
+
+export interface OpenOptions {
+  readonly?: boolean;
+}
+
+export function openDatabase(file: string, options: OpenOptions = {}): Db {
+  if (!options.readonly) fs.mkdirSync(path.dirname(file), { recursive: true });
+  const db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  // Readers never block the writer (and the CLI never blocks a running registry) in WAL mode.
+  if (!options.readonly) db.pragma('journal_mode = WAL');
+  // FULL: a committed append is on stable storage before the client hears about it.
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  return db;
+}

@@ -1,0 +1,188 @@
+// The event store: an append-only SQLite table with a global sequence, the inline projections
+// updated in the same transaction as each append (the commit point of every write), and the
+// RxJS stream on which committed events are published to the actors.
+import { Observable, Subject } from 'rxjs';
+import type { Db } from './database.js';
+import { upcast, type EventRow } from './upcast.js';
+import { EVENT_SCHEMA_VERSION, type EventBody, type EventContext, type StoredEvent } from './types.js';
+
+/** A read model kept in the append transaction, so a client always reads its own write. */
+export interface InlineProjection {
+  readonly name: string;
+  /** Creates its tables; called once per open, must be idempotent. */
+  migrate(db: Db): void;
+  apply(event: StoredEvent): void;
+}
+
+export interface AppendOptions {
+  precondition?: () => void;
+  /** Runs inside the same transaction after the events (a marker such as "import done"). */
+  alsoInTransaction?: () => void;
+}
+
+export interface EventFilter {
+  repo?: string;
+  type?: string;
+  afterSeq?: number;
+  sinceTime?: string;
+  limit?: number;
+}
+
+const COLUMNS = new Set(['type', 'repo', 'digest', 'mediaType', 'size', 'tag']);
+
+export function migrateEventTables(db: Db): void {
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS events (
+      seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+      type       TEXT    NOT NULL,
+      version    INTEGER NOT NULL,
+      time       TEXT    NOT NULL,
+      repo       TEXT    NOT NULL,
+      digest     TEXT,
+      media_type TEXT,
+      size       INTEGER,
+      tag        TEXT,
+      client     TEXT,
+      request_id TEXT,
+      identity   TEXT    NOT NULL,
+      data       TEXT    NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS events_by_repo ON events (repo, seq);
+    CREATE TABLE IF NOT EXISTS checkpoints (
+      name TEXT PRIMARY KEY,
+      seq  INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS meta (
+      key   TEXT PRIMARY KEY,
+      value TEXT NOT NULL
+    );
+  `);
+}
+
+export class EventStore {
+  private readonly published = new Subject<StoredEvent>();
+  /** Committed events, in sequence order, published after their transaction commits. */
+  readonly events$: Observable<StoredEvent> = this.published.asObservable();
+
+  private readonly insert;
+  private readonly appendAll;
+
+  constructor(
+    readonly db: Db,
+    private readonly projections: readonly InlineProjection[],
+  ) {
+    migrateEventTables(db);
+    for (const projection of projections) projection.migrate(db);
+    this.insert = db.prepare(`
+      INSERT INTO events (type, version, time, repo, digest, media_type, size, tag, client, request_id, identity, data)
+      VALUES (@type, @version, @time, @repo, @digest, @media_type, @size, @tag, @client, @request_id, @identity, @data)
+    `);
+    this.appendAll = db.transaction((bodies: readonly EventBody[], context: EventContext, options: AppendOptions) => {
+      options.precondition?.();
+      const time = new Date().toISOString();
+      const stored: StoredEvent[] = [];
+      for (const body of bodies) {
+        const event = this.toStored(body, context, time);
+        for (const projection of this.projections) projection.apply(event);
+        stored.push(event);
+      }
+      options.alsoInTransaction?.();
+      return stored;
+    });
+  }
+
+  /**
+   * Appends events atomically with their inline projections and returns them with their sequence
+   * numbers. A throwing `precondition` aborts the append: it re-checks, inside the transaction,
+   * what the caller checked before its awaits (a referenced blob still there, say).
+   */
+  append(bodies: readonly EventBody[], context: EventContext, options: AppendOptions = {}): StoredEvent[] {
+    const stored = this.appendAll(bodies, context, options);
+    for (const event of stored) this.published.next(event);
+    return stored;
+  }
+
+  private toStored(body: EventBody, context: EventContext, time: string): StoredEvent {
+    const record = body as Record<string, unknown>;
+    const data: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(record)) {
+      if (!COLUMNS.has(key) && value !== undefined) data[key] = value;
+    }
+    const result = this.insert.run({
+      type: body.type,
+      version: EVENT_SCHEMA_VERSION,
+      time,
+      repo: body.repo,
+      digest: typeof record.digest === 'string' ? record.digest : null,
+      media_type: typeof record.mediaType === 'string' ? record.mediaType : null,
+      size: typeof record.size === 'number' ? record.size : null,
+      tag: typeof record.tag === 'string' ? record.tag : null,
+      client: context.client ?? null,
+      request_id: context.requestId ?? null,
+      identity: context.identity,
+      data: JSON.stringify(data),
+    });
+    const event = { ...body, ...context, seq: Number(result.lastInsertRowid), version: EVENT_SCHEMA_VERSION, time };
+    return event as StoredEvent;
+  }
+
+  /** Sequence number of the last event, 0 for an empty log. */
+  head(): number {
+    const row = this.db.prepare('SELECT MAX(seq) AS seq FROM events').get() as { seq: number | null };
+    return row.seq ?? 0;
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+  }
+
+  /** Events in sequence order, read lazily. */
+  *read(filter: EventFilter = {}): Generator<StoredEvent> {
+    yield* readEvents(this.db, filter);
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  getCheckpoint(name: string): number {
+    const row = this.db.prepare('SELECT seq FROM checkpoints WHERE name = ?').get(name) as { seq: number } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  setCheckpoint(name: string, seq: number): void {
+    this.db
+      .prepare('INSERT INTO checkpoints (name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq')
+      .run(name, seq);
+  }
+
+  complete(): void {
+    this.published.complete();
+  }
+}
+
+/** Reads events from any database holding the events table (the live one, or a read-only copy). */
+export function* readEvents(db: Db, filter: EventFilter = {}): Generator<StoredEvent> {
+  const where: string[] = ['seq > @afterSeq'];
+  const params: Record<string, unknown> = { afterSeq: filter.afterSeq ?? 0 };
+  if (filter.repo !== undefined) {
+    where.push('repo = @repo');
+    params.repo = filter.repo;
+  }
+  if (filter.type !== undefined) {
+    where.push('type = @type');
+    params.type = filter.type;
+  }
+  if (filter.sinceTime !== undefined) {
+    where.push('time >= @sinceTime');
+    params.sinceTime = filter.sinceTime;
+  }
+  const limit = filter.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(filter.limit))}` : '';
+  const statement = db.prepare(`SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq${limit}`);
+  for (const row of statement.iterate(params) as IterableIterator<EventRow>) yield upcast(row);
+}

@@ -1,0 +1,128 @@
+// The fastify app: one catch-all route for /v2/*, dispatched through routes.ts to the handlers,
+// and one error handler that renders every failure as OCI error JSON.
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { RegistryError, isRegistryError, type ErrorKind } from '../registry/errors.js';
+import type { Registry } from '../registry/registry.js';
+import { renderOciError } from './oci-errors.js';
+import { METHODS, resolveRoute, type Route } from './routes.js';
+import { handlers } from './handlers.js';
+
+export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
+export const API_VERSION = 'registry/2.0';
+
+export interface HttpAppOptions {
+  registry: Registry;
+  logger: Logger;
+  https?: { cert: Buffer; key: Buffer };
+  readOnly?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    ociRoute?: Route;
+  }
+}
+
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    // The onResponse hook below writes the one line per request.
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ...(options.https ? { https: options.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  // Bodies stay streams: blob uploads are piped to storage, manifests read with a bound.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  app.decorateRequest('ociRoute', undefined);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header(API_VERSION_HEADER, API_VERSION);
+  });
+
+  // One line per request, with static message and values as fields.
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url.split('?')[0],
+        status: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime * 100) / 100,
+        client: request.ip,
+        requestId: request.id,
+      },
+      'request completed',
+    );
+  });
+
+  app.setErrorHandler(async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const kind = errorKind(error);
+    if (kind === 'INTERNAL') request.log.error({ err: error, requestId: request.id }, 'failed to handle request');
+    const registryError = isRegistryError(error) ? error : undefined;
+    addRangeHeaders(request, reply, registryError);
+    const { status, body } = renderOciError(kind, kind === 'INTERNAL' ? undefined : registryError?.message ?? undefined, publicDetail(registryError));
+    return reply.code(status).type('application/json').send(body);
+  });
+
+  app.setNotFoundHandler(async (request, reply) => {
+    const { status, body } = renderOciError('ROUTE_UNKNOWN', `no endpoint at ${request.url.split('?')[0]}`);
+    return reply.code(status).type('application/json').send(body);
+  });
+
+  const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    // The raw URL, not fastify's decoded params: each segment is decoded once, after routing.
+    const path = request.url.split('?')[0] ?? '';
+    const route = resolveRoute(path.replace(/^\/v2\/?/, ''));
+    request.ociRoute = route;
+    if (!METHODS[route.endpoint].includes(request.method)) {
+      reply.header('Allow', METHODS[route.endpoint].join(', '));
+      throw new RegistryError('METHOD_UNKNOWN', `${request.method} is not allowed on this endpoint`);
+    }
+    if (options.readOnly && WRITE_METHODS.has(request.method)) {
+      throw new RegistryError('UNSUPPORTED', 'the registry is read-only (http.ReadOnly): writes are refused');
+    }
+    return handlers[route.endpoint](options.registry, route, request, reply);
+  };
+
+  const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+  app.route({ method: [...methods], url: '/v2', handler: dispatch });
+  app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
+  return app;
+}
+
+function errorKind(error: unknown): ErrorKind {
+  if (isRegistryError(error)) return error.kind;
+  const status = (error as { statusCode?: number } | undefined)?.statusCode;
+  if (status === 413) return 'SIZE_INVALID';
+  if (status === 415 || status === 400) return 'BLOB_UPLOAD_INVALID';
+  return 'INTERNAL';
+}
+
+function publicDetail(error: RegistryError | undefined): unknown {
+  const detail = error?.detail;
+  return detail !== null && typeof detail === 'object' ? detail : undefined;
+}
+
+/** 416 answers say where the upload stands, or how large the blob is. */
+function addRangeHeaders(request: FastifyRequest, reply: FastifyReply, error: RegistryError | undefined): void {
+  if (error?.kind !== 'RANGE_INVALID' || !request.ociRoute) return;
+  const size = (error.detail as { size?: unknown } | undefined)?.size;
+  if (typeof size !== 'number') return;
+  const route = request.ociRoute;
+  if (route.endpoint === 'upload') {
+    reply.header('Location', `/v2/${route.name}/blobs/uploads/${route.reference}`);
+    reply.header('Range', `0-${Math.max(size - 1, 0)}`);
+    reply.header('Docker-Upload-UUID', route.reference);
+  } else if (route.endpoint === 'blob') {
+    reply.header('Content-Range', `bytes */${size}`);
+  }
+}

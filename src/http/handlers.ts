@@ -1,0 +1,190 @@
+// One handler per endpoint of routes.ts. Handlers translate HTTP (headers, query, status) to
+// registry calls and back; they hold no storage or SQL logic and never build error bodies.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { EventContext } from '../events/types.js';
+import { RegistryError } from '../registry/errors.js';
+import { MAX_MANIFEST_BYTES, type Registry } from '../registry/registry.js';
+import { MediaTypes } from '../registry/manifests.js';
+import { parseContentRange, parseRangeHeader } from './ranges.js';
+import { hasBody, readBodyBounded } from './request-body.js';
+import type { Endpoint, Route } from './routes.js';
+
+type Handler = (registry: Registry, route: Route, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+const ANONYMOUS = 'anonymous';
+
+function context(request: FastifyRequest): EventContext {
+  return { identity: ANONYMOUS, client: request.ip, requestId: request.id };
+}
+
+function query(request: FastifyRequest): URLSearchParams {
+  const index = request.url.indexOf('?');
+  return new URLSearchParams(index === -1 ? '' : request.url.slice(index + 1));
+}
+
+function uploadLocation(name: string, id: string): string {
+  return `/v2/${name}/blobs/uploads/${id}`;
+}
+
+/** Upload progress headers: where to send the next chunk and what the registry has so far. */
+function sendUploadProgress(reply: FastifyReply, name: string, id: string, size: number, status: 202 | 204): FastifyReply {
+  return reply
+    .code(status)
+    .header('Location', uploadLocation(name, id))
+    .header('Range', `0-${Math.max(size - 1, 0)}`)
+    .header('Docker-Upload-UUID', id)
+    .header('Content-Length', '0')
+    .send();
+}
+
+function sendBlobCreated(reply: FastifyReply, name: string, digest: string): FastifyReply {
+  return reply
+    .code(201)
+    .header('Location', `/v2/${name}/blobs/${digest}`)
+    .header('Docker-Content-Digest', digest)
+    .header('Content-Length', '0')
+    .send();
+}
+
+/** `n` and `last` of the paginated lists; n absent means everything. */
+function pagination(params: URLSearchParams): { n: number | undefined; last: string } {
+  const raw = params.get('n');
+  let n: number | undefined;
+  if (raw !== null) {
+    if (!/^\d+$/.test(raw)) throw new RegistryError('PAGINATION_INVALID', `n must be a non-negative integer, not ${JSON.stringify(raw)}`);
+    n = Number(raw);
+  }
+  return { n, last: params.get('last') ?? '' };
+}
+
+const UNBOUNDED = 1_000_000_000;
+
+function linkNext(reply: FastifyReply, path: string, n: number, last: string | undefined): void {
+  if (last === undefined) return;
+  reply.header('Link', `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`);
+}
+
+const base: Handler = async (_registry, _route, _request, reply) => reply.code(200).type('application/json').send({});
+
+const catalog: Handler = async (registry, _route, request, reply) => {
+  const { n, last } = pagination(query(request));
+  const page = registry.catalog(last, n ?? UNBOUNDED);
+  if (page.more && n !== undefined) linkNext(reply, '/v2/_catalog', n, page.repositories.at(-1));
+  return reply.type('application/json').send({ repositories: page.repositories });
+};
+
+const tags: Handler = async (registry, route, request, reply) => {
+  const { n, last } = pagination(query(request));
+  const page = registry.tags(route.name, last, n ?? UNBOUNDED);
+  if (page.more && n !== undefined) linkNext(reply, `/v2/${route.name}/tags/list`, n, page.tags.at(-1));
+  return reply.type('application/json').send({ name: route.name, tags: page.tags });
+};
+
+const uploads: Handler = async (registry, route, request, reply) => {
+  const params = query(request);
+  const ctx = context(request);
+  const mount = params.get('mount');
+  const from = params.get('from');
+  if (mount !== null && from !== null) {
+    const mounted = await registry.mountBlob(route.name, mount, from, ctx);
+    if (mounted) return sendBlobCreated(reply, route.name, mounted);
+  }
+  const digest = params.get('digest');
+  const id = await registry.startUpload(route.name);
+  if (digest !== null) {
+    // Monolithic upload in one POST: the body is the whole blob.
+    const committed = await registry.commitUpload(route.name, id, digest, ctx, { body: request.raw });
+    return sendBlobCreated(reply, route.name, committed);
+  }
+  return sendUploadProgress(reply, route.name, id, 0, 202);
+};
+
+const upload: Handler = async (registry, route, request, reply) => {
+  const id = route.reference;
+  switch (request.method) {
+    case 'GET':
+      return sendUploadProgress(reply, route.name, id, await registry.uploadStatus(route.name, id), 204);
+    case 'PATCH': {
+      const range = parseContentRange(request.headers['content-range']);
+      const size = await registry.appendUpload(route.name, id, request.raw, range);
+      return sendUploadProgress(reply, route.name, id, size, 202);
+    }
+    case 'PUT': {
+      const digest = query(request).get('digest');
+      if (digest === null) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required to finish an upload');
+      const range = parseContentRange(request.headers['content-range']);
+      const lastChunk = hasBody(request.raw) ? { body: request.raw, ...(range ? { range } : {}) } : undefined;
+      const committed = await registry.commitUpload(route.name, id, digest, context(request), lastChunk);
+      return sendBlobCreated(reply, route.name, committed);
+    }
+    default:
+      await registry.cancelUpload(route.name, id);
+      return reply.code(204).header('Content-Length', '0').send();
+  }
+};
+
+const blob: Handler = async (registry, route, request, reply) => {
+  if (request.method === 'DELETE') {
+    await registry.deleteBlob(route.name, route.reference, context(request));
+    return reply.code(202).header('Content-Length', '0').send();
+  }
+  const info = await registry.blob(route.name, route.reference);
+  const range = parseRangeHeader(request.headers.range, () => info.size);
+  const handle = range ? await registry.blob(route.name, route.reference, range) : info;
+  reply
+    .header('Docker-Content-Digest', handle.digest)
+    .header('ETag', `"${handle.digest}"`)
+    .header('Accept-Ranges', 'bytes')
+    .type('application/octet-stream');
+  if (handle.range) {
+    reply
+      .code(206)
+      .header('Content-Range', `bytes ${handle.range.start}-${handle.range.end}/${handle.size}`)
+      .header('Content-Length', String(handle.range.end - handle.range.start + 1));
+  } else {
+    reply.code(200).header('Content-Length', String(handle.size));
+  }
+  if (request.method === 'HEAD') return reply.send();
+  return reply.send(await handle.open());
+};
+
+const manifest: Handler = async (registry, route, request, reply) => {
+  switch (request.method) {
+    case 'HEAD': {
+      const info = registry.manifestInfo(route.name, route.reference);
+      return reply
+        .header('Docker-Content-Digest', info.digest)
+        .header('ETag', `"${info.digest}"`)
+        .header('Content-Length', String(info.size))
+        .type(info.mediaType)
+        .send();
+    }
+    case 'GET': {
+      const found = await registry.manifest(route.name, route.reference);
+      return reply.header('Docker-Content-Digest', found.digest).header('ETag', `"${found.digest}"`).type(found.mediaType).send(found.content);
+    }
+    case 'PUT': {
+      const body = await readBodyBounded(request.raw, MAX_MANIFEST_BYTES);
+      const pushed = await registry.putManifest(route.name, route.reference, request.headers['content-type'], body, context(request));
+      if (pushed.subject) reply.header('OCI-Subject', pushed.subject);
+      return reply
+        .code(201)
+        .header('Location', `/v2/${route.name}/manifests/${pushed.digest}`)
+        .header('Docker-Content-Digest', pushed.digest)
+        .header('Content-Length', '0')
+        .send();
+    }
+    default:
+      await registry.deleteManifest(route.name, route.reference, context(request));
+      return reply.code(202).header('Content-Length', '0').send();
+  }
+};
+
+const referrers: Handler = async (registry, route, request, reply) => {
+  const artifactType = query(request).get('artifactType') ?? undefined;
+  const manifests = registry.referrers(route.name, route.reference, artifactType);
+  if (artifactType !== undefined) reply.header('OCI-Filters-Applied', 'artifactType');
+  return reply.type(MediaTypes.ociIndex).send(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests }));
+};
+
+export const handlers: Readonly<Record<Endpoint, Handler>> = { base, catalog, uploads, upload, blob, manifest, tags, referrers };

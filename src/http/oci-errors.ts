@@ -1,0 +1,54 @@
+// The one table of OCI errors: each domain error kind with the OCI code, HTTP status and
+// default message it is answered with, and the one renderer of `{"errors":[...]}` bodies.
+// Codes and statuses follow the distribution spec v1.1, "Error Codes":
+// https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md#error-codes
+import type { ErrorKind } from '../registry/errors.js';
+
+export interface OciErrorEntry {
+  code: string;
+  status: number;
+  message: string;
+}
+
+export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
+  BLOB_UNKNOWN: { code: 'BLOB_UNKNOWN', status: 404, message: 'blob unknown to registry' },
+  BLOB_UPLOAD_INVALID: { code: 'BLOB_UPLOAD_INVALID', status: 400, message: 'blob upload invalid' },
+  BLOB_UPLOAD_UNKNOWN: { code: 'BLOB_UPLOAD_UNKNOWN', status: 404, message: 'blob upload unknown to registry' },
+  BLOB_REFERENCED: {
+    code: 'UNSUPPORTED',
+    status: 405,
+    message: 'blob is referenced by a manifest of this repository; delete the manifest first',
+  },
+  DIGEST_INVALID: { code: 'DIGEST_INVALID', status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_BLOB_UNKNOWN: {
+    code: 'MANIFEST_BLOB_UNKNOWN',
+    status: 404,
+    message: 'manifest references a manifest or blob unknown to registry',
+  },
+  MANIFEST_INVALID: { code: 'MANIFEST_INVALID', status: 400, message: 'manifest invalid' },
+  MANIFEST_TOO_LARGE: { code: 'MANIFEST_INVALID', status: 413, message: 'manifest is larger than 4 MiB' },
+  MANIFEST_UNKNOWN: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'manifest unknown to registry' },
+  NAME_INVALID: { code: 'NAME_INVALID', status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { code: 'NAME_UNKNOWN', status: 404, message: 'repository name not known to registry' },
+  SIZE_INVALID: { code: 'SIZE_INVALID', status: 400, message: 'provided length did not match content length' },
+  UNAUTHORIZED: { code: 'UNAUTHORIZED', status: 401, message: 'authentication required' },
+  DENIED: { code: 'DENIED', status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'the operation is unsupported' },
+  METHOD_UNKNOWN: { code: 'UNSUPPORTED', status: 405, message: 'method not allowed on this endpoint' },
+  ROUTE_UNKNOWN: { code: 'UNSUPPORTED', status: 404, message: 'no such endpoint' },
+  TOOMANYREQUESTS: { code: 'TOOMANYREQUESTS', status: 429, message: 'too many requests' },
+  RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'requested range is not satisfiable' },
+  PAGINATION_INVALID: { code: 'PAGINATION_NUMBER_INVALID', status: 400, message: 'invalid number of results requested' },
+  INTERNAL: { code: 'UNKNOWN', status: 500, message: 'internal server error' },
+};
+
+export interface OciErrorBody {
+  errors: { code: string; message: string; detail?: unknown }[];
+}
+
+export function renderOciError(kind: ErrorKind, message?: string, detail?: unknown): { status: number; body: OciErrorBody } {
+  const entry = OCI_ERRORS[kind];
+  const error: OciErrorBody['errors'][number] = { code: entry.code, message: message ?? entry.message };
+  if (detail !== undefined) error.detail = detail;
+  return { status: entry.status, body: { errors: [error] } };
+}

@@ -1,0 +1,221 @@
+// The read model every GET is answered from: repositories, the blobs each holds, manifests with
+// what they reference, tags, and referrers (manifests by subject). A pure function of the event
+// log, applied inline in the append transaction.
+import type { Db } from '../events/database.js';
+import type { InlineProjection } from '../events/store.js';
+import type { StoredEvent } from '../events/types.js';
+
+export const REGISTRY_STATE_TABLES = ['repositories', 'repo_blobs', 'manifests', 'manifest_refs', 'tags'] as const;
+
+export interface ManifestRow {
+  repo: string;
+  digest: string;
+  media_type: string;
+  size: number;
+  artifact_type: string | null;
+  subject: string | null;
+  annotations: string | null;
+}
+
+export class RegistryStateProjection implements InlineProjection {
+  readonly name = 'registry-state';
+  private statements?: ReturnType<typeof prepareStatements>;
+
+  migrate(db: Db): void {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS repositories (
+        name        TEXT PRIMARY KEY,
+        created_seq INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS repo_blobs (
+        repo   TEXT    NOT NULL,
+        digest TEXT    NOT NULL,
+        size   INTEGER NOT NULL,
+        PRIMARY KEY (repo, digest)
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS repo_blobs_by_digest ON repo_blobs (digest);
+      CREATE TABLE IF NOT EXISTS manifests (
+        repo          TEXT    NOT NULL,
+        digest        TEXT    NOT NULL,
+        media_type    TEXT    NOT NULL,
+        size          INTEGER NOT NULL,
+        artifact_type TEXT,
+        subject       TEXT,
+        annotations   TEXT,
+        PRIMARY KEY (repo, digest)
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS manifests_by_subject ON manifests (repo, subject);
+      CREATE TABLE IF NOT EXISTS manifest_refs (
+        repo     TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        ref      TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        PRIMARY KEY (repo, manifest, ref)
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS manifest_refs_by_ref ON manifest_refs (repo, ref);
+      CREATE TABLE IF NOT EXISTS tags (
+        repo   TEXT NOT NULL,
+        tag    TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (repo, tag)
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS tags_by_digest ON tags (repo, digest);
+    `);
+    this.statements = prepareStatements(db);
+  }
+
+  apply(event: StoredEvent): void {
+    const s = this.statements;
+    if (!s) throw new Error('registry-state projection used before migrate');
+    switch (event.type) {
+      case 'BlobPushed':
+      case 'BlobMounted':
+        s.addRepository.run(event.repo, event.seq);
+        s.addBlob.run(event.repo, event.digest, event.size);
+        return;
+      case 'BlobDeleted':
+        s.deleteBlob.run(event.repo, event.digest);
+        return;
+      case 'ManifestPushed':
+        s.addRepository.run(event.repo, event.seq);
+        s.upsertManifest.run({
+          repo: event.repo,
+          digest: event.digest,
+          media_type: event.mediaType,
+          size: event.size,
+          artifact_type: event.artifactType ?? null,
+          subject: event.subject ?? null,
+          annotations: event.annotations ? JSON.stringify(event.annotations) : null,
+        });
+        s.deleteRefs.run(event.repo, event.digest);
+        for (const blob of new Set(event.blobs)) s.addRef.run(event.repo, event.digest, blob, 'blob');
+        for (const child of new Set(event.manifests)) s.addRef.run(event.repo, event.digest, child, 'manifest');
+        return;
+      case 'ManifestDeleted':
+        s.deleteManifest.run(event.repo, event.digest);
+        s.deleteRefs.run(event.repo, event.digest);
+        s.deleteTagsOf.run(event.repo, event.digest);
+        return;
+      case 'TagSet':
+        s.setTag.run(event.repo, event.tag, event.digest);
+        return;
+      case 'TagRemoved':
+        s.deleteTag.run(event.repo, event.tag);
+        return;
+    }
+  }
+}
+
+function prepareStatements(db: Db) {
+  return {
+    addRepository: db.prepare('INSERT OR IGNORE INTO repositories (name, created_seq) VALUES (?, ?)'),
+    addBlob: db.prepare('INSERT INTO repo_blobs (repo, digest, size) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET size = excluded.size'),
+    deleteBlob: db.prepare('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
+    upsertManifest: db.prepare(`
+      INSERT INTO manifests (repo, digest, media_type, size, artifact_type, subject, annotations)
+      VALUES (@repo, @digest, @media_type, @size, @artifact_type, @subject, @annotations)
+      ON CONFLICT DO UPDATE SET media_type = excluded.media_type, size = excluded.size,
+        artifact_type = excluded.artifact_type, subject = excluded.subject, annotations = excluded.annotations
+    `),
+    deleteManifest: db.prepare('DELETE FROM manifests WHERE repo = ? AND digest = ?'),
+    deleteRefs: db.prepare('DELETE FROM manifest_refs WHERE repo = ? AND manifest = ?'),
+    addRef: db.prepare('INSERT OR IGNORE INTO manifest_refs (repo, manifest, ref, kind) VALUES (?, ?, ?, ?)'),
+    setTag: db.prepare('INSERT INTO tags (repo, tag, digest) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET digest = excluded.digest'),
+    deleteTag: db.prepare('DELETE FROM tags WHERE repo = ? AND tag = ?'),
+    deleteTagsOf: db.prepare('DELETE FROM tags WHERE repo = ? AND digest = ?'),
+  };
+}
+
+/** The queries the registry answers from; read-only over the projection's tables. */
+export class RegistryStateQueries {
+  private readonly s;
+
+  constructor(db: Db) {
+    this.s = {
+      repoExists: db.prepare('SELECT 1 FROM repositories WHERE name = ?').pluck(),
+      blob: db.prepare('SELECT size FROM repo_blobs WHERE repo = ? AND digest = ?').pluck(),
+      blobAnywhere: db.prepare('SELECT repo FROM repo_blobs WHERE digest = ? LIMIT 1').pluck(),
+      manifest: db.prepare('SELECT * FROM manifests WHERE repo = ? AND digest = ?'),
+      tag: db.prepare('SELECT digest FROM tags WHERE repo = ? AND tag = ?').pluck(),
+      tagsOf: db.prepare('SELECT tag FROM tags WHERE repo = ? AND digest = ? ORDER BY tag').pluck(),
+      tags: db.prepare('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?').pluck(),
+      repositories: db.prepare('SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?').pluck(),
+      referrers: db.prepare('SELECT * FROM manifests WHERE repo = ? AND subject = ? ORDER BY digest'),
+      allRepositories: db.prepare('SELECT name FROM repositories ORDER BY name').pluck(),
+      allBlobs: db.prepare('SELECT repo, digest, size FROM repo_blobs ORDER BY repo, digest'),
+      allManifests: db.prepare('SELECT repo, digest, size FROM manifests ORDER BY repo, digest'),
+      blobReferenced: db.prepare('SELECT 1 FROM manifest_refs WHERE repo = ? AND ref = ? LIMIT 1').pluck(),
+      manifestsWithTags: db.prepare(`
+        SELECT m.digest, m.media_type, m.size, t.tag, m.annotations
+        FROM manifests m LEFT JOIN tags t ON t.repo = m.repo AND t.digest = m.digest
+        WHERE m.repo = ? ORDER BY m.digest, t.tag
+      `),
+    };
+  }
+
+  repositoryExists(repo: string): boolean {
+    return this.s.repoExists.get(repo) !== undefined;
+  }
+
+  blobSize(repo: string, digest: string): number | undefined {
+    return this.s.blob.get(repo, digest) as number | undefined;
+  }
+
+  /** A repository that holds the blob, for linking its bytes (dedupe within one root). */
+  repositoryHoldingBlob(digest: string): string | undefined {
+    return this.s.blobAnywhere.get(digest) as string | undefined;
+  }
+
+  manifest(repo: string, digest: string): ManifestRow | undefined {
+    return this.s.manifest.get(repo, digest) as ManifestRow | undefined;
+  }
+
+  tagDigest(repo: string, tag: string): string | undefined {
+    return this.s.tag.get(repo, tag) as string | undefined;
+  }
+
+  tagsOf(repo: string, digest: string): string[] {
+    return this.s.tagsOf.all(repo, digest) as string[];
+  }
+
+  /** Tags in lexical order after `last`, at most `limit`. */
+  tags(repo: string, last: string, limit: number): string[] {
+    return this.s.tags.all(repo, last, limit) as string[];
+  }
+
+  repositories(last: string, limit: number): string[] {
+    return this.s.repositories.all(last, limit) as string[];
+  }
+
+  referrers(repo: string, subject: string): ManifestRow[] {
+    return this.s.referrers.all(repo, subject) as ManifestRow[];
+  }
+
+  allRepositories(): string[] {
+    return this.s.allRepositories.all() as string[];
+  }
+
+  /** Every blob and manifest that storage must hold, with its size. */
+  allStoredContent(): { repo: string; digest: string; size: number; kind: 'blob' | 'manifest' }[] {
+    type Row = { repo: string; digest: string; size: number };
+    return [
+      ...(this.s.allBlobs.all() as Row[]).map((row) => ({ ...row, kind: 'blob' as const })),
+      ...(this.s.allManifests.all() as Row[]).map((row) => ({ ...row, kind: 'manifest' as const })),
+    ];
+  }
+
+  isBlobReferenced(repo: string, digest: string): boolean {
+    return this.s.blobReferenced.get(repo, digest) !== undefined;
+  }
+
+  /** Every manifest of a repository with each of its tags (one row per tag; tag null if none). */
+  manifestsWithTags(repo: string): { digest: string; media_type: string; size: number; tag: string | null; annotations: string | null }[] {
+    return this.s.manifestsWithTags.all(repo) as {
+      digest: string;
+      media_type: string;
+      size: number;
+      tag: string | null;
+      annotations: string | null;
+    }[];
+  }
+}

@@ -1,0 +1,147 @@
+// Imports a storage root written by zot (or any OCI-layout writer) into an empty event log, once:
+// every blob whose bytes hash to its name, every manifest listed in index.json (and the child
+// manifests of indexes) whose references are present, and every tag. Anything that fails those
+// checks is logged and left out, so nothing unverified is ever served.
+import type { Logger } from 'pino';
+import type { EventStore } from '../events/store.js';
+import { SYSTEM_IMPORT_IDENTITY, type EventBody } from '../events/types.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { blobPath, blobsDir, indexPath, isLayoutEntry, isRepositoryMarker } from '../storage/layout.js';
+import type { HashPool } from '../workers/pool.js';
+import { parseManifest } from './manifests.js';
+import { isValidName, isValidTag, parseDigest } from './names.js';
+import { REF_NAME_ANNOTATION } from '../actors/index-json-writer.js';
+
+export const IMPORTED_META_KEY = 'storage-imported';
+
+interface IndexEntry {
+  mediaType?: string;
+  digest?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface ImportResult {
+  repositories: number;
+  events: number;
+  skipped: number;
+}
+
+/** Runs the import when the log has never seen this root; returns undefined when not needed. */
+export async function importStorageOnce(driver: StorageDriver, store: EventStore, hashPool: HashPool, logger: Logger): Promise<ImportResult | undefined> {
+  if (store.getMeta(IMPORTED_META_KEY) !== undefined) return undefined;
+  if (store.head() > 0) {
+    store.setMeta(IMPORTED_META_KEY, new Date().toISOString());
+    return undefined;
+  }
+  const repos = await findRepositories(driver, '');
+  const events: EventBody[] = [];
+  let skipped = 0;
+  for (const repo of repos) {
+    const result = await importRepository(driver, hashPool, logger, repo);
+    events.push(...result.events);
+    skipped += result.skipped;
+  }
+  store.append(events, { identity: SYSTEM_IMPORT_IDENTITY }, { alsoInTransaction: () => store.setMeta(IMPORTED_META_KEY, new Date().toISOString()) });
+  if (repos.length > 0) logger.info({ repositories: repos.length, events: events.length, skipped }, 'imported existing storage into the event log');
+  return { repositories: repos.length, events: events.length, skipped };
+}
+
+async function findRepositories(driver: StorageDriver, dir: string): Promise<string[]> {
+  const entries = await driver.list(dir);
+  const found: string[] = [];
+  if (dir !== '' && entries.some(isRepositoryMarker) && isValidName(dir)) found.push(dir);
+  for (const entry of entries.sort()) {
+    if (isLayoutEntry(entry)) continue;
+    const child = dir === '' ? entry : `${dir}/${entry}`;
+    if ((await driver.stat(child))?.isDirectory) found.push(...(await findRepositories(driver, child)));
+  }
+  return found;
+}
+
+async function importRepository(driver: StorageDriver, hashPool: HashPool, logger: Logger, repo: string): Promise<{ events: EventBody[]; skipped: number }> {
+  let skipped = 0;
+  // Verified blobs of the repository: digest → size.
+  const verified = new Map<string, number>();
+  for (const algorithm of ['sha256', 'sha512'] as const) {
+    for (const hex of await driver.list(blobsDir(repo, algorithm))) {
+      let digest;
+      try {
+        digest = parseDigest(`${algorithm}:${hex}`);
+      } catch {
+        continue;
+      }
+      const local = driver.localPath(blobPath(repo, digest));
+      const info = await driver.stat(blobPath(repo, digest));
+      if (!local || !info || info.isDirectory) continue;
+      const actual = await hashPool.hashFile({ path: local, algorithm });
+      if (actual !== hex) {
+        logger.warn({ repo, digest: digest.value }, 'failed to verify blob during import, leaving it out');
+        skipped++;
+        continue;
+      }
+      verified.set(digest.value, info.size);
+    }
+  }
+
+  let entries: IndexEntry[] = [];
+  try {
+    const index = JSON.parse((await driver.getContent(indexPath(repo))).toString('utf8')) as { manifests?: IndexEntry[] };
+    entries = Array.isArray(index.manifests) ? index.manifests : [];
+  } catch {
+    logger.warn({ repo }, 'failed to read index.json during import');
+  }
+
+  const manifestEvents: EventBody[] = [];
+  const imported = new Set<string>();
+  const visiting = new Set<string>();
+  // Children first, so every ManifestPushed finds what it references already recorded.
+  const importManifest = async (digest: string, mediaType: string | undefined): Promise<boolean> => {
+    if (imported.has(digest)) return true;
+    const size = verified.get(digest);
+    if (size === undefined || visiting.has(digest)) return false;
+    visiting.add(digest);
+    try {
+      const content = await driver.getContent(blobPath(repo, parseDigest(digest)));
+      const parsed = parseManifest(content, mediaType);
+      for (const child of parsed.manifests) {
+        if (!(await importManifest(child, undefined))) throw new Error(`child manifest ${child} is missing or invalid`);
+      }
+      const missing = parsed.blobs.find((b) => !verified.has(b));
+      if (missing) throw new Error(`blob ${missing} is missing or corrupt`);
+      manifestEvents.push({
+        type: 'ManifestPushed',
+        repo,
+        digest,
+        mediaType: parsed.mediaType,
+        size,
+        blobs: parsed.blobs,
+        manifests: parsed.manifests,
+        ...(parsed.artifactType !== undefined ? { artifactType: parsed.artifactType } : {}),
+        ...(parsed.subject ? { subject: parsed.subject.digest } : {}),
+        ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
+      });
+      imported.add(digest);
+      return true;
+    } catch (err) {
+      logger.warn({ repo, digest, reason: (err as Error).message }, 'failed to import manifest, leaving it out');
+      skipped++;
+      return false;
+    } finally {
+      visiting.delete(digest);
+    }
+  };
+
+  const tagEvents: EventBody[] = [];
+  for (const entry of entries) {
+    if (typeof entry.digest !== 'string') continue;
+    if (!(await importManifest(entry.digest, entry.mediaType))) continue;
+    const tag = entry.annotations?.[REF_NAME_ANNOTATION];
+    if (tag !== undefined && isValidTag(tag)) tagEvents.push({ type: 'TagSet', repo, tag, digest: entry.digest });
+  }
+
+  // Manifests are blobs on disk too; only the other blobs are recorded as blobs.
+  const blobEvents: EventBody[] = [...verified]
+    .filter(([digest]) => !imported.has(digest))
+    .map(([digest, size]) => ({ type: 'BlobPushed', repo, digest, size }));
+  return { events: [...blobEvents, ...manifestEvents, ...tagEvents], skipped };
+}

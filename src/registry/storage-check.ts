@@ -1,0 +1,54 @@
+// Compares what the projections say with what storage holds. Drift is anything a client could
+// be served wrongly: content the projection names that is missing or of the wrong size, or an
+// index.json that disagrees with the tags. Files storage holds that no event names (a crash
+// between writing bytes and appending the event) are orphans, reported as notes: GC removes them.
+import type { RegistryStateQueries } from '../projections/registry-state.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { blobPath, blobsDir, indexPath, uploadsDir } from '../storage/layout.js';
+import { parseDigest } from './names.js';
+
+export interface StorageComparison {
+  drift: string[];
+  notes: string[];
+}
+
+export async function compareStorage(
+  driver: StorageDriver,
+  queries: RegistryStateQueries,
+  expectedIndex: (repo: string) => unknown,
+  indexWriterCaughtUp: boolean,
+): Promise<StorageComparison> {
+  const drift: string[] = [];
+  const notes: string[] = [];
+  const known = new Map<string, Set<string>>();
+  for (const item of queries.allStoredContent()) {
+    const digest = parseDigest(item.digest);
+    const info = await driver.stat(blobPath(item.repo, digest));
+    if (!info) drift.push(`${item.repo}: ${item.kind} ${item.digest} is missing from storage`);
+    else if (info.size !== item.size) drift.push(`${item.repo}: ${item.kind} ${item.digest} has ${info.size} bytes on storage, ${item.size} in the log`);
+    let set = known.get(item.repo);
+    if (!set) known.set(item.repo, (set = new Set()));
+    set.add(`${digest.algorithm}/${digest.hex}`);
+  }
+  for (const repo of queries.allRepositories()) {
+    const names = known.get(repo) ?? new Set<string>();
+    let orphans = 0;
+    for (const algorithm of ['sha256', 'sha512']) {
+      for (const hex of await driver.list(blobsDir(repo, algorithm))) {
+        if (!hex.endsWith('.tmp') && !names.has(`${algorithm}/${hex}`)) orphans++;
+      }
+    }
+    if (orphans > 0) notes.push(`${repo}: ${orphans} blob file(s) that no event names (orphans, removed by GC)`);
+    const uploads = (await driver.list(uploadsDir(repo))).length;
+    if (uploads > 0) notes.push(`${repo}: ${uploads} upload session(s) in progress or abandoned`);
+    if (!indexWriterCaughtUp) continue;
+    try {
+      const onDisk = JSON.parse((await driver.getContent(indexPath(repo))).toString('utf8')) as unknown;
+      if (JSON.stringify(onDisk) !== JSON.stringify(expectedIndex(repo))) drift.push(`${repo}: index.json differs from the tags and manifests in the log`);
+    } catch {
+      drift.push(`${repo}: index.json is missing or unreadable`);
+    }
+  }
+  if (!indexWriterCaughtUp) notes.push('index.json writer has not caught up with the log; index.json files were not compared');
+  return { drift, notes };
+}

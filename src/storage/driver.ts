@@ -1,0 +1,64 @@
+// The one storage-driver interface. Drivers are small and path-keyed: every path is relative to
+// the driver's root, uses "/" separators, and is built only by layout.ts. Uploads, the image
+// layout and dedupe live above the driver, once, for every driver.
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  size: number;
+  modTime: Date;
+  isDirectory: boolean;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+export class PathNotFoundError extends Error {
+  constructor(readonly path: string) {
+    super(`path not found: ${path}`);
+    this.name = 'PathNotFoundError';
+  }
+}
+
+export class SizeMismatchError extends Error {
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`expected ${expected} bytes, received ${actual === expected + 1 ? 'more' : actual}`);
+    this.name = 'SizeMismatchError';
+  }
+}
+
+export interface StorageDriver {
+  readonly name: string;
+  /** Size and kind of the entry at path, or undefined when nothing is there. */
+  stat(path: string): Promise<FileInfo | undefined>;
+  /** The whole content of a small file. Throws PathNotFoundError. */
+  getContent(path: string): Promise<Buffer>;
+  /** Writes a small file atomically and durably: readers see the old or the new content, never a mix. */
+  putContent(path: string, content: Buffer | string): Promise<void>;
+  /** A stream of the file, or of one inclusive byte range of it. Throws PathNotFoundError. */
+  reader(path: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Appends the stream to the file at path (creating it), returning the bytes written. With
+   * `exactLength` a stream longer or shorter than that fails with SizeMismatchError. On any error
+   * the file is cut back to its length before the call, so a failed append leaves nothing behind.
+   */
+  append(path: string, source: Readable, exactLength?: number): Promise<number>;
+  /** Flushes a file to stable storage. */
+  sync(path: string): Promise<void>;
+  /** Moves a file into place atomically and durably, replacing what is there. */
+  move(from: string, to: string): Promise<void>;
+  /** Makes `to` hold the same bytes as `from`: a hard link where the driver can, else a copy. */
+  link(from: string, to: string): Promise<void>;
+  /** Removes a file or a whole directory tree; removing nothing is not an error. */
+  delete(path: string): Promise<void>;
+  /** Names of the entries directly inside a directory; empty when it does not exist. */
+  list(path: string): Promise<string[]>;
+  /** A local filesystem path for the worker pool to read, when the driver has one. */
+  localPath(path: string): string | undefined;
+}

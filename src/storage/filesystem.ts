@@ -1,0 +1,181 @@
+// The filesystem driver: files under one root directory, made durable with fsync and atomic
+// renames so that a `kill -9` (or power loss) never leaves a half-written file in place.
+import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { PathNotFoundError, SizeMismatchError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
+
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+export class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+
+  constructor(readonly root: string) {}
+
+  private full(relative: string): string {
+    const resolved = path.resolve(this.root, relative);
+    // Paths come from layout.ts only, but a traversal must never reach outside the root.
+    if (resolved !== this.root && !resolved.startsWith(this.root + path.sep)) {
+      throw new Error(`path escapes the storage root: ${relative}`);
+    }
+    return resolved;
+  }
+
+  localPath(relative: string): string {
+    return this.full(relative);
+  }
+
+  async stat(relative: string): Promise<FileInfo | undefined> {
+    try {
+      const s = await fs.stat(this.full(relative));
+      return { size: s.size, modTime: s.mtime, isDirectory: s.isDirectory() };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async getContent(relative: string): Promise<Buffer> {
+    try {
+      return await fs.readFile(this.full(relative));
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(relative);
+      throw err;
+    }
+  }
+
+  async putContent(relative: string, content: Buffer | string): Promise<void> {
+    const target = this.full(relative);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const temp = `${target}.${randomUUID()}.tmp`;
+    const handle = await fs.open(temp, 'w');
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await this.renameDurably(temp, target);
+  }
+
+  async reader(relative: string, range?: ByteRange): Promise<Readable> {
+    const file = this.full(relative);
+    // Open first so a missing file is reported before any byte of the response is written.
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(file, 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(relative);
+      throw err;
+    }
+    return createReadStream('', {
+      fd: handle,
+      highWaterMark: WRITE_BUFFER_BYTES,
+      ...(range ? { start: range.start, end: range.end } : {}),
+    });
+  }
+
+  async append(relative: string, source: Readable, exactLength?: number): Promise<number> {
+    const file = this.full(relative);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const handle = await fs.open(file, 'a');
+    const before = (await handle.stat()).size;
+    let written = 0;
+    let overflow = false;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (pendingBytes === 0) return;
+      const buffers = pending;
+      pending = [];
+      pendingBytes = 0;
+      await handle.writev(buffers);
+    };
+    try {
+      // Chunks are gathered into ~1 MiB writes. A body longer than declared is read to its end
+      // without being written, so the client still gets an answer instead of a reset.
+      for await (const chunk of source) {
+        const buffer = chunk as Buffer;
+        if (overflow) continue;
+        if (exactLength !== undefined && written + buffer.length > exactLength) {
+          overflow = true;
+          continue;
+        }
+        written += buffer.length;
+        pending.push(buffer);
+        pendingBytes += buffer.length;
+        if (pendingBytes >= WRITE_BUFFER_BYTES) await flush();
+      }
+      if (overflow) throw new SizeMismatchError(exactLength ?? 0, (exactLength ?? 0) + 1);
+      if (exactLength !== undefined && written !== exactLength) throw new SizeMismatchError(exactLength, written);
+      await flush();
+      return written;
+    } catch (err) {
+      await handle.truncate(before).catch(() => undefined);
+      throw err;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async sync(relative: string): Promise<void> {
+    const handle = await fs.open(this.full(relative), 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    const target = this.full(to);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    await this.renameDurably(this.full(from), target);
+  }
+
+  async link(from: string, to: string): Promise<void> {
+    const source = this.full(from);
+    const target = this.full(to);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const temp = `${target}.${randomUUID()}.tmp`;
+    try {
+      await fs.link(source, temp);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
+      await fs.copyFile(source, temp);
+      await this.sync(path.relative(this.root, temp));
+    }
+    await this.renameDurably(temp, target);
+  }
+
+  async delete(relative: string): Promise<void> {
+    await fs.rm(this.full(relative), { recursive: true, force: true });
+  }
+
+  async list(relative: string): Promise<string[]> {
+    try {
+      return await fs.readdir(this.full(relative));
+    } catch (err) {
+      if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+      throw err;
+    }
+  }
+
+  /** rename(2) is atomic; the fsync of the directory makes the new name survive a crash. */
+  private async renameDurably(from: string, to: string): Promise<void> {
+    await fs.rename(from, to);
+    const dir = await fs.open(path.dirname(to), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}

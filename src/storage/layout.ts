@@ -1,0 +1,64 @@
+// The storage layout, zot's OCI image layout per repository. This file is the only place that
+// builds storage paths; everything else asks it.
+//
+//   ROOT/
+//   ├── .zot-ts/                 registry-private: no valid repository name starts with "."
+//   │   └── events.db            the event log and its projections (SQLite, WAL)
+//   └── REPO/                    one directory per name component, e.g. library/alpine
+//       ├── oci-layout           {"imageLayoutVersion":"1.0.0"}
+//       ├── index.json           manifests and tags as zot keeps them (written by an actor)
+//       ├── blobs/
+//       │   └── sha256/HEX       blobs and manifests, content-addressed
+//       └── .uploads/ID          upload sessions in progress (zot's name for them)
+import * as path from 'node:path';
+import type { ParsedDigest } from '../registry/names.js';
+
+export const PRIVATE_DIR = '.zot-ts';
+export const OCI_LAYOUT_FILE = 'oci-layout';
+export const INDEX_FILE = 'index.json';
+export const BLOBS_DIR = 'blobs';
+export const UPLOADS_DIR = '.uploads';
+export const OCI_LAYOUT_CONTENT = JSON.stringify({ imageLayoutVersion: '1.0.0' });
+
+/** The SQLite file of the event log: a local path even when blobs live elsewhere. */
+export function eventLogFile(rootDirectory: string): string {
+  return path.join(rootDirectory, PRIVATE_DIR, 'events.db');
+}
+
+export function repoDir(repo: string): string {
+  return repo;
+}
+
+export function ociLayoutPath(repo: string): string {
+  return `${repo}/${OCI_LAYOUT_FILE}`;
+}
+
+export function indexPath(repo: string): string {
+  return `${repo}/${INDEX_FILE}`;
+}
+
+export function blobsDir(repo: string, algorithm: string): string {
+  return `${repo}/${BLOBS_DIR}/${algorithm}`;
+}
+
+export function blobPath(repo: string, digest: ParsedDigest): string {
+  return `${repo}/${BLOBS_DIR}/${digest.algorithm}/${digest.hex}`;
+}
+
+export function uploadsDir(repo: string): string {
+  return `${repo}/${UPLOADS_DIR}`;
+}
+
+export function uploadPath(repo: string, uploadId: string): string {
+  return `${repo}/${UPLOADS_DIR}/${uploadId}`;
+}
+
+/** A directory is a repository when it holds an OCI layout, as zot decides. */
+export function isRepositoryMarker(entry: string): boolean {
+  return entry === OCI_LAYOUT_FILE;
+}
+
+/** Directory names that belong to a repository's layout rather than to nested repositories. */
+export function isLayoutEntry(entry: string): boolean {
+  return entry === OCI_LAYOUT_FILE || entry === INDEX_FILE || entry === BLOBS_DIR || entry.startsWith('.');
+}
