@@ -1,0 +1,446 @@
+// The benchmark scenarios. Each takes a running registry and returns typed measurements; each
+// sets up whatever it needs (untimed) so that one scenario failing does not break the next.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import {
+  keepAliveAgent,
+  OCI_CONFIG,
+  OCI_LAYER_GZIP,
+  OCI_MANIFEST,
+  OciClient,
+  type BlobFile,
+} from './client.js';
+import type { PushJob, PushMessage } from './push-worker.js';
+
+const MiB = 1024 * 1024;
+
+export interface Sizes {
+  quick: boolean;
+  /** Size of the blob for scenarios 1–3. */
+  blobBytes: number;
+  /** PATCH size for scenario 2. */
+  chunkBytes: number;
+  /** Repetitions of scenarios 1–3 (the median is reported). */
+  reps: number;
+  smallImages: number;
+  smallConcurrency: number;
+  getConcurrency: number;
+  getDurationMs: number;
+  getMaxRequests: number;
+  /** Size of the blob pushed during scenario 6. */
+  bigPushBytes: number;
+  latencyConcurrency: number;
+  /** Duration of the idle latency loop of scenario 6. */
+  idleDurationMs: number;
+}
+
+export function sizesFor(quick: boolean): Sizes {
+  return {
+    quick,
+    blobBytes: (quick ? 32 : 256) * MiB,
+    chunkBytes: 16 * MiB,
+    reps: 3,
+    smallImages: quick ? 100 : 500,
+    smallConcurrency: 16,
+    getConcurrency: 50,
+    getDurationMs: quick ? 3_000 : 10_000,
+    getMaxRequests: 1_000_000,
+    bigPushBytes: (quick ? 128 : 1024) * MiB,
+    latencyConcurrency: 4,
+    idleDurationMs: quick ? 3_000 : 5_000,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures and statistics
+
+function sha256(data: Buffer): string {
+  return `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** Writes `size` random bytes to `file`, hashing while writing (never holds the file in memory). */
+export function writeRandomFile(file: string, size: number): BlobFile {
+  const hash = crypto.createHash('sha256');
+  const buf = Buffer.allocUnsafe(4 * MiB);
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let written = 0; written < size; ) {
+      const n = Math.min(buf.length, size - written);
+      const slice = buf.subarray(0, n);
+      crypto.randomFillSync(slice);
+      hash.update(slice);
+      for (let off = 0; off < n; ) off += fs.writeSync(fd, slice, off, n - off);
+      written += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { path: file, size, digest: `sha256:${hash.digest('hex')}` };
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Nearest-rank percentile of an ascending array. */
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx] as number;
+}
+
+export interface LatencyStats {
+  count: number;
+  elapsedMs: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+function latencyStats(latencies: number[], elapsedMs: number): LatencyStats {
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    count: sorted.length,
+    elapsedMs,
+    rps: (sorted.length / elapsedMs) * 1000,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted.length > 0 ? (sorted[sorted.length - 1] as number) : Number.NaN,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small images
+
+interface SmallImage {
+  layer: Buffer;
+  layerDigest: string;
+  config: Buffer;
+  configDigest: string;
+  manifest: Buffer;
+}
+
+function makeSmallImage(index: number): SmallImage {
+  const layer = crypto.randomBytes(4096 + crypto.randomInt(12 * 1024 + 1));
+  const layerDigest = sha256(layer);
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: new Date().toISOString(),
+      config: { Labels: { 'bench.index': String(index), 'bench.nonce': crypto.randomUUID() } },
+      rootfs: { type: 'layers', diff_ids: [layerDigest] },
+    }),
+  );
+  const configDigest = sha256(config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
+      layers: [{ mediaType: OCI_LAYER_GZIP, digest: layerDigest, size: layer.length }],
+    }),
+  );
+  return { layer, layerDigest, config, configDigest, manifest };
+}
+
+interface SmallPushCounts {
+  post: number;
+  put: number;
+}
+
+async function pushSmallImage(client: OciClient, repo: string, tag: string, img: SmallImage, counts: SmallPushCounts): Promise<void> {
+  for (const [data, digest] of [
+    [img.layer, img.layerDigest],
+    [img.config, img.configDigest],
+  ] as const) {
+    const how = await client.pushSmallBlob(repo, data, digest);
+    counts[how]++;
+  }
+  await client.putManifest(repo, tag, img.manifest, OCI_MANIFEST);
+}
+
+/** Runs `count` jobs with at most `concurrency` in flight; stops starting new ones after a failure. */
+async function runPool(count: number, concurrency: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < count) {
+      const i = next++;
+      try {
+        await job(i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: Math.min(concurrency, count) }, worker));
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected !== undefined) throw rejected.reason;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios 1–3: one big blob
+
+export interface ThroughputResult {
+  bytes: number;
+  ms: number;
+  mibPerS: number;
+  /** Number of PATCH requests (chunked push only). */
+  patches?: number;
+}
+
+function throughput(bytes: number, ms: number): ThroughputResult {
+  return { bytes, ms, mibPerS: bytes / MiB / (ms / 1000) };
+}
+
+/** Scenario 1: POST + one PUT ?digest= streaming the whole file. */
+export async function pushMonolithic(baseUrl: string, blob: BlobFile, rep: number): Promise<ThroughputResult> {
+  const agent = keepAliveAgent(1);
+  try {
+    const client = new OciClient(baseUrl, agent);
+    const t0 = performance.now();
+    await client.pushBlobMonolithic(`bench/mono${rep}`, blob);
+    return throughput(blob.size, performance.now() - t0);
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** Scenario 2: POST, PATCH per chunk (Content-Range), PUT ?digest= with an empty body. */
+export async function pushChunked(baseUrl: string, blob: BlobFile, chunkBytes: number, rep: number): Promise<ThroughputResult> {
+  const agent = keepAliveAgent(1);
+  try {
+    const client = new OciClient(baseUrl, agent);
+    const t0 = performance.now();
+    const patches = await client.pushBlobChunked(`bench/chunked${rep}`, blob, chunkBytes);
+    return { ...throughput(blob.size, performance.now() - t0), patches };
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** Makes sure the blob is in `repo` (untimed), pushing it if needed. */
+async function ensureBlob(client: OciClient, repo: string, blob: BlobFile): Promise<void> {
+  if (!(await client.blobExists(repo, blob.digest))) await client.pushBlobMonolithic(repo, blob);
+}
+
+/** Scenario 3: GET the blob, streamed to /dev/null; the byte count must match. */
+export async function pullBlob(baseUrl: string, blob: BlobFile): Promise<ThroughputResult> {
+  const agent = keepAliveAgent(1);
+  try {
+    const client = new OciClient(baseUrl, agent);
+    const repo = 'bench/mono0'; // pushed by scenario 1; pushed here if that failed
+    await ensureBlob(client, repo, blob);
+    const t0 = performance.now();
+    const bytes = await client.pullBlob(repo, blob.digest);
+    const ms = performance.now() - t0;
+    if (bytes !== blob.size) {
+      throw new Error(`GET /v2/${repo}/blobs/${blob.digest} returned ${bytes} bytes, expected ${blob.size}`);
+    }
+    return throughput(bytes, ms);
+  } finally {
+    agent.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 4: many small images
+
+export interface SmallImagesResult {
+  images: number;
+  ms: number;
+  imagesPerS: number;
+  /** Blobs stored by the monolithic POST (201) vs. by the PUT fallback after a 202. */
+  blobsByPost: number;
+  blobsByPutFallback: number;
+}
+
+export async function pushSmallImages(baseUrl: string, sizes: Sizes): Promise<SmallImagesResult> {
+  const images = Array.from({ length: sizes.smallImages }, (_, i) => makeSmallImage(i));
+  const agent = keepAliveAgent(sizes.smallConcurrency);
+  try {
+    const client = new OciClient(baseUrl, agent, { timeoutMs: 60_000 });
+    const counts: SmallPushCounts = { post: 0, put: 0 };
+    const t0 = performance.now();
+    await runPool(images.length, sizes.smallConcurrency, (i) =>
+      pushSmallImage(client, `bench/small${i}`, 'latest', images[i] as SmallImage, counts),
+    );
+    const ms = performance.now() - t0;
+    return {
+      images: images.length,
+      ms,
+      imagesPerS: (images.length / ms) * 1000,
+      blobsByPost: counts.post,
+      blobsByPutFallback: counts.put,
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios 5 and 6: manifest GETs
+
+interface ManifestTarget {
+  repo: string;
+  ref: string;
+  bytes: number;
+}
+
+/** Pushes one small image to bench/hot:latest (untimed) as the target of the GET loops. */
+async function pushHotImage(client: OciClient): Promise<ManifestTarget> {
+  const img = makeSmallImage(-1);
+  await pushSmallImage(client, 'bench/hot', 'latest', img, { post: 0, put: 0 });
+  return { repo: 'bench/hot', ref: 'latest', bytes: img.manifest.length };
+}
+
+interface LoopLimits {
+  durationMs: number;
+  maxRequests: number;
+  /** Stop early once this flag function returns true. */
+  stopWhen?: () => boolean;
+}
+
+/** `concurrency` loops of GET manifest by tag until a limit is hit; fails on the first error. */
+async function manifestGetLoop(client: OciClient, target: ManifestTarget, concurrency: number, limits: LoopLimits): Promise<LatencyStats> {
+  const latencies: number[] = [];
+  let issued = 0;
+  let failed = false;
+  const t0 = performance.now();
+  const deadline = t0 + limits.durationMs;
+  const stop = (): boolean =>
+    failed || issued >= limits.maxRequests || performance.now() >= deadline || (limits.stopWhen?.() ?? false);
+  const loop = async (): Promise<void> => {
+    while (!stop()) {
+      issued++;
+      const s = performance.now();
+      try {
+        const bytes = await client.getManifest(target.repo, target.ref, OCI_MANIFEST);
+        if (bytes !== target.bytes) {
+          throw new Error(`GET /v2/${target.repo}/manifests/${target.ref} returned ${bytes} bytes, expected ${target.bytes}`);
+        }
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+      latencies.push(performance.now() - s);
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: concurrency }, loop));
+  const elapsed = performance.now() - t0;
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected !== undefined) throw rejected.reason;
+  return latencyStats(latencies, elapsed);
+}
+
+/** Scenario 5: GET manifest by tag at concurrency 50 for a fixed time (after a short warm-up). */
+export async function manifestGets(baseUrl: string, sizes: Sizes): Promise<LatencyStats> {
+  const agent = keepAliveAgent(sizes.getConcurrency);
+  try {
+    const client = new OciClient(baseUrl, agent, { timeoutMs: 30_000 });
+    const target = await pushHotImage(client);
+    await manifestGetLoop(client, target, sizes.getConcurrency, { durationMs: 1_000, maxRequests: 2_000 });
+    return await manifestGetLoop(client, target, sizes.getConcurrency, {
+      durationMs: sizes.getDurationMs,
+      maxRequests: sizes.getMaxRequests,
+    });
+  } finally {
+    agent.destroy();
+  }
+}
+
+export interface UnderLoadResult {
+  idle: LatencyStats;
+  during: LatencyStats;
+  pushBytes: number;
+  pushMs: number;
+  pushMiBPerS: number;
+  p50Ratio: number;
+  p99Ratio: number;
+}
+
+/** Runs the big monolithic push in a worker thread; resolves once it has started uploading. */
+function startBigPush(job: PushJob): Promise<{ done: Promise<number> }> {
+  return new Promise((resolveStarted, rejectStarted) => {
+    const worker = new Worker(new URL('./push-worker.js', import.meta.url), { workerData: job });
+    let started = false;
+    let settle: { resolve: (ms: number) => void; reject: (err: Error) => void } | undefined;
+    const done = new Promise<number>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    done.catch(() => undefined); // observed by the caller; avoid an unhandled rejection meanwhile
+    const fail = (err: Error): void => {
+      if (!started) rejectStarted(err);
+      settle?.reject(err);
+    };
+    worker.on('message', (msg: PushMessage) => {
+      if (msg.type === 'started') {
+        started = true;
+        resolveStarted({ done });
+      } else if (msg.type === 'done') {
+        settle?.resolve(msg.ms);
+        void worker.terminate();
+      } else {
+        fail(new Error(msg.error));
+        void worker.terminate();
+      }
+    });
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`push worker exited with code ${code}`)));
+  });
+}
+
+/**
+ * Scenario 6: manifest GET latency at low concurrency, first idle, then while a big blob is pushed
+ * monolithically to the same registry (from a worker thread).
+ */
+export async function latencyUnderPush(baseUrl: string, bigBlob: BlobFile, sizes: Sizes): Promise<UnderLoadResult> {
+  const agent = keepAliveAgent(sizes.latencyConcurrency);
+  try {
+    const client = new OciClient(baseUrl, agent, { timeoutMs: 120_000 });
+    const target = await pushHotImage(client);
+    await manifestGetLoop(client, target, sizes.latencyConcurrency, { durationMs: 500, maxRequests: 500 });
+    const idle = await manifestGetLoop(client, target, sizes.latencyConcurrency, {
+      durationMs: sizes.idleDurationMs,
+      maxRequests: sizes.getMaxRequests,
+    });
+
+    const { done } = await startBigPush({ baseUrl, repo: 'bench/big-during', blob: bigBlob });
+    let pushFinished = false;
+    const pushed = done.finally(() => {
+      pushFinished = true;
+    });
+    pushed.catch(() => undefined);
+    let during: LatencyStats;
+    try {
+      during = await manifestGetLoop(client, target, sizes.latencyConcurrency, {
+        durationMs: 600_000,
+        maxRequests: 10_000_000,
+        stopWhen: () => pushFinished,
+      });
+    } finally {
+      await pushed.catch(() => undefined); // never leave the worker running
+    }
+    const pushMs = await pushed;
+    return {
+      idle,
+      during,
+      pushBytes: bigBlob.size,
+      pushMs,
+      pushMiBPerS: bigBlob.size / MiB / (pushMs / 1000),
+      p50Ratio: during.p50Ms / idle.p50Ms,
+      p99Ratio: during.p99Ms / idle.p99Ms,
+    };
+  } finally {
+    agent.destroy();
+  }
+}

@@ -1,0 +1,396 @@
+// Starting and stopping the two registries under test, free ports, temp dirs, and RSS sampling.
+//
+// Every process started here is recorded; a process 'exit' hook SIGKILLs whatever is still alive
+// (by process group, as each server is spawned as its own group leader) and removes the temp dirs,
+// so an exception or Ctrl-C never leaves a registry behind.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export type RegistryKind = 'zot' | 'distribution';
+
+export const REGISTRY_LABEL: Record<RegistryKind, string> = {
+  zot: 'zot-ts',
+  distribution: 'distribution',
+};
+
+// ---------------------------------------------------------------------------------------------
+// Process and temp-dir bookkeeping
+
+const liveChildren = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+let hooksInstalled = false;
+
+function killGroupSync(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Synchronous last-resort cleanup: kill every child we started, remove our temp dirs. */
+export function cleanupSync(): void {
+  for (const child of liveChildren) killGroupSync(child, 'SIGKILL');
+  liveChildren.clear();
+  for (const dir of tempDirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+  }
+  tempDirs.clear();
+}
+
+/** Installs exit/signal hooks once. */
+export function installCleanupHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', cleanupSync);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\n${sig}: stopping registries and removing temp dirs\n`);
+      cleanupSync();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+/** Creates a temp dir that is removed at exit (or earlier with removeTempDir). */
+export function makeTempDir(parent: string, prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(parent, prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export function removeTempDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === 'string') {
+        srv.close();
+        reject(new Error('could not get a free port'));
+        return;
+      }
+      const { port } = addr;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// RSS sampling (/proc)
+
+function readStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+/** pid and all its descendant processes (threads share the pid's memory and are not listed). */
+function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0 && out.length < 256) {
+    const p = queue.shift();
+    if (p === undefined) break;
+    out.push(p);
+    let tids: string[] = [];
+    try {
+      tids = fs.readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const kids = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
+        if (kids !== '') for (const k of kids.split(/\s+/)) queue.push(Number(k));
+      } catch {
+        // thread gone
+      }
+    }
+  }
+  return out;
+}
+
+let clockTicks: number | undefined;
+
+/** CPU seconds (user + system, all threads) used so far by a process and its descendants. */
+export function cpuSeconds(pid: number): number {
+  if (clockTicks === undefined) {
+    const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+    const n = Number(r.stdout?.trim());
+    clockTicks = r.status === 0 && Number.isFinite(n) && n > 0 ? n : 100;
+  }
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+    } catch {
+      // process gone
+    }
+  }
+  return ticks / clockTicks;
+}
+
+/** Polls VmRSS of a process tree every intervalMs; keeps the peak. Reads VmHWM on demand. */
+export class RssSampler {
+  private timer: NodeJS.Timeout | undefined;
+  peakTreeKiB = 0;
+  peakHwmKiB = 0;
+  samples = 0;
+
+  constructor(readonly pid: number, intervalMs = 100) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), intervalMs);
+    this.timer.unref();
+  }
+
+  sample(): void {
+    let sum = 0;
+    for (const p of processTree(this.pid)) sum += readStatusKiB(p, 'VmRSS') ?? 0;
+    if (sum > 0) {
+      this.samples++;
+      if (sum > this.peakTreeKiB) this.peakTreeKiB = sum;
+    }
+    const hwm = readStatusKiB(this.pid, 'VmHWM');
+    if (hwm !== undefined && hwm > this.peakHwmKiB) this.peakHwmKiB = hwm;
+  }
+
+  /** Final sample (call before the process is stopped) and stop polling. */
+  stop(): void {
+    this.sample();
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Peak in MiB: the larger of the kernel's VmHWM and the polled process-tree RSS. */
+  get peakMiB(): number {
+    return Math.max(this.peakHwmKiB, this.peakTreeKiB) / 1024;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registries
+
+export interface ServerHandle {
+  kind: RegistryKind;
+  port: number;
+  baseUrl: string;
+  pid: number;
+  /** Milliseconds from spawn to the first 200 on GET /v2/. */
+  startupMs: number;
+  dir: string;
+  rss: RssSampler;
+  /** Exit status, if the process already exited. */
+  exitStatus(): string | undefined;
+  /** Last lines of the server's stdout+stderr. */
+  logTail(): string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  kind: RegistryKind;
+  /** Parent temp dir; a per-instance dir is created in it. */
+  tmpRoot: string;
+  /** Repository root (cwd for `node bin/zot.js`). */
+  repoRoot: string;
+  readyTimeoutMs?: number;
+  distributionBinary?: string;
+}
+
+function distributionConfig(dataDir: string, port: number): string {
+  return [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${dataDir}`,
+    '  delete:',
+    '    enabled: true',
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    '  secret: zot-ts-bench-not-a-secret',
+    '',
+  ].join('\n');
+}
+
+function zotConfig(dataDir: string, port: number): string {
+  return `${JSON.stringify(
+    {
+      distSpecVersion: '1.1.0',
+      http: { address: '127.0.0.1', port: String(port) },
+      storage: { rootDirectory: dataDir, dedupe: false, gc: false },
+      log: { level: 'warn' },
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+/** One GET /v2/ without keep-alive; resolves the status, or 0 on connection errors. */
+function probe(port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: '/v2/', method: 'GET', agent: false, timeout: 1000 },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', () => resolve(0));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+/** Starts one registry on a free port and waits for GET /v2/ to answer 200. */
+export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
+  installCleanupHooks();
+  const dir = fs.mkdtempSync(path.join(opts.tmpRoot, `${opts.kind}-`));
+  const dataDir = path.join(dir, opts.kind === 'zot' ? 'zot' : 'data');
+  fs.mkdirSync(dataDir, { recursive: true });
+  const port = await freePort();
+  let command: string;
+  let args: string[];
+  let configPath: string;
+  if (opts.kind === 'distribution') {
+    configPath = path.join(dir, 'config.yml');
+    fs.writeFileSync(configPath, distributionConfig(dataDir, port));
+    command = opts.distributionBinary ?? '/usr/bin/docker-registry';
+    args = ['serve', configPath];
+  } else {
+    configPath = path.join(dir, 'config.json');
+    fs.writeFileSync(configPath, zotConfig(dataDir, port));
+    command = process.execPath;
+    args = ['bin/zot.js', 'serve', configPath];
+  }
+
+  const logPath = path.join(dir, 'server.log');
+  const logFd = fs.openSync(logPath, 'a');
+  let tail = '';
+  const keepTail = (chunk: Buffer): void => {
+    fs.writeSync(logFd, chunk);
+    tail = (tail + chunk.toString('utf8')).slice(-4000);
+  };
+
+  const t0 = performance.now();
+  const child = spawn(command, args, {
+    cwd: opts.repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // own process group, so the whole tree can be killed
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  liveChildren.add(child);
+  child.stdout?.on('data', keepTail);
+  child.stderr?.on('data', keepTail);
+  let spawnError: Error | undefined;
+  child.on('error', (err) => {
+    spawnError = err;
+  });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  child.on('exit', () => liveChildren.delete(child));
+  const exitStatus = (): string | undefined => {
+    if (spawnError !== undefined) return `spawn failed: ${spawnError.message}`;
+    if (child.exitCode !== null) return `exited with code ${child.exitCode}`;
+    if (child.signalCode !== null) return `killed by ${child.signalCode}`;
+    return undefined;
+  };
+
+  const stop = async (): Promise<void> => {
+    if (exitStatus() === undefined) {
+      killGroupSync(child, 'SIGTERM');
+      const timedOut = await Promise.race([exited.then(() => false), sleep(5000).then(() => true)]);
+      if (timedOut) {
+        killGroupSync(child, 'SIGKILL');
+        await Promise.race([exited, sleep(2000)]);
+      }
+    }
+    liveChildren.delete(child);
+    try {
+      fs.closeSync(logFd);
+    } catch {
+      // already closed
+    }
+  };
+
+  const deadline = t0 + (opts.readyTimeoutMs ?? 60_000);
+  let lastStatus = 0;
+  for (;;) {
+    const st = exitStatus();
+    if (st !== undefined) {
+      await stop();
+      throw new Error(`${REGISTRY_LABEL[opts.kind]} ${st} before answering GET /v2/; log tail:\n${tail.trim()}`);
+    }
+    lastStatus = await probe(port);
+    if (lastStatus === 200) break;
+    if (performance.now() > deadline) {
+      await stop();
+      throw new Error(
+        `${REGISTRY_LABEL[opts.kind]} did not answer 200 on GET /v2/ within ${opts.readyTimeoutMs ?? 60_000} ms ` +
+          `(last status ${lastStatus || 'connection refused'}); log tail:\n${tail.trim()}`,
+      );
+    }
+    await sleep(10);
+  }
+  const startupMs = performance.now() - t0;
+  if (child.pid === undefined) throw new Error('spawned process has no pid');
+
+  return {
+    kind: opts.kind,
+    port,
+    baseUrl: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    startupMs,
+    dir,
+    rss: new RssSampler(child.pid),
+    exitStatus,
+    logTail: () => tail.trim(),
+    stop,
+  };
+}
+
+/** The version string of the distribution binary, for the report. */
+export function distributionVersion(binary = '/usr/bin/docker-registry'): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(binary, ['--version'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.on('error', () => resolve('unavailable'));
+    child.on('exit', () => resolve(out.trim() || 'unknown'));
+  });
+}
