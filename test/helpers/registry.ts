@@ -1,0 +1,135 @@
+// Starts real registries for the tests: in-process through the same startRegistry() the CLI
+// uses, or as a `zot serve` child process (for signals, crashes and the CLI itself). Every
+// registry listens on a free port of 127.0.0.1 and is stopped by the test that started it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { startRegistry, type RunningRegistry } from '../../src/app.js';
+import type { Config } from '../../src/config/types.js';
+
+/** The repository root (tests run from dist/test/helpers). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const ZOT_BIN = path.join(REPO_ROOT, 'bin', 'zot.js');
+
+export function makeTempDir(prefix = 'zot-ts-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface TestConfigOptions {
+  root?: string;
+  port?: number;
+  http?: Partial<Config['http']>;
+  storage?: Partial<Config['storage']>;
+  log?: Config['log'];
+}
+
+export function testConfig(options: TestConfigOptions = {}): Config {
+  return {
+    distSpecVersion: '1.1.0',
+    http: { address: '127.0.0.1', port: String(options.port ?? 0), ...options.http },
+    storage: { rootDirectory: options.root ?? path.join(makeTempDir(), 'root'), ...options.storage },
+    log: options.log ?? { level: 'error' },
+  };
+}
+
+export interface TestRegistry {
+  url: string;
+  root: string;
+  running: RunningRegistry;
+  stop(): Promise<void>;
+}
+
+export async function startTestRegistry(options: TestConfigOptions = {}): Promise<TestRegistry> {
+  const config = testConfig(options);
+  const running = await startRegistry(config, { logger: pino({ level: 'silent' }) });
+  return { url: running.url, root: running.rootDirectory, running, stop: () => running.close() };
+}
+
+export interface RegistryProcess {
+  url: string;
+  root: string;
+  configPath: string;
+  child: ChildProcess;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit. */
+  kill(): Promise<void>;
+}
+
+export async function getFreePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function runZot(args: string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [ZOT_BIN, ...args], { cwd: options.cwd ?? REPO_ROOT });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export function writeConfig(config: Config, dir = makeTempDir()): string {
+  const file = path.join(dir, 'config.json');
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+/** Starts `zot serve` as a child process and waits until /v2/ answers. */
+export async function spawnRegistry(options: TestConfigOptions = {}): Promise<RegistryProcess> {
+  const port = options.port ?? (await getFreePort());
+  const config = testConfig({ ...options, port, log: options.log ?? { level: 'warn' } });
+  const configPath = writeConfig(config);
+  const child = spawn(process.execPath, [ZOT_BIN, 'serve', configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`zot serve exited with ${child.exitCode}: ${output}`);
+    try {
+      const res = await fetch(`${url}/v2/`);
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`zot serve did not start within 15 s: ${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    root: path.resolve(config.storage.rootDirectory),
+    configPath,
+    child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    kill: async () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
