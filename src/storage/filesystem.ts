@@ -8,6 +8,8 @@ import type { Readable } from 'node:stream';
 import { PathNotFoundError, SizeMismatchError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
+/** Reads in smaller pieces: a slow client then holds little in the socket queue. */
+const READ_BUFFER_BYTES = 256 * 1024;
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
@@ -76,7 +78,7 @@ export class FilesystemDriver implements StorageDriver {
     }
     return createReadStream('', {
       fd: handle,
-      highWaterMark: WRITE_BUFFER_BYTES,
+      highWaterMark: READ_BUFFER_BYTES,
       ...(range ? { start: range.start, end: range.end } : {}),
     });
   }

@@ -1,7 +1,7 @@
 // Worker-thread tasks of the piscina pool. Each task gets a path, never the bytes, so the main
 // thread only moves file names around.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 
 export interface HashFileTask {
   path: string;
@@ -9,12 +9,21 @@ export interface HashFileTask {
 }
 
 const READ_BUFFER_BYTES = 1024 * 1024;
+/** One read buffer per worker thread, reused: hashing a large blob makes no garbage. */
+const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
 /** Hex digest of the whole file. */
 export async function hashFile(task: HashFileTask): Promise<string> {
   const hash = createHash(task.algorithm);
-  for await (const chunk of createReadStream(task.path, { highWaterMark: READ_BUFFER_BYTES })) {
-    hash.update(chunk as Buffer);
+  const handle = await open(task.path, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
   }
   return hash.digest('hex');
 }
