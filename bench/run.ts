@@ -35,6 +35,7 @@ import {
 import {
   cpuSeconds,
   distributionVersion,
+  lastLoggedError,
   installCleanupHooks,
   makeTempDir,
   REGISTRY_LABEL,
@@ -157,6 +158,7 @@ class Contender {
       log(`${this.label} ${scenario}: FAILED ${error}`);
       return new Error(error);
     }
+    const logMark = server.logMark();
     const wall0 = performance.now();
     const server0 = cpuSeconds(server.pid);
     const client0 = process.cpuUsage();
@@ -166,6 +168,10 @@ class Contender {
       let error = errorText(err);
       const status = server.exitStatus();
       if (status !== undefined) error += ` [server ${status}; log tail: ${server.logTail().slice(-1500)}]`;
+      else {
+        const logged = lastLoggedError(server.logSince(logMark));
+        if (logged !== undefined) error += ` | server logged: ${logged}`;
+      }
       this.failures.push({ registry: this.label, scenario, error });
       log(`${this.label} ${scenario}: FAILED ${error}`);
       return err instanceof Error ? err : new Error(error);
@@ -180,8 +186,8 @@ class Contender {
     }
   }
 
-  /** Server CPU seconds per wall second over all runs of a scenario. */
-  cpuSummary(): string {
+  /** CPU seconds per scenario, summed over its runs. */
+  cpuByScenario(): Map<string, { wall: number; server: number; client: number }> {
     const byScenario = new Map<string, { wall: number; server: number; client: number }>();
     for (const r of this.cpu) {
       const acc = byScenario.get(r.scenario) ?? { wall: 0, server: 0, client: 0 };
@@ -190,9 +196,30 @@ class Contender {
       acc.client += r.clientCpuS;
       byScenario.set(r.scenario, acc);
     }
-    return [...byScenario.entries()]
+    return byScenario;
+  }
+
+  /** Server CPU seconds, and cores used (CPU seconds per wall second) by server and client. */
+  cpuSummary(): string {
+    return [...this.cpuByScenario().entries()]
       .map(([name, a]) => `${name.split(' ')[0] ?? name} ${a.server.toFixed(1)} s (${(a.server / a.wall).toFixed(2)} cores; client ${(a.client / a.wall).toFixed(2)})`)
       .join(', ');
+  }
+
+  /** Notes for scenarios where the benchmark client, not the server, was the limit. */
+  clientBoundNotes(): string[] {
+    const notes: string[] = [];
+    for (const [name, a] of this.cpuByScenario()) {
+      const client = a.client / a.wall;
+      const server = a.server / a.wall;
+      if (client >= 0.8) {
+        notes.push(
+          `${this.label} / ${name}: the client used ${client.toFixed(2)} cores (its event loop is one core) and the server ` +
+            `${server.toFixed(2)} of ${os.cpus().length}; the client was near saturation, so this figure is a lower bound for the server.`,
+        );
+      }
+    }
+    return notes;
   }
 }
 
@@ -205,6 +232,8 @@ interface Cell {
   value?: number;
   error?: string;
   note?: string;
+  /** Errors of failed repetitions when others succeeded. */
+  failedRuns?: string[];
 }
 
 interface Row {
@@ -245,14 +274,13 @@ function emptyCollected(): Collected {
   };
 }
 
-function shortError(msg: string): string {
-  return msg.length > 60 ? `${msg.slice(0, 57)}...` : msg;
-}
-
 function medianCell(values: ThroughputResult[], errors: string[], reps: number): Cell {
   if (values.length === 0) return { error: errors[0] ?? 'not run' };
   const cell: Cell = { value: median(values.map((v) => v.mibPerS)) };
-  if (errors.length > 0) cell.note = `${errors.length}/${reps} failed`;
+  if (errors.length > 0) {
+    cell.note = `${errors.length}/${reps} failed`;
+    cell.failedRuns = errors;
+  }
   return cell;
 }
 
@@ -300,11 +328,17 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
   ];
 }
 
-function formatCell(cell: Cell | undefined, digits: number): string {
+/** Failure numbers, so that a table cell can point at the full message under the table. */
+function failureRef(failures: Failure[], kind: RegistryKind, error: string | undefined): string {
+  const i = failures.findIndex((f) => f.registry === REGISTRY_LABEL[kind] && error !== undefined && f.error.startsWith(error));
+  return i < 0 ? '' : ` [${i + 1}]`;
+}
+
+function formatCell(cell: Cell | undefined, digits: number, ref: string): string {
   if (cell === undefined) return 'skipped';
-  if (cell.value === undefined) return `FAILED: ${shortError(cell.error ?? 'unknown')}`;
+  if (cell.value === undefined) return `FAILED${ref}`;
   const v = cell.value.toFixed(digits);
-  return cell.note === undefined ? v : `${v} (${cell.note})`;
+  return cell.note === undefined ? v : `${v} (${cell.note}${ref})`;
 }
 
 function ratio(row: Row): number | undefined {
@@ -314,11 +348,16 @@ function ratio(row: Row): number | undefined {
   return z / d;
 }
 
-function renderTable(rows: Row[]): string {
+function renderTable(rows: Row[], failures: Failure[]): string {
   const header = ['figure', 'unit', 'zot-ts', 'distribution', 'zot-ts/distribution', 'better'];
   const lines = rows.map((r) => {
     const q = ratio(r);
-    return [r.figure, r.unit, formatCell(r.cells.zot, r.digits), formatCell(r.cells.distribution, r.digits), q === undefined ? '—' : q.toFixed(2), r.better];
+    const cell = (k: RegistryKind): string => {
+      const c = r.cells[k];
+      const firstError = c?.error ?? c?.failedRuns?.[0];
+      return formatCell(c, r.digits, failureRef(failures, k, firstError));
+    };
+    return [r.figure, r.unit, cell('zot'), cell('distribution'), q === undefined ? '—' : q.toFixed(2), r.better];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const numeric = new Set([2, 3, 4]);
@@ -378,7 +417,10 @@ async function main(): Promise<void> {
     for (const c of contenders) {
       const cell: Cell =
         c.startupMs.length > 0 ? { value: median(c.startupMs) } : { error: c.startErrors[0] ?? 'did not start' };
-      if (c.startupMs.length > 0 && c.startErrors.length > 0) cell.note = `${c.startErrors.length}/3 failed`;
+      if (c.startupMs.length > 0 && c.startErrors.length > 0) {
+        cell.note = `${c.startErrors.length}/3 failed`;
+        cell.failedRuns = c.startErrors;
+      }
       if (c.startErrors.length > 0) {
         c.failures.push({ registry: c.label, scenario: '8. start-up', error: c.startErrors[0] ?? '' });
       }
@@ -463,9 +505,9 @@ async function main(): Promise<void> {
 
   // Report.
   const rows = buildRows(sizes, collected);
-  const table = renderTable(rows);
   const failures = contenders.flatMap((c) => c.failures);
-  const notes = contenders.flatMap((c) => c.notes);
+  const table = renderTable(rows, failures);
+  const notes = contenders.flatMap((c) => [...c.notes, ...c.clientBoundNotes()]);
   const out: string[] = [];
   out.push('');
   out.push(
@@ -490,7 +532,7 @@ async function main(): Promise<void> {
   if (failures.length > 0) {
     out.push('');
     out.push('Failures (request, response):');
-    for (const f of failures) out.push(`  - ${f.registry} / ${f.scenario}: ${f.error}`);
+    failures.forEach((f, i) => out.push(`  [${i + 1}] ${f.registry} / ${f.scenario}: ${f.error}`));
   }
   if (notes.length > 0) {
     out.push('');

@@ -214,6 +214,10 @@ export interface ServerHandle {
   exitStatus(): string | undefined;
   /** Last lines of the server's stdout+stderr. */
   logTail(): string;
+  /** Bytes of output so far: a mark for logSince. */
+  logMark(): number;
+  /** Output since a mark (as far as the retained tail reaches). */
+  logSince(mark: number): string;
   stop(): Promise<void>;
 }
 
@@ -302,10 +306,14 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
 
   const logPath = path.join(dir, 'server.log');
   const logFd = fs.openSync(logPath, 'a');
+  const TAIL_CHARS = 64_000;
   let tail = '';
+  let logged = 0;
   const keepTail = (chunk: Buffer): void => {
     fs.writeSync(logFd, chunk);
-    tail = (tail + chunk.toString('utf8')).slice(-4000);
+    const text = chunk.toString('utf8');
+    logged += text.length;
+    tail = (tail + text).slice(-TAIL_CHARS);
   };
 
   const t0 = performance.now();
@@ -354,7 +362,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
     const st = exitStatus();
     if (st !== undefined) {
       await stop();
-      throw new Error(`${REGISTRY_LABEL[opts.kind]} ${st} before answering GET /v2/; log tail:\n${tail.trim()}`);
+      throw new Error(`${REGISTRY_LABEL[opts.kind]} ${st} before answering GET /v2/; log tail:\n${tail.slice(-4000).trim()}`);
     }
     lastStatus = await probe(port);
     if (lastStatus === 200) break;
@@ -362,7 +370,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
       await stop();
       throw new Error(
         `${REGISTRY_LABEL[opts.kind]} did not answer 200 on GET /v2/ within ${opts.readyTimeoutMs ?? 60_000} ms ` +
-          `(last status ${lastStatus || 'connection refused'}); log tail:\n${tail.trim()}`,
+          `(last status ${lastStatus || 'connection refused'}); log tail:\n${tail.slice(-4000).trim()}`,
       );
     }
     await sleep(10);
@@ -379,7 +387,9 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
     dir,
     rss: new RssSampler(child.pid),
     exitStatus,
-    logTail: () => tail.trim(),
+    logTail: () => tail.slice(-4000).trim(),
+    logMark: () => logged,
+    logSince: (mark: number) => tail.slice(-Math.min(tail.length, Math.max(0, logged - mark))),
     stop,
   };
 }
@@ -393,4 +403,46 @@ export function distributionVersion(binary = '/usr/bin/docker-registry'): Promis
     child.on('error', () => resolve('unavailable'));
     child.on('exit', () => resolve(out.trim() || 'unknown'));
   });
+}
+
+interface PinoLine {
+  level?: number;
+  msg?: string;
+  err?: { type?: string; message?: string; stack?: string };
+}
+
+/**
+ * The last error a server logged in `text`, summarised on one line: pino JSON lines (zot-ts) with
+ * level >= 50, or logrus/Go lines (distribution) with level=error/fatal/panic. Undefined if none.
+ */
+export function lastLoggedError(text: string): string | undefined {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  let count = 0;
+  let last: string | undefined;
+  for (const line of lines) {
+    let summary: string | undefined;
+    if (line.startsWith('{')) {
+      try {
+        const entry = JSON.parse(line) as PinoLine;
+        if ((entry.level ?? 0) >= 50) {
+          const frames = (entry.err?.stack ?? '')
+            .split('\n')
+            .filter((f) => f.trim().startsWith('at '))
+            .slice(0, 4)
+            .map((f) => f.trim().replace(/^at /, '').replace(/(?:file:\/\/)?\/\S*?\/(dist\/|node_modules\/)/g, '$1'))
+            .join(' < ');
+          summary = `${entry.msg ?? 'error'}: ${entry.err?.type ?? 'Error'}: ${entry.err?.message ?? '?'}${frames === '' ? '' : ` (at ${frames})`}`;
+        }
+      } catch {
+        // a partial line at the start of the tail
+      }
+    } else if (/level=(error|fatal|panic)|^panic:/.test(line)) {
+      summary = line.slice(0, 600);
+    }
+    if (summary !== undefined) {
+      count++;
+      last = summary;
+    }
+  }
+  return last === undefined ? undefined : `${last}${count > 1 ? ` [${count} error lines in this scenario]` : ''}`;
 }
