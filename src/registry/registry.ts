@@ -10,9 +10,10 @@ import { PathNotFoundError } from '../storage/driver.js';
 import { blobPath, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';
 import type { HashPool } from '../workers/pool.js';
 import { RegistryError } from './errors.js';
+import { KeyedLock } from './keyed-lock.js';
 import { ManifestCache } from './manifest-cache.js';
-import { parseManifest, MediaTypes } from './manifests.js';
-import { assertValidName, parseDigest, parseReference, type ParsedDigest } from './names.js';
+import { parseManifest, MediaTypes, type ParsedManifest } from './manifests.js';
+import { assertValidName, parseDigest, parseReference, type ManifestReference, type ParsedDigest } from './names.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
 /** Manifests larger than this are refused, as the distribution spec allows (and zot does). */
@@ -58,6 +59,8 @@ export class Registry {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   /** Repositories whose oci-layout and index.json are known to be on storage. */
   private readonly initialisedRepos = new Set<string>();
+  /** Held while a repository's copy of some bytes is written or removed. */
+  private readonly contentLock = new KeyedLock();
 
   constructor(private readonly deps: RegistryDeps) {
     this.uploads = new UploadSessions(deps.driver);
@@ -74,6 +77,10 @@ export class Registry {
       await driver.putContent(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] }));
     }
     this.initialisedRepos.add(repo);
+  }
+
+  private withContent<T>(repo: string, digest: string, work: () => Promise<T>): Promise<T> {
+    return this.contentLock.run(`${repo}@${digest}`, work);
   }
 
   private assertRepositoryExists(repo: string): void {
@@ -136,10 +143,12 @@ export class Registry {
       if (queries.isBlobReferenced(repo, digest.value)) throw new RegistryError('BLOB_REFERENCED');
     };
     held();
-    store.append([{ type: 'BlobDeleted', repo, digest: digest.value }], context, { precondition: held });
-    // The event is the commit point: a crash before this removal leaves an orphan for GC, never a
-    // served blob without bytes.
-    await driver.delete(blobPath(repo, digest));
+    await this.withContent(repo, digest.value, async () => {
+      store.append([{ type: 'BlobDeleted', repo, digest: digest.value }], context, { precondition: held });
+      // The event is the commit point: a crash before this removal leaves an orphan for GC, never
+      // a served blob without bytes.
+      await driver.delete(blobPath(repo, digest));
+    });
   }
 
   /** Cross-repository mount; undefined when the source does not hold the blob (then: a session). */
@@ -152,9 +161,14 @@ export class Registry {
     if (size === undefined) return undefined;
     if (queries.blobSize(repo, digest.value) !== undefined) return digest.value;
     await this.initRepository(repo);
-    await driver.link(blobPath(from, digest), blobPath(repo, digest));
-    store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from }], context);
-    return digest.value;
+    return this.withContent(repo, digest.value, async () => {
+      await driver.link(blobPath(from, digest), blobPath(repo, digest));
+      const stillThere = (): void => {
+        if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
+      };
+      store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from }], context, { precondition: stillThere });
+      return digest.value;
+    });
   }
 
   async startUpload(repo: string): Promise<string> {
@@ -190,8 +204,10 @@ export class Registry {
       const size = lastChunk ? await this.uploads.append(repo, id, sizeBefore, lastChunk.body, lastChunk.range) : sizeBefore;
       const upload = this.uploads.path(repo, id);
       await this.verifyDigest(upload, digest, () => this.uploads.discard(repo, id));
-      await this.placeBlob(repo, digest, upload);
-      this.recordBlob(repo, digest.value, size, context);
+      await this.withContent(repo, digest.value, async () => {
+        await this.placeBlob(repo, digest, upload);
+        this.recordBlob(repo, digest.value, size, context);
+      });
       return digest.value;
     });
   }
@@ -280,18 +296,28 @@ export class Registry {
     referencesPresent();
 
     await this.initRepository(repo);
-    const path = blobPath(repo, digest);
-    const existing = await driver.stat(path);
-    if (!existing || existing.size !== content.length) await driver.putContent(path, content);
+    await this.withContent(repo, digest.value, async () => {
+      const path = blobPath(repo, digest);
+      const existing = await driver.stat(path);
+      if (!existing || existing.size !== content.length) await driver.putContent(path, content);
+      const events = this.manifestEvents(repo, ref, digest.value, parsed, content.length);
+      if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
+    });
+    this.manifestCache.set(digest.value, content);
+    return { digest: digest.value, ...(parsed.subject ? { subject: parsed.subject.digest } : {}) };
+  }
 
+  /** ManifestPushed unless the repository has it already, and TagSet unless the tag is there. */
+  private manifestEvents(repo: string, ref: ManifestReference, digest: string, parsed: ParsedManifest, size: number): EventBody[] {
+    const { queries } = this.deps;
     const events: EventBody[] = [];
-    if (!queries.manifest(repo, digest.value)) {
+    if (!queries.manifest(repo, digest)) {
       events.push({
         type: 'ManifestPushed',
         repo,
-        digest: digest.value,
+        digest,
         mediaType: parsed.mediaType,
-        size: content.length,
+        size,
         blobs: parsed.blobs,
         manifests: parsed.manifests,
         ...(parsed.artifactType !== undefined ? { artifactType: parsed.artifactType } : {}),
@@ -301,13 +327,9 @@ export class Registry {
     }
     if (ref.kind === 'tag') {
       const previous = queries.tagDigest(repo, ref.tag);
-      if (previous !== digest.value) {
-        events.push({ type: 'TagSet', repo, tag: ref.tag, digest: digest.value, ...(previous ? { previous } : {}) });
-      }
+      if (previous !== digest) events.push({ type: 'TagSet', repo, tag: ref.tag, digest, ...(previous ? { previous } : {}) });
     }
-    if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
-    this.manifestCache.set(digest.value, content);
-    return { digest: digest.value, ...(parsed.subject ? { subject: parsed.subject.digest } : {}) };
+    return events;
   }
 
   /** By digest: removes the manifest and every tag on it. By tag: removes the tag only. */
@@ -319,15 +341,17 @@ export class Registry {
       store.append([{ type: 'TagRemoved', repo, tag: ref.tag, digest: row.digest }], context);
       return;
     }
-    const events: EventBody[] = queries.tagsOf(repo, row.digest).map((tag) => ({ type: 'TagRemoved', repo, tag, digest: row.digest }));
-    events.push({ type: 'ManifestDeleted', repo, digest: row.digest });
-    store.append(events, context, {
-      precondition: () => {
-        if (!queries.manifest(repo, row.digest)) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
-      },
+    await this.withContent(repo, row.digest, async () => {
+      const events: EventBody[] = queries.tagsOf(repo, row.digest).map((tag) => ({ type: 'TagRemoved', repo, tag, digest: row.digest }));
+      events.push({ type: 'ManifestDeleted', repo, digest: row.digest });
+      store.append(events, context, {
+        precondition: () => {
+          if (!queries.manifest(repo, row.digest)) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+        },
+      });
+      // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
+      if (queries.blobSize(repo, row.digest) === undefined) await driver.delete(blobPath(repo, parseDigest(row.digest)));
     });
-    // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
-    if (queries.blobSize(repo, row.digest) === undefined) await driver.delete(blobPath(repo, parseDigest(row.digest)));
   }
 
   referrers(repo: string, digestText: string, artifactType?: string): Referrer[] {
