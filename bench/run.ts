@@ -391,6 +391,7 @@ async function main(): Promise<void> {
   for (const k of kinds) collected[k] = emptyCollected();
   const got = (k: RegistryKind): Collected => collected[k] as Collected;
   const startedAt = new Date();
+  const loadAtStart = os.loadavg();
   log(`zot-ts bench${opts.quick ? ' (--quick)' : ''}: ${kinds.map((k) => REGISTRY_LABEL[k]).join(' vs. ')}; temp dir ${tmpRoot}`);
 
   try {
@@ -514,6 +515,8 @@ async function main(): Promise<void> {
     `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ` +
       `${(os.totalmem() / 1024 / MiB).toFixed(0)} GiB RAM, node ${process.version} | ${opts.quick ? 'quick' : 'full'} run, ${startedAt.toISOString()}`,
   );
+  const fmtLoad = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
+  out.push(`load average (1/5/15 min) at start ${fmtLoad(loadAtStart)}, at end ${fmtLoad(os.loadavg())} — the machine is shared; compare ratios, not absolutes`);
   out.push('');
   out.push(table);
   out.push('');
@@ -546,7 +549,14 @@ async function main(): Promise<void> {
     finishedAt: new Date().toISOString(),
     zotTsCommit: gitCommit(),
     distribution: await distributionVersion(),
-    host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemMiB: os.totalmem() / MiB, node: process.version },
+    host: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      totalMemMiB: os.totalmem() / MiB,
+      node: process.version,
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: os.loadavg(),
+    },
     options: opts,
     sizes,
     rows: rows.map((r) => ({
