@@ -4,11 +4,13 @@ import { RegistryError } from '../registry/errors.js';
 import type { ChunkRange } from '../registry/uploads.js';
 
 /**
- * A single byte range, or undefined when the header is absent or asks for several ranges (the
- * whole blob is then sent with 200, as RFC 9110 allows). A suffix range `-N` needs the size.
+ * A single byte range, or undefined when the header is absent, asks for several ranges, or counts
+ * in a unit other than bytes (the whole blob is then sent with 200: RFC 9110 section 14.2 allows
+ * the first and requires the last). A suffix range `-N` needs the size.
  */
 export function parseRangeHeader(header: string | undefined, size: () => number): { start: number; end?: number } | undefined {
   if (header === undefined) return undefined;
+  if (!/^\s*bytes=/i.test(header)) return undefined;
   const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!match) {
     if (/^bytes=.*,/.test(header)) return undefined;
