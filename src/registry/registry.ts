@@ -13,7 +13,7 @@ import { RegistryError } from './errors.js';
 import { KeyedLock } from './keyed-lock.js';
 import { ManifestCache } from './manifest-cache.js';
 import { parseManifest, MediaTypes, type ParsedManifest } from './manifests.js';
-import { assertValidName, parseDigest, parseReference, type ManifestReference, type ParsedDigest } from './names.js';
+import { assertValidName, isValidName, parseDigest, parseReference, type ManifestReference, type ParsedDigest } from './names.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
 /** Manifests larger than this are refused, as the distribution spec allows (and zot does). */
@@ -154,8 +154,14 @@ export class Registry {
   /** Cross-repository mount; undefined when the source does not hold the blob (then: a session). */
   async mountBlob(repo: string, digestText: string, from: string, context: EventContext): Promise<string | undefined> {
     assertValidName(repo);
-    assertValidName(from);
-    const digest = parseDigest(digestText);
+    // The spec: a mount that fails on an invalid source repository or digest falls back to a session.
+    if (!isValidName(from)) return undefined;
+    let digest: ParsedDigest;
+    try {
+      digest = parseDigest(digestText);
+    } catch {
+      return undefined;
+    }
     const { queries, store, driver } = this.deps;
     const size = queries.blobSize(from, digest.value);
     if (size === undefined) return undefined;
