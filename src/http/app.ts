@@ -49,6 +49,18 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
 
+  // close() reaps only the connections idle at that moment; a keep-alive connection whose
+  // request is still draining would then hold the process open until keepAliveTimeout. Telling
+  // the client `Connection: close` on every answer sent while closing ends it with its response.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('Connection', 'close');
+    return payload;
+  });
+
   // One line per request, with static message and values as fields.
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
