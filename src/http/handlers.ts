@@ -184,7 +184,10 @@ const referrers: Handler = async (registry, route, request, reply) => {
   const artifactType = query(request).get('artifactType') ?? undefined;
   const manifests = registry.referrers(route.name, route.reference, artifactType);
   if (artifactType !== undefined) reply.header('OCI-Filters-Applied', 'artifactType');
-  return reply.type(MediaTypes.ociIndex).send(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests }));
+  // A Buffer, not a string: fastify would append "; charset=utf-8" to a string's Content-Type, and
+  // the spec (and its conformance suite) want the bare index media type.
+  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests }));
+  return reply.type(MediaTypes.ociIndex).send(body);
 };
 
 export const handlers: Readonly<Record<Endpoint, Handler>> = { base, catalog, uploads, upload, blob, manifest, tags, referrers };
