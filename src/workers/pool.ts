@@ -1,23 +1,32 @@
 // The piscina pool that hashes and verifies blobs off the event loop.
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
+import { RegistryError } from '../registry/errors.js';
 import type { HashFileTask } from './hash-worker.js';
+
+/** Hashes waiting for a thread; past this the registry answers 429 rather than queue without bound. */
+export const MAX_QUEUED_HASHES = 1024;
 
 export class HashPool {
   private readonly pool: Piscina;
 
-  constructor(maxThreads = Math.max(1, availableParallelism())) {
+  // One core is left to the event loop, which streams the uploads that the pool then hashes.
+  constructor(maxThreads = Math.max(1, availableParallelism() - 1)) {
     this.pool = new Piscina({
       filename: new URL('./hash-worker.js', import.meta.url).href,
       minThreads: 1,
       maxThreads,
-      // Bounded: past this, callers wait in their own request rather than queueing without limit.
-      maxQueue: 'auto',
+      maxQueue: MAX_QUEUED_HASHES,
       idleTimeout: 30_000,
+      // A hashing thread holds one read buffer and little else; a small heap keeps its RSS small.
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
     });
   }
 
   hashFile(task: HashFileTask, signal?: AbortSignal): Promise<string> {
+    if (this.pool.queueSize >= MAX_QUEUED_HASHES) {
+      return Promise.reject(new RegistryError('TOOMANYREQUESTS', 'too many uploads are waiting for verification; retry later'));
+    }
     return this.pool.run(task, { name: 'hashFile', ...(signal ? { signal } : {}) }) as Promise<string>;
   }
 

@@ -14,8 +14,16 @@ import type { Config } from '../../src/config/types.js';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const ZOT_BIN = path.join(REPO_ROOT, 'bin', 'zot.js');
 
+const tempDirs: string[] = [];
+// Every temporary directory a test process made is removed when that process exits.
+process.on('exit', () => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 export function makeTempDir(prefix = 'zot-ts-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }
 
 export interface TestConfigOptions {
