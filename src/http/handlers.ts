@@ -90,12 +90,11 @@ const uploads: Handler = async (registry, route, request, reply) => {
     if (mounted) return sendBlobCreated(reply, route.name, mounted);
   }
   const digest = params.get('digest');
-  const id = await registry.startUpload(route.name);
   if (digest !== null) {
     // Monolithic upload in one POST: the body is the whole blob.
-    const committed = await registry.commitUpload(route.name, id, digest, ctx, { body: request.raw });
-    return sendBlobCreated(reply, route.name, committed);
+    return sendBlobCreated(reply, route.name, await registry.pushBlob(route.name, digest, request.raw, ctx));
   }
+  const id = await registry.startUpload(route.name);
   return sendUploadProgress(reply, route.name, id, 0, 202);
 };
 

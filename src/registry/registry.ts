@@ -218,6 +218,17 @@ export class Registry {
     });
   }
 
+  /** A whole blob in one request (POST ?digest=): a session that lives only as long as the request. */
+  async pushBlob(repo: string, digest: string, body: Readable, context: EventContext): Promise<string> {
+    const id = await this.startUpload(repo);
+    try {
+      return await this.commitUpload(repo, id, digest, context, { body });
+    } catch (err) {
+      await this.uploads.discard(repo, id).catch(() => undefined);
+      throw err;
+    }
+  }
+
   /** Hashes the upload in the worker pool; on mismatch discards it and throws DIGEST_INVALID. */
   private async verifyDigest(upload: string, digest: ParsedDigest, discard: () => Promise<void>): Promise<void> {
     const local = this.deps.driver.localPath(upload);
