@@ -9,7 +9,11 @@ export function hasBody(raw: IncomingMessage): boolean {
   return raw.headers['transfer-encoding'] !== undefined;
 }
 
-/** Reads the whole body, refusing (without buffering further) one larger than `limit` bytes. */
+/**
+ * Reads the whole body, refusing (without buffering further) one larger than `limit` bytes. A
+ * chunked body found too large is read to its end and dropped: leaving the loop early would stop
+ * the connection's reads, and the client's next request on the kept-alive connection would hang.
+ */
 export async function readBodyBounded(raw: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = raw.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) throw new RegistryError('MANIFEST_TOO_LARGE');
@@ -18,8 +22,8 @@ export async function readBodyBounded(raw: IncomingMessage, limit: number): Prom
   for await (const chunk of raw) {
     const buffer = chunk as Buffer;
     total += buffer.length;
-    if (total > limit) throw new RegistryError('MANIFEST_TOO_LARGE');
-    chunks.push(buffer);
+    if (total <= limit) chunks.push(buffer);
   }
+  if (total > limit) throw new RegistryError('MANIFEST_TOO_LARGE');
   return Buffer.concat(chunks, total);
 }
