@@ -81,7 +81,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (kind === 'INTERNAL') request.log.error({ err: error, requestId: request.id }, 'failed to handle request');
     const registryError = isRegistryError(error) ? error : undefined;
     addRangeHeaders(request, reply, registryError);
-    const { status, body } = renderOciError(kind, kind === 'INTERNAL' ? undefined : registryError?.message ?? undefined, publicDetail(registryError));
+    // A RegistryError thrown without a message carries its kind as message: answer the table's.
+    const message = kind === 'INTERNAL' || registryError?.message === registryError?.kind ? undefined : registryError?.message;
+    const { status, body } = renderOciError(kind, message, publicDetail(registryError));
     return reply.code(status).type('application/json').send(body);
   });
 
