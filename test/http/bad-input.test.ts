@@ -1,0 +1,484 @@
+// Bad input over HTTP: malformed manifests, wrong digests, invalid names, bad Content-Range, chunks
+// whose body disagrees with their range, clients that disconnect mid-upload, manifests naming
+// content the repository lacks, schema 1. After each case the answer is checked, then what is
+// served, then `zot replay` on the registry's root: the event log rebuilt from scratch equals the
+// live projections and storage holds everything they name.
+// Mirrors the OCI distribution-spec conformance suite (opencontainers/distribution-spec,
+// conformance/) where it touches bad input: 02_push_test.go "Blob Upload Chunked" (416 for an
+// out-of-order chunk and for a retried one) and 01_pull_test.go "Error codes" (invalid manifest
+// content answered with an OCI error). The rest goes beyond the suite.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, descriptor, makeImage, pushBlob, pushImage, pushManifest, sha256 } from '../helpers/oci.js';
+import {
+  assertReplayClean,
+  disconnectMidBody,
+  eventually,
+  expectOciError,
+  openSession,
+  patchChunk,
+  rawRequest,
+  resolveLocation,
+  sessionStatus,
+  uploadFiles,
+  withDigest,
+} from '../helpers/http.js';
+
+let registry: TestRegistry;
+let url: string;
+
+before(async () => {
+  registry = await startTestRegistry();
+  url = registry.url;
+});
+after(async () => {
+  await registry.stop();
+});
+
+async function expectNotServed(repo: string, ...digests: string[]): Promise<void> {
+  for (const digest of digests) {
+    const res = await fetch(`${url}/v2/${repo}/blobs/${digest}`);
+    assert.equal(res.status, 404, `${digest} is not served from ${repo}`);
+    await res.arrayBuffer();
+  }
+}
+
+async function catalog(): Promise<string[]> {
+  return ((await (await fetch(`${url}/v2/_catalog`)).json()) as { repositories: string[] }).repositories;
+}
+
+/** Waits until no request holds the session (a zero-byte PATCH is accepted), then returns its Range. */
+async function settledRange(session: string): Promise<string | null> {
+  await eventually(async () => {
+    const res = await patchChunk(session, Buffer.alloc(0));
+    await res.arrayBuffer();
+    return res.status === 202;
+  }, 'the aborted request to release the session');
+  return (await sessionStatus(session)).range;
+}
+
+describe('malformed manifests', () => {
+  const repo = 'bad/manifests';
+  const image = makeImage();
+  const config = descriptor(OCI_CONFIG, image.config);
+  const layer = descriptor('application/vnd.oci.image.layer.v1.tar', image.layers[0] as Buffer);
+
+  before(async () => {
+    assert.equal((await pushImage(url, repo, 'good', image)).status, 201);
+  });
+
+  const cases: [string, string][] = [
+    ['not JSON at all', 'blablabla'],
+    ['truncated JSON', image.manifestBytes.slice(0, -5)],
+    ['a JSON array', '[]'],
+    ['a JSON string', '"manifest"'],
+    ['schemaVersion 1 in an OCI manifest', JSON.stringify({ schemaVersion: 1, mediaType: OCI_MANIFEST, config, layers: [layer] })],
+    ['no schemaVersion', JSON.stringify({ mediaType: OCI_MANIFEST, config, layers: [layer] })],
+    ['no config', JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, layers: [layer] })],
+    ['layers that are not a list', JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: layer })],
+    ['a descriptor with a malformed digest', JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { ...config, digest: 'sha256:1234' }, layers: [] })],
+    ['a descriptor with a negative size', JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { ...config, size: -1 }, layers: [] })],
+    ['a descriptor without mediaType', JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { digest: config.digest, size: config.size }, layers: [] })],
+    ['annotations that are not strings', JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [layer], annotations: { n: 1 } })],
+    ['an index whose manifests are not a list', JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: {} })],
+    ['an unknown manifest media type', JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.example.unknown+json', config, layers: [] })],
+  ];
+
+  for (const [what, body] of cases) {
+    it(`${what}: 400 MANIFEST_INVALID, nothing tagged, replay clean`, async () => {
+      const contentType = what.startsWith('an index') ? OCI_INDEX : what.startsWith('an unknown') ? 'application/vnd.example.unknown+json' : OCI_MANIFEST;
+      await expectOciError(await pushManifest(url, repo, 'bad', body, contentType), 400, 'MANIFEST_INVALID');
+      await expectOciError(await fetch(`${url}/v2/${repo}/manifests/bad`), 404, 'MANIFEST_UNKNOWN');
+      await expectNotServed(repo, sha256(body));
+      await assertReplayClean(registry);
+    });
+  }
+
+  it('the good manifest and its tag list are untouched by all of it', async () => {
+    const res = await fetch(`${url}/v2/${repo}/manifests/good`);
+    assert.equal(await res.text(), image.manifestBytes);
+    assert.deepEqual(((await (await fetch(`${url}/v2/${repo}/tags/list`)).json()) as { tags: string[] }).tags, ['good']);
+  });
+});
+
+describe('wrong digests', () => {
+  const repo = 'bad/digests';
+
+  it('monolithic POST ?digest= that does not match: DIGEST_INVALID, nothing served, no session left', async () => {
+    const data = randomBytes(500);
+    const claimed = sha256('something else');
+    const res = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${claimed}`, { method: 'POST', body: data });
+    await expectOciError(res, 400, 'DIGEST_INVALID');
+    await expectNotServed(repo, claimed, sha256(data));
+    assert.deepEqual(uploadFiles(registry.root, repo), []);
+    await assertReplayClean(registry);
+  });
+
+  it('chunked upload closed by PUT ?digest= that does not match: DIGEST_INVALID and the session is gone', async () => {
+    const data = randomBytes(2000);
+    const session = await openSession(url, repo);
+    const chunk = await patchChunk(session, data.subarray(0, 1000), '0-999');
+    assert.equal(chunk.status, 202);
+    const claimed = sha256('not this');
+    const res = await fetch(withDigest(resolveLocation(url, chunk), claimed), {
+      method: 'PUT',
+      headers: { 'Content-Range': '1000-1999' },
+      body: data.subarray(1000),
+    });
+    await expectOciError(res, 400, 'DIGEST_INVALID');
+    await expectOciError(await fetch(session), 404, 'BLOB_UPLOAD_UNKNOWN');
+    await expectNotServed(repo, claimed, sha256(data));
+    assert.deepEqual(uploadFiles(registry.root, repo), []);
+    await assertReplayClean(registry);
+  });
+
+  it('streamed upload closed by a bodiless PUT ?digest= that does not match: same', async () => {
+    const data = randomBytes(300);
+    const session = await openSession(url, repo);
+    assert.equal((await patchChunk(session, data)).status, 202);
+    const claimed = sha256(data.subarray(1));
+    await expectOciError(await fetch(withDigest(session, claimed), { method: 'PUT' }), 400, 'DIGEST_INVALID');
+    await expectOciError(await fetch(session), 404, 'BLOB_UPLOAD_UNKNOWN');
+    await expectNotServed(repo, claimed, sha256(data));
+    await assertReplayClean(registry);
+  });
+
+  it('a malformed ?digest= is DIGEST_INVALID and serves nothing', async () => {
+    const data = randomBytes(100);
+    for (const digest of ['sha256:abc', 'sha256', `sha256:${'G'.repeat(64)}`, 'notadigest']) {
+      const res = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${encodeURIComponent(digest)}`, { method: 'POST', body: data });
+      await expectOciError(res, 400, 'DIGEST_INVALID');
+    }
+    await expectNotServed(repo, sha256(data));
+    assert.deepEqual(uploadFiles(registry.root, repo), []);
+    await assertReplayClean(registry);
+  });
+
+  it('a digest of an unsupported algorithm is a 400 (not a 405: the method is allowed) and serves nothing', async () => {
+    const data = randomBytes(100);
+    const res = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=md5:${'a'.repeat(32)}`, { method: 'POST', body: data });
+    const text = await res.text();
+    assert.equal(res.status, 400, `answered ${res.status}: ${text}`);
+    const code = (JSON.parse(text) as { errors: { code: string }[] }).errors[0]?.code;
+    assert.ok(code === 'DIGEST_INVALID' || code === 'UNSUPPORTED', `code ${code}`);
+    const get = await fetch(`${url}/v2/${repo}/blobs/md5:${'a'.repeat(32)}`);
+    assert.equal(get.status, 400, 'a GET of a blob by an unsupported algorithm is a bad request too');
+    await get.arrayBuffer();
+    await expectNotServed(repo, sha256(data));
+    await assertReplayClean(registry);
+  });
+
+  it('a manifest PUT under a digest that is not its own: DIGEST_INVALID, stored under neither', async () => {
+    const image = makeImage();
+    const other = makeImage();
+    await pushBlob(url, repo, image.config);
+    await pushBlob(url, repo, image.layers[0] as Buffer);
+    await expectOciError(await pushManifest(url, repo, other.digest, image.manifestBytes), 400, 'DIGEST_INVALID');
+    for (const digest of [image.digest, other.digest]) {
+      await expectOciError(await fetch(`${url}/v2/${repo}/manifests/${digest}`), 404, 'MANIFEST_UNKNOWN');
+    }
+    await assertReplayClean(registry);
+  });
+});
+
+describe('invalid repository names', () => {
+  // Each is sent byte for byte (fetch would resolve `..` and `.` segments).
+  const names = ['Upper/case', 'a/../b', 'a/./b', 'a//b', 'a/b/', '-leading-dash', 'a/-dash', '_leading', '.hidden', 'trailing-', 'a..b', 'x'.repeat(256), 'a/%2E%2E/b'];
+  const ok = makeImage();
+
+  before(async () => {
+    assert.equal((await pushImage(url, 'bad/names-control', 'latest', ok)).status, 201);
+  });
+
+  for (const name of names) {
+    it(`${name.length > 40 ? `${name.slice(0, 10)}… (${name.length} characters)` : JSON.stringify(name)}: NAME_INVALID on every endpoint, nothing created`, async () => {
+      const before = await catalog();
+      const attempts: [string, string, Buffer | undefined][] = [
+        ['GET', `/v2/${name}/tags/list`, undefined],
+        ['GET', `/v2/${name}/manifests/latest`, undefined],
+        ['PUT', `/v2/${name}/manifests/latest`, Buffer.from(ok.manifestBytes)],
+        ['POST', `/v2/${name}/blobs/uploads/`, undefined],
+        ['POST', `/v2/${name}/blobs/uploads/?digest=${sha256(ok.config)}`, ok.config],
+        ['POST', `/v2/${name}/blobs/uploads/?mount=${sha256(ok.config)}&from=bad/names-control`, undefined],
+        ['GET', `/v2/${name}/blobs/${sha256(ok.config)}`, undefined],
+        ['GET', `/v2/${name}/referrers/${ok.digest}`, undefined],
+      ];
+      for (const [method, target, body] of attempts) {
+        const res = await rawRequest(url, method, target, body, { 'Content-Type': OCI_MANIFEST });
+        assert.equal(res.status, 400, `${method} ${target} answered ${res.status}: ${res.body}`);
+        assert.match(res.headers['content-type'] ?? '', /^application\/json\b/);
+        assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'NAME_INVALID', `${method} ${target}`);
+      }
+      assert.deepEqual(await catalog(), before, 'no repository appeared');
+      const root = fs.readdirSync(registry.root);
+      assert.ok(!root.some((entry) => /^[A-Z_.-]/.test(entry) && entry !== '.zot-ts'), `nothing written at the storage root: ${root.join(', ')}`);
+      assert.ok(!fs.existsSync(path.join(registry.root, 'Upper')), 'no directory for an invalid name');
+      await assertReplayClean(registry);
+    });
+  }
+
+  it('names at the edges of the grammar are accepted', async () => {
+    for (const name of ['a', 'a/b/c/d', 'a_b', 'a__b', 'a--b', 'a.b', '0', 'x'.repeat(255)]) {
+      const res = await fetch(`${url}/v2/${name}/blobs/uploads/`, { method: 'POST' });
+      assert.equal(res.status, 202, `${name.slice(0, 20)} answered ${res.status}`);
+      await res.arrayBuffer();
+    }
+  });
+});
+
+describe('bad Content-Range', () => {
+  const repo = 'bad/ranges';
+  const data = randomBytes(3000);
+  let session = '';
+
+  before(async () => {
+    session = await openSession(url, repo);
+    const first = await patchChunk(session, data.subarray(0, 1000), '0-999');
+    assert.equal(first.status, 202);
+  });
+
+  const cases: [string, string, number][] = [
+    ['malformed: letters', 'abc', 100],
+    ['malformed: the Range syntax', 'bytes=1000-1099', 100],
+    ['malformed: no end', '1000-', 100],
+    ['malformed: no start', '-1099', 100],
+    ['malformed: three numbers', '1000-1049-1099', 100],
+    ['malformed: negative', '-1000--901', 100],
+    ['out of order: a gap after the upload', '1500-1599', 100],
+    ['out of order: overlapping what is there', '500-599', 100],
+    ['out of order: from the start again', '0-99', 100],
+    ['end before start', '1000-900', 100],
+  ];
+
+  for (const [what, range, length] of cases) {
+    it(`${what} (${range}): 416 RANGE_INVALID with Location and Range, upload unchanged`, async () => {
+      const res = await patchChunk(session, randomBytes(length), range);
+      await expectOciError(res, 416, 'RANGE_INVALID');
+      const status = await sessionStatus(session);
+      assert.equal(status.status, 204);
+      assert.equal(status.range, '0-999', 'the upload still holds its first 1000 bytes');
+      await assertReplayClean(registry);
+    });
+  }
+
+  it('a malformed Content-Range on the closing PUT is 416 and commits nothing', async () => {
+    const res = await fetch(withDigest(session, sha256(data)), { method: 'PUT', headers: { 'Content-Range': 'whatever' }, body: data.subarray(1000) });
+    await expectOciError(res, 416, 'RANGE_INVALID');
+    assert.equal((await sessionStatus(session)).range, '0-999');
+    await expectNotServed(repo, sha256(data));
+  });
+
+  it('after all that, the upload completes with the right chunks', async () => {
+    const second = await patchChunk(session, data.subarray(1000, 2000), '1000-1999');
+    assert.equal(second.status, 202);
+    const put = await fetch(withDigest(resolveLocation(url, second), sha256(data)), {
+      method: 'PUT',
+      headers: { 'Content-Range': '2000-2999' },
+      body: data.subarray(2000),
+    });
+    assert.equal(put.status, 201);
+    assert.deepEqual(Buffer.from(await (await fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`)).arrayBuffer()), data);
+    await assertReplayClean(registry);
+  });
+});
+
+describe('chunk bodies that disagree with their Content-Range', () => {
+  const repo = 'bad/sizes';
+
+  it('a body shorter or longer than its range: 400 SIZE_INVALID and the upload size unchanged', async () => {
+    const data = randomBytes(1000);
+    const session = await openSession(url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 400), '0-399')).status, 202);
+    for (const body of [data.subarray(400, 450), data.subarray(400, 1000)]) {
+      await expectOciError(await patchChunk(session, body, '400-499'), 400, 'SIZE_INVALID');
+      assert.equal((await sessionStatus(session)).range, '0-399');
+    }
+    await expectOciError(await patchChunk(session, Buffer.alloc(0), '400-499'), 400, 'SIZE_INVALID');
+    assert.equal((await sessionStatus(session)).range, '0-399');
+    // The same on the closing PUT: nothing is committed and the session stays as it was.
+    const put = await fetch(withDigest(session, sha256(data)), { method: 'PUT', headers: { 'Content-Range': '400-999' }, body: data.subarray(400, 900) });
+    await expectOciError(put, 400, 'SIZE_INVALID');
+    assert.equal((await sessionStatus(session)).range, '0-399');
+    await expectNotServed(repo, sha256(data));
+    await assertReplayClean(registry);
+
+    const rest = await patchChunk(session, data.subarray(400), '400-999');
+    assert.equal(rest.status, 202);
+    assert.equal((await fetch(withDigest(session, sha256(data)), { method: 'PUT' })).status, 201);
+    assert.deepEqual(Buffer.from(await (await fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`)).arrayBuffer()), data);
+    await assertReplayClean(registry);
+  });
+});
+
+describe('clients that disconnect mid-upload', () => {
+  const repo = 'bad/disconnects';
+
+  it('a PATCH cut off mid-body: the registry answers, the upload is as before, and it can go on', async () => {
+    const data = randomBytes(4000);
+    const session = await openSession(url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 1000))).status, 202);
+
+    await disconnectMidBody(session, 'PATCH', 2000, data.subarray(1000, 1600));
+    assert.equal((await fetch(`${url}/v2/`)).status, 200, 'the registry still answers');
+    assert.equal(await settledRange(session), '0-999', 'the cut-off chunk left nothing behind');
+    await expectNotServed(repo, sha256(data), sha256(data.subarray(0, 1600)));
+
+    const rest = await patchChunk(session, data.subarray(1000), `1000-${data.length - 1}`);
+    assert.equal(rest.status, 202);
+    assert.equal((await fetch(withDigest(session, sha256(data)), { method: 'PUT' })).status, 201);
+    assert.deepEqual(Buffer.from(await (await fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`)).arrayBuffer()), data);
+    await assertReplayClean(registry);
+  });
+
+  it('a PATCH with Content-Range cut off mid-body: same', async () => {
+    const data = randomBytes(3000);
+    const session = await openSession(url, repo);
+    await disconnectMidBody(session, 'PATCH', 3000, data.subarray(0, 1200), { 'Content-Range': '0-2999' });
+    assert.equal(await settledRange(session), '0-0');
+    const all = await patchChunk(session, data, '0-2999');
+    assert.equal(all.status, 202);
+    assert.equal((await fetch(withDigest(session, sha256(data)), { method: 'PUT' })).status, 201);
+    await assertReplayClean(registry);
+  });
+
+  it('a closing PUT cut off mid-body: nothing is committed, the session is as before', async () => {
+    const data = randomBytes(3000);
+    const session = await openSession(url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 1000), '0-999')).status, 202);
+    await disconnectMidBody(withDigest(session, sha256(data)), 'PUT', 2000, data.subarray(1000, 1500), { 'Content-Range': '1000-2999' });
+    assert.equal(await settledRange(session), '0-999');
+    await expectNotServed(repo, sha256(data));
+    await assertReplayClean(registry);
+    const put = await fetch(withDigest(session, sha256(data)), { method: 'PUT', headers: { 'Content-Range': '1000-2999' }, body: data.subarray(1000) });
+    assert.equal(put.status, 201);
+  });
+
+  it('a monolithic POST cut off mid-body: nothing served and no session left behind', async () => {
+    const data = randomBytes(5000);
+    await disconnectMidBody(`${url}/v2/${repo}/blobs/uploads/?digest=${sha256(data)}`, 'POST', data.length, data.subarray(0, 2500));
+    assert.equal((await fetch(`${url}/v2/`)).status, 200);
+    // The earlier sessions of this repository were all committed: any file left would be the POST's.
+    await eventually(async () => uploadFiles(registry.root, repo).length === 0, 'the cut-off POST to clean up its session');
+    await expectNotServed(repo, sha256(data));
+    await assertReplayClean(registry);
+  });
+
+  it('a manifest PUT cut off mid-body: no manifest, no tag', async () => {
+    const image = makeImage();
+    await pushBlob(url, repo, image.config);
+    await pushBlob(url, repo, image.layers[0] as Buffer);
+    const body = Buffer.from(image.manifestBytes);
+    await disconnectMidBody(`${url}/v2/${repo}/manifests/cut`, 'PUT', body.length, body.subarray(0, 100), { 'Content-Type': OCI_MANIFEST });
+    assert.equal((await fetch(`${url}/v2/`)).status, 200);
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/cut`), 404, 'MANIFEST_UNKNOWN');
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/${image.digest}`), 404, 'MANIFEST_UNKNOWN');
+    await assertReplayClean(registry);
+  });
+});
+
+describe('manifests naming content the repository lacks', () => {
+  const repo = 'bad/references';
+
+  it('an image naming a missing layer, in a repository that does not exist yet: refused, no repository created', async () => {
+    const image = makeImage();
+    const fresh = 'bad/never-created';
+    await pushBlob(url, repo, image.config);
+    const res = await pushManifest(url, fresh, 'latest', image.manifestBytes);
+    await expectOciError(res, 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(await fetch(`${url}/v2/${fresh}/tags/list`), 404, 'NAME_UNKNOWN');
+    assert.ok(!(await catalog()).includes(fresh));
+    await assertReplayClean(registry);
+  });
+
+  it('an image whose blobs are only in another repository: MANIFEST_BLOB_UNKNOWN', async () => {
+    const image = makeImage();
+    assert.equal((await pushImage(url, 'bad/holder', 'latest', image)).status, 201);
+    await pushBlob(url, repo, randomBytes(10));
+    await expectOciError(await pushManifest(url, repo, 'borrowed', image.manifestBytes), 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/borrowed`), 404, 'MANIFEST_UNKNOWN');
+    await assertReplayClean(registry);
+  });
+
+  it('an index naming a child manifest that was never pushed: MANIFEST_BLOB_UNKNOWN', async () => {
+    const child = makeImage();
+    const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, child.manifestBytes)] });
+    await expectOciError(await pushManifest(url, repo, 'index', index, OCI_INDEX), 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/index`), 404, 'MANIFEST_UNKNOWN');
+    await assertReplayClean(registry);
+  });
+
+  it('an index naming a digest the repository holds only as a blob, not as a manifest: MANIFEST_BLOB_UNKNOWN', async () => {
+    const child = makeImage();
+    await pushBlob(url, repo, child.manifestBytes);
+    const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, child.manifestBytes)] });
+    await expectOciError(await pushManifest(url, repo, 'index-of-blob', index, OCI_INDEX), 404, 'MANIFEST_BLOB_UNKNOWN');
+    await assertReplayClean(registry);
+  });
+
+  it('an index pushed after one child and before the other: refused, then accepted once both are there', async () => {
+    const first = makeImage();
+    const second = makeImage();
+    assert.equal((await pushImage(url, repo, first.digest, first)).status, 201);
+    const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [first, second].map((c) => descriptor(OCI_MANIFEST, c.manifestBytes)) });
+    const refused = await pushManifest(url, repo, 'pair', index, OCI_INDEX);
+    const body = (await refused.clone().json()) as { errors: { detail?: { digest?: string } }[] };
+    await expectOciError(refused, 404, 'MANIFEST_BLOB_UNKNOWN');
+    assert.equal(body.errors[0]?.detail?.digest, second.digest, 'the error names the missing child');
+    assert.equal((await pushImage(url, repo, second.digest, second)).status, 201);
+    assert.equal((await pushManifest(url, repo, 'pair', index, OCI_INDEX)).status, 201);
+    await assertReplayClean(registry);
+  });
+});
+
+describe('manifest media types', () => {
+  const repo = 'bad/media-types';
+  const image = makeImage();
+
+  before(async () => {
+    await pushBlob(url, repo, image.config);
+    await pushBlob(url, repo, image.layers[0] as Buffer);
+  });
+
+  it('a Content-Type that disagrees with the body mediaType: 400 MANIFEST_INVALID', async () => {
+    for (const contentType of [DOCKER_MANIFEST, OCI_INDEX, 'application/vnd.docker.distribution.manifest.list.v2+json']) {
+      await expectOciError(await pushManifest(url, repo, 'mismatch', image.manifestBytes, contentType), 400, 'MANIFEST_INVALID');
+    }
+    const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
+    await expectOciError(await pushManifest(url, repo, 'mismatch', index, OCI_MANIFEST), 400, 'MANIFEST_INVALID');
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/mismatch`), 404, 'MANIFEST_UNKNOWN');
+    await assertReplayClean(registry);
+  });
+
+  it('Docker schema 1 (signed or not) is refused with 400 MANIFEST_INVALID', async () => {
+    const layer = sha256(image.layers[0] as Buffer);
+    const schema1 = {
+      schemaVersion: 1,
+      name: repo,
+      tag: 'old',
+      architecture: 'amd64',
+      fsLayers: [{ blobSum: layer }],
+      history: [{ v1Compatibility: JSON.stringify({ id: 'a'.repeat(64) }) }],
+    };
+    const signed = JSON.stringify({
+      ...schema1,
+      signatures: [{ header: { jwk: { crv: 'P-256', kty: 'EC', x: 'x', y: 'y' }, alg: 'ES256' }, signature: 'sig', protected: 'prot' }],
+    }, null, 3);
+    await expectOciError(await pushManifest(url, repo, 'old', signed, 'application/vnd.docker.distribution.manifest.v1+prettyjws'), 400, 'MANIFEST_INVALID');
+    await expectOciError(await pushManifest(url, repo, 'old', JSON.stringify(schema1), 'application/vnd.docker.distribution.manifest.v1+json'), 400, 'MANIFEST_INVALID');
+    await expectOciError(await pushManifest(url, repo, 'old', JSON.stringify(schema1), 'application/json'), 400, 'MANIFEST_INVALID');
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/old`), 404, 'MANIFEST_UNKNOWN');
+    await assertReplayClean(registry);
+  });
+
+  it('with no mediaType and a Content-Type that names no manifest, the shape decides', async () => {
+    const noType = JSON.stringify({ schemaVersion: 2, config: descriptor(OCI_CONFIG, image.config), layers: [descriptor('application/vnd.oci.image.layer.v1.tar', image.layers[0] as Buffer)] });
+    const res = await pushManifest(url, repo, 'shape', noType, 'application/json');
+    assert.equal(res.status, 201, await res.text());
+    assert.equal((await fetch(`${url}/v2/${repo}/manifests/shape`)).headers.get('content-type'), OCI_MANIFEST);
+    await assertReplayClean(registry);
+  });
+});
