@@ -49,9 +49,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
 
-  // close() reaps only the connections idle at that moment; a keep-alive connection whose
-  // request is still draining would then hold the process open until keepAliveTimeout. Telling
-  // the client `Connection: close` on every answer sent while closing ends it with its response.
+  // close() reaps only the keep-alive connections idle at that moment. One whose request is in
+  // flight (a slow upload, a download still streaming) would stay open after its answer until
+  // keepAliveTimeout and hold shutdown that long. While closing, answers not yet started say
+  // `Connection: close`, and every answer's socket is ended (gracefully) once it is sent.
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
@@ -59,6 +60,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.addHook('onSend', async (_request, reply, payload) => {
     if (closing) reply.header('Connection', 'close');
     return payload;
+  });
+  app.addHook('onResponse', async (request) => {
+    if (!closing) return;
+    const socket = request.raw.socket;
+    socket.end(() => socket.destroy());
   });
 
   // One line per request, with static message and values as fields.
