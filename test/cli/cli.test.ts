@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci.js';
+import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../helpers/oci.js';
 import { REPO_ROOT, ZOT_BIN, makeTempDir, runZot, spawnRegistry, type RegistryProcess } from '../helpers/registry.js';
 
 function sleep(ms: number): Promise<void> {
@@ -133,12 +133,12 @@ describe('zot serve', () => {
       );
       request.on('error', reject);
       request.write(data.subarray(0, half));
-      setTimeoutPromise(400)
+      sleep(400)
         .then(() => {
           const exited = registry.child.exitCode;
           assert.equal(exited, null, 'the registry is still running before SIGTERM');
           registry.child.kill('SIGTERM');
-          return setTimeoutPromise(500);
+          return sleep(500);
         })
         .then(() => {
           // Still draining: the upload is in flight, so the process must not have exited.
@@ -165,11 +165,42 @@ describe('zot serve', () => {
     const wal = path.join(registry.root, '.zot-ts', 'events.db-wal');
     assert.ok(!fs.existsSync(wal) || fs.statSync(wal).size === 0, 'the event log was closed cleanly (WAL checkpointed)');
   });
-});
 
-function setTimeoutPromise(ms: number): Promise<void> {
-  return sleep(ms);
-}
+  it('finishes a blob download already streaming on SIGTERM, then exits 0 promptly', async () => {
+    const registry = await start();
+    const blob = randomBytes(8 * 1024 * 1024);
+    const digest = await pushBlob(registry.url, 'drain/download', blob);
+    const agent = new http.Agent({ keepAlive: true });
+    agents.add(agent);
+    const exitCode = new Promise<number | null>((resolve) => registry.child.once('exit', (code) => resolve(code)));
+
+    const downloaded = await new Promise<Buffer>((resolve, reject) => {
+      const request = http.get(new URL(`/v2/drain/download/blobs/${digest}`, registry.url), { agent }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (d: Buffer) => chunks.push(d));
+        response.on('end', () => resolve(Buffer.concat(chunks)));
+        response.on('error', reject);
+        // A slow reader: the response is mid-stream, its headers long sent, when SIGTERM comes.
+        response.pause();
+        sleep(300)
+          .then(() => {
+            registry.child.kill('SIGTERM');
+            return sleep(500);
+          })
+          .then(() => {
+            if (registry.child.exitCode !== null) reject(new Error(`zot serve exited ${registry.child.exitCode} with a download in flight`));
+            response.resume();
+          })
+          .catch(reject);
+      });
+      request.on('error', reject);
+    });
+    assert.equal(downloaded.length, blob.length);
+    assert.equal(sha256(downloaded), digest);
+    // The client keeps its connection for reuse; the registry must not wait for it to time out.
+    assert.equal(await withTimeout(exitCode, 10_000, 'zot serve did not exit after the download finished'), 0, registry.output());
+  });
+});
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
