@@ -157,6 +157,33 @@ describe('skopeo against zot serve', () => {
     assert.deepEqual(await listTags('skopeo/docker-again'), ['v1']);
   });
 
+  it('copies between repositories of the registry, mounting the layers', async () => {
+    assert.ok(registry);
+    const source = path.join(work, 'mount');
+    const image = layoutImage({ layers: 2 });
+    writeLayout(source, [{ manifest: image, tag: 'v1' }]);
+    await client.ok(['copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${source}:v1`, ref('skopeo/mount-from', 'v1')]);
+    await client.ok([
+      'copy',
+      '--preserve-digests',
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      ref('skopeo/mount-from', 'v1'),
+      ref('skopeo/mount-to', 'v1'),
+    ]);
+    assert.ok((await inspectRaw(ref('skopeo/mount-to', 'v1'))).equals(image.bytes));
+    for (const blob of image.blobs) {
+      const res = await fetch(`${registry.url}/v2/skopeo/mount-to/blobs/${sha256(blob)}`);
+      assert.equal(res.status, 200);
+      assert.ok(Buffer.from(await res.arrayBuffer()).equals(blob));
+    }
+    const events = await runZot(['events', registry.configPath, '--json', '--repo', 'skopeo/mount-to', '--type', 'BlobMounted']);
+    assert.equal(events.code, 0, events.stderr);
+    const mounted = events.stdout.split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { digest: string }).digest);
+    const layers = image.blobs.slice(1).map((blob) => sha256(blob));
+    assert.deepEqual(mounted.filter((digest) => layers.includes(digest)).sort(), [...layers].sort(), 'skopeo mounted the layers from the other repository');
+  });
+
   it('leaves a root whose projections and storage agree', async () => {
     assert.ok(registry);
     assert.equal(await registry.stop(), 0);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, pushBlob, pushManifest, sha256 } from '../helpers/oci.js';
+import { DOCKER_MANIFEST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, pushBlob, pushManifest, sha256 } from '../helpers/oci.js';
 import {
   REF_NAME,
   layoutImage,
@@ -78,6 +78,7 @@ describe('a storage root written by zot', () => {
   const amd64 = layoutImage({ architecture: 'amd64' });
   const arm64 = layoutImage({ architecture: 'arm64' });
   const index = layoutIndex([amd64, arm64]);
+  const sbom = referrerOf(alpine, 'application/vnd.example.sbom.v1+json');
   const broken = layoutImage({ layers: 1 });
   // The broken image's layer file holds other bytes than its name says.
   const corruptDigest = sha256(broken.blobs[1] as Buffer);
@@ -88,6 +89,8 @@ describe('a storage root written by zot', () => {
       { manifest: alpine, tag: 'v1' },
       { manifest: alpine, tag: 'latest' },
       { manifest: broken, tag: 'broken' },
+      // zot keeps a referrer (an SBOM, a signature) untagged in index.json.
+      { manifest: sbom },
     ]);
     writeBlobFile(path.join(root, 'library/alpine'), Buffer.from('these are not the bytes you are looking for'), corruptDigest);
     writeLayout(path.join(root, 'a/b'), [{ manifest: nested, tag: '1.0' }]);
@@ -121,6 +124,13 @@ describe('a storage root written by zot', () => {
     await assertServed(url, 'multi/arch', amd64.digest, amd64);
     await assertServed(url, 'multi/arch', arm64.digest, arm64);
 
+    await assertServed(url, 'library/alpine', sbom.digest, sbom);
+    const referrers = await json<{ manifests: { digest: string; artifactType?: string }[] }>(`${url}/v2/library/alpine/referrers/${alpine.digest}`);
+    assert.deepEqual(
+      referrers.manifests.map((m) => [m.digest, m.artifactType]),
+      [[sbom.digest, 'application/vnd.example.sbom.v1+json']],
+    );
+
     // Nothing unverified: the corrupt blob and the manifest that needs it are left out.
     assert.equal((await get(`${url}/v2/library/alpine/blobs/${corruptDigest}`)).status, 404);
     assert.equal((await fetch(`${url}/v2/library/alpine/blobs/${corruptDigest}`, { method: 'HEAD' })).status, 404);
@@ -142,7 +152,7 @@ describe('a storage root written by zot', () => {
         .filter((e) => e.type === 'ManifestPushed')
         .map((e) => `${e.repo}@${e.digest}`)
         .sort(),
-      [`a/b@${nested.digest}`, `library/alpine@${alpine.digest}`, `multi/arch@${amd64.digest}`, `multi/arch@${arm64.digest}`, `multi/arch@${index.digest}`].sort(),
+      [`a/b@${nested.digest}`, `library/alpine@${alpine.digest}`, `library/alpine@${sbom.digest}`, `multi/arch@${amd64.digest}`, `multi/arch@${arm64.digest}`, `multi/arch@${index.digest}`].sort(),
     );
     assert.ok(!importedEvents.some((e) => e.digest === corruptDigest), 'no event names the corrupt blob');
 
@@ -284,6 +294,22 @@ describe('a storage root written by zot-ts', () => {
     }
   });
 });
+
+/** An artifact manifest (empty config, one blob) whose subject is `subject`. */
+function referrerOf(subject: LayoutManifest, artifactType: string): LayoutManifest {
+  const empty = Buffer.from('{}');
+  const content = Buffer.from(JSON.stringify({ packages: [] }));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    artifactType,
+    config: { mediaType: OCI_EMPTY, digest: sha256(empty), size: empty.length },
+    layers: [{ mediaType: 'application/spdx+json', digest: sha256(content), size: content.length }],
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length },
+  };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  return { mediaType: OCI_MANIFEST, bytes, digest: sha256(bytes), blobs: [empty, content] };
+}
 
 /** A Docker schema 2 image: Docker media types for the manifest, its config and its layer. */
 function dockerImage(): LayoutManifest {
