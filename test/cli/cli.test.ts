@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../helpers/oci.js';
-import { REPO_ROOT, ZOT_BIN, makeTempDir, runZot, spawnRegistry, type RegistryProcess } from '../helpers/registry.js';
+import { REPO_ROOT, ZOT_BIN, makeTempDir, runZot, spawnRegistry, testConfig, writeConfig, type RegistryProcess } from '../helpers/registry.js';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -140,9 +140,15 @@ describe('zot serve', () => {
           registry.child.kill('SIGTERM');
           return sleep(500);
         })
-        .then(() => {
-          // Still draining: the upload is in flight, so the process must not have exited.
-          if (registry.child.exitCode !== null) reject(new Error(`zot serve exited ${registry.child.exitCode} with an upload in flight`));
+        .then(async () => {
+          // Still draining: the upload is in flight, so the process must not have exited...
+          if (registry.child.exitCode !== null) throw new Error(`zot serve exited ${registry.child.exitCode} with an upload in flight`);
+          // ...but it takes no new work.
+          const refused = await fetch(`${registry.url}/v2/`).then(
+            (res) => res.status,
+            () => 'connection refused',
+          );
+          assert.ok(refused === 503 || refused === 'connection refused', `a new request while draining answered ${refused}`);
           request.end(data.subarray(half));
         })
         .catch(reject);
@@ -362,6 +368,17 @@ describe('zot events', () => {
     follower.kill('SIGTERM');
     assert.equal(await withTimeout(exited, 5_000, 'zot events --follow did not stop on SIGTERM'), 0, stderr);
     followers.delete(follower);
+  });
+});
+
+describe('zot events and zot replay on a root the registry never ran on', () => {
+  it('say there is no event log and exit 1', async () => {
+    const configPath = writeConfig(testConfig({ root: path.join(makeTempDir(), 'never-served') }));
+    for (const command of ['events', 'replay']) {
+      const result = await runZot([command, configPath]);
+      assert.equal(result.code, 1, `${command}: ${result.stdout}`);
+      assert.match(result.stderr, /no event log/, command);
+    }
   });
 });
 

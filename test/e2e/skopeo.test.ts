@@ -160,7 +160,8 @@ describe('skopeo against zot serve', () => {
   it('copies between repositories of the registry, mounting the layers', async () => {
     assert.ok(registry);
     const source = path.join(work, 'mount');
-    const image = layoutImage({ layers: 2 });
+    // One layer of a few MiB: several write buffers on the way in, several reads on the way out.
+    const image = layoutImage({ fileBytes: [100, 5 * 1024 * 1024 + 123] });
     writeLayout(source, [{ manifest: image, tag: 'v1' }]);
     await client.ok(['copy', '--preserve-digests', '--dest-tls-verify=false', `oci:${source}:v1`, ref('skopeo/mount-from', 'v1')]);
     await client.ok([

@@ -43,10 +43,14 @@ export function tarOf(name: string, content: Buffer): Buffer {
   return Buffer.concat([header, content, padding, Buffer.alloc(1024)]);
 }
 
-/** A single-platform OCI image whose layers are gzip'd tars of one small random file each. */
-export function layoutImage(options: { architecture?: string; layers?: number } = {}): LayoutManifest {
+/**
+ * A single-platform OCI image whose layers are gzip'd tars of one random file each: small,
+ * unless `fileBytes` gives each file's size.
+ */
+export function layoutImage(options: { architecture?: string; layers?: number; fileBytes?: number[] } = {}): LayoutManifest {
   const architecture = options.architecture ?? 'amd64';
-  const tars = Array.from({ length: options.layers ?? 2 }, (_, i) => tarOf(`file-${i}.bin`, randomBytes(64 + i * 32)));
+  const sizes = options.fileBytes ?? Array.from({ length: options.layers ?? 2 }, (_, i) => 64 + i * 32);
+  const tars = sizes.map((size, i) => tarOf(`file-${i}.bin`, randomBytes(size)));
   const layers = tars.map((tar) => gzipSync(tar));
   const config = Buffer.from(
     JSON.stringify({
