@@ -270,6 +270,7 @@ describe('bad Content-Range', () => {
     await expectOciError(res, 416, 'RANGE_INVALID');
     assert.equal((await sessionStatus(session)).range, '0-999');
     await expectNotServed(repo, sha256(data));
+    await assertReplayClean(registry);
   });
 
   it('after all that, the upload completes with the right chunks', async () => {
