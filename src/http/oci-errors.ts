@@ -20,9 +20,10 @@ export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
     message: 'blob is referenced by a manifest of this repository; delete the manifest first',
   },
   DIGEST_INVALID: { code: 'DIGEST_INVALID', status: 400, message: 'provided digest did not match uploaded content' },
+  // 400 as in the distribution registry and zot: the request names something it has not pushed.
   MANIFEST_BLOB_UNKNOWN: {
     code: 'MANIFEST_BLOB_UNKNOWN',
-    status: 404,
+    status: 400,
     message: 'manifest references a manifest or blob unknown to registry',
   },
   MANIFEST_INVALID: { code: 'MANIFEST_INVALID', status: 400, message: 'manifest invalid' },

@@ -43,7 +43,8 @@ export function parseDigest(value: string): ParsedDigest {
   const algorithm = match[1] as string;
   const hex = match[2] as string;
   if (algorithm !== 'sha256' && algorithm !== 'sha512') {
-    throw new RegistryError('UNSUPPORTED', `unsupported digest algorithm: ${algorithm}`);
+    // DIGEST_INVALID (400), as the distribution registry answers: the method is allowed, the digest is not.
+    throw new RegistryError('DIGEST_INVALID', `unsupported digest algorithm: ${algorithm}`);
   }
   if (hex.length !== HEX_LENGTH[algorithm] || !/^[a-f0-9]+$/.test(hex)) {
     throw new RegistryError('DIGEST_INVALID', `invalid ${algorithm} digest: ${JSON.stringify(value)}`);

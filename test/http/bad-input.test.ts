@@ -389,7 +389,7 @@ describe('manifests naming content the repository lacks', () => {
     const fresh = 'bad/never-created';
     await pushBlob(url, repo, image.config);
     const res = await pushManifest(url, fresh, 'latest', image.manifestBytes);
-    await expectOciError(res, 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(res, 400, 'MANIFEST_BLOB_UNKNOWN');
     await expectOciError(await fetch(`${url}/v2/${fresh}/tags/list`), 404, 'NAME_UNKNOWN');
     assert.ok(!(await catalog()).includes(fresh));
     await assertReplayClean(registry);
@@ -399,7 +399,7 @@ describe('manifests naming content the repository lacks', () => {
     const image = makeImage();
     assert.equal((await pushImage(url, 'bad/holder', 'latest', image)).status, 201);
     await pushBlob(url, repo, randomBytes(10));
-    await expectOciError(await pushManifest(url, repo, 'borrowed', image.manifestBytes), 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(await pushManifest(url, repo, 'borrowed', image.manifestBytes), 400, 'MANIFEST_BLOB_UNKNOWN');
     await expectOciError(await fetch(`${url}/v2/${repo}/manifests/borrowed`), 404, 'MANIFEST_UNKNOWN');
     await assertReplayClean(registry);
   });
@@ -407,7 +407,7 @@ describe('manifests naming content the repository lacks', () => {
   it('an index naming a child manifest that was never pushed: MANIFEST_BLOB_UNKNOWN', async () => {
     const child = makeImage();
     const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, child.manifestBytes)] });
-    await expectOciError(await pushManifest(url, repo, 'index', index, OCI_INDEX), 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(await pushManifest(url, repo, 'index', index, OCI_INDEX), 400, 'MANIFEST_BLOB_UNKNOWN');
     await expectOciError(await fetch(`${url}/v2/${repo}/manifests/index`), 404, 'MANIFEST_UNKNOWN');
     await assertReplayClean(registry);
   });
@@ -416,7 +416,7 @@ describe('manifests naming content the repository lacks', () => {
     const child = makeImage();
     await pushBlob(url, repo, child.manifestBytes);
     const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, child.manifestBytes)] });
-    await expectOciError(await pushManifest(url, repo, 'index-of-blob', index, OCI_INDEX), 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(await pushManifest(url, repo, 'index-of-blob', index, OCI_INDEX), 400, 'MANIFEST_BLOB_UNKNOWN');
     await assertReplayClean(registry);
   });
 
@@ -427,7 +427,7 @@ describe('manifests naming content the repository lacks', () => {
     const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [first, second].map((c) => descriptor(OCI_MANIFEST, c.manifestBytes)) });
     const refused = await pushManifest(url, repo, 'pair', index, OCI_INDEX);
     const body = (await refused.clone().json()) as { errors: { detail?: { digest?: string } }[] };
-    await expectOciError(refused, 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectOciError(refused, 400, 'MANIFEST_BLOB_UNKNOWN');
     assert.equal(body.errors[0]?.detail?.digest, second.digest, 'the error names the missing child');
     assert.equal((await pushImage(url, repo, second.digest, second)).status, 201);
     assert.equal((await pushManifest(url, repo, 'pair', index, OCI_INDEX)).status, 201);

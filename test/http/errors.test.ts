@@ -160,20 +160,20 @@ describe('DIGEST_INVALID (400)', () => {
   });
 });
 
-describe('MANIFEST_BLOB_UNKNOWN (404)', () => {
+describe('MANIFEST_BLOB_UNKNOWN (400)', () => {
   it('an image manifest naming a blob the repository does not hold; detail names it', async () => {
     const missing = makeImage();
     await pushBlob(url, repo, missing.config);
     const res = await pushManifest(url, repo, 'missing-layer', missing.manifestBytes);
     const body = (await res.clone().json()) as { errors: { detail?: { digest?: string } }[] };
-    await expectKind(res, 'MANIFEST_BLOB_UNKNOWN', 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectKind(res, 'MANIFEST_BLOB_UNKNOWN', 400, 'MANIFEST_BLOB_UNKNOWN');
     assert.equal(body.errors[0]?.detail?.digest, sha256(missing.layers[0] as Buffer));
   });
 
   it('an index naming a manifest the repository does not hold', async () => {
     const child = makeImage();
     const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, child.manifestBytes)] });
-    await expectKind(await pushManifest(url, repo, 'missing-child', index, OCI_INDEX), 'MANIFEST_BLOB_UNKNOWN', 404, 'MANIFEST_BLOB_UNKNOWN');
+    await expectKind(await pushManifest(url, repo, 'missing-child', index, OCI_INDEX), 'MANIFEST_BLOB_UNKNOWN', 400, 'MANIFEST_BLOB_UNKNOWN');
   });
 });
 

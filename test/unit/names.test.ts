@@ -40,8 +40,8 @@ describe('digests', () => {
       assert.equal(kindOf(() => parseDigest(bad)), 'DIGEST_INVALID', bad);
     }
   });
-  it('refuses well-formed digests of unknown algorithms as UNSUPPORTED', () => {
-    assert.equal(kindOf(() => parseDigest('md5:abcd')), 'UNSUPPORTED');
+  it('refuses well-formed digests of unknown algorithms as DIGEST_INVALID', () => {
+    assert.equal(kindOf(() => parseDigest('md5:abcd')), 'DIGEST_INVALID');
   });
 });
 
