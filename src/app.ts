@@ -15,7 +15,7 @@ import { RegistryStateProjection, RegistryStateQueries } from './projections/reg
 import { importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
 import { FilesystemDriver } from './storage/filesystem.js';
-import { eventLogFile } from './storage/layout.js';
+import { eventLogFile, TEMP_DIR } from './storage/layout.js';
 import { HashPool } from './workers/pool.js';
 
 export interface RunningRegistry {
@@ -50,7 +50,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   const rootDirectory = path.resolve(config.storage.rootDirectory);
   fs.mkdirSync(rootDirectory, { recursive: true });
 
-  const driver = new FilesystemDriver(rootDirectory);
+  const driver = new FilesystemDriver(rootDirectory, TEMP_DIR);
+  await driver.clearTemporaryFiles();
   const db = openDatabase(eventLogFile(rootDirectory));
   const { store, queries } = openEventStore(db);
   const hashPool = new HashPool();

@@ -8,6 +8,7 @@ import { buildIndex } from '../actors/index-json-writer.js';
 import { readEvents } from '../events/store.js';
 import { REGISTRY_STATE_TABLES, RegistryStateQueries } from '../projections/registry-state.js';
 import { FilesystemDriver } from '../storage/filesystem.js';
+import { TEMP_DIR } from '../storage/layout.js';
 import { compareStorage } from '../registry/storage-check.js';
 import { loadConfigOrReport } from './load.js';
 import { openLiveLog } from './events.js';
@@ -49,7 +50,7 @@ export async function runReplay(args: string[]): Promise<number> {
     const drift: string[] = [];
     for (const table of REGISTRY_STATE_TABLES) drift.push(...diffRows(table, tableRows(live, table), tableRows(scratch, table)));
 
-    const driver = new FilesystemDriver(path.resolve(config.storage.rootDirectory));
+    const driver = new FilesystemDriver(path.resolve(config.storage.rootDirectory), TEMP_DIR);
     const liveQueries = new RegistryStateQueries(live);
     const head = (live.prepare('SELECT MAX(seq) AS seq FROM events').get() as { seq: number | null }).seq ?? 0;
     const indexCheckpoint = (live.prepare("SELECT seq FROM checkpoints WHERE name = 'index-json-writer'").get() as { seq: number } | undefined)?.seq ?? 0;

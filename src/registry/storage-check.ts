@@ -35,7 +35,7 @@ export async function compareStorage(
     let orphans = 0;
     for (const algorithm of ['sha256', 'sha512']) {
       for (const hex of await driver.list(blobsDir(repo, algorithm))) {
-        if (!hex.endsWith('.tmp') && !names.has(`${algorithm}/${hex}`)) orphans++;
+        if (!names.has(`${algorithm}/${hex}`)) orphans++;
       }
     }
     if (orphans > 0) notes.push(`${repo}: ${orphans} blob file(s) that no event names (orphans, removed by GC)`);

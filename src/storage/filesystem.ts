@@ -17,8 +17,29 @@ function isNotFound(err: unknown): boolean {
 
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
+  private readonly tempDirectory: string;
 
-  constructor(readonly root: string) {}
+  /**
+   * `tempDirectory` (relative to the root, on the same filesystem so renames stay atomic) holds
+   * files being written; keeping them out of the layout means a crash never leaves a name in
+   * blobs/ that is not a digest.
+   */
+  constructor(
+    readonly root: string,
+    tempDirectory: string,
+  ) {
+    this.tempDirectory = this.full(tempDirectory);
+  }
+
+  private async tempFile(): Promise<string> {
+    await fs.mkdir(this.tempDirectory, { recursive: true });
+    return path.join(this.tempDirectory, `${randomUUID()}.tmp`);
+  }
+
+  /** Removes what a crash left in the temporary directory; only safe before any write starts. */
+  async clearTemporaryFiles(): Promise<void> {
+    await fs.rm(this.tempDirectory, { recursive: true, force: true });
+  }
 
   private full(relative: string): string {
     const resolved = path.resolve(this.root, relative);
@@ -55,7 +76,7 @@ export class FilesystemDriver implements StorageDriver {
   async putContent(relative: string, content: Buffer | string): Promise<void> {
     const target = this.full(relative);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    const temp = `${target}.${randomUUID()}.tmp`;
+    const temp = await this.tempFile();
     const handle = await fs.open(temp, 'w');
     try {
       await handle.writeFile(content);
@@ -145,7 +166,7 @@ export class FilesystemDriver implements StorageDriver {
     const source = this.full(from);
     const target = this.full(to);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    const temp = `${target}.${randomUUID()}.tmp`;
+    const temp = await this.tempFile();
     try {
       await fs.link(source, temp);
     } catch (err) {

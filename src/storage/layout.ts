@@ -3,7 +3,8 @@
 //
 //   ROOT/
 //   ├── .zot-ts/                 registry-private: no valid repository name starts with "."
-//   │   └── events.db            the event log and its projections (SQLite, WAL)
+//   │   ├── events.db            the event log and its projections (SQLite, WAL)
+//   │   └── tmp/                 files being written, renamed into place when complete
 //   └── REPO/                    one directory per name component, e.g. library/alpine
 //       ├── oci-layout           {"imageLayoutVersion":"1.0.0"}
 //       ├── index.json           manifests and tags as zot keeps them (written by an actor)
@@ -24,6 +25,9 @@ export const OCI_LAYOUT_CONTENT = JSON.stringify({ imageLayoutVersion: '1.0.0' }
 export function eventLogFile(rootDirectory: string): string {
   return path.join(rootDirectory, PRIVATE_DIR, 'events.db');
 }
+
+/** Where files are written before their atomic rename into the layout. */
+export const TEMP_DIR = `${PRIVATE_DIR}/tmp`;
 
 export function repoDir(repo: string): string {
   return repo;
