@@ -2,6 +2,15 @@
 // thread only moves file names around.
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { setPriority } from 'node:os';
+
+// On Linux a priority set with pid 0 applies to the calling thread only: hashing yields the CPU
+// to the event loop, so requests keep their latency while a large blob is verified.
+try {
+  setPriority(0, 10);
+} catch {
+  // Not permitted or not supported: hash at normal priority.
+}
 
 export interface HashFileTask {
   path: string;
