@@ -11,6 +11,7 @@ import { openDatabase, type Db } from './events/database.js';
 import { EventStore } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
 import { createLogger } from './logging.js';
+import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
 import { RegistryStateProjection, RegistryStateQueries } from './projections/registry-state.js';
 import { importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
@@ -56,13 +57,22 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   const { store, queries } = openEventStore(db);
   const hashPool = new HashPool();
   const runners: ActorRunner[] = [];
+  const health = new Health();
+  const metricsAt = metricsPath(config);
+  let metrics: Metrics | undefined;
   let app: ReturnType<typeof buildHttpApp> | undefined;
 
   const shutdown = async (): Promise<void> => {
+    health.markClosing();
     await app?.close();
     const head = store.head();
     await Promise.all(runners.map((runner) => runner.caughtUp(head)));
     for (const runner of runners) runner.stop();
+    try {
+      metrics?.actor.stop();
+    } catch (err) {
+      logger.error({ err }, 'failed to store the download counts');
+    }
     store.complete();
     await hashPool.close();
     db.close();
@@ -72,13 +82,21 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await importStorageOnce(driver, store, hashPool, logger);
     const registry = new Registry({ driver, store, queries, hashPool });
     runners.push(new ActorRunner(new IndexJsonWriter(queries, driver), store, logger));
+    if (metricsAt !== undefined) {
+      metrics = createMetrics(config, metricsAt, db, store, runners);
+      metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
+      runners.push(new ActorRunner(metrics.actor, store, logger));
+    }
     for (const runner of runners) runner.start();
+    const headAtStart = store.head();
+    health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
 
     const tls = config.http.tls;
     app = buildHttpApp({
       registry,
       logger,
       readOnly: config.http.ReadOnly === true,
+      monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port) });

@@ -2,7 +2,7 @@
 // `zot serve` refuses to start when the list is not empty, rather than silently serving
 // without the authentication, sync or storage the operator configured.
 
-import type { Config, MetricsConfig, SyncConfig } from './types.js';
+import type { Config, SyncConfig } from './types.js';
 
 /** One message per unbuilt feature, each naming the config field that asks for it. */
 export function unbuiltFeatures(config: Config): string[] {
@@ -23,8 +23,6 @@ export function unbuiltFeatures(config: Config): string[] {
 
   if (syncWanted(config.sync)) notBuilt('sync', 'sync');
   if (syncWanted(extensions?.sync)) notBuilt('extensions.sync', 'sync');
-  if (metricsWanted(config.metrics)) notBuilt('metrics', 'the metrics extension');
-  if (metricsWanted(extensions?.metrics)) notBuilt('extensions.metrics', 'the metrics extension');
   if (extensions?.scrub?.enable === true) notBuilt('extensions.scrub', 'scrub');
 
   if (storage.storageDriver !== undefined) notBuilt('storage.storageDriver', 'the s3 storage driver');
@@ -46,8 +44,4 @@ export function unbuiltFeatures(config: Config): string[] {
 
 function syncWanted(sync: SyncConfig | undefined): boolean {
   return sync !== undefined && (sync.enable === true || (sync.registries?.length ?? 0) > 0);
-}
-
-function metricsWanted(metrics: MetricsConfig | undefined): boolean {
-  return metrics?.enable === true;
 }

@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import type { Logger } from 'pino';
 import { RegistryError, isRegistryError, type ErrorKind } from '../registry/errors.js';
 import type { Registry } from '../registry/registry.js';
+import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
 import { handlers } from './handlers.js';
@@ -17,6 +18,8 @@ export interface HttpAppOptions {
   logger: Logger;
   https?: { cert: Buffer; key: Buffer };
   readOnly?: boolean;
+  /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
+  monitoring?: MonitoringOptions;
 }
 
 declare module 'fastify' {
@@ -113,6 +116,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return handlers[route.endpoint](options.registry, route, request, reply);
   };
 
+  if (options.monitoring) registerMonitoringRoutes(app, options.monitoring);
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });

@@ -32,6 +32,8 @@ export interface TestConfigOptions {
   http?: Partial<Config['http']>;
   storage?: Partial<Config['storage']>;
   log?: Config['log'];
+  metrics?: Config['metrics'];
+  extensions?: Config['extensions'];
 }
 
 export function testConfig(options: TestConfigOptions = {}): Config {
@@ -40,6 +42,8 @@ export function testConfig(options: TestConfigOptions = {}): Config {
     http: { address: '127.0.0.1', port: String(options.port ?? 0), ...options.http },
     storage: { rootDirectory: options.root ?? path.join(makeTempDir(), 'root'), ...options.storage },
     log: options.log ?? { level: 'error' },
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.extensions ? { extensions: options.extensions } : {}),
   };
 }
 

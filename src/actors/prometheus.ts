@@ -1,0 +1,179 @@
+// The Prometheus metrics, under zot's names, label names, metric types and bucket boundaries
+// (project-zot/zot pkg/extensions/monitoring), so that dashboards and alerts written for zot keep
+// working; plus two of our own about the event log. One prom-client registry per running
+// registry (tests run several in one process), never the global default one.
+//
+// Who feeds what:
+//   zot_http_*                          the HTTP layer, once per answered request (src/http/observability.ts)
+//   zot_repo_uploads_total, _storage_bytes
+//                                       the metrics actor, from events (metrics-actor.ts)
+//   zot_repo_downloads_total            the HTTP layer counts, the metrics actor persists
+//   zot_event_log_length, zot_actor_lag_events
+//                                       read from the log and the actors' checkpoints at each scrape
+//   zot_gc_*, zot_scheduler_*, zot_storage_lock_latency_seconds
+//                                       registered so the series exist; nothing feeds them yet: they
+//                                       stay at zero until garbage collection, scrub (zot runs both as
+//                                       scheduler tasks, "GCTask" and "ScrubTask") and lock timing are built.
+import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
+
+/** zot's GetDefaultBuckets(): HTTP method latency and scheduler task durations. */
+export const DEFAULT_BUCKETS = [0.05, 0.5, 1, 5, 30, 60, 600];
+/** zot's GetStorageLatencyBuckets(). */
+export const STORAGE_LATENCY_BUCKETS = [0.001, 0.01, 0.1, 1, 5, 10, 15, 30, 60];
+/** The repo label zot gives requests whose path names no repository. */
+export const NO_REPO = 'N/A';
+
+export interface ServerInfo {
+  commit: string;
+  binaryType: string;
+  /** The label keeps zot's name; the value is the Node.js version we run on. */
+  goVersion: string;
+  /** zot puts the distribution-spec version here. */
+  version: string;
+}
+
+export interface LogFigures {
+  /** Events in the log. */
+  length(): number;
+  /** Sequence number of the last event. */
+  head(): number;
+  /** Each actor's checkpoint. */
+  checkpoints(): { actor: string; checkpoint: number }[];
+}
+
+export class PrometheusMetrics {
+  readonly registry = new Registry();
+
+  readonly httpRequests: Counter<'method' | 'code'>;
+  readonly httpMethodLatency: Histogram<'method'>;
+  readonly httpRepoLatency: Summary<'repo'>;
+  readonly repoUploads: Counter<'repo'>;
+  readonly repoDownloads: Counter<'repo'>;
+  readonly repoStorageBytes: Gauge<'repo'>;
+
+  constructor(info: ServerInfo, log: LogFigures) {
+    const registers = [this.registry];
+    this.httpRequests = new Counter({
+      name: 'zot_http_requests_total',
+      help: 'HTTP requests answered, by method and status code',
+      labelNames: ['method', 'code'],
+      registers,
+    });
+    this.httpMethodLatency = new Histogram({
+      name: 'zot_http_method_latency_seconds',
+      help: 'Time to answer an HTTP request, by method',
+      labelNames: ['method'],
+      buckets: DEFAULT_BUCKETS,
+      registers,
+    });
+    // zot's summaries have no objectives: _sum and _count only, no quantiles.
+    this.httpRepoLatency = new Summary({
+      name: 'zot_http_repo_latency_seconds',
+      help: 'Time to answer an HTTP request, by repository',
+      labelNames: ['repo'],
+      percentiles: [],
+      registers,
+    });
+    this.repoStorageBytes = new Gauge({
+      name: 'zot_repo_storage_bytes',
+      help: 'Bytes of blobs and manifests held by each repository',
+      labelNames: ['repo'],
+      registers,
+    });
+    this.repoUploads = new Counter({
+      name: 'zot_repo_uploads_total',
+      help: 'Manifests pushed to each repository',
+      labelNames: ['repo'],
+      registers,
+    });
+    this.repoDownloads = new Counter({
+      name: 'zot_repo_downloads_total',
+      help: 'Manifests fetched (GET or HEAD) from each repository',
+      labelNames: ['repo'],
+      registers,
+    });
+    const serverInfo = new Gauge({
+      name: 'zot_info',
+      help: 'Build information of the server, in the labels',
+      labelNames: ['commit', 'binaryType', 'goVersion', 'version'],
+      registers,
+    });
+    // zot sets it to 0 at start-up: the labels are the information.
+    serverInfo.set({ ...info }, 0);
+
+    registerUnfedZotMetrics(registers);
+
+    new Gauge({
+      name: 'zot_event_log_length',
+      help: 'Number of events in the event log',
+      registers,
+      collect() {
+        this.set(log.length());
+      },
+    });
+    new Gauge({
+      name: 'zot_actor_lag_events',
+      help: "Events appended to the log that an actor has not handled yet (log head minus the actor's checkpoint)",
+      labelNames: ['actor'],
+      registers,
+      collect() {
+        const head = log.head();
+        for (const { actor, checkpoint } of log.checkpoints()) this.set({ actor }, Math.max(0, head - checkpoint));
+      },
+    });
+  }
+
+  /** One answered HTTP request, as zot's session logger records it. */
+  observeRequest(method: string, code: number, repo: string, seconds: number): void {
+    this.httpRequests.inc({ method, code: String(code) });
+    this.httpMethodLatency.observe({ method }, seconds);
+    this.httpRepoLatency.observe({ repo }, seconds);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+/**
+ * zot's garbage-collection, scheduler and storage-lock figures. Registered so that the series a
+ * zot dashboard queries exist; they stay at zero until GC, scrub and lock timing are built here.
+ */
+function registerUnfedZotMetrics(registers: Registry[]): void {
+  new Counter({ name: 'zot_gc_runs_total', help: 'Garbage collection runs, by whether they failed', labelNames: ['error'], registers });
+  new Counter({ name: 'zot_gc_deleted_total', help: 'Items garbage collection removed, by kind', labelNames: ['type'], registers });
+  new Summary({ name: 'zot_gc_duration_seconds', help: 'Time a garbage collection run took', percentiles: [], registers });
+  new Histogram({
+    name: 'zot_storage_lock_latency_seconds',
+    help: 'Time spent waiting for a storage lock',
+    labelNames: ['storageName', 'lockType'],
+    buckets: STORAGE_LATENCY_BUCKETS,
+    registers,
+  });
+  new Counter({ name: 'zot_scheduler_generators_total', help: 'Task generators registered with the scheduler', registers });
+  new Gauge({
+    name: 'zot_scheduler_generators_status',
+    help: 'Scheduler task generators, by priority and state',
+    labelNames: ['priority', 'state'],
+    registers,
+  });
+  new Gauge({ name: 'zot_scheduler_workers_total', help: 'Scheduler workers available', registers });
+  new Gauge({ name: 'zot_scheduler_workers', help: 'Scheduler workers, by state', labelNames: ['state'], registers });
+  new Gauge({
+    name: 'zot_scheduler_tasksqueue_length',
+    help: 'Scheduler tasks waiting for a worker, by priority',
+    labelNames: ['priority'],
+    registers,
+  });
+  new Histogram({
+    name: 'zot_scheduler_workers_tasks_duration_seconds',
+    help: 'Time a scheduler task took, by task name',
+    labelNames: ['name'],
+    buckets: DEFAULT_BUCKETS,
+    registers,
+  });
+}

@@ -1,0 +1,93 @@
+// What startRegistry() needs for health and metrics: the probes' state, the metrics settings of
+// either config form, and the metrics parts (prom-client registry, metrics actor, what the HTTP
+// layer calls) built from the event store and the actor runners.
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { ActorRunner } from './actors/actor.js';
+import { MetricsActor } from './actors/metrics-actor.js';
+import { PrometheusMetrics } from './actors/prometheus.js';
+import type { Config } from './config/types.js';
+import type { Db } from './events/database.js';
+import type { EventStore } from './events/store.js';
+import type { HttpMetrics, Probes } from './http/monitoring-routes.js';
+
+export const DEFAULT_METRICS_PATH = '/metrics';
+
+/**
+ * The Prometheus path when metrics are on: the seed document's top-level `metrics` or zot's
+ * `extensions.metrics` (the config rules allow only one of them); a section without `enable`
+ * is on, as in zot.
+ */
+export function metricsPath(config: Config): string | undefined {
+  const section = config.extensions?.metrics ?? config.metrics;
+  if (section === undefined || section.enable === false) return undefined;
+  return section.prometheus?.path ?? DEFAULT_METRICS_PATH;
+}
+
+/** Start-up state for /startupz and /readyz. */
+export class Health implements Probes {
+  private caughtUp = false;
+  private closing = false;
+
+  /** Start-up finishes when `actorsCaughtUp` resolves (every actor reached the head found at start). */
+  trackStartup(actorsCaughtUp: Promise<unknown>, logger: Logger): void {
+    actorsCaughtUp.then(
+      () => {
+        this.caughtUp = true;
+      },
+      (err: unknown) => logger.error({ err }, 'failed to wait for the actors to catch up'),
+    );
+  }
+
+  markClosing(): void {
+    this.closing = true;
+  }
+
+  started(): boolean {
+    return this.caughtUp;
+  }
+
+  ready(): boolean {
+    return this.caughtUp && !this.closing;
+  }
+}
+
+export interface Metrics {
+  actor: MetricsActor;
+  http: HttpMetrics;
+}
+
+const PACKAGE_VERSION = readPackageVersion();
+
+function readPackageVersion(): string {
+  try {
+    const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+    return (JSON.parse(text) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The metrics parts; `runners` is read at each scrape, so actors added later are included. */
+export function createMetrics(config: Config, path: string, db: Db, store: EventStore, runners: readonly ActorRunner[]): Metrics {
+  const prometheus = new PrometheusMetrics(
+    { commit: '', binaryType: `zot-ts-${PACKAGE_VERSION}`, goVersion: process.version, version: config.distSpecVersion ?? '' },
+    {
+      // The log is append-only and its sequence has no gaps, so its head is its length (and an
+      // index lookup, where COUNT(*) would scan the log at every scrape).
+      length: () => store.head(),
+      head: () => store.head(),
+      checkpoints: () => runners.map((runner) => ({ actor: runner.name, checkpoint: runner.checkpoint })),
+    },
+  );
+  const actor = new MetricsActor(db, store, prometheus);
+  return {
+    actor,
+    http: {
+      path,
+      observeRequest: (method, code, repo, seconds) => prometheus.observeRequest(method, code, repo, seconds),
+      recordDownload: (repo) => actor.recordDownload(repo),
+      render: async () => ({ contentType: prometheus.contentType, body: await prometheus.render() }),
+    },
+  };
+}
