@@ -5,12 +5,13 @@ import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
+import { AuditWriter } from './actors/audit-writer.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
 import { openDatabase, type Db } from './events/database.js';
 import { EventStore } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
-import { createLogger } from './logging.js';
+import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
 import { RegistryStateProjection, RegistryStateQueries } from './projections/registry-state.js';
 import { importStorageOnce } from './registry/import.js';
@@ -28,6 +29,8 @@ export interface RunningRegistry {
   logger: Logger;
   /** Resolves when every actor has handled every event appended so far. */
   actorsCaughtUp(): Promise<void>;
+  /** SIGHUP: reopens the audit log and the `log.output` file by name, after a rotation moved them. */
+  reopenLogFiles(): Promise<void>;
   /** Stops accepting requests, drains in-flight ones, lets actors finish, closes the log. */
   close(): Promise<void>;
 }
@@ -60,6 +63,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   const health = new Health();
   const metricsAt = metricsPath(config);
   let metrics: Metrics | undefined;
+  const auditWriter = config.log?.audit ? new AuditWriter(path.resolve(config.log.audit), store, logger) : undefined;
   let app: ReturnType<typeof buildHttpApp> | undefined;
 
   const shutdown = async (): Promise<void> => {
@@ -73,6 +77,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     } catch (err) {
       logger.error({ err }, 'failed to store the download counts');
     }
+    await auditWriter?.close();
     store.complete();
     await hashPool.close();
     db.close();
@@ -86,6 +91,10 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       metrics = createMetrics(config, metricsAt, db, store, runners);
       metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
       runners.push(new ActorRunner(metrics.actor, store, logger));
+    }
+    if (auditWriter) {
+      await auditWriter.open();
+      runners.push(new ActorRunner(auditWriter, store, logger));
     }
     for (const runner of runners) runner.start();
     const headAtStart = store.head();
@@ -118,6 +127,10 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     actorsCaughtUp: async () => {
       const head = store.head();
       await Promise.all(runners.map((runner) => runner.caughtUp(head)));
+    },
+    reopenLogFiles: async () => {
+      reopenLogOutput(logger);
+      await auditWriter?.reopen();
     },
     close: shutdown,
   };

@@ -18,9 +18,14 @@ export const REDACTED_PATHS = [
   '*.token',
 ];
 
+type Destination = ReturnType<typeof pino.destination>;
+
+/** The `log.output` file of each logger createLogger made, for reopening after a rotation. */
+const fileDestinations = new WeakMap<Logger, Destination>();
+
 export function createLogger(config: LogConfig | undefined): Logger {
   const destination = config?.output ? pino.destination({ dest: config.output, mkdir: true, sync: false }) : pino.destination({ dest: 1, sync: false });
-  return pino(
+  const logger = pino(
     {
       level: config?.level ?? 'info',
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
@@ -29,4 +34,11 @@ export function createLogger(config: LogConfig | undefined): Logger {
     },
     destination,
   );
+  if (config?.output) fileDestinations.set(logger, destination);
+  return logger;
+}
+
+/** Reopens the log file by name (SIGHUP after a rotation); stdout and other loggers are left alone. */
+export function reopenLogOutput(logger: Logger): void {
+  fileDestinations.get(logger)?.reopen();
 }

@@ -39,6 +39,7 @@ export class ActorRunner {
     // The backlog is read and the live stream subscribed in one synchronous step, so no event
     // falls between them; `seq` filtering drops any overlap.
     const backlog = Array.from(this.store.read({ afterSeq: this.checkpoint }));
+    this.logger.debug({ actor: this.actor.name, checkpoint: this.checkpoint, backlog: backlog.length }, 'actor resuming from checkpoint');
     this.subscription = concat(from(backlog), this.store.events$)
       .pipe(
         filter((event) => event.seq > this.checkpoint),

@@ -1,4 +1,5 @@
 // `zot <command> <config>`: the command-line entry point (bin/zot.js is a shim over this).
+import { runAudit } from './audit.js';
 import { runEvents } from './events.js';
 import { runReplay } from './replay.js';
 import { runServe } from './serve.js';
@@ -13,6 +14,14 @@ commands:
                      print the event log
   replay <config>    rebuild every projection from the log into a scratch database and report
                      any difference from the live projections and from storage (exit 1 on drift)
+  audit <config> [--repo GLOB] [--identity ID] [--type T,T] [--since P] [--until P] [--follow] [--json]
+                     list the actions that changed the registry, and refused writes (P: SEQ|ISO-TIME)
+  audit <config> --at SEQ|ISO-TIME <repo>
+                     the repository's tags and the digests they pointed to at that point
+  audit <config> --history <repo>:<tag>
+                     every digest the tag pointed to, who moved it and when
+  audit <config> --rebuild-audit-log
+                     regenerate the log.audit file from the event log
 `;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
@@ -20,6 +29,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   verify: runVerify,
   events: runEvents,
   replay: runReplay,
+  audit: runAudit,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -14,6 +14,12 @@ export async function runServe(args: string[]): Promise<number> {
     return 1;
   }
   const running = await startRegistry(config);
+  // logrotate and friends move the files away and send SIGHUP: reopen them by name.
+  const reopen = (): void => {
+    running.logger.info('reopening log files');
+    void running.reopenLogFiles();
+  };
+  process.on('SIGHUP', reopen);
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       running.logger.info({ signal }, 'shutting down');
@@ -24,6 +30,7 @@ export async function runServe(args: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  process.off('SIGHUP', reopen);
   await running.close();
   running.logger.info('registry stopped');
   running.logger.flush();

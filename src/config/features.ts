@@ -8,7 +8,7 @@ import type { Config, SyncConfig } from './types.js';
 export function unbuiltFeatures(config: Config): string[] {
   const found: string[] = [];
   const notBuilt = (field: string, what: string) => found.push(`${field}: ${what} is not built yet`);
-  const { http, storage, log, extensions } = config;
+  const { http, storage, extensions } = config;
 
   const auth = http.auth;
   if (auth !== undefined) {
@@ -38,7 +38,6 @@ export function unbuiltFeatures(config: Config): string[] {
   if (storage.gc === true) notBuilt('storage.gc', 'garbage collection');
   if (storage.dedupe === true) notBuilt('storage.dedupe', 'deduplication');
 
-  if (log?.audit !== undefined) notBuilt('log.audit', 'audit logging');
   return found;
 }
 

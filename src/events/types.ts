@@ -25,7 +25,13 @@ export type EventBody =
   | ({ type: 'ManifestPushed'; repo: string; digest: string } & ManifestPushedData)
   | { type: 'ManifestDeleted'; repo: string; digest: string }
   | { type: 'TagSet'; repo: string; tag: string; digest: string; previous?: string }
-  | { type: 'TagRemoved'; repo: string; tag: string; digest: string };
+  | { type: 'TagRemoved'; repo: string; tag: string; digest: string }
+  /**
+   * A write (POST, PUT, PATCH, DELETE) answered 4xx: invalid, unknown, read-only, denied. Recorded
+   * for the audit log only; projections ignore it. `repo` is '' when the name was not valid, and
+   * `path` never carries the query string (tokens travel there).
+   */
+  | { type: 'WriteRefused'; repo: string; method: string; path: string; status: number; code: string; reference?: string };
 
 export type EventType = EventBody['type'];
 
@@ -37,6 +43,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'ManifestDeleted',
   'TagSet',
   'TagRemoved',
+  'WriteRefused',
 ];
 
 /** Who caused an event and through which request; `identity` is "anonymous" until auth lands. */

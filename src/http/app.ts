@@ -8,7 +8,7 @@ import type { Registry } from '../registry/registry.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
-import { handlers } from './handlers.js';
+import { context, handlers } from './handlers.js';
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';
@@ -93,6 +93,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // A RegistryError thrown without a message carries its kind as message: answer the table's.
     const message = kind === 'INTERNAL' || registryError?.message === registryError?.kind ? undefined : registryError?.message;
     const { status, body } = renderOciError(kind, message, publicDetail(registryError));
+    if (WRITE_METHODS.has(request.method) && status >= 400 && status < 500) {
+      recordRefusal(options.registry, request, status, body.errors[0]?.code ?? kind);
+    }
     return reply.code(status).type('application/json').send(body);
   });
 
@@ -121,6 +124,32 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
   return app;
+}
+
+/**
+ * A refused write becomes a WriteRefused event, so the audit log (rebuilt from the event log)
+ * holds it. A failure to record it is logged and never changes the answer.
+ */
+function recordRefusal(registry: Registry, request: FastifyRequest, status: number, code: string): void {
+  const route = request.ociRoute;
+  const params = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '');
+  const onUpload = route?.endpoint === 'uploads' || route?.endpoint === 'upload';
+  const reference = onUpload ? (params.get('digest') ?? params.get('mount') ?? undefined) : route?.reference || undefined;
+  try {
+    registry.recordRefusedWrite(
+      {
+        repo: route?.name ?? '',
+        method: request.method,
+        path: request.url.split('?')[0] ?? '',
+        status,
+        code,
+        ...(reference !== undefined ? { reference } : {}),
+      },
+      context(request),
+    );
+  } catch (err) {
+    request.log.error({ err, requestId: request.id }, 'failed to record refused write');
+  }
 }
 
 function errorKind(error: unknown): ErrorKind {

@@ -13,7 +13,8 @@ type Handler = (registry: Registry, route: Route, request: FastifyRequest, reply
 
 const ANONYMOUS = 'anonymous';
 
-function context(request: FastifyRequest): EventContext {
+/** Who sent the request, as events record it (the error handler records refused writes so too). */
+export function context(request: FastifyRequest): EventContext {
   return { identity: ANONYMOUS, client: request.ip, requestId: request.id };
 }
 

@@ -102,6 +102,9 @@ export class RegistryStateProjection implements InlineProjection {
       case 'TagRemoved':
         s.deleteTag.run(event.repo, event.tag);
         return;
+      case 'WriteRefused':
+        // A refused write changed nothing; it is kept for the audit log.
+        return;
     }
   }
 }

@@ -47,6 +47,20 @@ export interface Referrer {
   annotations?: Record<string, string>;
 }
 
+/** What the HTTP layer knows about a write it refused. */
+export interface RefusedWrite {
+  repo: string;
+  method: string;
+  /** The request path, without its query string. */
+  path: string;
+  status: number;
+  code: string;
+  reference?: string;
+}
+
+/** Paths and references of refused writes are cut here: a refusal must not bloat the log. */
+const MAX_REFUSED_FIELD = 1024;
+
 export interface RegistryDeps {
   driver: StorageDriver;
   store: EventStore;
@@ -99,6 +113,30 @@ export class Registry {
     this.assertRepositoryExists(repo);
     const rows = this.deps.queries.tags(repo, last, limit + 1);
     return { tags: rows.slice(0, limit), more: rows.length > limit };
+  }
+
+  // ---- refused writes -----------------------------------------------------------------------
+
+  /**
+   * Records a write the HTTP layer answered 4xx, so that the audit log, rebuilt from the event
+   * log, holds refusals too. One small append; the name is kept only when it is a valid one.
+   */
+  recordRefusedWrite(refusal: RefusedWrite, context: EventContext): void {
+    const reference = refusal.reference?.slice(0, MAX_REFUSED_FIELD);
+    this.deps.store.append(
+      [
+        {
+          type: 'WriteRefused',
+          repo: isValidName(refusal.repo) ? refusal.repo : '',
+          method: refusal.method,
+          path: refusal.path.slice(0, MAX_REFUSED_FIELD),
+          status: refusal.status,
+          code: refusal.code,
+          ...(reference ? { reference } : {}),
+        },
+      ],
+      context,
+    );
   }
 
   // ---- blobs --------------------------------------------------------------------------------
