@@ -10,6 +10,11 @@ export interface Actor {
   readonly name: string;
   /** Event types the actor acts on; every other event only moves its checkpoint. */
   readonly handles: readonly EventType[];
+  /**
+   * The actor stores its checkpoint itself, in the transaction of its own writes (so the two never
+   * disagree after a crash); the runner then keeps it in memory only.
+   */
+  readonly storesCheckpoint?: boolean;
   handle(event: StoredEvent): Promise<void>;
 }
 
@@ -59,7 +64,7 @@ export class ActorRunner {
 
   private advance(seq: number): void {
     if (seq <= this.processed.value) return;
-    this.store.setCheckpoint(this.actor.name, seq);
+    if (!this.actor.storesCheckpoint) this.store.setCheckpoint(this.actor.name, seq);
     this.processed.next(seq);
   }
 

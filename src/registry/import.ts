@@ -8,7 +8,7 @@ import { SYSTEM_IMPORT_IDENTITY, type EventBody } from '../events/types.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { blobPath, blobsDir, indexPath, isLayoutEntry, isRepositoryMarker } from '../storage/layout.js';
 import type { HashPool } from '../workers/pool.js';
-import { parseManifest } from './manifests.js';
+import { manifestPushedEvent, parseManifest } from './manifests.js';
 import { isValidName, isValidTag, parseDigest } from './names.js';
 import { REF_NAME_ANNOTATION } from '../actors/index-json-writer.js';
 
@@ -108,18 +108,7 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
       }
       const missing = parsed.blobs.find((b) => !verified.has(b));
       if (missing) throw new Error(`blob ${missing} is missing or corrupt`);
-      manifestEvents.push({
-        type: 'ManifestPushed',
-        repo,
-        digest,
-        mediaType: parsed.mediaType,
-        size,
-        blobs: parsed.blobs,
-        manifests: parsed.manifests,
-        ...(parsed.artifactType !== undefined ? { artifactType: parsed.artifactType } : {}),
-        ...(parsed.subject ? { subject: parsed.subject.digest } : {}),
-        ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
-      });
+      manifestEvents.push(manifestPushedEvent(repo, digest, size, parsed));
       imported.add(digest);
       return true;
     } catch (err) {

@@ -1,6 +1,7 @@
 // Parsing and validation of the manifest kinds the registry stores: OCI image manifest and
 // index, Docker v2 schema2 manifest and manifest list, and OCI artifacts (artifactType, subject,
 // empty config). The bytes are stored exactly as received; this only reads them.
+import type { EventBody } from '../events/types.js';
 import { RegistryError } from './errors.js';
 import { parseDigest } from './names.js';
 
@@ -145,4 +146,20 @@ export function parseManifest(content: Buffer, contentType: string | undefined):
     if (typeof body.artifactType === 'string') parsed.artifactType = body.artifactType;
   }
   return parsed;
+}
+
+/** The event that records a parsed manifest of `size` bytes under `digest` in `repo`. */
+export function manifestPushedEvent(repo: string, digest: string, size: number, parsed: ParsedManifest): EventBody {
+  return {
+    type: 'ManifestPushed',
+    repo,
+    digest,
+    mediaType: parsed.mediaType,
+    size,
+    blobs: parsed.blobs,
+    manifests: parsed.manifests,
+    ...(parsed.artifactType !== undefined ? { artifactType: parsed.artifactType } : {}),
+    ...(parsed.subject ? { subject: parsed.subject.digest } : {}),
+    ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
+  };
 }

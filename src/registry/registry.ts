@@ -12,7 +12,7 @@ import type { HashPool } from '../workers/pool.js';
 import { RegistryError } from './errors.js';
 import { KeyedLock } from './keyed-lock.js';
 import { ManifestCache } from './manifest-cache.js';
-import { parseManifest, MediaTypes, type ParsedManifest } from './manifests.js';
+import { manifestPushedEvent, parseManifest, MediaTypes, type ParsedManifest } from './manifests.js';
 import { assertValidName, isValidName, parseDigest, parseReference, type ManifestReference, type ParsedDigest } from './names.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
@@ -366,20 +366,7 @@ export class Registry {
   private manifestEvents(repo: string, ref: ManifestReference, digest: string, parsed: ParsedManifest, size: number): EventBody[] {
     const { queries } = this.deps;
     const events: EventBody[] = [];
-    if (!queries.manifest(repo, digest)) {
-      events.push({
-        type: 'ManifestPushed',
-        repo,
-        digest,
-        mediaType: parsed.mediaType,
-        size,
-        blobs: parsed.blobs,
-        manifests: parsed.manifests,
-        ...(parsed.artifactType !== undefined ? { artifactType: parsed.artifactType } : {}),
-        ...(parsed.subject ? { subject: parsed.subject.digest } : {}),
-        ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
-      });
-    }
+    if (!queries.manifest(repo, digest)) events.push(manifestPushedEvent(repo, digest, size, parsed));
     if (ref.kind === 'tag') {
       const previous = queries.tagDigest(repo, ref.tag);
       if (previous !== digest) events.push({ type: 'TagSet', repo, tag: ref.tag, digest, ...(previous ? { previous } : {}) });
