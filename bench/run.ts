@@ -4,6 +4,7 @@
 //   npm run bench                       # full run
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
 //   npm run bench -- --only distribution
+//   npm run bench -- --only metrics     # zot-ts with metrics off and on, nothing else
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
 // os.tmpdir() whose path is printed at the end.
@@ -16,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
+import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
 import {
   latencyUnderPush,
   manifestGets,
@@ -51,7 +53,8 @@ const MiB = 1024 * 1024;
 
 interface Options {
   quick: boolean;
-  only: RegistryKind | undefined;
+  /** One registry, or `metrics`: only zot-ts with metrics off and on. */
+  only: RegistryKind | 'metrics' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -65,12 +68,12 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics]\n');
     process.exit(0);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'zot' && only !== 'distribution') {
-    throw new Error(`--only must be zot or distribution, not ${only}`);
+  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics') {
+    throw new Error(`--only must be zot, distribution or metrics, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -382,8 +385,9 @@ function fmtRun(r: ThroughputResult): string {
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const sizes = sizesFor(opts.quick);
-  const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
   installCleanupHooks();
+  if (opts.only === 'metrics') return metricsOnly(sizes);
+  const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
 
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
   const contenders = kinds.map((k) => new Contender(k, tmpRoot));
@@ -504,6 +508,13 @@ async function main(): Promise<void> {
     }
   }
 
+  // 9. The cost of the metrics on the hot path: zot-ts with metrics off and on.
+  let metricsCost: MetricsCostResult | undefined;
+  if (kinds.includes('zot')) {
+    log('9. zot-ts with metrics off and on');
+    metricsCost = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
+  }
+
   // Report.
   const rows = buildRows(sizes, collected);
   const failures = contenders.flatMap((c) => c.failures);
@@ -520,6 +531,10 @@ async function main(): Promise<void> {
   out.push('');
   out.push(table);
   out.push('');
+  if (metricsCost !== undefined) {
+    out.push(renderMetricsCost(metricsCost, sizes));
+    out.push('');
+  }
   for (const c of contenders) {
     const d = got(c.kind);
     const runs = (xs: ThroughputResult[]): string => (xs.length === 0 ? '—' : xs.map((x) => x.mibPerS.toFixed(1)).join(', '));
@@ -588,6 +603,7 @@ async function main(): Promise<void> {
         ];
       }),
     ),
+    metricsOnOff: metricsCost ?? null,
     failures,
     notes,
   };
@@ -595,6 +611,18 @@ async function main(): Promise<void> {
   out.push('');
   out.push(`Results as JSON: ${resultPath}`);
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+/** `--only metrics`: zot-ts with metrics off and on, and nothing else. */
+async function metricsOnly(sizes: Sizes): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: metrics off vs. on; temp dir ${tmpRoot}`);
+  const result = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-metrics-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, null, 2)}\n`);
+  process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderMetricsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
 }
 
 main().then(

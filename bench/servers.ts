@@ -229,6 +229,8 @@ export interface StartOptions {
   repoRoot: string;
   readyTimeoutMs?: number;
   distributionBinary?: string;
+  /** Top-level sections added to zot-ts's config, e.g. `{ extensions: { metrics: { enable: true } } }`. */
+  zotConfig?: Record<string, unknown>;
 }
 
 function distributionConfig(dataDir: string, port: number): string {
@@ -252,13 +254,14 @@ function distributionConfig(dataDir: string, port: number): string {
   ].join('\n');
 }
 
-function zotConfig(dataDir: string, port: number): string {
+function zotConfig(dataDir: string, port: number, extra: Record<string, unknown> = {}): string {
   return `${JSON.stringify(
     {
       distSpecVersion: '1.1.0',
       http: { address: '127.0.0.1', port: String(port) },
       storage: { rootDirectory: dataDir, dedupe: false, gc: false },
       log: { level: 'warn' },
+      ...extra,
     },
     null,
     2,
@@ -299,7 +302,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
     args = ['serve', configPath];
   } else {
     configPath = path.join(dir, 'config.json');
-    fs.writeFileSync(configPath, zotConfig(dataDir, port));
+    fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig));
     command = process.execPath;
     args = ['bin/zot.js', 'serve', configPath];
   }

@@ -46,9 +46,11 @@ export function registerMonitoringRoutes(app: FastifyInstance, options: Monitori
     return reply.type(contentType).send(body);
   });
 
+  const scrape = metrics.path;
+  const scrapeWithQuery = `${metrics.path}?`;
   app.addHook('onResponse', (request, reply, done) => {
     // Scrapes are left out, as zot leaves them out: the scraper measures those itself.
-    if (request.routeOptions.url !== metrics.path) {
+    if (request.url !== scrape && !request.url.startsWith(scrapeWithQuery)) {
       const route = request.ociRoute;
       const repo = route !== undefined && REPO_ENDPOINTS.has(route.endpoint) ? route.name : NO_REPO;
       metrics.observeRequest(request.method, reply.statusCode, repo, reply.elapsedTime / 1000);

@@ -43,6 +43,7 @@ describe('metrics actor', () => {
 
   beforeEach(() => {
     db = new Database(':memory:');
+    db.pragma('synchronous = FULL');
     store = new EventStore(db, [new RegistryStateProjection()]);
     newActor();
   });
@@ -58,6 +59,8 @@ describe('metrics actor', () => {
     const e = await figures();
     assert.deepEqual(byLabel(e, 'zot_repo_storage_bytes', 'repo'), { a: 35, b: 10 });
     assert.deepEqual(byLabel(e, 'zot_repo_uploads_total', 'repo'), { a: 1 });
+    // Its own commits skip the fsync; the connection's setting (the log's appends) is put back.
+    assert.equal(db.pragma('synchronous', { simple: true }), 2);
   });
 
   it('subtracts the size of what is deleted, read from its own table', async () => {
