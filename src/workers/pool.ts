@@ -1,8 +1,9 @@
 // The piscina pool that hashes and verifies blobs off the event loop.
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { RegistryError } from '../registry/errors.js';
-import type { HashFileTask } from './hash-worker.js';
+import type { HashFileTask } from './hash-worker.cjs';
 
 /** Hashes waiting for a thread; past this the registry answers 429 rather than queue without bound. */
 export const MAX_QUEUED_HASHES = 1024;
@@ -13,7 +14,7 @@ export class HashPool {
   // One core is left to the event loop, which streams the uploads that the pool then hashes.
   constructor(maxThreads = Math.max(1, availableParallelism() - 1)) {
     this.pool = new Piscina({
-      filename: new URL('./hash-worker.js', import.meta.url).href,
+      filename: fileURLToPath(new URL('./hash-worker.cjs', import.meta.url)),
       minThreads: 1,
       maxThreads,
       maxQueue: MAX_QUEUED_HASHES,

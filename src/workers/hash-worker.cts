@@ -1,5 +1,7 @@
 // Worker-thread tasks of the piscina pool. Each task gets a path, never the bytes, so the main
-// thread only moves file names around.
+// thread only moves file names around. CommonJS on purpose: the thread then loads it with a
+// synchronous require(), never through Node 20's ESM loader, which can abort the whole process
+// when a pool is destroyed while a thread is still instantiating an ES module.
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { setPriority } from 'node:os';
