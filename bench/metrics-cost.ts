@@ -1,13 +1,21 @@
-// The cost of the Prometheus metrics on the hot path: zot-ts with metrics off and on, the same
-// client, manifest GET throughput and the many-small-images push, on a fresh server each time.
+// The cost of observability on the hot path: zot-ts with the Prometheus metrics and the audit log
+// both off, then both on; the same client, manifest GET throughput and the many-small-images
+// push, on a fresh server each time.
 // Rounds alternate the order (off, on / on, off) so a drift of the shared machine falls on both.
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { manifestGets, median, pushSmallImages, type Sizes } from './scenarios.js';
 import { removeTempDir, startRegistry, type ServerHandle } from './servers.js';
 
 export type MetricsVariant = 'off' | 'on';
 
-const METRICS_ON = { extensions: { metrics: { enable: true, prometheus: { path: '/metrics' } } } };
+/** Metrics and the audit log on; the audit file goes beside the server's data. */
+function observabilityOn(tmpRoot: string): Record<string, unknown> {
+  return {
+    extensions: { metrics: { enable: true, prometheus: { path: '/metrics' } } },
+    log: { level: 'warn', audit: path.join(tmpRoot, `audit-${process.pid}-${Date.now()}.log`) },
+  };
+}
 
 export interface VariantRun {
   imagesPerS: number;
@@ -39,7 +47,7 @@ function sumOf(text: string, name: string): number {
 async function runVariant(variant: MetricsVariant, sizes: Sizes, tmpRoot: string, repoRoot: string, result: MetricsCostResult, log: (msg: string) => void): Promise<void> {
   let server: ServerHandle | undefined;
   try {
-    server = await startRegistry({ kind: 'zot', tmpRoot, repoRoot, ...(variant === 'on' ? { zotConfig: METRICS_ON } : {}) });
+    server = await startRegistry({ kind: 'zot', tmpRoot, repoRoot, ...(variant === 'on' ? { zotConfig: observabilityOn(tmpRoot) } : {}) });
     const t0 = performance.now();
     const small = await pushSmallImages(server.baseUrl, sizes);
     const gets = await manifestGets(server.baseUrl, sizes);
@@ -50,7 +58,7 @@ async function runVariant(variant: MetricsVariant, sizes: Sizes, tmpRoot: string
       result.uploadsCounted.push(sumOf(await res.text(), 'zot_repo_uploads_total'));
     }
     log(
-      `zot-ts metrics ${variant}: ${run.imagesPerS.toFixed(1)} images/s, manifest GET ${run.getRps.toFixed(0)} req/s ` +
+      `zot-ts metrics and audit ${variant}: ${run.imagesPerS.toFixed(1)} images/s, manifest GET ${run.getRps.toFixed(0)} req/s ` +
         `(p50 ${run.getP50Ms.toFixed(2)} ms, p99 ${run.getP99Ms.toFixed(2)} ms) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
   } catch (err) {
@@ -98,13 +106,13 @@ export function renderMetricsCost(result: MetricsCostResult, sizes: Sizes): stri
     [`manifest GET c=${sizes.getConcurrency}: p50`, 'ms', off.getP50Ms, on.getP50Ms, 2],
     [`manifest GET c=${sizes.getConcurrency}: p99`, 'ms', off.getP99Ms, on.getP99Ms, 2],
   ];
-  const header = ['figure', 'unit', 'metrics off', 'metrics on', 'on/off'];
+  const header = ['figure', 'unit', 'both off', 'both on', 'on/off'];
   const fmt = (v: number, digits: number): string => (Number.isFinite(v) ? v.toFixed(digits) : 'FAILED');
   const lines = rows.map(([figure, unit, a, b, digits]) => [figure, unit, fmt(a, digits), fmt(b, digits), Number.isFinite(a / b) ? (b / a).toFixed(2) : '—']);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const row = (cols: string[]): string => cols.map((c, i) => (i >= 2 ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join(' | ').trimEnd();
   const out = [
-    `zot-ts with metrics off and on (median of ${result.rounds} round${result.rounds === 1 ? '' : 's'}, fresh server each, order alternating)`,
+    `zot-ts with metrics and audit log both off and both on (median of ${result.rounds} round${result.rounds === 1 ? '' : 's'}, fresh server each, order alternating)`,
     row(header),
     widths.map((w) => '-'.repeat(w)).join('-|-'),
     ...lines.map(row),

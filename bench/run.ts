@@ -4,7 +4,7 @@
 //   npm run bench                       # full run
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
 //   npm run bench -- --only distribution
-//   npm run bench -- --only metrics     # zot-ts with metrics off and on, nothing else
+//   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
 // os.tmpdir() whose path is printed at the end.
@@ -53,7 +53,7 @@ const MiB = 1024 * 1024;
 
 interface Options {
   quick: boolean;
-  /** One registry, or `metrics`: only zot-ts with metrics off and on. */
+  /** One registry, or `metrics`: only zot-ts with metrics and audit log off and on. */
   only: RegistryKind | 'metrics' | undefined;
 }
 
@@ -508,10 +508,10 @@ async function main(): Promise<void> {
     }
   }
 
-  // 9. The cost of the metrics on the hot path: zot-ts with metrics off and on.
+  // 9. The cost of metrics and audit on the hot path: zot-ts with metrics and audit log off and on.
   let metricsCost: MetricsCostResult | undefined;
   if (kinds.includes('zot')) {
-    log('9. zot-ts with metrics off and on');
+    log('9. zot-ts with metrics and audit log off and on');
     metricsCost = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
   }
 
@@ -613,11 +613,11 @@ async function main(): Promise<void> {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-/** `--only metrics`: zot-ts with metrics off and on, and nothing else. */
+/** `--only metrics`: zot-ts with metrics and audit log off and on, and nothing else. */
 async function metricsOnly(sizes: Sizes): Promise<void> {
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
   const startedAt = new Date();
-  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: metrics off vs. on; temp dir ${tmpRoot}`);
+  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: metrics and audit off vs. on; temp dir ${tmpRoot}`);
   const result = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
   const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-metrics-latest.json');
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
