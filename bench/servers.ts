@@ -303,8 +303,9 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
   } else {
     configPath = path.join(dir, 'config.json');
     fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig));
-    command = process.execPath;
-    args = ['bin/zot.js', 'serve', configPath];
+    // Run directly, as users do, so the node flags of its shebang apply.
+    command = path.join(opts.repoRoot, 'bin', 'zot.js');
+    args = ['serve', configPath];
   }
 
   const logPath = path.join(dir, 'server.log');

@@ -12,6 +12,7 @@ import type { Config } from '../../src/config/types.js';
 
 /** The repository root (tests run from dist/test/helpers). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The CLI as users start it: run directly, so its shebang's node flags apply. */
 export const ZOT_BIN = path.join(REPO_ROOT, 'bin', 'zot.js');
 
 const tempDirs: string[] = [];
@@ -88,7 +89,7 @@ export async function getFreePort(): Promise<number> {
 
 export function runZot(args: string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [ZOT_BIN, ...args], { cwd: options.cwd ?? REPO_ROOT });
+    const child = spawn(ZOT_BIN, args, { cwd: options.cwd ?? REPO_ROOT });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -108,7 +109,7 @@ export async function spawnRegistry(options: TestConfigOptions = {}): Promise<Re
   const port = options.port ?? (await getFreePort());
   const config = testConfig({ ...options, port, log: options.log ?? { level: 'warn' } });
   const configPath = writeConfig(config);
-  const child = spawn(process.execPath, [ZOT_BIN, 'serve', configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(ZOT_BIN, ['serve', configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
