@@ -108,7 +108,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });
-    await app.listen({ host: config.http.address, port: Number(config.http.port) });
+    await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });
   } catch (err) {
     await shutdown().catch(() => undefined);
     throw err;

@@ -51,7 +51,7 @@ export class ActorRunner {
         concatMap((event) =>
           defer(() => (handles.has(event.type) ? this.actor.handle(event) : Promise.resolve())).pipe(
             catchError((err: unknown) => {
-              this.logger.error({ actor: this.actor.name, seq: event.seq, type: event.type, err }, 'actor failed to handle event');
+              this.logger.error({ actor: this.actor.name, seq: event.seq, type: event.type, err }, 'failed to handle event');
               return EMPTY;
             }),
             // Runs after success and after a logged failure alike: the checkpoint moves on.
