@@ -13,7 +13,8 @@ import { EventStore } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
 import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
-import { RegistryStateProjection, RegistryStateQueries } from './projections/registry-state.js';
+import { createProjections } from './projections/index.js';
+import { RegistryStateQueries } from './projections/registry-state.js';
 import { importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -37,11 +38,6 @@ export interface RunningRegistry {
 
 export interface StartOptions {
   logger?: Logger;
-}
-
-/** The inline projections, in the order they are applied in each append transaction. */
-export function createProjections(): [RegistryStateProjection] {
-  return [new RegistryStateProjection()];
 }
 
 export function openEventStore(db: Db): { store: EventStore; queries: RegistryStateQueries } {

@@ -10,9 +10,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import Database from 'better-sqlite3';
 import { minimatch } from 'minimatch';
-import { createProjections } from '../app.js';
+import { ScratchProjections } from '../projections/index.js';
+import { followUntilSignal } from './follow.js';
 import { auditLine, auditRecord, type AuditRecord } from '../actors/audit-writer.js';
 import type { Config } from '../config/types.js';
 import type { Db } from '../events/database.js';
@@ -22,7 +22,6 @@ import { RegistryStateQueries } from '../projections/registry-state.js';
 import { openLiveLog } from './events.js';
 import { loadConfigOrReport } from './load.js';
 
-const FOLLOW_POLL_MS = 500;
 
 /** A point in the log: a sequence number, or an ISO-8601 time. */
 export type LogPoint = { seq: number } | { time: string };
@@ -144,15 +143,7 @@ async function listActions(live: Db, filter: AuditFilter, json: boolean, follow:
   };
   drain();
   if (!follow) return 0;
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(drain, FOLLOW_POLL_MS);
-    const stop = (): void => {
-      clearInterval(timer);
-      resolve();
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await followUntilSignal(drain);
   return 0;
 }
 
@@ -161,17 +152,15 @@ async function listActions(live: Db, filter: AuditFilter, json: boolean, follow:
  * projection the registry serves from, applied to an in-memory database.
  */
 function repositoryAt(live: Db, repo: string, point: LogPoint, json: boolean): number {
-  const scratch = new Database(':memory:');
+  const scratch = new ScratchProjections();
   try {
-    const projections = createProjections();
-    for (const projection of projections) projection.migrate(scratch);
     let last: StoredEvent | undefined;
     for (const event of readEvents(live, { repo })) {
       if (after(event, point)) break;
-      for (const projection of projections) projection.apply(event);
+      scratch.apply(event);
       last = event;
     }
-    const queries = new RegistryStateQueries(scratch);
+    const queries = new RegistryStateQueries(scratch.db);
     if (!last || !queries.repositoryExists(repo)) {
       process.stderr.write(`zot: repository ${repo} did not exist at ${describePoint(point)}\n`);
       return 1;

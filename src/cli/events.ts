@@ -7,9 +7,8 @@ import { openDatabase, type Db } from '../events/database.js';
 import { readEvents, type EventFilter } from '../events/store.js';
 import type { StoredEvent } from '../events/types.js';
 import { eventLogFile } from '../storage/layout.js';
+import { followUntilSignal } from './follow.js';
 import { loadConfigOrReport } from './load.js';
-
-const FOLLOW_POLL_MS = 500;
 
 export function openLiveLog(rootDirectory: string): Db | undefined {
   const file = eventLogFile(path.resolve(rootDirectory));
@@ -75,15 +74,7 @@ export async function runEvents(args: string[]): Promise<number> {
   try {
     drain();
     if (!values.follow) return 0;
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(drain, FOLLOW_POLL_MS);
-      const stop = (): void => {
-        clearInterval(timer);
-        resolve();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
+    await followUntilSignal(drain);
     return 0;
   } finally {
     db.close();

@@ -1,9 +1,9 @@
 // `zot replay <config>`: rebuilds the projections from the event log into a scratch database,
 // compares them with the live ones and with storage, and exits 1 on any drift.
-import Database from 'better-sqlite3';
+import type { Db } from '../events/database.js';
 import { parseArgs } from 'node:util';
 import * as path from 'node:path';
-import { createProjections } from '../app.js';
+import { ScratchProjections } from '../projections/index.js';
 import { buildIndex } from '../actors/index-json-writer.js';
 import { readEvents } from '../events/store.js';
 import { REGISTRY_STATE_TABLES, RegistryStateQueries } from '../projections/registry-state.js';
@@ -15,7 +15,7 @@ import { openLiveLog } from './events.js';
 
 type Row = Record<string, unknown>;
 
-function tableRows(db: Database.Database, table: string): string[] {
+function tableRows(db: Db, table: string): string[] {
   return (db.prepare(`SELECT * FROM ${table}`).all() as Row[]).map((row) => JSON.stringify(row, Object.keys(row).sort())).sort();
 }
 
@@ -35,20 +35,18 @@ export async function runReplay(args: string[]): Promise<number> {
   if (!config) return 1;
   const live = openLiveLog(config.storage.rootDirectory);
   if (!live) return 1;
-  const scratch = new Database(':memory:');
+  const scratch = new ScratchProjections();
   try {
     // One read transaction: the events and the live tables are the same snapshot even while a
     // registry keeps appending.
     live.exec('BEGIN');
-    const projections = createProjections();
-    for (const projection of projections) projection.migrate(scratch);
     let events = 0;
     for (const event of readEvents(live)) {
-      for (const projection of projections) projection.apply(event);
+      scratch.apply(event);
       events++;
     }
     const drift: string[] = [];
-    for (const table of REGISTRY_STATE_TABLES) drift.push(...diffRows(table, tableRows(live, table), tableRows(scratch, table)));
+    for (const table of REGISTRY_STATE_TABLES) drift.push(...diffRows(table, tableRows(live, table), tableRows(scratch.db, table)));
 
     const driver = new FilesystemDriver(path.resolve(config.storage.rootDirectory), TEMP_DIR);
     const liveQueries = new RegistryStateQueries(live);
