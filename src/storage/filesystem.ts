@@ -1,15 +1,17 @@
 // The filesystem driver: files under one root directory, made durable with fsync and atomic
 // renames so that a `kill -9` (or power loss) never leaves a half-written file in place.
-import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { readAhead } from './read-ahead.js';
 import { PathNotFoundError, SizeMismatchError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 /** Reads in smaller pieces: a slow client then holds little in the socket queue. */
-const READ_BUFFER_BYTES = 256 * 1024;
+const READ_BUFFER_BYTES = 512 * 1024;
+/** Reads in flight per download. */
+const READ_AHEAD_DEPTH = 4;
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
@@ -97,11 +99,8 @@ export class FilesystemDriver implements StorageDriver {
       if (isNotFound(err)) throw new PathNotFoundError(relative);
       throw err;
     }
-    return createReadStream('', {
-      fd: handle,
-      highWaterMark: READ_BUFFER_BYTES,
-      ...(range ? { start: range.start, end: range.end } : {}),
-    });
+    const end = range ? range.end : (await handle.stat()).size - 1;
+    return readAhead(handle, range?.start ?? 0, end, READ_BUFFER_BYTES, READ_AHEAD_DEPTH);
   }
 
   async append(relative: string, source: Readable, exactLength?: number): Promise<number> {
