@@ -128,9 +128,7 @@ const blob: Handler = async (registry, route, request, reply) => {
     await registry.deleteBlob(route.name, route.reference, context(request));
     return reply.code(202).header('Content-Length', '0').send();
   }
-  const info = await registry.blob(route.name, route.reference);
-  const range = parseRangeHeader(request.headers.range, () => info.size);
-  const handle = range ? await registry.blob(route.name, route.reference, range) : info;
+  const handle = await registry.blob(route.name, route.reference, (size) => parseRangeHeader(request.headers.range, size));
   reply
     .header('Docker-Content-Digest', handle.digest)
     .header('ETag', `"${handle.digest}"`)

@@ -6,9 +6,9 @@ import type { ChunkRange } from '../registry/uploads.js';
 /**
  * A single byte range, or undefined when the header is absent, asks for several ranges, or counts
  * in a unit other than bytes (the whole blob is then sent with 200: RFC 9110 section 14.2 allows
- * the first and requires the last). A suffix range `-N` needs the size.
+ * the first and requires the last). `size` is the blob's, for suffix ranges `-N`.
  */
-export function parseRangeHeader(header: string | undefined, size: () => number): { start: number; end?: number } | undefined {
+export function parseRangeHeader(header: string | undefined, size: number): { start: number; end?: number } | undefined {
   if (header === undefined) return undefined;
   if (!/^\s*bytes=/i.test(header)) return undefined;
   const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
@@ -19,10 +19,9 @@ export function parseRangeHeader(header: string | undefined, size: () => number)
   const [, first = '', last = ''] = match;
   if (first === '' && last === '') throw new RegistryError('RANGE_INVALID', `unsupported Range header: ${header}`);
   if (first === '') {
-    const total = size();
     const suffix = Number(last);
-    if (suffix === 0) throw new RegistryError('RANGE_INVALID', 'empty suffix range', { size: total });
-    return { start: Math.max(0, total - suffix) };
+    if (suffix === 0) throw new RegistryError('RANGE_INVALID', 'empty suffix range', { size });
+    return { start: Math.max(0, size - suffix) };
   }
   const start = Number(first);
   if (last === '') return { start };

@@ -141,14 +141,18 @@ export class Registry {
 
   // ---- blobs --------------------------------------------------------------------------------
 
-  /** A blob of the repository (or one of its manifests, which are blobs too), for GET and HEAD. */
-  async blob(repo: string, digestText: string, range?: { start: number; end?: number }): Promise<BlobHandle> {
+  /**
+   * A blob of the repository (or one of its manifests, which are blobs too), for GET and HEAD.
+   * `rangeFor` gets the blob's size and answers the byte range asked for, if any.
+   */
+  async blob(repo: string, digestText: string, rangeFor?: (size: number) => { start: number; end?: number } | undefined): Promise<BlobHandle> {
     assertValidName(repo);
     const digest = parseDigest(digestText);
     const { queries, driver } = this.deps;
     const size = queries.blobSize(repo, digest.value) ?? queries.manifest(repo, digest.value)?.size;
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} is not in ${repo}`);
     let clipped: ByteRange | undefined;
+    const range = rangeFor?.(size);
     if (range) {
       const end = Math.min(range.end ?? size - 1, size - 1);
       if (range.start >= size || end < range.start) {
