@@ -2,7 +2,7 @@
 // SIGTERM), `zot events` with its filters and --follow, and `zot replay` on healthy and
 // tampered roots. Every command runs as a real child process.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../helpers/oci.js';
-import { REPO_ROOT, ZOT_BIN, makeTempDir, runZot, spawnRegistry, testConfig, writeConfig, type RegistryProcess } from '../helpers/registry.js';
+import { makeTempDir, runZot, spawnRegistry, spawnZot, testConfig, writeConfig, type RegistryProcess } from '../helpers/registry.js';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -331,27 +331,20 @@ describe('zot events', () => {
   it('--follow prints an event pushed after it started, and stops on SIGTERM', async () => {
     const head = (await eventsJson(registry.configPath)).length;
     // From the last existing event: printing it shows the follower has read the log once.
-    const follower = spawn(process.execPath, [ZOT_BIN, 'events', registry.configPath, '--follow', '--json', '--since', String(head)], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const run = spawnZot(['events', registry.configPath, '--follow', '--json', '--since', String(head)]);
+    const follower = run.child;
     followers.add(follower);
-    let stdout = '';
-    let stderr = '';
-    follower.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    follower.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => follower.once('exit', (code) => resolve(code)));
 
     const deadline = Date.now() + 10_000;
-    while (!stdout.includes('\n') && Date.now() < deadline) await sleep(20);
+    while (!run.stdout().includes('\n') && Date.now() < deadline) await sleep(20);
     assert.deepEqual(
-      lines(stdout).map((line) => (JSON.parse(line) as JsonEvent).seq),
+      lines(run.stdout()).map((line) => (JSON.parse(line) as JsonEvent).seq),
       [head],
-      stderr,
+      run.stderr(),
     );
     const image = await pushOk(registry.url, 'events/followed', 'live');
-    while (!stdout.includes(`"tag":"live"`) && Date.now() < deadline) await sleep(50);
-    const followed = lines(stdout)
+    while (!run.stdout().includes(`"tag":"live"`) && Date.now() < deadline) await sleep(50);
+    const followed = lines(run.stdout())
       .slice(1)
       .map((line) => JSON.parse(line) as JsonEvent);
     assert.deepEqual(
@@ -362,11 +355,11 @@ describe('zot events', () => {
         ['ManifestPushed', 'events/followed', image.digest],
         ['TagSet', 'events/followed', image.digest],
       ],
-      stderr,
+      run.stderr(),
     );
 
     follower.kill('SIGTERM');
-    assert.equal(await withTimeout(exited, 5_000, 'zot events --follow did not stop on SIGTERM'), 0, stderr);
+    assert.equal(await withTimeout(run.exited, 5_000, 'zot events --follow did not stop on SIGTERM'), 0, run.stderr());
     followers.delete(follower);
   });
 });

@@ -87,15 +87,30 @@ export async function getFreePort(): Promise<number> {
   });
 }
 
-export function runZot(args: string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(ZOT_BIN, args, { cwd: options.cwd ?? REPO_ROOT });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+export interface ZotProcess {
+  child: ChildProcess;
+  /** What the process has written so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code once the process has closed its output. */
+  exited: Promise<number | null>;
+}
+
+/** Runs the CLI (a command that ends by itself, or a `--follow` the test stops). */
+export function spawnZot(args: string[], options: { cwd?: string } = {}): ZotProcess {
+  const child = spawn(ZOT_BIN, args, { cwd: options.cwd ?? REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+export async function runZot(args: string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const run = spawnZot(args, options);
+  const code = await run.exited;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
 
 export function writeConfig(config: Config, dir = makeTempDir()): string {

@@ -1,13 +1,13 @@
 // `zot audit` against a log made by the test, read while the registry keeps running: the listing
 // and its filters, --at (a tag moved between two pushes), --history, and --follow.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectOciError } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage, pushManifest, type TestImage } from '../helpers/oci.js';
-import { REPO_ROOT, ZOT_BIN, makeTempDir, runZot, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, runZot, spawnZot, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
 interface AuditLine {
   seq: number;
@@ -221,29 +221,22 @@ describe('zot audit', () => {
   it('--follow prints actions made after it started, filtered, and stops on SIGTERM', async () => {
     const head = registry.running.store.head();
     // From the last existing action: printing it shows the follower has read the log once.
-    const follower = spawn(process.execPath, [ZOT_BIN, 'audit', configPath, '--follow', '--json', '--since', String(head), '--type', 'TagRemoved,TagSet,WriteRefused'], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const run = spawnZot(['audit', configPath, '--follow', '--json', '--since', String(head), '--type', 'TagRemoved,TagSet,WriteRefused']);
+    const follower = run.child;
     followers.add(follower);
-    let stdout = '';
-    let stderr = '';
-    follower.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    follower.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => follower.once('exit', (code) => resolve(code)));
     const deadline = Date.now() + 10_000;
-    while (!stdout.includes('\n') && Date.now() < deadline) await sleep(20);
+    while (!run.stdout().includes('\n') && Date.now() < deadline) await sleep(20);
     assert.deepEqual(
-      lines(stdout).map((line) => (JSON.parse(line) as AuditLine).seq),
+      lines(run.stdout()).map((line) => (JSON.parse(line) as AuditLine).seq),
       [head],
-      stderr,
+      run.stderr(),
     );
 
     const image = await pushOk(registry.url, 'team/followed', 'live');
     await expectOciError(await fetch(`${registry.url}/v2/team/followed/manifests/gone`, { method: 'DELETE' }), 404, 'MANIFEST_UNKNOWN');
-    while (!stdout.includes('"WriteRefused"') && Date.now() < deadline) await sleep(50);
+    while (!run.stdout().includes('"WriteRefused"') && Date.now() < deadline) await sleep(50);
     assert.deepEqual(
-      lines(stdout)
+      lines(run.stdout())
         .slice(1)
         .map((line) => JSON.parse(line) as AuditLine)
         .map((line) => [line.event, line.repository, line.digest ?? line.code]),
@@ -251,11 +244,11 @@ describe('zot audit', () => {
         ['TagSet', 'team/followed', image.digest],
         ['WriteRefused', 'team/followed', 'MANIFEST_UNKNOWN'],
       ],
-      stderr,
+      run.stderr(),
     );
     follower.kill('SIGTERM');
-    const code = await Promise.race([exited, sleep(5_000).then(() => 'timeout')]);
-    assert.equal(code, 0, stderr);
+    const code = await Promise.race([run.exited, sleep(5_000).then(() => 'timeout')]);
+    assert.equal(code, 0, run.stderr());
     followers.delete(follower);
   });
 
