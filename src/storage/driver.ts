@@ -7,6 +7,11 @@ export interface FileInfo {
   size: number;
   modTime: Date;
   isDirectory: boolean;
+  /**
+   * Identity of the stored bytes where the driver has one (device and inode on a filesystem):
+   * two paths with the same fileId share one copy, as dedupe's hard links do.
+   */
+  fileId?: string;
 }
 
 export interface ByteRange {
@@ -53,6 +58,11 @@ export interface StorageDriver {
   sync(path: string): Promise<void>;
   /** Moves a file into place atomically and durably, replacing what is there. */
   move(from: string, to: string): Promise<void>;
+  /**
+   * Moves a finished local file (an upload staged on local disk) to `to`, durably; the local file
+   * is gone afterwards. A filesystem driver renames it; an object store uploads it in parts.
+   */
+  putFile(localFile: string, to: string): Promise<void>;
   /** Makes `to` hold the same bytes as `from`: a hard link where the driver can, else a copy. */
   link(from: string, to: string): Promise<void>;
   /** Removes a file or a whole directory tree; removing nothing is not an error. */

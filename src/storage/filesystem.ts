@@ -59,7 +59,7 @@ export class FilesystemDriver implements StorageDriver {
   async stat(relative: string): Promise<FileInfo | undefined> {
     try {
       const s = await fs.stat(this.full(relative));
-      return { size: s.size, modTime: s.mtime, isDirectory: s.isDirectory() };
+      return { size: s.size, modTime: s.mtime, isDirectory: s.isDirectory(), fileId: `${s.dev}:${s.ino}` };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -161,6 +161,28 @@ export class FilesystemDriver implements StorageDriver {
     await this.renameDurably(this.full(from), target);
   }
 
+  async putFile(localFile: string, to: string): Promise<void> {
+    const target = this.full(to);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const handle = await fs.open(localFile, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await this.renameDurably(localFile, target);
+    } catch (err) {
+      // A staging directory on another filesystem: copy, make the copy durable, then rename it.
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      const temp = await this.tempFile();
+      await fs.copyFile(localFile, temp);
+      await this.sync(path.relative(this.root, temp));
+      await this.renameDurably(temp, target);
+      await fs.rm(localFile, { force: true });
+    }
+  }
+
   async link(from: string, to: string): Promise<void> {
     const source = this.full(from);
     const target = this.full(to);
@@ -170,6 +192,7 @@ export class FilesystemDriver implements StorageDriver {
       await fs.link(source, temp);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new PathNotFoundError(from);
       if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
       await fs.copyFile(source, temp);
       await this.sync(path.relative(this.root, temp));

@@ -1,0 +1,117 @@
+// Storage roots: the default root and one per subPath, each with its own directory, driver,
+// dedupe and GC settings. A repository lives in exactly one root: the subPath with the longest
+// route that is a path prefix of its name, else the default root.
+//
+//   storage.rootDirectory          default root: the event log lives here, under .zot-ts/
+//   storage.subPaths["/a"]         repositories a/... (not "a" itself, as zot routes them)
+//   storage.subPaths["/a/b"]       repositories a/b/... (the longer route wins)
+//
+// For an S3 root, rootDirectory stays a local directory: upload sessions are staged there and
+// moved to the bucket when they commit.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { StorageConfig, StorageDriverConfig, SubPathConfig } from '../config/types.js';
+import { parseDuration } from '../config/duration.js';
+import type { StorageDriver } from './driver.js';
+import { FilesystemDriver } from './filesystem.js';
+import { TEMP_DIR } from './layout.js';
+import { createS3Driver } from './s3.js';
+
+/** zot's defaults (pkg/storage/constants): dedupe and gc on, both every hour. */
+export const DEFAULT_GC_DELAY_MS = 60 * 60 * 1000;
+export const DEFAULT_GC_INTERVAL_MS = 60 * 60 * 1000;
+
+export interface StorageRoot {
+  /** '' for the default root, else the subPath route without its slashes, e.g. "a/b". */
+  readonly route: string;
+  /** The local directory of this root (absolute). */
+  readonly rootDirectory: string;
+  /** Where repositories' layouts live: blobs, manifests, index.json, oci-layout. */
+  readonly driver: StorageDriver;
+  /** Where upload sessions live: always a local filesystem. The same object as `driver` when that is one. */
+  readonly staging: FilesystemDriver;
+  readonly dedupe: boolean;
+  readonly gc: boolean;
+  readonly gcDelayMs: number;
+  readonly gcIntervalMs: number;
+}
+
+export class StorageRoots {
+  private readonly byLongestRoute: StorageRoot[];
+
+  constructor(readonly roots: readonly StorageRoot[]) {
+    if (!roots.some((root) => root.route === '')) throw new Error('storage roots need a default root');
+    this.byLongestRoute = [...roots].sort((a, b) => b.route.length - a.route.length);
+  }
+
+  get defaultRoot(): StorageRoot {
+    return this.roots.find((root) => root.route === '') as StorageRoot;
+  }
+
+  /** The root a repository lives in. */
+  for(repo: string): StorageRoot {
+    return this.byLongestRoute.find((root) => root.route === '' || repo.startsWith(`${root.route}/`)) as StorageRoot;
+  }
+
+  /** Whether a repository's name routes to this root (a root's tree may hold names of others). */
+  owns(root: StorageRoot, repo: string): boolean {
+    return this.for(repo) === root;
+  }
+
+  /** Clears what a crash left in every staging directory; only before any write starts. */
+  async clearTemporaryFiles(): Promise<void> {
+    const seen = new Set<FilesystemDriver>();
+    for (const root of this.roots) {
+      if (seen.has(root.staging)) continue;
+      seen.add(root.staging);
+      await root.staging.clearTemporaryFiles();
+    }
+  }
+}
+
+interface RootSettings {
+  rootDirectory: string;
+  dedupe?: boolean;
+  gc?: boolean;
+  gcDelay?: string;
+  gcInterval?: string;
+  storageDriver?: StorageDriverConfig;
+}
+
+/** Builds the roots a validated storage config describes, creating their local directories. */
+export function storageRootsFromConfig(storage: StorageConfig, makeS3: (config: StorageDriverConfig) => StorageDriver = createS3Driver): StorageRoots {
+  const stagingByDirectory = new Map<string, FilesystemDriver>();
+  // A subPath takes zot's defaults for what it leaves out, not the default root's settings.
+  const build = (route: string, settings: RootSettings): StorageRoot => {
+    const rootDirectory = path.resolve(settings.rootDirectory);
+    fs.mkdirSync(rootDirectory, { recursive: true });
+    let staging = stagingByDirectory.get(rootDirectory);
+    if (!staging) {
+      staging = new FilesystemDriver(rootDirectory, TEMP_DIR);
+      stagingByDirectory.set(rootDirectory, staging);
+    }
+    const driver = settings.storageDriver ? makeS3(settings.storageDriver) : staging;
+    return {
+      route,
+      rootDirectory,
+      driver,
+      staging,
+      dedupe: settings.dedupe ?? true,
+      gc: settings.gc ?? true,
+      gcDelayMs: durationOr(settings.gcDelay, DEFAULT_GC_DELAY_MS),
+      gcIntervalMs: durationOr(settings.gcInterval, DEFAULT_GC_INTERVAL_MS),
+    };
+  };
+  const main = build('', storage);
+  const subRoots = Object.entries(storage.subPaths ?? {}).map(([route, sub]: [string, SubPathConfig]) =>
+    build(route.replace(/^\/+|\/+$/g, ''), sub),
+  );
+  return new StorageRoots([main, ...subRoots]);
+}
+
+function durationOr(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new Error(`invalid duration ${text}: the config should have been validated`);
+  return ms;
+}
