@@ -85,6 +85,18 @@ export interface StorageDriverConfig {
   skipverify?: boolean;
   accesskey?: string;
   secretkey?: string;
+  forcepathstyle?: boolean;
+  /** Multipart part size in bytes (distribution's default 10 MiB, at least 5 MiB). */
+  chunksize?: number;
+  storageclass?: string;
+  objectacl?: string;
+  useragent?: string;
+  encrypt?: boolean;
+  keyid?: string;
+  usedualstack?: boolean;
+  useDualStack?: boolean;
+  usefipsendpoint?: boolean;
+  accelerate?: boolean;
   [key: string]: unknown;
 }
 

@@ -1,0 +1,85 @@
+// A real S3 API on loopback for the tests: s3rver, listening on a free port of 127.0.0.1 and
+// keeping its objects in a temporary directory, with one bucket made before it accepts requests.
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import S3rver from 's3rver';
+import type { StorageDriverConfig } from '../../src/config/types.js';
+
+// The SDK warns once per process that its 2027 releases need Node 22; the tests know.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+/** s3rver's only account; it checks that a request names this key but not its V4 signature. */
+export const S3RVER_KEY = 'S3RVER';
+
+export interface TestS3Server {
+  endpoint: string;
+  bucket: string;
+  accessKey: string;
+  secretKey: string;
+  /** A storageDriver config for this server; each test tree should take its own rootdirectory. */
+  driverConfig(rootdirectory?: string): StorageDriverConfig;
+  stop(): Promise<void>;
+}
+
+export async function startS3Server(): Promise<TestS3Server> {
+  const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'zot-ts-s3rver-'));
+  const bucket = 'zot-test';
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory,
+    configureBuckets: [{ name: bucket }],
+  });
+  groupDelimitedListings(server);
+  const { port } = await server.run();
+  const endpoint = `http://127.0.0.1:${port}`;
+  return {
+    endpoint,
+    bucket,
+    accessKey: S3RVER_KEY,
+    secretKey: S3RVER_KEY,
+    driverConfig: (rootdirectory?: string) => ({
+      name: 's3',
+      region: 'us-east-1',
+      regionendpoint: endpoint,
+      bucket,
+      accesskey: S3RVER_KEY,
+      secretkey: S3RVER_KEY,
+      ...(rootdirectory !== undefined ? { rootdirectory } : {}),
+    }),
+    async stop() {
+      // Clients keep sockets alive; close() alone would wait for them.
+      server.httpServer?.closeAllConnections();
+      await server.close();
+      await fs.rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * s3rver (3.7.1) answers a listing with a delimiter by walking its directory tree, and skips the
+ * directories below a common prefix before it has seen an object in them: `a/b/c` alone makes no
+ * `a/` under the prefix "". S3 reports that prefix, so listings with a delimiter are grouped here
+ * from the full listing under the prefix instead.
+ */
+function groupDelimitedListings(server: S3rver): void {
+  const store = server.store;
+  const listObjects = store.listObjects.bind(store);
+  store.listObjects = async (bucket, options) => {
+    const { delimiter, maxKeys = Infinity, prefix = '' } = options;
+    if (!delimiter) return listObjects(bucket, options);
+    const all = await listObjects(bucket, { ...options, delimiter: undefined, maxKeys: Infinity });
+    const objects: typeof all.objects = [];
+    const commonPrefixes = new Set<string>();
+    let isTruncated = false;
+    for (const object of all.objects) {
+      const at = object.key.indexOf(delimiter, prefix.length);
+      if (at !== -1) commonPrefixes.add(object.key.slice(0, at + delimiter.length));
+      else if (objects.length < maxKeys) objects.push(object);
+      else isTruncated = true;
+    }
+    return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
+  };
+}

@@ -1,0 +1,37 @@
+// s3rver ships no types; this declares the part of its API the tests use.
+declare module 's3rver' {
+  import type { Server } from 'node:http';
+  import type { AddressInfo } from 'node:net';
+
+  interface S3rverOptions {
+    address?: string;
+    port?: number;
+    silent?: boolean;
+    directory?: string;
+    resetOnClose?: boolean;
+    allowMismatchedSignatures?: boolean;
+    vhostBuckets?: boolean;
+    configureBuckets?: Array<{ name: string; configs?: Array<string | Buffer> }>;
+  }
+
+  interface ListOptions {
+    delimiter?: string;
+    prefix?: string;
+    startAfter?: string;
+    maxKeys?: number;
+  }
+
+  interface ListResult {
+    objects: Array<{ key: string }>;
+    commonPrefixes: string[];
+    isTruncated: boolean;
+  }
+
+  export default class S3rver {
+    constructor(options?: S3rverOptions);
+    httpServer?: Server;
+    store: { listObjects(bucket: string, options: ListOptions): Promise<ListResult> };
+    run(): Promise<AddressInfo>;
+    close(): Promise<void>;
+  }
+}
