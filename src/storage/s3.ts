@@ -104,7 +104,7 @@ export class S3Driver implements StorageDriver {
     return key === '' ? '' : `${key}/`;
   }
 
-  localPath(): undefined {
+  localPath(_path: string): undefined {
     return undefined;
   }
 

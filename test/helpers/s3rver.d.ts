@@ -2,6 +2,7 @@
 declare module 's3rver' {
   import type { Server } from 'node:http';
   import type { AddressInfo } from 'node:net';
+  import type { Readable } from 'node:stream';
 
   interface S3rverOptions {
     address?: string;
@@ -27,10 +28,18 @@ declare module 's3rver' {
     isTruncated: boolean;
   }
 
+  interface StoredObject {
+    content: Readable | null;
+    range?: { start: number; end: number };
+  }
+
   export default class S3rver {
     constructor(options?: S3rverOptions);
     httpServer?: Server;
-    store: { listObjects(bucket: string, options: ListOptions): Promise<ListResult> };
+    store: {
+      listObjects(bucket: string, options: ListOptions): Promise<ListResult>;
+      getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<StoredObject | null>;
+    };
     run(): Promise<AddressInfo>;
     close(): Promise<void>;
   }
