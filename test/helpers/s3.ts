@@ -4,6 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import S3rver from 's3rver';
 import type { StorageDriverConfig } from '../../src/config/types.js';
 
@@ -23,7 +24,15 @@ export interface TestS3Server {
   stop(): Promise<void>;
 }
 
-export async function startS3Server(): Promise<TestS3Server> {
+/** The self-signed certificate of the TLS example (for 127.0.0.1 and localhost); tests run from dist/test/helpers. */
+const EXAMPLE_TLS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../examples/tls');
+
+export interface S3ServerOptions {
+  /** Serve HTTPS with the example's self-signed certificate, which clients verify only when told not to. */
+  tls?: boolean;
+}
+
+export async function startS3Server(options: S3ServerOptions = {}): Promise<TestS3Server> {
   const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'zot-ts-s3rver-'));
   const bucket = 'zot-test';
   const server = new S3rver({
@@ -32,11 +41,17 @@ export async function startS3Server(): Promise<TestS3Server> {
     silent: true,
     directory,
     configureBuckets: [{ name: bucket }],
+    ...(options.tls
+      ? {
+          cert: await fs.readFile(path.join(EXAMPLE_TLS_DIR, 'server.crt')),
+          key: await fs.readFile(path.join(EXAMPLE_TLS_DIR, 'server.key')),
+        }
+      : {}),
   });
   groupDelimitedListings(server);
   honourFirstByteRanges(server);
   const { port } = await server.run();
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   return {
     endpoint,
     bucket,

@@ -13,6 +13,8 @@ declare module 's3rver' {
     allowMismatchedSignatures?: boolean;
     vhostBuckets?: boolean;
     configureBuckets?: Array<{ name: string; configs?: Array<string | Buffer> }>;
+    cert?: Buffer;
+    key?: Buffer;
   }
 
   interface ListOptions {

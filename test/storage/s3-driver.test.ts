@@ -94,6 +94,39 @@ describe('s3 driver', () => {
       assert.equal(s3ClientConfig({ name: 's3', bucket: 'b', regionendpoint: 'http://h', forcepathstyle: false }).forcePathStyle, false);
     });
 
+    it('uploads a large file in chunksize parts, two at a time', async () => {
+      const client = new S3Client(s3ClientConfig(s3.driverConfig()));
+      const sizes: number[] = [];
+      let uploading = 0;
+      let most = 0;
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName !== 'UploadPartCommand') return next(args);
+          sizes.push((args.input as { ContentLength: number }).ContentLength);
+          most = Math.max(most, ++uploading);
+          try {
+            return await next(args);
+          } finally {
+            uploading--;
+          }
+        },
+        { step: 'initialize', name: 'countParts' },
+      );
+      const driver = new S3Driver({ client, bucket: s3.bucket, prefix: `zot-${randomUUID()}`, chunkSize: 5 * MIB });
+      const stagingDir = await fs.mkdtemp(path.join(os.tmpdir(), 'zot-ts-s3-staging-'));
+      const local = path.join(stagingDir, 'upload');
+      await fs.writeFile(local, Buffer.alloc(26 * MIB, 1));
+      try {
+        await driver.putFile(local, 'blob');
+        assert.deepEqual(sizes, [5, 5, 5, 5, 5, 1].map((n) => n * MIB));
+        assert.equal(most, 2);
+        assert.equal((await driver.stat('blob'))?.size, 26 * MIB);
+      } finally {
+        driver.destroy();
+        await fs.rm(stagingDir, { recursive: true, force: true });
+      }
+    });
+
     it('aborts a multipart upload whose part fails and keeps the local file', async () => {
       const config = { ...s3.driverConfig(), chunksize: 5 * MIB };
       const client = new S3Client(s3ClientConfig(config));
@@ -124,6 +157,36 @@ describe('s3 driver', () => {
         driver.destroy();
         await fs.rm(stagingDir, { recursive: true, force: true });
       }
+    });
+  });
+
+  describe('endpoints', () => {
+    let tls: TestS3Server;
+    before(async () => {
+      tls = await startS3Server({ tls: true });
+    });
+    after(async () => {
+      await tls.stop();
+    });
+
+    async function roundTrip(config: StorageDriverConfig): Promise<void> {
+      const driver = createS3Driver({ ...config, rootdirectory: `/endpoint-${randomUUID()}` }) as S3Driver;
+      try {
+        await driver.putContent('probe', 'ok');
+        assert.equal((await driver.getContent('probe')).toString(), 'ok');
+      } finally {
+        driver.destroy();
+      }
+    }
+
+    it('speaks plain HTTP to an endpoint without a scheme when secure is false', async () => {
+      await roundTrip({ ...s3.driverConfig(), regionendpoint: new URL(s3.endpoint).host, secure: false });
+    });
+
+    it('speaks HTTPS to an endpoint without a scheme, verifying its certificate unless skipverify', async () => {
+      const host = new URL(tls.endpoint).host;
+      await roundTrip({ ...tls.driverConfig(), regionendpoint: host, skipverify: true });
+      await assert.rejects(roundTrip({ ...tls.driverConfig(), regionendpoint: host }), /self[- ]signed|unable to verify/i);
     });
   });
 
