@@ -8,7 +8,7 @@ import type { Config, SyncConfig } from './types.js';
 export function unbuiltFeatures(config: Config): string[] {
   const found: string[] = [];
   const notBuilt = (field: string, what: string) => found.push(`${field}: ${what} is not built yet`);
-  const { http, storage, extensions } = config;
+  const { http, extensions } = config;
 
   const auth = http.auth;
   if (auth !== undefined) {
@@ -23,20 +23,6 @@ export function unbuiltFeatures(config: Config): string[] {
 
   if (syncWanted(config.sync)) notBuilt('sync', 'sync');
   if (syncWanted(extensions?.sync)) notBuilt('extensions.sync', 'sync');
-  if (extensions?.scrub?.enable === true) notBuilt('extensions.scrub', 'scrub');
-
-  if (storage.storageDriver !== undefined) notBuilt('storage.storageDriver', 'the s3 storage driver');
-  if (storage.subPaths !== undefined) {
-    notBuilt('storage.subPaths', 'subpath storage');
-    for (const [route, subPath] of Object.entries(storage.subPaths)) {
-      if (subPath.storageDriver !== undefined) {
-        notBuilt(`storage.subPaths.${route}.storageDriver`, 'the s3 storage driver');
-      }
-    }
-  }
-  // Only an explicit `true`: absent means the server's own choice, which is off.
-  if (storage.gc === true) notBuilt('storage.gc', 'garbage collection');
-  if (storage.dedupe === true) notBuilt('storage.dedupe', 'deduplication');
 
   return found;
 }

@@ -21,16 +21,10 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-readonly.json': [],
   'config-tls.json': [],
   'config-yaml.yaml': [],
-  'config-gc.json': [notBuilt('storage.gc', 'garbage collection')],
-  'config-subpaths.json': [
-    notBuilt('storage.dedupe', 'deduplication'),
-    notBuilt('storage.gc', 'garbage collection'),
-    notBuilt('storage.subPaths', 'subpath storage'),
-  ],
-  'config-s3.json': [
-    notBuilt('storage.dedupe', 'deduplication'),
-    notBuilt('storage.storageDriver', 'the s3 storage driver'),
-  ],
+  'config-gc.json': [],
+  'config-subpaths.json': [],
+  'config-s3.json': [],
+  'config-s3-subpath.json': [],
   'config-htpasswd.json': [notBuilt('http.auth.htpasswd', 'authentication')],
   'config-ldap.json': [notBuilt('http.auth.ldap', 'authentication')],
   'config-bearer.json': [notBuilt('http.auth.bearer', 'authentication')],
@@ -44,7 +38,7 @@ const expectedUnbuilt: Record<string, string[]> = {
   ],
   'config-sync.json': [notBuilt('extensions.sync', 'sync')],
   'config-metrics.json': [],
-  'config-scrub.json': [notBuilt('extensions.scrub', 'scrub')],
+  'config-scrub.json': [],
 };
 
 describe('examples', () => {
@@ -79,7 +73,7 @@ describe('examples', () => {
     assert.deepEqual(JSON.parse(text), {
       distSpecVersion: '1.1.0',
       http: { address: '127.0.0.1', port: '5000' },
-      storage: { rootDirectory: './data/zot', dedupe: false, gc: false },
+      storage: { rootDirectory: './data/zot', dedupe: true, gc: true },
       log: { level: 'info' },
     });
   });

@@ -44,14 +44,19 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(valid({ http: { auth: { failDelay: 5 } } })), ['http.auth: authentication is not built yet']);
   });
 
-  it('names a subPath storage driver', () => {
+  it('is empty for every storage option: subPaths, S3 drivers, dedupe, gc and scrub', () => {
     const config = valid({
-      storage: { subPaths: { '/b': { rootDirectory: '/tmp/b', storageDriver: { name: 's3', bucket: 'b', region: 'r' } } } },
+      storage: {
+        dedupe: true,
+        gc: true,
+        gcDelay: '1m',
+        gcInterval: '5m',
+        storageDriver: { name: 's3', bucket: 'a', region: 'r' },
+        subPaths: { '/b': { rootDirectory: '/tmp/b', storageDriver: { name: 's3', bucket: 'b', region: 'r' } }, '/c': { rootDirectory: '/tmp/c', dedupe: false } },
+      },
+      extensions: { scrub: { enable: true, interval: '24h' } },
     });
-    assert.deepEqual(unbuiltFeatures(config), [
-      'storage.subPaths: subpath storage is not built yet',
-      'storage.subPaths./b.storageDriver: the s3 storage driver is not built yet',
-    ]);
+    assert.deepEqual(unbuiltFeatures(config), []);
   });
 
   it('ignores extensions that are switched off', () => {
