@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
+import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
 import { openDatabase, type Db } from './events/database.js';
@@ -15,10 +16,12 @@ import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
 import { createProjections } from './projections/index.js';
 import { RegistryStateQueries } from './projections/registry-state.js';
-import { importStorageOnce } from './registry/import.js';
+import { RepositoryCollector } from './registry/collector.js';
+import { DedupePass } from './registry/dedupe-pass.js';
+import { findRepositories, importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
-import { FilesystemDriver } from './storage/filesystem.js';
-import { eventLogFile, TEMP_DIR } from './storage/layout.js';
+import { eventLogFile } from './storage/layout.js';
+import { storageRootsFromConfig } from './storage/roots.js';
 import { HashPool } from './workers/pool.js';
 
 export interface RunningRegistry {
@@ -28,6 +31,8 @@ export interface RunningRegistry {
   rootDirectory: string;
   store: EventStore;
   logger: Logger;
+  /** Resolves when dedupe's background pass over existing content has finished. */
+  dedupeFinished(): Promise<void>;
   /** Resolves when every actor has handled every event appended so far. */
   actorsCaughtUp(): Promise<void>;
   /** SIGHUP: reopens the audit log and the `log.output` file by name, after a rotation moved them. */
@@ -47,11 +52,9 @@ export function openEventStore(db: Db): { store: EventStore; queries: RegistrySt
 
 export async function startRegistry(config: Config, options: StartOptions = {}): Promise<RunningRegistry> {
   const logger = options.logger ?? createLogger(config.log);
-  const rootDirectory = path.resolve(config.storage.rootDirectory);
-  fs.mkdirSync(rootDirectory, { recursive: true });
-
-  const driver = new FilesystemDriver(rootDirectory, TEMP_DIR);
-  await driver.clearTemporaryFiles();
+  const roots = storageRootsFromConfig(config.storage);
+  const rootDirectory = roots.defaultRoot.rootDirectory;
+  await roots.clearTemporaryFiles();
   const db = openDatabase(eventLogFile(rootDirectory));
   const { store, queries } = openEventStore(db);
   const hashPool = new HashPool();
@@ -61,10 +64,14 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let metrics: Metrics | undefined;
   const auditWriter = config.log?.audit ? new AuditWriter(path.resolve(config.log.audit), store, logger) : undefined;
   let app: ReturnType<typeof buildHttpApp> | undefined;
+  let garbageCollector: GarbageCollector | undefined;
+  let dedupePass: DedupePass | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
     await app?.close();
+    await garbageCollector?.stop();
+    await dedupePass?.stop();
     const head = store.head();
     await Promise.all(runners.map((runner) => runner.caughtUp(head)));
     for (const runner of runners) runner.stop();
@@ -80,9 +87,19 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   };
 
   try {
-    await importStorageOnce(driver, store, hashPool, logger);
-    const registry = new Registry({ driver, store, queries, hashPool });
-    runners.push(new ActorRunner(new IndexJsonWriter(queries, driver), store, logger));
+    await importStorageOnce(roots, store, hashPool, logger);
+    const registry = new Registry({
+      roots,
+      store,
+      queries,
+      hashPool,
+      onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
+    });
+    runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, logger));
+    if (roots.roots.some((root) => root.gc)) {
+      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger);
+      runners.push(new ActorRunner(garbageCollector, store, logger));
+    }
     if (metricsAt !== undefined) {
       metrics = createMetrics(config, metricsAt, db, store, runners);
       metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
@@ -93,6 +110,18 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       runners.push(new ActorRunner(auditWriter, store, logger));
     }
     for (const runner of runners) runner.start();
+    if (garbageCollector) {
+      // Every repository, and every directory that looks like one, is swept once after start:
+      // that finds what a crash left (orphans, sessions) where no new event will point.
+      const startedAt = Date.now();
+      for (const repo of queries.allRepositories()) garbageCollector.schedule(repo, startedAt);
+      for (const root of roots.roots) {
+        for (const repo of await findRepositories(root.driver, '')) if (roots.owns(root, repo)) garbageCollector.schedule(repo, startedAt);
+      }
+      garbageCollector.start();
+    }
+    dedupePass = new DedupePass(registry, queries, store, roots, logger);
+    dedupePass.start();
     const headAtStart = store.head();
     health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
 
@@ -120,6 +149,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     rootDirectory,
     store,
     logger,
+    dedupeFinished: async () => {
+      await dedupePass?.finished();
+    },
     actorsCaughtUp: async () => {
       const head = store.head();
       await Promise.all(runners.map((runner) => runner.caughtUp(head)));

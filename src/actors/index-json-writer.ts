@@ -4,7 +4,7 @@
 // that has no tag (children of an index included: zot lists them, and its GC keeps only what
 // index.json lists).
 import type { RegistryStateQueries } from '../projections/registry-state.js';
-import type { StorageDriver } from '../storage/driver.js';
+import type { StorageRoots } from '../storage/roots.js';
 import { indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';
 import type { EventType, StoredEvent } from '../events/types.js';
 import type { Actor } from './actor.js';
@@ -34,13 +34,16 @@ export class IndexJsonWriter implements Actor {
 
   constructor(
     private readonly queries: RegistryStateQueries,
-    private readonly driver: StorageDriver,
+    private readonly roots: StorageRoots,
   ) {}
 
   async handle(event: StoredEvent): Promise<void> {
+    // A repository GC has since removed keeps no files; its next push writes them again.
+    if (!this.queries.repositoryExists(event.repo)) return;
     // Written from the projection's current state, so replaying old events is idempotent.
+    const { driver } = this.roots.for(event.repo);
     const index = buildIndex(this.queries, event.repo);
-    if (!(await this.driver.stat(ociLayoutPath(event.repo)))) await this.driver.putContent(ociLayoutPath(event.repo), OCI_LAYOUT_CONTENT);
-    await this.driver.putContent(indexPath(event.repo), JSON.stringify(index));
+    if (!(await driver.stat(ociLayoutPath(event.repo)))) await driver.putContent(ociLayoutPath(event.repo), OCI_LAYOUT_CONTENT);
+    await driver.putContent(indexPath(event.repo), JSON.stringify(index));
   }
 }

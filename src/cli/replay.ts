@@ -2,13 +2,11 @@
 // compares them with the live ones and with storage, and exits 1 on any drift.
 import type { Db } from '../events/database.js';
 import { parseArgs } from 'node:util';
-import * as path from 'node:path';
 import { ScratchProjections } from '../projections/index.js';
 import { buildIndex } from '../actors/index-json-writer.js';
 import { readEvents } from '../events/store.js';
 import { REGISTRY_STATE_TABLES, RegistryStateQueries } from '../projections/registry-state.js';
-import { FilesystemDriver } from '../storage/filesystem.js';
-import { TEMP_DIR } from '../storage/layout.js';
+import { storageRootsFromConfig } from '../storage/roots.js';
 import { compareStorage } from '../registry/storage-check.js';
 import { loadConfigOrReport } from './load.js';
 import { openLiveLog } from './events.js';
@@ -48,11 +46,11 @@ export async function runReplay(args: string[]): Promise<number> {
     const drift: string[] = [];
     for (const table of REGISTRY_STATE_TABLES) drift.push(...diffRows(table, tableRows(live, table), tableRows(scratch.db, table)));
 
-    const driver = new FilesystemDriver(path.resolve(config.storage.rootDirectory), TEMP_DIR);
+    const roots = storageRootsFromConfig(config.storage);
     const liveQueries = new RegistryStateQueries(live);
     const head = (live.prepare('SELECT MAX(seq) AS seq FROM events').get() as { seq: number | null }).seq ?? 0;
     const indexCheckpoint = (live.prepare("SELECT seq FROM checkpoints WHERE name = 'index-json-writer'").get() as { seq: number } | undefined)?.seq ?? 0;
-    const storage = await compareStorage(driver, liveQueries, (repo) => buildIndex(liveQueries, repo), indexCheckpoint >= head);
+    const storage = await compareStorage(roots, liveQueries, (repo) => buildIndex(liveQueries, repo), indexCheckpoint >= head);
     live.exec('COMMIT');
     drift.push(...storage.drift);
 

@@ -19,13 +19,29 @@ export interface ManifestPushedData {
 }
 
 export type EventBody =
-  | { type: 'BlobPushed'; repo: string; digest: string; size: number }
-  | { type: 'BlobMounted'; repo: string; digest: string; size: number; from: string }
+  /**
+   * `storedIn`: with dedupe on a driver without hard links (S3), the repository whose path holds
+   * the bytes; absent when the repository's own path holds them.
+   */
+  | { type: 'BlobPushed'; repo: string; digest: string; size: number; storedIn?: string }
+  | { type: 'BlobMounted'; repo: string; digest: string; size: number; from: string; storedIn?: string }
   | { type: 'BlobDeleted'; repo: string; digest: string }
+  /**
+   * The repository's copy of the blob now lives at `storedIn`'s path (absent: at its own path).
+   * Appended when the holder of shared bytes is deleted (the bytes were copied to this repository
+   * first), when dedupe drops a duplicate copy, and when turning dedupe off restores a copy.
+   */
+  | { type: 'BlobRelocated'; repo: string; digest: string; storedIn?: string }
   | ({ type: 'ManifestPushed'; repo: string; digest: string } & ManifestPushedData)
   | { type: 'ManifestDeleted'; repo: string; digest: string }
   | { type: 'TagSet'; repo: string; tag: string; digest: string; previous?: string }
   | { type: 'TagRemoved'; repo: string; tag: string; digest: string }
+  /** GC removed an upload session that saw no write for gcDelay. */
+  | { type: 'UploadExpired'; repo: string; uploadId: string; size: number }
+  /** GC removed bytes that no event named (a crash between writing them and the append). */
+  | { type: 'OrphanRemoved'; repo: string; digest: string; size: number }
+  /** GC removed a repository left with no manifests, blobs or uploads; it leaves the catalog. */
+  | { type: 'RepositoryRemoved'; repo: string }
   /**
    * A write (POST, PUT, PATCH, DELETE) answered 4xx: invalid, unknown, read-only, denied. Recorded
    * for the audit log only; projections ignore it. `repo` is '' when the name was not valid, and
@@ -43,6 +59,10 @@ export const EVENT_TYPES: readonly EventType[] = [
   'ManifestDeleted',
   'TagSet',
   'TagRemoved',
+  'BlobRelocated',
+  'UploadExpired',
+  'OrphanRemoved',
+  'RepositoryRemoved',
   'WriteRefused',
 ];
 
@@ -54,6 +74,10 @@ export interface EventContext {
 }
 
 export const SYSTEM_IMPORT_IDENTITY = 'system:import';
+/** The identity of removals made by garbage collection. */
+export const SYSTEM_GC_IDENTITY = 'system:gc';
+/** The identity of relocations made by dedupe's background pass. */
+export const SYSTEM_DEDUPE_IDENTITY = 'system:dedupe';
 
 export type StoredEvent = EventBody &
   EventContext & {

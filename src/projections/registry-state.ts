@@ -15,6 +15,8 @@ export interface ManifestRow {
   artifact_type: string | null;
   subject: string | null;
   annotations: string | null;
+  /** When the manifest was pushed (ms since the epoch), for GC's delay. */
+  added_at: number;
 }
 
 export class RegistryStateProjection implements InlineProjection {
@@ -61,6 +63,12 @@ export class RegistryStateProjection implements InlineProjection {
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS tags_by_digest ON tags (repo, digest);
     `);
+    // Columns added after the first release; a log written before them is upgraded in place and
+    // `zot replay` (or a rebuild) fills them from the events.
+    addColumn(db, 'repo_blobs', 'stored_in', 'TEXT');
+    addColumn(db, 'repo_blobs', 'added_at', 'INTEGER NOT NULL DEFAULT 0');
+    addColumn(db, 'manifests', 'added_at', 'INTEGER NOT NULL DEFAULT 0');
+    db.exec('CREATE INDEX IF NOT EXISTS repo_blobs_by_store ON repo_blobs (digest, stored_in)');
     this.statements = prepareStatements(db);
   }
 
@@ -71,10 +79,20 @@ export class RegistryStateProjection implements InlineProjection {
       case 'BlobPushed':
       case 'BlobMounted':
         s.addRepository.run(event.repo, event.seq);
-        s.addBlob.run(event.repo, event.digest, event.size);
+        s.addBlob.run(event.repo, event.digest, event.size, event.storedIn ?? null, Date.parse(event.time));
         return;
       case 'BlobDeleted':
         s.deleteBlob.run(event.repo, event.digest);
+        return;
+      case 'BlobRelocated':
+        s.relocateBlob.run(event.storedIn ?? null, event.repo, event.digest);
+        return;
+      case 'RepositoryRemoved':
+        s.deleteRepository.run(event.repo);
+        return;
+      case 'UploadExpired':
+      case 'OrphanRemoved':
+        // Neither was ever in the read model: sessions and orphans are storage, not state.
         return;
       case 'ManifestPushed':
         s.addRepository.run(event.repo, event.seq);
@@ -86,6 +104,7 @@ export class RegistryStateProjection implements InlineProjection {
           artifact_type: event.artifactType ?? null,
           subject: event.subject ?? null,
           annotations: event.annotations ? JSON.stringify(event.annotations) : null,
+          added_at: Date.parse(event.time),
         });
         s.deleteRefs.run(event.repo, event.digest);
         for (const blob of new Set(event.blobs)) s.addRef.run(event.repo, event.digest, blob, 'blob');
@@ -109,16 +128,27 @@ export class RegistryStateProjection implements InlineProjection {
   }
 }
 
+function addColumn(db: Db, table: string, column: string, definition: string): void {
+  const columns = db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[];
+  if (!columns.includes(column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
+}
+
 function prepareStatements(db: Db) {
   return {
     addRepository: db.prepare('INSERT OR IGNORE INTO repositories (name, created_seq) VALUES (?, ?)'),
-    addBlob: db.prepare('INSERT INTO repo_blobs (repo, digest, size) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET size = excluded.size'),
+    addBlob: db.prepare(`
+      INSERT INTO repo_blobs (repo, digest, size, stored_in, added_at) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT DO UPDATE SET size = excluded.size, stored_in = excluded.stored_in, added_at = excluded.added_at
+    `),
     deleteBlob: db.prepare('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
+    relocateBlob: db.prepare('UPDATE repo_blobs SET stored_in = ? WHERE repo = ? AND digest = ?'),
+    deleteRepository: db.prepare('DELETE FROM repositories WHERE name = ?'),
     upsertManifest: db.prepare(`
-      INSERT INTO manifests (repo, digest, media_type, size, artifact_type, subject, annotations)
-      VALUES (@repo, @digest, @media_type, @size, @artifact_type, @subject, @annotations)
+      INSERT INTO manifests (repo, digest, media_type, size, artifact_type, subject, annotations, added_at)
+      VALUES (@repo, @digest, @media_type, @size, @artifact_type, @subject, @annotations, @added_at)
       ON CONFLICT DO UPDATE SET media_type = excluded.media_type, size = excluded.size,
-        artifact_type = excluded.artifact_type, subject = excluded.subject, annotations = excluded.annotations
+        artifact_type = excluded.artifact_type, subject = excluded.subject, annotations = excluded.annotations,
+        added_at = excluded.added_at
     `),
     deleteManifest: db.prepare('DELETE FROM manifests WHERE repo = ? AND digest = ?'),
     deleteRefs: db.prepare('DELETE FROM manifest_refs WHERE repo = ? AND manifest = ?'),
@@ -138,6 +168,11 @@ export class RegistryStateQueries {
       repoExists: db.prepare('SELECT 1 FROM repositories WHERE name = ?').pluck(),
       blob: db.prepare('SELECT size FROM repo_blobs WHERE repo = ? AND digest = ?').pluck(),
       blobAnywhere: db.prepare('SELECT repo FROM repo_blobs WHERE digest = ? LIMIT 1').pluck(),
+      sharedDigests: db.prepare('SELECT digest FROM repo_blobs GROUP BY digest HAVING COUNT(*) > 1 ORDER BY digest').pluck(),
+      blobAddedAt: db.prepare('SELECT added_at FROM repo_blobs WHERE repo = ? AND digest = ?').pluck(),
+      storedIn: db.prepare('SELECT stored_in FROM repo_blobs WHERE repo = ? AND digest = ?').pluck(),
+      holders: db.prepare('SELECT repo, stored_in AS storedIn FROM repo_blobs WHERE digest = ? ORDER BY repo'),
+      dependents: db.prepare('SELECT repo FROM repo_blobs WHERE digest = ? AND stored_in = ? ORDER BY repo').pluck(),
       manifest: db.prepare('SELECT * FROM manifests WHERE repo = ? AND digest = ?'),
       tag: db.prepare('SELECT digest FROM tags WHERE repo = ? AND tag = ?').pluck(),
       tagsOf: db.prepare('SELECT tag FROM tags WHERE repo = ? AND digest = ? ORDER BY tag').pluck(),
@@ -148,6 +183,28 @@ export class RegistryStateQueries {
       allBlobs: db.prepare('SELECT repo, digest, size FROM repo_blobs ORDER BY repo, digest'),
       allManifests: db.prepare('SELECT repo, digest, size FROM manifests ORDER BY repo, digest'),
       blobReferenced: db.prepare('SELECT 1 FROM manifest_refs WHERE repo = ? AND ref = ? LIMIT 1').pluck(),
+      // Garbage collection's candidates in one repository, each with its age (indexed anti-joins).
+      unreferencedBlobs: db.prepare(`
+        SELECT b.digest, b.added_at AS addedAt FROM repo_blobs b
+        WHERE b.repo = ? AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = b.repo AND r.ref = b.digest)
+      `),
+      unreachableManifests: db.prepare(`
+        SELECT m.digest, m.added_at AS addedAt FROM manifests m
+        WHERE m.repo = ?
+          AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+          AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.ref = m.digest)
+          AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
+      `),
+      manifestUnreachable: db.prepare(`
+        SELECT 1 FROM manifests m
+        WHERE m.repo = ? AND m.digest = ?
+          AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+          AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.ref = m.digest)
+          AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
+      `).pluck(),
+      repoIsEmpty: db.prepare(`
+        SELECT NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo = @repo) AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo = @repo)
+      `).pluck(),
       manifestsWithTags: db.prepare(`
         SELECT m.digest, m.media_type, m.size, t.tag, m.annotations
         FROM manifests m LEFT JOIN tags t ON t.repo = m.repo AND t.digest = m.digest
@@ -167,6 +224,31 @@ export class RegistryStateQueries {
   /** A repository that holds the blob, for linking its bytes (dedupe within one root). */
   repositoryHoldingBlob(digest: string): string | undefined {
     return this.s.blobAnywhere.get(digest) as string | undefined;
+  }
+
+  /** Digests that more than one repository holds: what dedupe's background pass looks at. */
+  sharedDigests(): string[] {
+    return this.s.sharedDigests.all() as string[];
+  }
+
+  /** When the repository got the blob (ms since the epoch), for GC's delay. */
+  blobAddedAt(repo: string, digest: string): number | undefined {
+    return this.s.blobAddedAt.get(repo, digest) as number | undefined;
+  }
+
+  /** The repository whose path holds the bytes of this repository's blob; its own when undefined. */
+  blobStoredIn(repo: string, digest: string): string | undefined {
+    return (this.s.storedIn.get(repo, digest) as string | null | undefined) ?? undefined;
+  }
+
+  /** Every repository holding the blob, with where each one's bytes are. */
+  blobHolders(digest: string): { repo: string; storedIn: string | null }[] {
+    return this.s.holders.all(digest) as { repo: string; storedIn: string | null }[];
+  }
+
+  /** Repositories whose copy of the blob is the bytes at `holder`'s path. */
+  blobDependents(digest: string, holder: string): string[] {
+    return this.s.dependents.all(digest, holder) as string[];
   }
 
   manifest(repo: string, digest: string): ManifestRow | undefined {
@@ -209,6 +291,28 @@ export class RegistryStateQueries {
 
   isBlobReferenced(repo: string, digest: string): boolean {
     return this.s.blobReferenced.get(repo, digest) !== undefined;
+  }
+
+  /** Blobs of the repository that none of its manifests references, with when each arrived (ms). */
+  unreferencedBlobs(repo: string): { digest: string; addedAt: number }[] {
+    return this.s.unreferencedBlobs.all(repo) as { digest: string; addedAt: number }[];
+  }
+
+  /**
+   * Manifests of the repository that nothing keeps: no tag, no index or manifest of the repository
+   * referencing them, and no subject still present (a referrer lives as long as its subject).
+   */
+  unreachableManifests(repo: string): { digest: string; addedAt: number }[] {
+    return this.s.unreachableManifests.all(repo) as { digest: string; addedAt: number }[];
+  }
+
+  isUnreachableManifest(repo: string, digest: string): boolean {
+    return this.s.manifestUnreachable.get(repo, digest) !== undefined;
+  }
+
+  /** No blob and no manifest left (a repository never seen is empty too). */
+  repositoryIsEmpty(repo: string): boolean {
+    return this.s.repoIsEmpty.get({ repo }) === 1;
   }
 
   /** Every manifest of a repository with each of its tags (one row per tag; tag null if none). */

@@ -6,10 +6,12 @@ import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import { SYSTEM_IMPORT_IDENTITY, type EventBody } from '../events/types.js';
 import type { StorageDriver } from '../storage/driver.js';
+import type { StorageRoots } from '../storage/roots.js';
 import { blobPath, blobsDir, indexPath, isLayoutEntry, isRepositoryMarker } from '../storage/layout.js';
 import type { HashPool } from '../workers/pool.js';
 import { manifestPushedEvent, parseManifest } from './manifests.js';
 import { isValidName, isValidTag, parseDigest } from './names.js';
+import { hashStoredContent } from './content-hash.js';
 import { REF_NAME_ANNOTATION } from '../actors/index-json-writer.js';
 
 export const IMPORTED_META_KEY = 'storage-imported';
@@ -26,27 +28,34 @@ export interface ImportResult {
   skipped: number;
 }
 
-/** Runs the import when the log has never seen this root; returns undefined when not needed. */
-export async function importStorageOnce(driver: StorageDriver, store: EventStore, hashPool: HashPool, logger: Logger): Promise<ImportResult | undefined> {
+/**
+ * Runs the import when the log has never seen these roots; returns undefined when not needed.
+ * Each root contributes the repositories that route to it.
+ */
+export async function importStorageOnce(roots: StorageRoots, store: EventStore, hashPool: HashPool, logger: Logger): Promise<ImportResult | undefined> {
   if (store.getMeta(IMPORTED_META_KEY) !== undefined) return undefined;
   if (store.head() > 0) {
     store.setMeta(IMPORTED_META_KEY, new Date().toISOString());
     return undefined;
   }
-  const repos = await findRepositories(driver, '');
+  const repos: string[] = [];
   const events: EventBody[] = [];
   let skipped = 0;
-  for (const repo of repos) {
-    const result = await importRepository(driver, hashPool, logger, repo);
-    events.push(...result.events);
-    skipped += result.skipped;
+  for (const root of roots.roots) {
+    for (const repo of await findRepositories(root.driver, '')) {
+      if (!roots.owns(root, repo)) continue;
+      repos.push(repo);
+      const result = await importRepository(root.driver, hashPool, logger, repo);
+      events.push(...result.events);
+      skipped += result.skipped;
+    }
   }
   store.append(events, { identity: SYSTEM_IMPORT_IDENTITY }, { alsoInTransaction: () => store.setMeta(IMPORTED_META_KEY, new Date().toISOString()) });
   if (repos.length > 0) logger.info({ repositories: repos.length, events: events.length, skipped }, 'imported existing storage into the event log');
   return { repositories: repos.length, events: events.length, skipped };
 }
 
-async function findRepositories(driver: StorageDriver, dir: string): Promise<string[]> {
+export async function findRepositories(driver: StorageDriver, dir: string): Promise<string[]> {
   const entries = await driver.list(dir);
   const found: string[] = [];
   if (dir !== '' && entries.some(isRepositoryMarker) && isValidName(dir)) found.push(dir);
@@ -70,10 +79,9 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
       } catch {
         continue;
       }
-      const local = driver.localPath(blobPath(repo, digest));
       const info = await driver.stat(blobPath(repo, digest));
-      if (!local || !info || info.isDirectory) continue;
-      const actual = await hashPool.hashFile({ path: local, algorithm });
+      if (!info || info.isDirectory) continue;
+      const actual = await hashStoredContent(driver, blobPath(repo, digest), algorithm, hashPool);
       if (actual !== hex) {
         logger.warn({ repo, digest: digest.value }, 'failed to verify blob during import, leaving it out');
         skipped++;

@@ -1,16 +1,18 @@
-// The registry's commands and queries: everything the HTTP layer asks for, above one storage
-// driver and the event store. No HTTP here: callers get values or typed RegistryErrors.
-import { createHash } from 'node:crypto';
+// The registry's commands and queries: everything the HTTP layer asks for, above the storage
+// roots and the event store. No HTTP here: callers get values or typed RegistryErrors.
+import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { EventStore } from '../events/store.js';
 import type { EventBody, EventContext } from '../events/types.js';
 import type { ManifestRow, RegistryStateQueries } from '../projections/registry-state.js';
-import type { ByteRange, StorageDriver } from '../storage/driver.js';
+import type { ByteRange } from '../storage/driver.js';
 import { PathNotFoundError } from '../storage/driver.js';
-import { blobPath, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';
+import { blobPath, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT, uploadPath } from '../storage/layout.js';
+import { linksShareBytes, type StorageRoot, type StorageRoots } from '../storage/roots.js';
 import type { HashPool } from '../workers/pool.js';
 import { RegistryError } from './errors.js';
 import { KeyedLock } from './keyed-lock.js';
+import { RepositoryGate } from './repository-gate.js';
 import { ManifestCache } from './manifest-cache.js';
 import { manifestPushedEvent, parseManifest, MediaTypes, type ParsedManifest } from './manifests.js';
 import { assertValidName, isValidName, parseDigest, parseReference, type ManifestReference, type ParsedDigest } from './names.js';
@@ -62,10 +64,12 @@ export interface RefusedWrite {
 const MAX_REFUSED_FIELD = 1024;
 
 export interface RegistryDeps {
-  driver: StorageDriver;
+  roots: StorageRoots;
   store: EventStore;
   queries: RegistryStateQueries;
   hashPool: HashPool;
+  /** Told of each new upload session, so GC can expire it if it is abandoned. */
+  onUploadStarted?: (repo: string) => void;
 }
 
 export class Registry {
@@ -73,11 +77,25 @@ export class Registry {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   /** Repositories whose oci-layout and index.json are known to be on storage. */
   private readonly initialisedRepos = new Set<string>();
-  /** Held while a repository's copy of some bytes is written or removed. */
+  /**
+   * Held while some repository's copy of a digest is written, relocated or removed. Keyed by
+   * root and digest, not by repository: with dedupe, one repository's bytes may be another's.
+   */
   private readonly contentLock = new KeyedLock();
+  /** Writes hold a repository shared; GC takes it alone to remove an empty repository. */
+  readonly gate = new RepositoryGate();
 
   constructor(private readonly deps: RegistryDeps) {
-    this.uploads = new UploadSessions(deps.driver);
+    this.uploads = new UploadSessions((repo) => deps.roots.for(repo).staging);
+  }
+
+  private rootOf(repo: string): StorageRoot {
+    return this.deps.roots.for(repo);
+  }
+
+  /** The path holding a repository's blob bytes: its own, or the holder's with S3 dedupe. */
+  contentPath(repo: string, digest: ParsedDigest): string {
+    return blobPath(this.deps.queries.blobStoredIn(repo, digest.value) ?? repo, digest);
   }
 
   // ---- repositories -------------------------------------------------------------------------
@@ -85,7 +103,7 @@ export class Registry {
   /** Writes the repository's oci-layout and an empty index.json, as zot does on first push. */
   async initRepository(repo: string): Promise<void> {
     if (this.initialisedRepos.has(repo)) return;
-    const { driver } = this.deps;
+    const { driver } = this.rootOf(repo);
     if (!(await driver.stat(ociLayoutPath(repo)))) await driver.putContent(ociLayoutPath(repo), OCI_LAYOUT_CONTENT);
     if (!(await driver.stat(indexPath(repo)))) {
       await driver.putContent(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] }));
@@ -93,8 +111,13 @@ export class Registry {
     this.initialisedRepos.add(repo);
   }
 
-  private withContent<T>(repo: string, digest: string, work: () => Promise<T>): Promise<T> {
-    return this.contentLock.run(`${repo}@${digest}`, work);
+  /** GC removed the repository: the next write lays out its oci-layout and index.json again. */
+  forgetRepository(repo: string): void {
+    this.initialisedRepos.delete(repo);
+  }
+
+  withContent<T>(repo: string, digest: string, work: () => Promise<T>): Promise<T> {
+    return this.contentLock.run(`${this.rootOf(repo).route}\u0000${digest}`, work);
   }
 
   private assertRepositoryExists(repo: string): void {
@@ -148,7 +171,8 @@ export class Registry {
   async blob(repo: string, digestText: string, rangeFor?: (size: number) => { start: number; end?: number } | undefined): Promise<BlobHandle> {
     assertValidName(repo);
     const digest = parseDigest(digestText);
-    const { queries, driver } = this.deps;
+    const { queries } = this.deps;
+    const { driver } = this.rootOf(repo);
     const size = queries.blobSize(repo, digest.value) ?? queries.manifest(repo, digest.value)?.size;
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} is not in ${repo}`);
     let clipped: ByteRange | undefined;
@@ -160,7 +184,7 @@ export class Registry {
       }
       clipped = { start: range.start, end };
     }
-    const path = blobPath(repo, digest);
+    const path = this.contentPath(repo, digest);
     return {
       size,
       digest: digest.value,
@@ -179,18 +203,37 @@ export class Registry {
   async deleteBlob(repo: string, digestText: string, context: EventContext): Promise<void> {
     assertValidName(repo);
     const digest = parseDigest(digestText);
-    const { queries, store, driver } = this.deps;
+    const { queries } = this.deps;
     const held = (): void => {
       if (queries.blobSize(repo, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} is not in ${repo}`);
       if (queries.isBlobReferenced(repo, digest.value)) throw new RegistryError('BLOB_REFERENCED');
     };
     held();
-    await this.withContent(repo, digest.value, async () => {
-      store.append([{ type: 'BlobDeleted', repo, digest: digest.value }], context, { precondition: held });
-      // The event is the commit point: a crash before this removal leaves an orphan for GC, never
-      // a served blob without bytes.
-      await driver.delete(blobPath(repo, digest));
-    });
+    await this.withContent(repo, digest.value, () => this.releaseBlob(repo, digest, context, held));
+  }
+
+  /**
+   * Removes a repository's copy of a blob; the caller holds the content lock. When other
+   * repositories read this copy's bytes (S3 dedupe), the bytes are first copied to one of them,
+   * which the rest then point to: deleting one copy never breaks the others. `precondition`
+   * re-checks, inside the append, that the removal is still allowed.
+   */
+  async releaseBlob(repo: string, digest: ParsedDigest, context: EventContext, precondition: () => void): Promise<void> {
+    const { queries, store } = this.deps;
+    const { driver } = this.rootOf(repo);
+    const ownsBytes = queries.blobStoredIn(repo, digest.value) === undefined;
+    const dependents = ownsBytes ? queries.blobDependents(digest.value, repo) : [];
+    const events: EventBody[] = [{ type: 'BlobDeleted', repo, digest: digest.value }];
+    const [heir, ...others] = dependents;
+    if (heir !== undefined) {
+      await driver.link(blobPath(repo, digest), blobPath(heir, digest));
+      events.push({ type: 'BlobRelocated', repo: heir, digest: digest.value });
+      for (const other of others) events.push({ type: 'BlobRelocated', repo: other, digest: digest.value, storedIn: heir });
+    }
+    store.append(events, context, { precondition });
+    // The event is the commit point: a crash before this removal leaves an orphan for GC, never
+    // a served blob without bytes. A manifest of the same digest keeps the file.
+    if (ownsBytes && !queries.manifest(repo, digest.value)) await driver.delete(blobPath(repo, digest));
   }
 
   /** Cross-repository mount; undefined when the source does not hold the blob (then: a session). */
@@ -204,25 +247,72 @@ export class Registry {
     } catch {
       return undefined;
     }
-    const { queries, store, driver } = this.deps;
-    const size = queries.blobSize(from, digest.value);
-    if (size === undefined) return undefined;
+    const { queries } = this.deps;
+    if (queries.blobSize(from, digest.value) === undefined) return undefined;
     if (queries.blobSize(repo, digest.value) !== undefined) return digest.value;
+    return this.gate.shared(repo, () => this.mountShared(repo, from, digest, context));
+  }
+
+  private async mountShared(repo: string, from: string, digest: ParsedDigest, context: EventContext): Promise<string | undefined> {
+    const { queries, store } = this.deps;
     await this.initRepository(repo);
-    return this.withContent(repo, digest.value, async () => {
-      await driver.link(blobPath(from, digest), blobPath(repo, digest));
-      const stillThere = (): void => {
-        if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
-      };
-      store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from }], context, { precondition: stillThere });
-      return digest.value;
+    // Both roots' locks (one when they are the same root), so neither copy moves meanwhile.
+    return this.withContentOfBoth(repo, from, digest.value, async () => {
+        const size = queries.blobSize(from, digest.value);
+        if (size === undefined) return undefined;
+        const storedIn = await this.placeCopy(repo, from, digest);
+        const stillThere = (): void => {
+          if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
+        };
+        store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from, ...(storedIn ? { storedIn } : {}) }], context, {
+          precondition: stillThere,
+        });
+        return digest.value;
     });
+  }
+
+  /** Takes the content locks of two repositories' roots in route order, so two mounts never deadlock. */
+  private withContentOfBoth<T>(repo: string, other: string, digest: string, work: () => Promise<T>): Promise<T> {
+    if (this.rootOf(repo) === this.rootOf(other)) return this.withContent(repo, digest, work);
+    const [first, second] = [repo, other].sort((a, b) => (this.rootOf(a).route < this.rootOf(b).route ? -1 : 1)) as [string, string];
+    return this.withContent(first, digest, () => this.withContent(second, digest, work));
+  }
+
+  /**
+   * Gives `repo` the bytes `from` holds, the cheapest way its root allows: with dedupe a hard link
+   * (filesystem) or a reference to the holder (S3, returned as `storedIn`); without it a
+   * server-side copy (S3) or a copy through the staging directory.
+   */
+  private async placeCopy(repo: string, from: string, digest: ParsedDigest): Promise<string | undefined> {
+    const target = this.rootOf(repo);
+    const source = this.rootOf(from);
+    const fromPath = this.contentPath(from, digest);
+    if (target === source) {
+      if (target.dedupe && !linksShareBytes(target)) return this.deps.queries.blobStoredIn(from, digest.value) ?? from;
+      if (target.dedupe || !linksShareBytes(target)) {
+        await target.driver.link(fromPath, blobPath(repo, digest));
+        return undefined;
+      }
+    }
+    // A real copy: into a staging file of the target root, then into place.
+    const staged = uploadPath(repo, randomUUID());
+    try {
+      await target.staging.append(staged, await source.driver.reader(fromPath));
+      await target.driver.putFile(target.staging.localPath(staged), blobPath(repo, digest));
+    } finally {
+      await target.staging.delete(staged).catch(() => undefined);
+    }
+    return undefined;
   }
 
   async startUpload(repo: string): Promise<string> {
     assertValidName(repo);
-    await this.initRepository(repo);
-    return this.uploads.create(repo);
+    return this.gate.shared(repo, async () => {
+      await this.initRepository(repo);
+      const id = await this.uploads.create(repo);
+      this.deps.onUploadStarted?.(repo);
+      return id;
+    });
   }
 
   async uploadStatus(repo: string, id: string): Promise<number> {
@@ -248,13 +338,22 @@ export class Registry {
   async commitUpload(repo: string, id: string, digestText: string, context: EventContext, lastChunk?: { body: Readable; range?: ChunkRange }): Promise<string> {
     assertValidName(repo);
     const digest = parseDigest(digestText);
+    return this.gate.shared(repo, () => this.commitExclusive(repo, id, digest, context, lastChunk));
+  }
+
+  private commitExclusive(repo: string, id: string, digest: ParsedDigest, context: EventContext, lastChunk?: { body: Readable; range?: ChunkRange }): Promise<string> {
     return this.uploads.exclusive(repo, id, async (sizeBefore) => {
       const size = lastChunk ? await this.uploads.append(repo, id, sizeBefore, lastChunk.body, lastChunk.range) : sizeBefore;
-      const upload = this.uploads.path(repo, id);
+      const upload = this.uploads.localFile(repo, id);
       await this.verifyDigest(upload, digest, () => this.uploads.discard(repo, id));
       await this.withContent(repo, digest.value, async () => {
-        await this.placeBlob(repo, digest, upload);
-        this.recordBlob(repo, digest.value, size, context);
+        if (this.deps.queries.blobSize(repo, digest.value) === size) {
+          // The repository has these bytes already: nothing to place, nothing to record.
+          await this.uploads.discard(repo, id);
+          return;
+        }
+        const storedIn = await this.placeBlob(repo, digest, id);
+        this.deps.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
       });
       return digest.value;
     });
@@ -271,27 +370,45 @@ export class Registry {
     }
   }
 
-  /** Hashes the upload in the worker pool; on mismatch discards it and throws DIGEST_INVALID. */
-  private async verifyDigest(upload: string, digest: ParsedDigest, discard: () => Promise<void>): Promise<void> {
-    const local = this.deps.driver.localPath(upload);
-    if (!local) throw new Error(`storage driver ${this.deps.driver.name} has no local path for hashing`);
-    const actual = await this.deps.hashPool.hashFile({ path: local, algorithm: digest.algorithm });
+  /** Hashes the staged upload in the worker pool; on mismatch discards it and throws DIGEST_INVALID. */
+  private async verifyDigest(localFile: string, digest: ParsedDigest, discard: () => Promise<void>): Promise<void> {
+    const actual = await this.deps.hashPool.hashFile({ path: localFile, algorithm: digest.algorithm });
     if (actual !== digest.hex) {
       await discard();
       throw new RegistryError('DIGEST_INVALID', `upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
     }
   }
 
-  /** Makes the verified upload durable and moves it to its content address. */
-  private async placeBlob(repo: string, digest: ParsedDigest, upload: string): Promise<void> {
-    const { driver } = this.deps;
-    await driver.sync(upload);
-    await driver.move(upload, blobPath(repo, digest));
+  /**
+   * Puts a verified upload at its content address, durably. With dedupe, when another repository
+   * of the root holds the bytes already, the upload is dropped: the filesystem gets a hard link to
+   * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise the staged file
+   * moves into place (a rename, or a multipart upload to S3).
+   */
+  private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string): Promise<string | undefined> {
+    const root = this.rootOf(repo);
+    const holder = root.dedupe ? this.bytesHolder(root, repo, digest.value) : undefined;
+    if (holder !== undefined) {
+      if (!linksShareBytes(root)) {
+        await this.uploads.discard(repo, uploadId);
+        return holder;
+      }
+      try {
+        await root.driver.link(blobPath(holder, digest), blobPath(repo, digest));
+        await this.uploads.discard(repo, uploadId);
+        return undefined;
+      } catch (err) {
+        // The holder's file went away (a delete in another repository): store this upload instead.
+        if (!(err instanceof PathNotFoundError)) throw err;
+      }
+    }
+    await root.driver.putFile(this.uploads.localFile(repo, uploadId), blobPath(repo, digest));
+    return undefined;
   }
 
-  private recordBlob(repo: string, digest: string, size: number, context: EventContext): void {
-    if (this.deps.queries.blobSize(repo, digest) === size) return;
-    this.deps.store.append([{ type: 'BlobPushed', repo, digest, size }], context);
+  /** Another repository of the root whose own path holds the digest's bytes. */
+  private bytesHolder(root: StorageRoot, repo: string, digest: string): string | undefined {
+    return this.deps.queries.blobHolders(digest).find((h) => h.storedIn === null && h.repo !== repo && this.rootOf(h.repo) === root)?.repo;
   }
 
   // ---- manifests ----------------------------------------------------------------------------
@@ -321,7 +438,7 @@ export class Registry {
     let content = this.manifestCache.get(row.digest);
     if (!content) {
       try {
-        content = await this.deps.driver.getContent(blobPath(repo, parseDigest(row.digest)));
+        content = await this.rootOf(repo).driver.getContent(blobPath(repo, parseDigest(row.digest)));
       } catch (err) {
         if (err instanceof PathNotFoundError) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${row.digest} is missing from storage`);
         throw err;
@@ -345,7 +462,8 @@ export class Registry {
       throw new RegistryError('DIGEST_INVALID', `manifest content has digest ${digest.value}, not ${ref.digest.value}`);
     }
     const parsed = parseManifest(content, contentType);
-    const { queries, store, driver } = this.deps;
+    const { queries, store } = this.deps;
+    const { driver } = this.rootOf(repo);
     const referencesPresent = (): void => {
       const missingBlob = parsed.blobs.find((b) => queries.blobSize(repo, b) === undefined);
       if (missingBlob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${missingBlob} is not in ${repo}`, { digest: missingBlob });
@@ -354,14 +472,14 @@ export class Registry {
     };
     referencesPresent();
 
-    await this.initRepository(repo);
-    await this.withContent(repo, digest.value, async () => {
+    await this.gate.shared(repo, () => this.initRepository(repo));
+    await this.gate.shared(repo, () => this.withContent(repo, digest.value, async () => {
       const path = blobPath(repo, digest);
       const existing = await driver.stat(path);
       if (!existing || existing.size !== content.length) await driver.putContent(path, content);
       const events = this.manifestEvents(repo, ref, digest.value, parsed, content.length);
       if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
-    });
+    }));
     this.manifestCache.set(digest.value, content);
     return { digest: digest.value, ...(parsed.subject ? { subject: parsed.subject.digest } : {}) };
   }
@@ -382,22 +500,29 @@ export class Registry {
   async deleteManifest(repo: string, reference: string, context: EventContext): Promise<void> {
     const row = this.resolveManifest(repo, reference);
     const ref = parseReference(reference);
-    const { store, queries, driver } = this.deps;
+    const { store, queries } = this.deps;
     if (ref.kind === 'tag') {
       store.append([{ type: 'TagRemoved', repo, tag: ref.tag, digest: row.digest }], context);
       return;
     }
-    await this.withContent(repo, row.digest, async () => {
-      const events: EventBody[] = queries.tagsOf(repo, row.digest).map((tag) => ({ type: 'TagRemoved', repo, tag, digest: row.digest }));
-      events.push({ type: 'ManifestDeleted', repo, digest: row.digest });
-      store.append(events, context, {
-        precondition: () => {
-          if (!queries.manifest(repo, row.digest)) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
-        },
-      });
-      // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
-      if (queries.blobSize(repo, row.digest) === undefined) await driver.delete(blobPath(repo, parseDigest(row.digest)));
-    });
+    await this.withContent(repo, row.digest, () =>
+      this.removeManifest(repo, row.digest, context, () => {
+        if (!queries.manifest(repo, row.digest)) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+      }),
+    );
+  }
+
+  /**
+   * Removes a manifest and every tag on it; the caller holds the content lock, and `precondition`
+   * re-checks inside the append that the removal is still allowed.
+   */
+  async removeManifest(repo: string, digest: string, context: EventContext, precondition: () => void): Promise<void> {
+    const { store, queries } = this.deps;
+    const events: EventBody[] = queries.tagsOf(repo, digest).map((tag) => ({ type: 'TagRemoved', repo, tag, digest }));
+    events.push({ type: 'ManifestDeleted', repo, digest });
+    store.append(events, context, { precondition });
+    // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
+    if (queries.blobSize(repo, digest) === undefined) await this.rootOf(repo).driver.delete(blobPath(repo, parseDigest(digest)));
   }
 
   referrers(repo: string, digestText: string, artifactType?: string): Referrer[] {

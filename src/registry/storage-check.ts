@@ -3,7 +3,7 @@
 // index.json that disagrees with the tags. Files storage holds that no event names (a crash
 // between writing bytes and appending the event) are orphans, reported as notes: GC removes them.
 import type { RegistryStateQueries } from '../projections/registry-state.js';
-import type { StorageDriver } from '../storage/driver.js';
+import type { StorageRoots } from '../storage/roots.js';
 import { blobPath, blobsDir, indexPath, uploadsDir } from '../storage/layout.js';
 import { parseDigest } from './names.js';
 
@@ -13,7 +13,7 @@ export interface StorageComparison {
 }
 
 export async function compareStorage(
-  driver: StorageDriver,
+  roots: StorageRoots,
   queries: RegistryStateQueries,
   expectedIndex: (repo: string) => unknown,
   indexWriterCaughtUp: boolean,
@@ -23,7 +23,12 @@ export async function compareStorage(
   const known = new Map<string, Set<string>>();
   for (const item of queries.allStoredContent()) {
     const digest = parseDigest(item.digest);
-    const info = await driver.stat(blobPath(item.repo, digest));
+    const { driver } = roots.for(item.repo);
+    const storedIn = item.kind === 'blob' ? queries.blobStoredIn(item.repo, item.digest) : undefined;
+    if (storedIn !== undefined && roots.for(storedIn) !== roots.for(item.repo)) {
+      drift.push(`${item.repo}: blob ${item.digest} is stored in ${storedIn}, which is in another storage root`);
+    }
+    const info = await driver.stat(blobPath(storedIn ?? item.repo, digest));
     if (!info) drift.push(`${item.repo}: ${item.kind} ${item.digest} is missing from storage`);
     else if (info.size !== item.size) drift.push(`${item.repo}: ${item.kind} ${item.digest} has ${info.size} bytes on storage, ${item.size} in the log`);
     let set = known.get(item.repo);
@@ -31,6 +36,7 @@ export async function compareStorage(
     set.add(`${digest.algorithm}/${digest.hex}`);
   }
   for (const repo of queries.allRepositories()) {
+    const { driver, staging } = roots.for(repo);
     const names = known.get(repo) ?? new Set<string>();
     let orphans = 0;
     for (const algorithm of ['sha256', 'sha512']) {
@@ -39,7 +45,7 @@ export async function compareStorage(
       }
     }
     if (orphans > 0) notes.push(`${repo}: ${orphans} blob file(s) that no event names (orphans, removed by GC)`);
-    const uploads = (await driver.list(uploadsDir(repo))).length;
+    const uploads = (await staging.list(uploadsDir(repo))).length;
     if (uploads > 0) notes.push(`${repo}: ${uploads} upload session(s) in progress or abandoned`);
     if (!indexWriterCaughtUp) continue;
     try {

@@ -1,9 +1,12 @@
-// Upload sessions: a file per session under the repository's .uploads directory. The session's
-// offset is the file's size, so sessions survive a restart with no other state.
+// Upload sessions: a file per session under the repository's .uploads directory, in the local
+// staging directory of the repository's storage root (for S3 roots too: the bytes move to the
+// bucket when the blob commits). The session's offset is the file's size, so sessions survive a
+// restart with no other state.
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { SizeMismatchError, type StorageDriver } from '../storage/driver.js';
-import { uploadPath } from '../storage/layout.js';
+import { SizeMismatchError } from '../storage/driver.js';
+import type { FilesystemDriver } from '../storage/filesystem.js';
+import { uploadPath, uploadsDir } from '../storage/layout.js';
 import { RegistryError } from './errors.js';
 
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
@@ -18,18 +21,28 @@ export class UploadSessions {
   /** Sessions with a request in progress: a second concurrent request on one session is refused. */
   private readonly busy = new Set<string>();
 
-  constructor(private readonly driver: StorageDriver) {}
+  constructor(private readonly stagingFor: (repo: string) => FilesystemDriver) {}
 
   async create(repo: string): Promise<string> {
     const id = randomUUID();
-    await this.driver.putContent(uploadPath(repo, id), Buffer.alloc(0));
+    await this.stagingFor(repo).putContent(uploadPath(repo, id), Buffer.alloc(0));
     return id;
+  }
+
+  /** Whether the repository has any session open (GC keeps such a repository). */
+  async anyOpen(repo: string): Promise<boolean> {
+    return (await this.stagingFor(repo).list(uploadsDir(repo))).length > 0;
+  }
+
+  /** The session's file on local disk, for hashing and for the move into place. */
+  localFile(repo: string, id: string): string {
+    return this.stagingFor(repo).localPath(uploadPath(repo, id));
   }
 
   /** Current size of the session, or BLOB_UPLOAD_UNKNOWN. */
   async size(repo: string, id: string): Promise<number> {
     if (!UPLOAD_ID_RE.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
-    const info = await this.driver.stat(uploadPath(repo, id));
+    const info = await this.stagingFor(repo).stat(uploadPath(repo, id));
     if (!info || info.isDirectory) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
     return info.size;
   }
@@ -60,7 +73,7 @@ export class UploadSessions {
     }
     const expected = range ? range.end - range.start + 1 : undefined;
     try {
-      const written = await this.driver.append(uploadPath(repo, id), body, expected);
+      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected);
       return currentSize + written;
     } catch (err) {
       if (err instanceof SizeMismatchError) {
@@ -71,10 +84,6 @@ export class UploadSessions {
   }
 
   async discard(repo: string, id: string): Promise<void> {
-    await this.driver.delete(uploadPath(repo, id));
-  }
-
-  path(repo: string, id: string): string {
-    return uploadPath(repo, id);
+    await this.stagingFor(repo).delete(uploadPath(repo, id));
   }
 }

@@ -69,6 +69,14 @@ export class StorageRoots {
   }
 }
 
+/**
+ * Whether a second name for bytes is a hard link to the same copy (filesystem), so any one name
+ * can be deleted alone; on an object store a second name would be a second copy.
+ */
+export function linksShareBytes(root: StorageRoot): boolean {
+  return root.driver instanceof FilesystemDriver;
+}
+
 interface RootSettings {
   rootDirectory: string;
   dedupe?: boolean;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { runZot, testConfig, writeConfig, type TestRegistry } from './registry.js';
+import { runZot, writeConfig, type TestRegistry } from './registry.js';
 import { sha256 } from './oci.js';
 
 export interface OciErrorBody {
@@ -153,7 +153,7 @@ export function uploadFiles(root: string, repo: string): string[] {
  */
 export async function assertReplayClean(registry: TestRegistry): Promise<void> {
   await registry.running.actorsCaughtUp();
-  const configPath = writeConfig(testConfig({ root: registry.root }));
+  const configPath = writeConfig(registry.config);
   const result = await runZot(['replay', configPath]);
   assert.equal(result.code, 0, `zot replay found drift:\n${result.stdout}${result.stderr}`);
 }

@@ -51,6 +51,7 @@ export function testConfig(options: TestConfigOptions = {}): Config {
 export interface TestRegistry {
   url: string;
   root: string;
+  config: Config;
   running: RunningRegistry;
   stop(): Promise<void>;
 }
@@ -58,7 +59,7 @@ export interface TestRegistry {
 export async function startTestRegistry(options: TestConfigOptions = {}): Promise<TestRegistry> {
   const config = testConfig(options);
   const running = await startRegistry(config, { logger: pino({ level: 'silent' }) });
-  return { url: running.url, root: running.rootDirectory, running, stop: () => running.close() };
+  return { url: running.url, root: running.rootDirectory, config, running, stop: () => running.close() };
 }
 
 export interface RegistryProcess {

@@ -116,7 +116,7 @@ describe('health', () => {
       if (ready !== 200) return false;
       // Ready: no actor is behind the head it had to reach (nothing was appended since).
       const lag = byLabel(await scrape(`${registry.url}/metrics`), 'zot_actor_lag_events', 'actor');
-      assert.deepEqual(lag, { 'index-json-writer': 0, metrics: 0 });
+      assert.deepEqual(lag, { 'garbage-collector': 0, 'index-json-writer': 0, metrics: 0 });
       assert.equal(registry.running.store.head(), head);
       sawReady = true;
       return true;

@@ -104,7 +104,7 @@ describe('metrics', () => {
 
     // Our own figures: the log's length, and no actor behind it once caught up.
     assert.equal(sampleValue(first, 'zot_event_log_length'), registry.running.store.count());
-    assert.deepEqual(byLabel(first, 'zot_actor_lag_events', 'actor'), { 'index-json-writer': 0, metrics: 0 });
+    assert.deepEqual(byLabel(first, 'zot_actor_lag_events', 'actor'), { 'garbage-collector': 0, 'index-json-writer': 0, metrics: 0 });
 
     // Restart on the same root: the per-repository figures are the same; the request counters,
     // process figures in zot too, start again.

@@ -1,0 +1,221 @@
+// Garbage collection of one repository: what nothing keeps any more and is older than its root's
+// gcDelay goes, each removal an event appended by identity system:gc. A sweep reads candidates
+// from the projection with indexed queries, so its cost follows the repository swept and what it
+// removes, and it takes no global lock: each removal holds only the content lock of its digest,
+// and re-checks inside its append that the thing is still garbage.
+//
+// In order:
+//   1. manifests nothing keeps (untagged, not in an index, not a referrer of a present subject),
+//      repeated while removing one frees others (an index's children, a subject's referrers);
+//   2. blobs no manifest of the repository references;
+//   3. upload sessions with no write for gcDelay;
+//   4. orphans: blob files no event names (a crash between placing bytes and appending);
+//   5. the repository itself once nothing is left in it.
+import * as fs from 'node:fs/promises';
+import type { EventStore } from '../events/store.js';
+import { SYSTEM_GC_IDENTITY, type EventContext } from '../events/types.js';
+import type { RegistryStateQueries } from '../projections/registry-state.js';
+import { blobPath, blobsDir, indexPath, ociLayoutPath, repoDir, uploadPath, uploadsDir } from '../storage/layout.js';
+import type { StorageDriver } from '../storage/driver.js';
+import type { StorageRoots } from '../storage/roots.js';
+import { RegistryError } from './errors.js';
+import { parseDigest, type ParsedDigest } from './names.js';
+import type { Registry } from './registry.js';
+
+const GC_CONTEXT: EventContext = { identity: SYSTEM_GC_IDENTITY };
+const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
+
+export interface SweepResult {
+  removed: number;
+  /** When something now too young to remove will be old enough; undefined when nothing waits. */
+  nextDueAt?: number;
+}
+
+/** Thrown by a removal's precondition when a write made the thing live again: not a failure. */
+class StillInUse extends Error {}
+
+export class RepositoryCollector {
+  constructor(
+    private readonly registry: Registry,
+    private readonly queries: RegistryStateQueries,
+    private readonly store: EventStore,
+    private readonly roots: StorageRoots,
+  ) {}
+
+  /** `stopping` is checked between removals, so a shutdown never waits for a long sweep. */
+  async sweep(repo: string, now: number, stopping: () => boolean = () => false): Promise<SweepResult> {
+    const root = this.roots.for(repo);
+    const cutoff = now - root.gcDelayMs;
+    const waiting: number[] = [];
+    const youngUntil = (since: number): void => {
+      waiting.push(since + root.gcDelayMs);
+    };
+    let removed = 0;
+
+    for (let progress = true; progress; ) {
+      progress = false;
+      for (const candidate of this.queries.unreachableManifests(repo)) {
+        if (stopping()) return { removed, nextDueAt: now };
+        if (candidate.addedAt > cutoff) {
+          youngUntil(candidate.addedAt);
+          continue;
+        }
+        if (await this.removeManifest(repo, candidate.digest, cutoff)) {
+          removed++;
+          progress = true;
+        }
+      }
+    }
+
+    for (const candidate of this.queries.unreferencedBlobs(repo)) {
+      if (stopping()) return { removed, nextDueAt: now };
+      if (candidate.addedAt > cutoff) {
+        youngUntil(candidate.addedAt);
+        continue;
+      }
+      if (await this.removeBlob(repo, parseDigest(candidate.digest), cutoff)) removed++;
+    }
+
+    removed += await this.expireUploads(repo, cutoff, youngUntil);
+    removed += await this.removeOrphans(repo, cutoff, youngUntil);
+    if (waiting.length === 0 && (await this.removeRepositoryIfEmpty(repo))) removed++;
+
+    return { removed, ...(waiting.length > 0 ? { nextDueAt: Math.min(...waiting) } : {}) };
+  }
+
+  private async removeManifest(repo: string, digest: string, cutoff: number): Promise<boolean> {
+    const stillGarbage = (): void => {
+      const row = this.queries.manifest(repo, digest);
+      if (!row || row.added_at > cutoff || !this.queries.isUnreachableManifest(repo, digest)) throw new StillInUse();
+    };
+    return this.attempt(() => this.registry.withContent(repo, digest, () => this.registry.removeManifest(repo, digest, GC_CONTEXT, stillGarbage)));
+  }
+
+  private async removeBlob(repo: string, digest: ParsedDigest, cutoff: number): Promise<boolean> {
+    const stillGarbage = (): void => {
+      const addedAt = this.queries.blobAddedAt(repo, digest.value);
+      if (addedAt === undefined || addedAt > cutoff || this.queries.isBlobReferenced(repo, digest.value)) throw new StillInUse();
+    };
+    return this.attempt(() => this.registry.withContent(repo, digest.value, () => this.registry.releaseBlob(repo, digest, GC_CONTEXT, stillGarbage)));
+  }
+
+  /** Runs one removal; false when a write got there first (the precondition said so). */
+  private async attempt(removal: () => Promise<void>): Promise<boolean> {
+    try {
+      await removal();
+      return true;
+    } catch (err) {
+      if (err instanceof StillInUse) return false;
+      throw err;
+    }
+  }
+
+  private async expireUploads(repo: string, cutoff: number, youngUntil: (since: number) => void): Promise<number> {
+    const { staging } = this.roots.for(repo);
+    let removed = 0;
+    for (const id of await staging.list(uploadsDir(repo))) {
+      const info = await staging.stat(uploadPath(repo, id));
+      if (!info || info.isDirectory) continue;
+      const lastWrite = info.modTime.getTime();
+      if (lastWrite > cutoff) {
+        youngUntil(lastWrite);
+        continue;
+      }
+      try {
+        // Held like a request holds it: a session with a request in progress is busy, not stale.
+        await this.registry.uploads.exclusive(repo, id, () => this.registry.uploads.discard(repo, id));
+      } catch (err) {
+        if (err instanceof RegistryError) continue;
+        throw err;
+      }
+      this.store.append([{ type: 'UploadExpired', repo, uploadId: id, size: info.size }], GC_CONTEXT);
+      removed++;
+    }
+    return removed;
+  }
+
+  private async removeOrphans(repo: string, cutoff: number, youngUntil: (since: number) => void): Promise<number> {
+    const { driver } = this.roots.for(repo);
+    let removed = 0;
+    for (const algorithm of DIGEST_ALGORITHMS) {
+      for (const hex of await driver.list(blobsDir(repo, algorithm))) {
+        let digest: ParsedDigest;
+        try {
+          digest = parseDigest(`${algorithm}:${hex}`);
+        } catch {
+          continue;
+        }
+        if (this.isNamed(repo, digest.value)) continue;
+        const path = blobPath(repo, digest);
+        const info = await driver.stat(path);
+        if (!info || info.isDirectory) continue;
+        if (info.modTime.getTime() > cutoff) {
+          youngUntil(info.modTime.getTime());
+          continue;
+        }
+        const gone = await this.registry.withContent(repo, digest.value, async () => {
+          if (this.isNamed(repo, digest.value)) return false;
+          await driver.delete(path);
+          this.store.append([{ type: 'OrphanRemoved', repo, digest: digest.value, size: info.size }], GC_CONTEXT);
+          return true;
+        });
+        if (gone) removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Whether an event names bytes at the repository's own path (a blob it holds itself, or a manifest). */
+  private isNamed(repo: string, digest: string): boolean {
+    if (this.queries.manifest(repo, digest)) return true;
+    return this.queries.blobSize(repo, digest) !== undefined && this.queries.blobStoredIn(repo, digest) === undefined;
+  }
+
+  /**
+   * Removes a repository with no manifests, blobs, uploads or files left: an event, then its layout
+   * files and empty directories. Alone in the repository, so no write can start laying it out
+   * meanwhile; a write in progress makes the sweep leave it for the next one.
+   */
+  private async removeRepositoryIfEmpty(repo: string): Promise<boolean> {
+    const { driver, staging } = this.roots.for(repo);
+    const removed = await this.registry.gate.tryExclusive(repo, async () => {
+      if (!this.queries.repositoryIsEmpty(repo)) return false;
+      if ((await staging.list(uploadsDir(repo))).length > 0) return false;
+      for (const algorithm of DIGEST_ALGORITHMS) if ((await driver.list(blobsDir(repo, algorithm))).length > 0) return false;
+      const known = this.queries.repositoryExists(repo);
+      if (known) this.store.append([{ type: 'RepositoryRemoved', repo }], GC_CONTEXT);
+      this.registry.forgetRepository(repo);
+      await driver.delete(ociLayoutPath(repo));
+      await driver.delete(indexPath(repo));
+      // Directories go only when empty (rmdir, never a recursive delete): a nested repository's
+      // files may sit under them, and its writes do not hold this repository's gate.
+      for (const algorithm of DIGEST_ALGORITHMS) await removeEmptyDirectory(driver, blobsDir(repo, algorithm));
+      await removeEmptyDirectory(driver, `${repoDir(repo)}/blobs`);
+      await removeEmptyDirectory(staging, uploadsDir(repo));
+      const parts = repo.split('/');
+      for (let depth = parts.length; depth > 0; depth--) {
+        const dir = parts.slice(0, depth).join('/');
+        if (staging !== driver) await removeEmptyDirectory(staging, dir);
+        if (!(await removeEmptyDirectory(driver, dir))) break;
+      }
+      return known;
+    });
+    return removed === true;
+  }
+
+}
+
+/** rmdir(2) of a local directory; false when it is not empty. Object stores have no directories. */
+async function removeEmptyDirectory(driver: StorageDriver, dir: string): Promise<boolean> {
+  const local = driver.localPath(dir);
+  if (local === undefined) return true;
+  try {
+    await fs.rmdir(local);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw err;
+  }
+}
