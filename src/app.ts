@@ -21,7 +21,7 @@ import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
 import { eventLogFile } from './storage/layout.js';
-import { storageRootsFromConfig } from './storage/roots.js';
+import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
 import { HashPool } from './workers/pool.js';
 
 export interface RunningRegistry {
@@ -43,6 +43,8 @@ export interface RunningRegistry {
 
 export interface StartOptions {
   logger?: Logger;
+  /** Passed to the storage roots: wraps each storage driver (fault injection in tests). */
+  wrapDriver?: StorageRootOptions['wrapDriver'];
 }
 
 export function openEventStore(db: Db): { store: EventStore; queries: RegistryStateQueries } {
@@ -52,7 +54,7 @@ export function openEventStore(db: Db): { store: EventStore; queries: RegistrySt
 
 export async function startRegistry(config: Config, options: StartOptions = {}): Promise<RunningRegistry> {
   const logger = options.logger ?? createLogger(config.log);
-  const roots = storageRootsFromConfig(config.storage);
+  const roots = storageRootsFromConfig(config.storage, options.wrapDriver ? { wrapDriver: options.wrapDriver } : {});
   const rootDirectory = roots.defaultRoot.rootDirectory;
   await roots.clearTemporaryFiles();
   const db = openDatabase(eventLogFile(rootDirectory));
@@ -89,6 +91,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   try {
     await importStorageOnce(roots, store, hashPool, logger);
     const registry = new Registry({
+      logger,
       roots,
       store,
       queries,

@@ -2,6 +2,7 @@
 // roots and the event store. No HTTP here: callers get values or typed RegistryErrors.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import type { EventBody, EventContext } from '../events/types.js';
 import type { ManifestRow, RegistryStateQueries } from '../projections/registry-state.js';
@@ -64,6 +65,7 @@ export interface RefusedWrite {
 const MAX_REFUSED_FIELD = 1024;
 
 export interface RegistryDeps {
+  logger?: Logger;
   roots: StorageRoots;
   store: EventStore;
   queries: RegistryStateQueries;
@@ -233,7 +235,19 @@ export class Registry {
     store.append(events, context, { precondition });
     // The event is the commit point: a crash before this removal leaves an orphan for GC, never
     // a served blob without bytes. A manifest of the same digest keeps the file.
-    if (ownsBytes && !queries.manifest(repo, digest.value)) await driver.delete(blobPath(repo, digest));
+    if (ownsBytes && !queries.manifest(repo, digest.value)) await this.removeAfterCommit(repo, digest.value, blobPath(repo, digest));
+  }
+
+  /**
+   * Removes bytes an appended event has already let go of. A failure here is not the request's:
+   * the removal is committed, and GC removes the file later as an orphan.
+   */
+  private async removeAfterCommit(repo: string, digest: string, path: string): Promise<void> {
+    try {
+      await this.rootOf(repo).driver.delete(path);
+    } catch (err) {
+      this.deps.logger?.warn({ repo, digest, err }, 'failed to remove deleted content from storage, leaving it to garbage collection');
+    }
   }
 
   /** Cross-repository mount; undefined when the source does not hold the blob (then: a session). */
@@ -522,7 +536,7 @@ export class Registry {
     events.push({ type: 'ManifestDeleted', repo, digest });
     store.append(events, context, { precondition });
     // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
-    if (queries.blobSize(repo, digest) === undefined) await this.rootOf(repo).driver.delete(blobPath(repo, parseDigest(digest)));
+    if (queries.blobSize(repo, digest) === undefined) await this.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));
   }
 
   referrers(repo: string, digestText: string, artifactType?: string): Referrer[] {

@@ -34,6 +34,11 @@ export interface StorageRoot {
   readonly gc: boolean;
   readonly gcDelayMs: number;
   readonly gcIntervalMs: number;
+  /**
+   * Whether a second name for bytes is a hard link to the same copy (filesystem), so any one name
+   * can be deleted alone; on an object store a second name would be a second copy.
+   */
+  readonly hardLinks: boolean;
 }
 
 export class StorageRoots {
@@ -69,12 +74,17 @@ export class StorageRoots {
   }
 }
 
-/**
- * Whether a second name for bytes is a hard link to the same copy (filesystem), so any one name
- * can be deleted alone; on an object store a second name would be a second copy.
- */
 export function linksShareBytes(root: StorageRoot): boolean {
-  return root.driver instanceof FilesystemDriver;
+  return root.hardLinks;
+}
+
+export interface StorageRootOptions {
+  makeS3?: (config: StorageDriverConfig) => StorageDriver;
+  /**
+   * Wraps every driver a root uses (tests inject faults this way, around the real driver). It
+   * must keep the driver's type: a filesystem driver stays usable as a root's staging.
+   */
+  wrapDriver?: <T extends StorageDriver>(driver: T, route: string) => T;
 }
 
 interface RootSettings {
@@ -87,7 +97,9 @@ interface RootSettings {
 }
 
 /** Builds the roots a validated storage config describes, creating their local directories. */
-export function storageRootsFromConfig(storage: StorageConfig, makeS3: (config: StorageDriverConfig) => StorageDriver = createS3Driver): StorageRoots {
+export function storageRootsFromConfig(storage: StorageConfig, options: StorageRootOptions = {}): StorageRoots {
+  const makeS3 = options.makeS3 ?? createS3Driver;
+  const wrap = options.wrapDriver ?? (<T extends StorageDriver>(driver: T) => driver);
   const stagingByDirectory = new Map<string, FilesystemDriver>();
   // A subPath takes zot's defaults for what it leaves out, not the default root's settings.
   const build = (route: string, settings: RootSettings): StorageRoot => {
@@ -95,10 +107,10 @@ export function storageRootsFromConfig(storage: StorageConfig, makeS3: (config: 
     fs.mkdirSync(rootDirectory, { recursive: true });
     let staging = stagingByDirectory.get(rootDirectory);
     if (!staging) {
-      staging = new FilesystemDriver(rootDirectory, TEMP_DIR);
+      staging = wrap(new FilesystemDriver(rootDirectory, TEMP_DIR), route);
       stagingByDirectory.set(rootDirectory, staging);
     }
-    const driver = settings.storageDriver ? makeS3(settings.storageDriver) : staging;
+    const driver = settings.storageDriver ? wrap(makeS3(settings.storageDriver), route) : staging;
     return {
       route,
       rootDirectory,
@@ -108,6 +120,7 @@ export function storageRootsFromConfig(storage: StorageConfig, makeS3: (config: 
       gc: settings.gc ?? true,
       gcDelayMs: durationOr(settings.gcDelay, DEFAULT_GC_DELAY_MS),
       gcIntervalMs: durationOr(settings.gcInterval, DEFAULT_GC_INTERVAL_MS),
+      hardLinks: settings.storageDriver === undefined,
     };
   };
   const main = build('', storage);

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { startRegistry, type RunningRegistry } from '../../src/app.js';
+import { startRegistry, type RunningRegistry, type StartOptions } from '../../src/app.js';
 import type { Config } from '../../src/config/types.js';
 
 /** The repository root (tests run from dist/test/helpers). */
@@ -56,9 +56,9 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-export async function startTestRegistry(options: TestConfigOptions = {}): Promise<TestRegistry> {
+export async function startTestRegistry(options: TestConfigOptions = {}, start: StartOptions = {}): Promise<TestRegistry> {
   const config = testConfig(options);
-  const running = await startRegistry(config, { logger: pino({ level: 'silent' }) });
+  const running = await startRegistry(config, { logger: pino({ level: 'silent' }), ...start });
   return { url: running.url, root: running.rootDirectory, config, running, stop: () => running.close() };
 }
 

@@ -1,0 +1,118 @@
+// Faults injected by wrapping the real filesystem driver (no mocks): a failing move into place, a
+// failing write and a failing delete. The request fails with OCI error JSON, or succeeds when the
+// fault comes after its commit point; the log and storage stay consistent (`zot replay` is clean);
+// a retry succeeds once the fault is gone, and GC removes later what a failed delete left.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import type { StorageDriver } from '../../src/storage/driver.js';
+import { assertReplayClean, eventually, expectOciError } from '../helpers/http.js';
+import { makeImage, pushBlob, pushManifest, sha256 } from '../helpers/oci.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+type FaultyMethod = 'putFile' | 'putContent' | 'delete';
+
+/** Which driver calls fail right now: method → how many more calls fail (Infinity: until cleared). */
+class Faults {
+  private readonly failing = new Map<FaultyMethod, number>();
+  readonly seen = new Map<FaultyMethod, number>();
+
+  fail(method: FaultyMethod, times = Number.POSITIVE_INFINITY): void {
+    this.failing.set(method, times);
+  }
+
+  clear(): void {
+    this.failing.clear();
+  }
+
+  /** The real driver, with the methods that are failing right now throwing EIO. */
+  wrap<T extends StorageDriver>(driver: T): T {
+    return new Proxy(driver, {
+      get: (target, property, receiver) => {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        const method = property as FaultyMethod;
+        return (...args: unknown[]) => {
+          const left = this.failing.get(method);
+          if (left !== undefined && left > 0) {
+            this.failing.set(method, left - 1);
+            this.seen.set(method, (this.seen.get(method) ?? 0) + 1);
+            return Promise.reject(Object.assign(new Error(`injected fault in ${method}`), { code: 'EIO' }));
+          }
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+  }
+}
+
+function blobFile(root: string, repo: string, digest: string): string {
+  return path.join(root, repo, 'blobs', 'sha256', digest.slice('sha256:'.length));
+}
+
+async function headStatus(url: string): Promise<number> {
+  return (await fetch(url, { method: 'HEAD' })).status;
+}
+
+describe('storage faults', () => {
+  const faults = new Faults();
+  const warnings: string[] = [];
+  let registry: TestRegistry;
+
+  before(async () => {
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+    registry = await startTestRegistry(
+      { storage: { dedupe: false, gc: true, gcDelay: '500ms', gcInterval: '200ms' } },
+      { logger, wrapDriver: (driver) => faults.wrap(driver) },
+    );
+  });
+  after(async () => {
+    faults.clear();
+    await registry?.stop();
+  });
+
+  it('a failing move into place answers 500 with OCI error JSON, records nothing, and the retry succeeds', async () => {
+    const data = Buffer.from('blob whose move into place fails once');
+    const digest = sha256(data);
+    faults.fail('putFile', 1);
+    const res = await fetch(`${registry.url}/v2/faults/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data });
+    await expectOciError(res, 500, 'UNKNOWN');
+    assert.equal(faults.seen.get('putFile'), 1);
+    assert.equal(await headStatus(`${registry.url}/v2/faults/app/blobs/${digest}`), 404);
+    assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobPushed' && event.digest === digest));
+    assert.equal(await pushBlob(registry.url, 'faults/app', data), digest);
+    assert.equal(await headStatus(`${registry.url}/v2/faults/app/blobs/${digest}`), 200);
+    await assertReplayClean(registry);
+  });
+
+  it('a failing manifest write answers 500, leaves no manifest or tag, and the retry succeeds', async () => {
+    const image = makeImage();
+    await pushBlob(registry.url, 'faults/app', image.config);
+    await pushBlob(registry.url, 'faults/app', image.layers[0]!);
+    faults.fail('putContent', 1);
+    await expectOciError(await pushManifest(registry.url, 'faults/app', 'v1', image.manifestBytes), 500, 'UNKNOWN');
+    assert.equal(await headStatus(`${registry.url}/v2/faults/app/manifests/v1`), 404);
+    assert.equal((await pushManifest(registry.url, 'faults/app', 'v1', image.manifestBytes)).status, 201);
+    assert.equal(await headStatus(`${registry.url}/v2/faults/app/manifests/v1`), 200);
+    await assertReplayClean(registry);
+  });
+
+  it('a failing delete after the commit point answers 202; GC removes the file later, retrying while the fault lasts', async () => {
+    const data = Buffer.from('blob whose file removal fails');
+    const digest = await pushBlob(registry.url, 'faults/del', data);
+    const file = blobFile(registry.root, 'faults/del', digest);
+    // Fails the client's delete and GC's first tries; then storage recovers.
+    faults.fail('delete', 3);
+    assert.equal((await fetch(`${registry.url}/v2/faults/del/blobs/${digest}`, { method: 'DELETE' })).status, 202);
+    assert.equal(await headStatus(`${registry.url}/v2/faults/del/blobs/${digest}`), 404, 'the blob is gone for clients');
+    assert.ok(fs.existsSync(file), 'its file is still on storage');
+    assert.ok(warnings.some((line) => line.includes('failed to remove deleted content from storage')));
+    await eventually(async () => !fs.existsSync(file), 'GC to remove the file once the fault is gone', 10_000);
+    assert.equal(faults.seen.get('delete'), 3);
+    await registry.running.actorsCaughtUp();
+    assert.ok([...registry.running.store.read()].some((event) => event.type === 'OrphanRemoved' && event.digest === digest));
+    await assertReplayClean(registry);
+  });
+});
