@@ -85,6 +85,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await auditWriter?.close();
     store.complete();
     await hashPool.close();
+    roots.close();
     db.close();
   };
 
@@ -99,7 +100,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
     });
     runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, logger));
-    if (roots.roots.some((root) => root.gc)) {
+    // A read-only registry writes nothing: no GC, no dedupe pass (another instance may own the storage).
+    const readOnly = config.http.ReadOnly === true;
+    if (!readOnly && roots.roots.some((root) => root.gc)) {
       garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger);
       runners.push(new ActorRunner(garbageCollector, store, logger));
     }
@@ -123,8 +126,10 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       }
       garbageCollector.start();
     }
-    dedupePass = new DedupePass(registry, queries, store, roots, logger);
-    dedupePass.start();
+    if (!readOnly) {
+      dedupePass = new DedupePass(registry, queries, store, roots, logger);
+      dedupePass.start();
+    }
     const headAtStart = store.head();
     health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
 
@@ -132,7 +137,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     app = buildHttpApp({
       registry,
       logger,
-      readOnly: config.http.ReadOnly === true,
+      readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });

@@ -69,6 +69,8 @@ export interface StorageDriver {
   delete(path: string): Promise<void>;
   /** Names of the entries directly inside a directory; empty when it does not exist. */
   list(path: string): Promise<string[]>;
+  /** Releases what the driver holds open (an object store client's sockets), at shutdown. */
+  destroy?(): void;
   /** A local filesystem path for the worker pool to read, when the driver has one. */
   localPath(path: string): string | undefined;
 }

@@ -63,6 +63,11 @@ export class StorageRoots {
     return this.for(repo) === root;
   }
 
+  /** Releases what drivers hold open (an S3 client's sockets). */
+  close(): void {
+    for (const root of this.roots) root.driver.destroy?.();
+  }
+
   /** Clears what a crash left in every staging directory; only before any write starts. */
   async clearTemporaryFiles(): Promise<void> {
     const seen = new Set<FilesystemDriver>();
