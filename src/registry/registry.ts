@@ -272,16 +272,16 @@ export class Registry {
     await this.initRepository(repo);
     // Both roots' locks (one when they are the same root), so neither copy moves meanwhile.
     return this.withContentOfBoth(repo, from, digest.value, async () => {
-        const size = queries.blobSize(from, digest.value);
-        if (size === undefined) return undefined;
-        const storedIn = await this.placeCopy(repo, from, digest);
-        const stillThere = (): void => {
-          if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
-        };
-        store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from, ...(storedIn ? { storedIn } : {}) }], context, {
-          precondition: stillThere,
-        });
-        return digest.value;
+      const size = queries.blobSize(from, digest.value);
+      if (size === undefined) return undefined;
+      const storedIn = await this.placeCopy(repo, from, digest);
+      const stillThere = (): void => {
+        if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
+      };
+      store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from, ...(storedIn ? { storedIn } : {}) }], context, {
+        precondition: stillThere,
+      });
+      return digest.value;
     });
   }
 
