@@ -124,6 +124,23 @@ describe('garbage collection off', () => {
   });
 });
 
+describe('garbage collection on a read-only registry', () => {
+  let registry: TestRegistry | undefined;
+  after(async () => registry?.stop());
+
+  it('removes nothing: a read-only registry writes nothing', async () => {
+    const root = path.join(makeTempDir(), 'root');
+    const writer = await startTestRegistry({ root, storage: { gc: false } });
+    const image = makeImage();
+    await pushImage(writer.url, 'ro/app', image.digest, image);
+    await writer.stop();
+    registry = await startTestRegistry({ root, http: { ReadOnly: true }, storage: { gc: true, gcDelay: '100ms', gcInterval: '100ms' } });
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    assert.equal(await status(`${registry.url}/v2/ro/app/manifests/${image.digest}`), 200);
+    assert.equal(gcEvents(registry).length, 0);
+  });
+});
+
 describe('garbage collection after a crash', () => {
   let registry: TestRegistry | undefined;
   after(async () => registry?.stop());
