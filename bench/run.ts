@@ -5,6 +5,7 @@
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
 //   npm run bench -- --only distribution
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
+//   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
 // os.tmpdir() whose path is printed at the end.
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
+import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
 import {
   latencyUnderPush,
   manifestGets,
@@ -53,8 +55,11 @@ const MiB = 1024 * 1024;
 
 interface Options {
   quick: boolean;
-  /** One registry, or `metrics`: only zot-ts with metrics and audit log off and on. */
-  only: RegistryKind | 'metrics' | undefined;
+  /**
+   * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
+   * figures 10–12, both registries.
+   */
+  only: RegistryKind | 'metrics' | 'storage' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -68,12 +73,12 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage]\n');
     process.exit(0);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics') {
-    throw new Error(`--only must be zot, distribution or metrics, not ${only}`);
+  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage') {
+    throw new Error(`--only must be zot, distribution, metrics or storage, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -233,6 +238,8 @@ type Better = 'higher' | 'lower';
 
 interface Cell {
   value?: number;
+  /** Shown instead of a number when the figure does not apply to this registry. */
+  text?: string;
   error?: string;
   note?: string;
   /** Errors of failed repetitions when others succeeded. */
@@ -331,6 +338,136 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
   ];
 }
 
+/** Rows of figures 10–12, from measureStorage; a registry not run has no cell ("skipped"). */
+function storageRows(st: StorageResult, kinds: readonly RegistryKind[]): Row[] {
+  const s = st.sizes;
+  const row = (figure: string, unit: string, better: Better, digits: number, zot: Cell, distribution: Cell): Row => {
+    const cells: Partial<Record<RegistryKind, Cell>> = {};
+    if (kinds.includes('zot')) cells.zot = zot;
+    if (kinds.includes('distribution')) cells.distribution = distribution;
+    return { figure, unit, better, digits, cells };
+  };
+  const disk = (v: DiskVariant, pick: (r: DiskRun) => number | undefined): Cell => {
+    const r = st.disk[v];
+    if (r === undefined) return { error: 'not run' };
+    if (r instanceof Error) return { error: r.message };
+    const value = pick(r);
+    return value === undefined ? { error: 'not measured' } : { value };
+  };
+  const mib = (bytes: number): number => bytes / MiB;
+  const dedupeSaving = (): Cell => {
+    const on = disk('zot-dedupe', (r) => r.usage.allocatedBytes);
+    const off = disk('zot-no-dedupe', (r) => r.usage.allocatedBytes);
+    if (on.value === undefined || off.value === undefined) return { error: on.error ?? off.error ?? 'not run' };
+    return { value: off.value / on.value };
+  };
+  const transfer = (kind: RegistryKind, backend: 'fs' | 's3', pick: (t: TransferRuns) => number[]): Cell => {
+    if (st.s3 instanceof Error) return { error: st.s3.message };
+    const t = st.s3.registries[kind]?.[backend];
+    if (t === undefined) return { error: 'not run' };
+    if (t.skipped !== undefined) return { text: 'n/a: see note 11' };
+    const values = pick(t);
+    if (values.length === 0) return { error: t.errors[0] ?? 'not run' };
+    const cell: Cell = { value: median(values) };
+    if (t.errors.length > 0) {
+      cell.note = `${t.errors.length}/${s.s3Reps} failed`;
+      cell.failedRuns = t.errors;
+    }
+    return cell;
+  };
+  const s3Ratio = (kind: RegistryKind, pick: (t: TransferRuns) => number[]): Cell => {
+    const a = transfer(kind, 's3', pick);
+    const b = transfer(kind, 'fs', pick);
+    if (a.text !== undefined) return a;
+    if (a.value === undefined || b.value === undefined) return { error: a.error ?? b.error ?? 'not run' };
+    return { value: a.value / b.value };
+  };
+  const push = (t: TransferRuns): number[] => t.pushMiBPerS;
+  const pull = (t: TransferRuns): number[] => t.pullMiBPerS;
+  const gc = (pick: (g: Exclude<StorageResult['gc'], Error | undefined>) => number): Cell => fromResult(st.gc, pick);
+  const offline: Cell = { text: 'n/a: offline GC' };
+  const base = s.baseLayerBytes.reduce((a, b) => a + b, 0) / MiB;
+  const n = s.diskImages;
+  const blob = `${s.s3BlobBytes / MiB} MiB`;
+  const lc = s.gcGetConcurrency;
+  return [
+    row(`10. disk after ${n} images (${s.baseLayerBytes.length} shared base layers, ${base} MiB) in ${n} repos`, 'MiB', 'lower', 1,
+      disk('zot-dedupe', (r) => mib(r.usage.allocatedBytes)), disk('distribution', (r) => mib(r.usage.allocatedBytes))),
+    row(`10. the same, zot-ts with dedupe off`, 'MiB', 'lower', 1,
+      disk('zot-no-dedupe', (r) => mib(r.usage.allocatedBytes)), { text: 'n/a: no such setting' }),
+    row(`10. what dedupe saves (dedupe off / on)`, 'x', 'higher', 1, dedupeSaving(), { text: 'n/a' }),
+    row(`10. zot-ts event log (.zot-ts/, not in the above), dedupe on`, 'MiB', 'lower', 1,
+      disk('zot-dedupe', (r) => (r.eventLog === undefined ? undefined : mib(r.eventLog.allocatedBytes))), { text: 'n/a: no event log' }),
+    row(`11. push ${blob} to filesystem (median of ${s.s3Reps})`, 'MiB/s', 'higher', 1, transfer('zot', 'fs', push), transfer('distribution', 'fs', push)),
+    row(`11. push ${blob} to S3 (s3rver on 127.0.0.1)`, 'MiB/s', 'higher', 1, transfer('zot', 's3', push), transfer('distribution', 's3', push)),
+    row(`11. push S3 / filesystem`, 'x', 'higher', 2, s3Ratio('zot', push), s3Ratio('distribution', push)),
+    row(`11. pull ${blob} from filesystem (median of ${s.s3Reps})`, 'MiB/s', 'higher', 1, transfer('zot', 'fs', pull), transfer('distribution', 'fs', pull)),
+    row(`11. pull ${blob} from S3 (s3rver on 127.0.0.1)`, 'MiB/s', 'higher', 1, transfer('zot', 's3', pull), transfer('distribution', 's3', pull)),
+    row(`11. pull S3 / filesystem`, 'x', 'higher', 2, s3Ratio('zot', pull), s3Ratio('distribution', pull)),
+    row(`12. manifest GET c=${lc}, gc on, idle: p50`, 'ms', 'lower', 2, gc((g) => g.idle.p50Ms), offline),
+    row(`12. manifest GET c=${lc}, gc on, idle: p99`, 'ms', 'lower', 2, gc((g) => g.idle.p99Ms), offline),
+    row(`12. manifest GET c=${lc} while GC removes ${s.gcBlobs} blobs: p50`, 'ms', 'lower', 2, gc((g) => g.during.p50Ms), offline),
+    row(`12. manifest GET c=${lc} while GC removes ${s.gcBlobs} blobs: p99`, 'ms', 'lower', 2, gc((g) => g.during.p99Ms), offline),
+    row(`12. p99 ratio during GC / idle`, 'x', 'lower', 2, gc((g) => g.p99Ratio), offline),
+    row(`12. GC: first to last removal of ${s.gcBlobs} blobs`, 's', 'lower', 2, gc((g) => g.removalMs / 1000), offline),
+  ];
+}
+
+/** How figures 10–12 were taken, and their details, for under the table. */
+function storageNotes(st: StorageResult): string[] {
+  const s = st.sizes;
+  const out = [
+    '',
+    `Storage figures 10–12 (own servers; zot-ts's dedupe and gc as stated, otherwise off as in 1–8):`,
+    `  10. each image: the same ${s.baseLayerBytes.length} random base layers (${s.baseLayerBytes.map((b) => `${b / MiB} MiB`).join(', ')}), one 4–16 KiB unique layer, ` +
+      `a unique config, pushed to its own repository bench/diskN:latest (c=${s.diskConcurrency}, every blob uploaded, no cross-repository mount). ` +
+      `Allocated bytes (st_blocks × 512, each inode once, directories included, as du -s) of the storage root once the server stopped; ` +
+      `zot-ts's .zot-ts/ (event log) is counted apart. distribution keeps one copy of each blob and link files per repository; zot-ts keeps an OCI layout per repository, with hard links when dedupe is on.`,
+  ];
+  for (const [variant, r] of Object.entries(st.disk)) {
+    if (r === undefined || r instanceof Error) continue;
+    out.push(
+      `      ${variant}: ${(r.usage.allocatedBytes / MiB).toFixed(1)} MiB allocated, ${(r.usage.apparentBytes / MiB).toFixed(1)} MiB apparent, ` +
+        `${r.usage.fileEntries} file entries on ${r.usage.fileInodes} inodes; pushed in ${(r.pushMs / 1000).toFixed(1)} s` +
+        (r.eventLog === undefined ? '' : `; .zot-ts/ ${(r.eventLog.allocatedBytes / MiB).toFixed(1)} MiB`),
+    );
+  }
+  out.push(
+    `  11. one monolithic push of a new random ${s.s3BlobBytes / MiB} MiB blob, then a pull of it, ${s.s3Reps} times per registry and backend; s3rver 3.7.1 ` +
+      `(the tests' helper) in its own node process; zot-ts with its s3 driver (staged on local disk, then put to S3 at the commit).`,
+  );
+  if (!(st.s3 instanceof Error)) {
+    const f = (xs: number[]): string => xs.map((x) => x.toFixed(1)).join(', ');
+    const b = st.s3.baseline;
+    out.push(
+      `      s3rver alone (SDK PutObject / GetObject of the same blobs from the bench process, the ceiling for a registry on it): ` +
+        `put median ${median(b.putMiBPerS).toFixed(1)} MiB/s [${f(b.putMiBPerS)}], get median ${median(b.getMiBPerS).toFixed(1)} MiB/s [${f(b.getMiBPerS)}]` +
+        (b.errors.length > 0 ? `; ${b.errors.length} failed: ${b.errors[0] ?? ''}` : ''),
+    );
+    for (const [kind, runs] of Object.entries(st.s3.registries)) {
+      out.push(
+        `      ${REGISTRY_LABEL[kind as RegistryKind]} runs (MiB/s): filesystem push [${f(runs.fs.pushMiBPerS)}] pull [${f(runs.fs.pullMiBPerS)}]; ` +
+          (runs.s3.skipped === undefined ? `S3 push [${f(runs.s3.pushMiBPerS)}] pull [${f(runs.s3.pullMiBPerS)}]` : `S3 not run: ${runs.s3.skipped}`),
+      );
+    }
+  }
+  out.push(
+    `  12. zot-ts only: distribution's GC is an offline command (docker-registry garbage-collect) that needs the registry stopped or read-only. ` +
+      `${s.gcBlobs} unreferenced 1–4 KiB blobs pushed to bench/garbage with gc off; then a server with gc on takes over the same root ` +
+      `(a short gcDelay would otherwise let GC start during the push). Idle loop before its first tick, during-GC loop from the first removal seen ` +
+      `until the blob directory is empty (listed every ${s.gcPollMs} ms during both loops).`,
+  );
+  if (st.gc !== undefined && !(st.gc instanceof Error)) {
+    const g = st.gc;
+    out.push(
+      `      gcDelay ${g.gcDelay}, gcInterval ${g.gcInterval}; push of the blobs ${(g.pushMs / 1000).toFixed(1)} s; first removal ${(g.startToFirstRemovalMs / 1000).toFixed(1)} s after the start; ` +
+        `${g.removedPerS.toFixed(0)} blobs/s; ${g.blobsAfterIdle} of ${g.blobs} left after the idle loop; ` +
+        `requests idle ${g.idle.count}, during GC ${g.during.count} (max ${g.during.maxMs.toFixed(1)} ms); p50 ratio during/idle ${g.p50Ratio.toFixed(2)}`,
+    );
+  }
+  return out;
+}
+
 /** Failure numbers, so that a table cell can point at the full message under the table. */
 function failureRef(failures: Failure[], kind: RegistryKind, error: string | undefined): string {
   const i = failures.findIndex((f) => f.registry === REGISTRY_LABEL[kind] && error !== undefined && f.error.startsWith(error));
@@ -339,7 +476,7 @@ function failureRef(failures: Failure[], kind: RegistryKind, error: string | und
 
 function formatCell(cell: Cell | undefined, digits: number, ref: string): string {
   if (cell === undefined) return 'skipped';
-  if (cell.value === undefined) return `FAILED${ref}`;
+  if (cell.value === undefined) return cell.text ?? `FAILED${ref}`;
   const v = cell.value.toFixed(digits);
   return cell.note === undefined ? v : `${v} (${cell.note}${ref})`;
 }
@@ -387,6 +524,7 @@ async function main(): Promise<void> {
   const sizes = sizesFor(opts.quick);
   installCleanupHooks();
   if (opts.only === 'metrics') return metricsOnly(sizes);
+  if (opts.only === 'storage') return storageOnly(opts.quick);
   const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
 
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
@@ -508,6 +646,10 @@ async function main(): Promise<void> {
     }
   }
 
+  // 10–12. Storage: dedupe on disk, S3 next to the filesystem, manifest GETs during GC.
+  log('10–12. storage: dedupe on disk, S3 next to the filesystem, manifest GETs while GC removes blobs');
+  const storage = await measureStorage(kinds, opts.quick, tmpRoot, REPO_ROOT, log);
+
   // 9. The cost of metrics and audit on the hot path: zot-ts with metrics and audit log off and on.
   let metricsCost: MetricsCostResult | undefined;
   if (kinds.includes('zot')) {
@@ -516,8 +658,8 @@ async function main(): Promise<void> {
   }
 
   // Report.
-  const rows = buildRows(sizes, collected);
-  const failures = contenders.flatMap((c) => c.failures);
+  const rows = [...buildRows(sizes, collected), ...storageRows(storage, kinds)];
+  const failures = [...contenders.flatMap((c) => c.failures), ...storage.failures];
   const table = renderTable(rows, failures);
   const notes = contenders.flatMap((c) => [...c.notes, ...c.clientBoundNotes()]);
   const out: string[] = [];
@@ -530,6 +672,7 @@ async function main(): Promise<void> {
   out.push(`load average (1/5/15 min) at start ${fmtLoad(loadAtStart)}, at end ${fmtLoad(os.loadavg())} — the machine is shared; compare ratios, not absolutes`);
   out.push('');
   out.push(table);
+  out.push(...storageNotes(storage));
   out.push('');
   if (metricsCost !== undefined) {
     out.push(renderMetricsCost(metricsCost, sizes));
@@ -603,13 +746,52 @@ async function main(): Promise<void> {
         ];
       }),
     ),
+    storage,
     metricsOnOff: metricsCost ?? null,
     failures,
     notes,
   };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, null, 2)}\n`);
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   out.push('');
   out.push(`Results as JSON: ${resultPath}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+/** JSON.stringify replacer: an Error (a failed figure) as its message; it would be {} otherwise. */
+function errorsAsText(_key: string, value: unknown): unknown {
+  return value instanceof Error ? { error: value.message } : value;
+}
+
+/** `--only storage`: figures 10–12 for both registries, and nothing else. */
+async function storageOnly(quick: boolean): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${quick ? ' (--quick)' : ''}: storage figures 10–12; temp dir ${tmpRoot}`);
+  const storage = await measureStorage(KINDS, quick, tmpRoot, REPO_ROOT, log);
+  const rows = storageRows(storage, KINDS);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-storage-latest.json');
+  const json = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    zotTsCommit: gitCommit(),
+    distribution: await distributionVersion(),
+    rows: rows.map((r) => ({ figure: r.figure, unit: r.unit, better: r.better, 'zot-ts': r.cells.zot ?? null, distribution: r.cells.distribution ?? null, ratio: ratio(r) ?? null })),
+    storage,
+  };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  const out = [
+    '',
+    `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version} | ${quick ? 'quick' : 'full'} run, ${startedAt.toISOString()}`,
+    `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`,
+    '',
+    renderTable(rows, storage.failures),
+    ...storageNotes(storage),
+  ];
+  if (storage.failures.length > 0) {
+    out.push('', 'Failures (request, response):');
+    storage.failures.forEach((f, i) => out.push(`  [${i + 1}] ${f.registry} / ${f.scenario}: ${f.error}`));
+  }
+  out.push('', `Results as JSON: ${resultPath}`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
@@ -621,7 +803,7 @@ async function metricsOnly(sizes: Sizes): Promise<void> {
   const result = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
   const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-metrics-latest.json');
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, null, 2)}\n`);
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderMetricsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
 }
 

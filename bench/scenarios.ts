@@ -57,7 +57,7 @@ export function sizesFor(quick: boolean): Sizes {
 // ---------------------------------------------------------------------------------------------
 // Fixtures and statistics
 
-function sha256(data: Buffer): string {
+export function sha256(data: Buffer): string {
   return `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
 }
 
@@ -168,7 +168,7 @@ async function pushSmallImage(client: OciClient, repo: string, tag: string, img:
 }
 
 /** Runs `count` jobs with at most `concurrency` in flight; stops starting new ones after a failure. */
-async function runPool(count: number, concurrency: number, job: (i: number) => Promise<void>): Promise<void> {
+export async function runPool(count: number, concurrency: number, job: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
@@ -290,20 +290,20 @@ export async function pushSmallImages(baseUrl: string, sizes: Sizes): Promise<Sm
 // ---------------------------------------------------------------------------------------------
 // Scenarios 5 and 6: manifest GETs
 
-interface ManifestTarget {
+export interface ManifestTarget {
   repo: string;
   ref: string;
   bytes: number;
 }
 
 /** Pushes one small image to bench/hot:latest (untimed) as the target of the GET loops. */
-async function pushHotImage(client: OciClient): Promise<ManifestTarget> {
+export async function pushHotImage(client: OciClient): Promise<ManifestTarget> {
   const img = makeSmallImage(-1);
   await pushSmallImage(client, 'bench/hot', 'latest', img, { post: 0, put: 0 });
   return { repo: 'bench/hot', ref: 'latest', bytes: img.manifest.length };
 }
 
-interface LoopLimits {
+export interface LoopLimits {
   durationMs: number;
   maxRequests: number;
   /** Stop early once this flag function returns true. */
@@ -311,7 +311,7 @@ interface LoopLimits {
 }
 
 /** `concurrency` loops of GET manifest by tag until a limit is hit; fails on the first error. */
-async function manifestGetLoop(client: OciClient, target: ManifestTarget, concurrency: number, limits: LoopLimits): Promise<LatencyStats> {
+export async function manifestGetLoop(client: OciClient, target: ManifestTarget, concurrency: number, limits: LoopLimits): Promise<LatencyStats> {
   const latencies: number[] = [];
   let issued = 0;
   let failed = false;

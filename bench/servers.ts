@@ -53,6 +53,12 @@ export function cleanupSync(): void {
   tempDirs.clear();
 }
 
+/** Records a helper process (e.g. an S3 server) so the exit hook kills its group like a registry's. */
+export function trackChild(child: ChildProcess): void {
+  liveChildren.add(child);
+  child.on('exit', () => liveChildren.delete(child));
+}
+
 /** Installs exit/signal hooks once. */
 export function installCleanupHooks(): void {
   if (hooksInstalled) return;
@@ -209,6 +215,8 @@ export interface ServerHandle {
   /** Milliseconds from spawn to the first 200 on GET /v2/. */
   startupMs: number;
   dir: string;
+  /** The registry's storage root: under `dir`, or StartOptions.dataDir. */
+  dataDir: string;
   rss: RssSampler;
   /** Exit status, if the process already exited. */
   exitStatus(): string | undefined;
@@ -231,9 +239,27 @@ export interface StartOptions {
   distributionBinary?: string;
   /** Top-level sections added to zot-ts's config, e.g. `{ extensions: { metrics: { enable: true } } }`. */
   zotConfig?: Record<string, unknown>;
+  /**
+   * Keys merged into zot-ts's `storage` section over the bench's dedupe and gc off, e.g.
+   * `{ dedupe: true }` or `{ storageDriver: { name: 's3', ... } }`.
+   */
+  zotStorage?: Record<string, unknown>;
+  /** distribution's s3 driver parameters, in place of its filesystem driver. */
+  distributionS3?: Record<string, string | number | boolean>;
+  /**
+   * An existing storage root to serve (the caller creates and removes it), so a second server
+   * with other settings can take over the first one's content.
+   */
+  dataDir?: string;
 }
 
-function distributionConfig(dataDir: string, port: number): string {
+function distributionConfig(dataDir: string, port: number, s3?: Record<string, string | number | boolean>): string {
+  // With s3, blob GETs are served by the registry (redirect disabled), as zot-ts serves them,
+  // instead of a 307 to the object store that the bench client would refuse to follow.
+  const driver =
+    s3 === undefined
+      ? ['  filesystem:', `    rootdirectory: ${dataDir}`]
+      : ['  s3:', ...Object.entries(s3).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`), '  redirect:', '    disable: true'];
   return [
     'version: 0.1',
     'log:',
@@ -241,8 +267,7 @@ function distributionConfig(dataDir: string, port: number): string {
     '  accesslog:',
     '    disabled: true',
     'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${dataDir}`,
+    ...driver,
     '  delete:',
     '    enabled: true',
     '  cache:',
@@ -254,12 +279,12 @@ function distributionConfig(dataDir: string, port: number): string {
   ].join('\n');
 }
 
-function zotConfig(dataDir: string, port: number, extra: Record<string, unknown> = {}): string {
+function zotConfig(dataDir: string, port: number, extra: Record<string, unknown> = {}, storage: Record<string, unknown> = {}): string {
   return `${JSON.stringify(
     {
       distSpecVersion: '1.1.0',
       http: { address: '127.0.0.1', port: String(port) },
-      storage: { rootDirectory: dataDir, dedupe: false, gc: false },
+      storage: { rootDirectory: dataDir, dedupe: false, gc: false, ...storage },
       log: { level: 'warn' },
       ...extra,
     },
@@ -285,11 +310,22 @@ function probe(port: number): Promise<number> {
   });
 }
 
+/**
+ * The server's environment. distribution's s3 driver (aws-sdk-go v1) panics at start when
+ * AWS_CA_BUNDLE is set ("unable to load custom CA bundle, HTTPClient's transport unsupported
+ * type"): its HTTP client is wrapped. The S3 endpoint is plain HTTP on loopback, so it is dropped.
+ */
+function serverEnv(opts: StartOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production' };
+  if (opts.distributionS3 !== undefined) delete env.AWS_CA_BUNDLE;
+  return env;
+}
+
 /** Starts one registry on a free port and waits for GET /v2/ to answer 200. */
 export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
   installCleanupHooks();
   const dir = fs.mkdtempSync(path.join(opts.tmpRoot, `${opts.kind}-`));
-  const dataDir = path.join(dir, opts.kind === 'zot' ? 'zot' : 'data');
+  const dataDir = opts.dataDir ?? path.join(dir, opts.kind === 'zot' ? 'zot' : 'data');
   fs.mkdirSync(dataDir, { recursive: true });
   const port = await freePort();
   let command: string;
@@ -297,12 +333,12 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
   let configPath: string;
   if (opts.kind === 'distribution') {
     configPath = path.join(dir, 'config.yml');
-    fs.writeFileSync(configPath, distributionConfig(dataDir, port));
+    fs.writeFileSync(configPath, distributionConfig(dataDir, port, opts.distributionS3));
     command = opts.distributionBinary ?? '/usr/bin/docker-registry';
     args = ['serve', configPath];
   } else {
     configPath = path.join(dir, 'config.json');
-    fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig));
+    fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig, opts.zotStorage));
     // Run directly, as users do, so the node flags of its shebang apply.
     command = path.join(opts.repoRoot, 'bin', 'zot.js');
     args = ['serve', configPath];
@@ -325,7 +361,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
     cwd: opts.repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // own process group, so the whole tree can be killed
-    env: { ...process.env, NODE_ENV: 'production' },
+    env: serverEnv(opts),
   });
   liveChildren.add(child);
   child.stdout?.on('data', keepTail);
@@ -389,6 +425,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
     pid: child.pid,
     startupMs,
     dir,
+    dataDir,
     rss: new RssSampler(child.pid),
     exitStatus,
     logTail: () => tail.slice(-4000).trim(),
