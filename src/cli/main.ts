@@ -2,6 +2,7 @@
 import { runAudit } from './audit.js';
 import { runEvents } from './events.js';
 import { runReplay } from './replay.js';
+import { runScrub } from './scrub.js';
 import { runServe } from './serve.js';
 import { runVerify } from './verify.js';
 
@@ -14,6 +15,9 @@ commands:
                      print the event log
   replay <config>    rebuild every projection from the log into a scratch database and report
                      any difference from the live projections and from storage (exit 1 on drift)
+  scrub <config> [--json]
+                     re-hash every blob and manifest and report what is corrupt or missing
+                     (exit 1 when anything is, 2 on a usage or configuration error)
   audit <config> [--repo GLOB] [--identity ID] [--type T,T] [--since P] [--until P] [--follow] [--json]
                      list the actions that changed the registry, and refused writes (P: SEQ|ISO-TIME)
   audit <config> --at SEQ|ISO-TIME <repo>
@@ -29,6 +33,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   verify: runVerify,
   events: runEvents,
   replay: runReplay,
+  scrub: runScrub,
   audit: runAudit,
 };
 

@@ -12,7 +12,7 @@ export class HashPool {
   private readonly pool: Piscina;
 
   // One core is left to the event loop, which streams the uploads that the pool then hashes.
-  constructor(maxThreads = Math.max(1, availableParallelism() - 1)) {
+  constructor(readonly maxThreads = Math.max(1, availableParallelism() - 1)) {
     this.pool = new Piscina({
       filename: fileURLToPath(new URL('./hash-worker.cjs', import.meta.url)),
       minThreads: 1,
