@@ -17,6 +17,7 @@ import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.j
 import { createProjections } from './projections/index.js';
 import { RegistryStateQueries } from './projections/registry-state.js';
 import { RepositoryCollector } from './registry/collector.js';
+import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './registry/scrub-schedule.js';
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
@@ -68,12 +69,14 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let app: ReturnType<typeof buildHttpApp> | undefined;
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
+  let scrubSchedule: ScrubSchedule | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
     await app?.close();
     await garbageCollector?.stop();
     await dedupePass?.stop();
+    await scrubSchedule?.stop();
     const head = store.head();
     await Promise.all(runners.map((runner) => runner.caughtUp(head)));
     for (const runner of runners) runner.stop();
@@ -103,7 +106,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     // A read-only registry writes nothing: no GC, no dedupe pass (another instance may own the storage).
     const readOnly = config.http.ReadOnly === true;
     if (!readOnly && roots.roots.some((root) => root.gc)) {
-      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger);
+      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
+        metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),
+      );
       runners.push(new ActorRunner(garbageCollector, store, logger));
     }
     if (metricsAt !== undefined) {
@@ -129,6 +134,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     if (!readOnly) {
       dedupePass = new DedupePass(registry, queries, store, roots, logger);
       dedupePass.start();
+    }
+    const scrub = config.extensions?.scrub;
+    if (scrub?.enable === true) {
+      const { intervalMs, raised } = scrubIntervalMs(scrub.interval);
+      if (raised) logger.warn({ interval: scrub.interval, intervalMs }, 'scrub interval is shorter than 2h, using 2h');
+      scrubSchedule = startScrubSchedule({ roots, queries, hashPool, intervalMs, logger });
     }
     const headAtStart = store.head();
     health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);

@@ -55,6 +55,8 @@ export class Health implements Probes {
 export interface Metrics {
   actor: MetricsActor;
   http: HttpMetrics;
+  /** zot_gc_*: one garbage-collection sweep of a repository. */
+  observeGcRun(failed: boolean, seconds: number, removed?: Record<string, number>): void;
 }
 
 const PACKAGE_VERSION = readPackageVersion();
@@ -83,6 +85,7 @@ export function createMetrics(config: Config, path: string, db: Db, store: Event
   const actor = new MetricsActor(db, store, prometheus);
   return {
     actor,
+    observeGcRun: (failed, seconds, removed) => prometheus.observeGcRun(failed, seconds, removed),
     http: {
       path,
       observeRequest: (method, code, repo, seconds) => prometheus.observeRequest(method, code, repo, seconds),

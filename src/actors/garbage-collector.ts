@@ -3,9 +3,10 @@
 // they are due, on each gcInterval tick of their storage root. Only repositories of roots with gc
 // on are swept. At start every repository is due once, which also finds what a crash left behind.
 // A failed sweep is logged and retried on a later tick.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { EventType, StoredEvent } from '../events/types.js';
-import type { RepositoryCollector } from '../registry/collector.js';
+import type { RemovedCounts, RepositoryCollector } from '../registry/collector.js';
 import type { StorageRoot, StorageRoots } from '../storage/roots.js';
 import type { Actor } from './actor.js';
 
@@ -19,6 +20,13 @@ const GC_EVENTS: readonly EventType[] = [
   'TagSet',
   'TagRemoved',
 ];
+
+/** One sweep's outcome, for the zot_gc_* metrics. */
+export interface SweepOutcome {
+  failed: boolean;
+  seconds: number;
+  removed?: RemovedCounts;
+}
 
 /** Events that add content: it can be garbage only once gcDelay has passed. */
 const ADDING: ReadonlySet<EventType> = new Set(['BlobPushed', 'BlobMounted', 'ManifestPushed']);
@@ -36,6 +44,7 @@ export class GarbageCollector implements Actor {
     private readonly collector: RepositoryCollector,
     private readonly roots: StorageRoots,
     private readonly logger: Logger,
+    private readonly observe: (outcome: SweepOutcome) => void = () => undefined,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -72,11 +81,16 @@ export class GarbageCollector implements Actor {
     for (const repo of due) {
       if (this.stopped) return;
       this.due.delete(repo);
+      const started = performance.now();
       try {
         const result = await this.collector.sweep(repo, now, () => this.stopped);
-        if (result.removed > 0) this.logger.info({ repo, removed: result.removed }, 'garbage collection removed unused content');
+        this.observe({ failed: false, seconds: (performance.now() - started) / 1000, removed: result.removed });
+        if (Object.values(result.removed).some((count) => count > 0)) {
+          this.logger.info({ repo, ...result.removed }, 'garbage collection removed unused content');
+        }
         if (result.nextDueAt !== undefined) this.schedule(repo, result.nextDueAt);
       } catch (err) {
+        this.observe({ failed: true, seconds: (performance.now() - started) / 1000 });
         this.logger.error({ repo, err }, 'failed to collect garbage, retrying on a later run');
         this.schedule(repo, now + root.gcIntervalMs);
       }

@@ -10,10 +10,10 @@
 //   zot_repo_downloads_total            the HTTP layer counts, the metrics actor persists
 //   zot_event_log_length, zot_actor_lag_events
 //                                       read from the log and the actors' checkpoints at each scrape
-//   zot_gc_*, zot_scheduler_*, zot_storage_lock_latency_seconds
-//                                       registered so the series exist; nothing feeds them yet: they
-//                                       stay at zero until garbage collection, scrub (zot runs both as
-//                                       scheduler tasks, "GCTask" and "ScrubTask") and lock timing are built.
+//   zot_gc_*                            the garbage collector, once per repository swept (app.ts)
+//   zot_scheduler_*, zot_storage_lock_latency_seconds
+//                                       registered so the series exist; they stay at zero (no task
+//                                       scheduler here; GC and scrub run on their own timers).
 import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
 
 /** zot's GetDefaultBuckets(): HTTP method latency and scheduler task durations. */
@@ -50,6 +50,9 @@ export class PrometheusMetrics {
   readonly repoUploads: Counter<'repo'>;
   readonly repoDownloads: Counter<'repo'>;
   readonly repoStorageBytes: Gauge<'repo'>;
+  readonly gcRuns: Counter<'error'>;
+  readonly gcDeleted: Counter<'type'>;
+  readonly gcDuration: Summary;
 
   constructor(info: ServerInfo, log: LogFigures) {
     const registers = [this.registry];
@@ -101,6 +104,10 @@ export class PrometheusMetrics {
     // zot sets it to 0 at start-up: the labels are the information.
     serverInfo.set({ ...info }, 0);
 
+    // One GC run is one repository's sweep; `type` is what it removed.
+    this.gcRuns = new Counter({ name: 'zot_gc_runs_total', help: 'Garbage collection runs, by whether they failed', labelNames: ['error'], registers });
+    this.gcDeleted = new Counter({ name: 'zot_gc_deleted_total', help: 'Items garbage collection removed, by kind', labelNames: ['type'], registers });
+    this.gcDuration = new Summary({ name: 'zot_gc_duration_seconds', help: 'Time a garbage collection run took', percentiles: [], registers });
     registerUnfedZotMetrics(registers);
 
     new Gauge({
@@ -134,19 +141,23 @@ export class PrometheusMetrics {
     return this.registry.contentType;
   }
 
+  /** One GC sweep: whether it failed, how long it took, and what it removed by kind. */
+  observeGcRun(failed: boolean, seconds: number, removed: Record<string, number> = {}): void {
+    this.gcRuns.inc({ error: String(failed) });
+    this.gcDuration.observe(seconds);
+    for (const [type, count] of Object.entries(removed)) if (count > 0) this.gcDeleted.inc({ type }, count);
+  }
+
   render(): Promise<string> {
     return this.registry.metrics();
   }
 }
 
 /**
- * zot's garbage-collection, scheduler and storage-lock figures. Registered so that the series a
- * zot dashboard queries exist; they stay at zero until GC, scrub and lock timing are built here.
+ * zot's scheduler and storage-lock figures. Registered so that the series a zot dashboard queries
+ * exist; they stay at zero: this registry has no task scheduler, and its locks are per digest.
  */
 function registerUnfedZotMetrics(registers: Registry[]): void {
-  new Counter({ name: 'zot_gc_runs_total', help: 'Garbage collection runs, by whether they failed', labelNames: ['error'], registers });
-  new Counter({ name: 'zot_gc_deleted_total', help: 'Items garbage collection removed, by kind', labelNames: ['type'], registers });
-  new Summary({ name: 'zot_gc_duration_seconds', help: 'Time a garbage collection run took', percentiles: [], registers });
   new Histogram({
     name: 'zot_storage_lock_latency_seconds',
     help: 'Time spent waiting for a storage lock',

@@ -25,8 +25,17 @@ import type { Registry } from './registry.js';
 const GC_CONTEXT: EventContext = { identity: SYSTEM_GC_IDENTITY };
 const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
 
+/** What one sweep removed, by kind (the `type` label of zot_gc_deleted_total). */
+export interface RemovedCounts {
+  manifests: number;
+  blobs: number;
+  uploads: number;
+  orphans: number;
+  repositories: number;
+}
+
 export interface SweepResult {
-  removed: number;
+  removed: RemovedCounts;
   /** When something now too young to remove will be old enough; undefined when nothing waits. */
   nextDueAt?: number;
 }
@@ -50,7 +59,7 @@ export class RepositoryCollector {
     const youngUntil = (since: number): void => {
       waiting.push(since + root.gcDelayMs);
     };
-    let removed = 0;
+    const removed: RemovedCounts = { manifests: 0, blobs: 0, uploads: 0, orphans: 0, repositories: 0 };
 
     for (let progress = true; progress; ) {
       progress = false;
@@ -61,7 +70,7 @@ export class RepositoryCollector {
           continue;
         }
         if (await this.removeManifest(repo, candidate.digest, cutoff)) {
-          removed++;
+          removed.manifests++;
           progress = true;
         }
       }
@@ -73,12 +82,12 @@ export class RepositoryCollector {
         youngUntil(candidate.addedAt);
         continue;
       }
-      if (await this.removeBlob(repo, parseDigest(candidate.digest), cutoff)) removed++;
+      if (await this.removeBlob(repo, parseDigest(candidate.digest), cutoff)) removed.blobs++;
     }
 
-    removed += await this.expireUploads(repo, cutoff, youngUntil);
-    removed += await this.removeOrphans(repo, cutoff, youngUntil);
-    if (waiting.length === 0 && (await this.removeRepositoryIfEmpty(repo))) removed++;
+    removed.uploads = await this.expireUploads(repo, cutoff, youngUntil);
+    removed.orphans = await this.removeOrphans(repo, cutoff, youngUntil);
+    if (waiting.length === 0 && (await this.removeRepositoryIfEmpty(repo))) removed.repositories++;
 
     return { removed, ...(waiting.length > 0 ? { nextDueAt: Math.min(...waiting) } : {}) };
   }

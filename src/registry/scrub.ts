@@ -89,9 +89,10 @@ export async function scrubStorage(deps: ScrubDeps): Promise<ScrubReport> {
   const { roots, queries, hashPool, signal } = deps;
   const started = Date.now();
 
-  // Where the bytes of a repository's blob or manifest live. One function, so that content whose
-  // bytes sit at another repository's path (dedupe without hard links) changes only this.
-  const contentPathOf = (repo: string, digest: string): string => blobPath(repo, parseDigest(digest));
+  // Where the bytes of a repository's blob or manifest live: a blob deduped on S3 is read at its
+  // holder's path; a manifest is always at the repository's own.
+  const contentPathOf = (repo: string, digest: string, kind: 'blob' | 'manifest'): string =>
+    blobPath(kind === 'blob' ? (queries.blobStoredIn(repo, digest) ?? repo) : repo, parseDigest(digest));
 
   const byRepo = new Map<string, RepositoryScrub>();
   const repository = (repo: string): RepositoryScrub => {
@@ -105,7 +106,7 @@ export async function scrubStorage(deps: ScrubDeps): Promise<ScrubReport> {
   const remote: Item[] = [];
   for (const row of queries.allStoredContent()) {
     const root = roots.for(row.repo);
-    const item: Item = { ...row, digest: parseDigest(row.digest), root, path: contentPathOf(row.repo, row.digest) };
+    const item: Item = { ...row, digest: parseDigest(row.digest), root, path: contentPathOf(row.repo, row.digest, row.kind) };
     (root.driver.localPath(item.path) !== undefined ? local : remote).push(item);
   }
 
@@ -128,7 +129,7 @@ export async function scrubStorage(deps: ScrubDeps): Promise<ScrubReport> {
     // Deleted while the scrub ran: the log names it no longer, so its absence is no damage.
     if (!stillHeld(queries, item)) return;
     // Its bytes moved while the scrub ran (their holder was deleted): check them where they are now.
-    const now = contentPathOf(item.repo, item.digest.value);
+    const now = contentPathOf(item.repo, item.digest.value, item.kind);
     if (now !== item.path) return scrubItem({ ...item, path: now });
     const entry = repository(item.repo);
     if (result.status === 'missing') entry.missing.push({ digest: item.digest.value, kind: item.kind, size: item.size });

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { StoredEvent } from '../../src/events/types.js';
 import { assertReplayClean, eventually, openSession, uploadFiles } from '../helpers/http.js';
 import { descriptor, makeImage, OCI_INDEX, OCI_MANIFEST, pushBlob, pushImage, pushManifest, sha256, type TestImage } from '../helpers/oci.js';
+import { byLabel, scrape } from '../helpers/prometheus.js';
 import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const GC_FAST = { gc: true, dedupe: true, gcDelay: '1500ms', gcInterval: '200ms' };
@@ -38,7 +39,7 @@ async function assertImagePulls(url: string, repo: string, reference: string, im
 describe('garbage collection', () => {
   let registry: TestRegistry;
   before(async () => {
-    registry = await startTestRegistry({ storage: GC_FAST });
+    registry = await startTestRegistry({ storage: GC_FAST, extensions: { metrics: { enable: true } } });
   });
   after(async () => registry?.stop());
 
@@ -91,6 +92,11 @@ describe('garbage collection', () => {
     await registry.running.actorsCaughtUp();
     const types = new Set(gcEvents(registry).map((event) => `${event.type}`));
     for (const type of ['ManifestDeleted', 'BlobDeleted', 'UploadExpired', 'RepositoryRemoved']) assert.ok(types.has(type), `a ${type} event by system:gc`);
+    // zot's GC metrics count what went, by kind.
+    const metrics = await scrape(`${url}/metrics`);
+    const deleted = byLabel(metrics, 'zot_gc_deleted_total', 'type');
+    assert.ok((deleted.manifests ?? 0) >= 2 && (deleted.blobs ?? 0) >= 3 && (deleted.uploads ?? 0) >= 1 && (deleted.repositories ?? 0) >= 1, JSON.stringify(deleted));
+    assert.ok((byLabel(metrics, 'zot_gc_runs_total', 'error').false ?? 0) >= 1);
     await assertReplayClean(registry);
   });
 

@@ -11,7 +11,7 @@ import type { StorageDriver } from '../../src/storage/driver.js';
 import { assertReplayClean, eventually, pushChunked } from '../helpers/http.js';
 import { readLayoutBlobs, taggedDigest, layoutImage, writeLayout } from '../helpers/layout.js';
 import { makeImage, OCI_MANIFEST, pushBlob, pushImage, sha256 } from '../helpers/oci.js';
-import { makeTempDir, spawnRegistry, startTestRegistry, type RegistryProcess, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, runZot, spawnRegistry, startTestRegistry, writeConfig, type RegistryProcess, type TestRegistry } from '../helpers/registry.js';
 import { startS3Server, type TestS3Server } from '../helpers/s3.js';
 import { skopeo, type Skopeo } from '../helpers/skopeo.js';
 
@@ -79,6 +79,40 @@ describe('registry on S3', () => {
     assert.equal((await fetch(`${registry.url}/v2/dd/second/blobs/${digest}`, { method: 'DELETE' })).status, 202);
     assert.ok((await pull(registry.url, 'dd/third', digest)).equals(layer), 'the last one still pulls');
     await assertReplayClean(registry);
+  });
+});
+
+describe('zot scrub on S3', () => {
+  let s3: TestS3Server;
+  let registry: TestRegistry;
+  after(async () => {
+    await registry?.stop();
+    await s3?.stop();
+  });
+
+  it('checks deduped blobs at their holder, and reports a corrupted object in every repository that reads it', async () => {
+    s3 = await startS3Server();
+    const bucket = createS3Driver(s3.driverConfig('/scrub'));
+    registry = await startTestRegistry({ storage: { gc: false, storageDriver: s3.driverConfig('/scrub') } });
+    const layer = Buffer.from('scrubbed through the bucket '.repeat(500));
+    const digest = await pushBlob(registry.url, 'sc/one', layer);
+    await pushBlob(registry.url, 'sc/two', layer);
+    const configPath = writeConfig(registry.config);
+    const clean = await runZot(['scrub', configPath]);
+    assert.equal(clean.code, 0, clean.stdout + clean.stderr);
+    assert.match(clean.stdout, /ok sc\/one: 1 blobs/);
+    assert.match(clean.stdout, /ok sc\/two: 1 blobs/);
+
+    const corrupted = Buffer.from(layer);
+    corrupted[10] = corrupted[10]! ^ 0xff;
+    await bucket.putContent(objectKey('sc/one', digest), corrupted);
+    const dirty = await runZot(['scrub', configPath, '--json']);
+    assert.equal(dirty.code, 1, dirty.stdout + dirty.stderr);
+    const report = JSON.parse(dirty.stdout) as { repositories: { repo: string; corrupt: { digest: string; problem: string }[] }[] };
+    for (const repo of ['sc/one', 'sc/two']) {
+      const entry = report.repositories.find((r) => r.repo === repo);
+      assert.deepEqual(entry?.corrupt.map((c) => [c.digest, c.problem]), [[digest, 'digest-mismatch']], repo);
+    }
   });
 });
 
