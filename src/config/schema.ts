@@ -204,7 +204,8 @@ export const configSchema: SchemaObject = {
         skipverify: boolean,
         accesskey: string,
         secretkey: string,
-        chunksize: { type: 'integer', minimum: 0 },
+        // S3 multipart parts other than the last must be 5 MiB at least; distribution refuses less.
+        chunksize: { type: 'integer', minimum: 5 * 1024 * 1024 },
         multipartcopychunksize: { type: 'integer', minimum: 0 },
         multipartcopymaxconcurrency: { type: 'integer', minimum: 1 },
         multipartcopythresholdsize: { type: 'integer', minimum: 0 },

@@ -80,6 +80,11 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   { name: 'port out of range', config: configWith({ http: { port: '70000' } }), problem: 'http.port: must be a port number from 0 to 65535' },
   { name: 'port not a number', config: configWith({ http: { port: 'http' } }), problem: 'http.port: must be a port number from 0 to 65535' },
   { name: 'ReadOnly as a string', config: configWith({ http: { ReadOnly: 'yes' } }), problem: 'http.ReadOnly: must be a boolean' },
+  {
+    name: 'an S3 part size under 5 MiB',
+    config: configWith({ storage: { storageDriver: { name: 's3', bucket: 'b', region: 'r', chunksize: 1000 } } }),
+    problem: 'storage.storageDriver.chunksize: must be at least 5242880',
+  },
   { name: 'bad metrics enable', config: configWith({ metrics: { enable: 'yes' } }), problem: 'metrics.enable: must be true or false' },
   { name: 'bad distSpecVersion', config: configWith({ distSpecVersion: 'v1' }), problem: 'distSpecVersion: must be a version such as 1.1.0' },
   {
