@@ -114,6 +114,40 @@ describe('garbage collection', () => {
   });
 });
 
+describe('manifest pushes racing GC over old unreferenced blobs', () => {
+  let registry: TestRegistry;
+  after(async () => registry?.stop());
+
+  it('every manifest answered 201 keeps all it references; the others are MANIFEST_BLOB_UNKNOWN', async () => {
+    registry = await startTestRegistry({ storage: { gc: true, dedupe: true, gcDelay: '300ms', gcInterval: '50ms' } });
+    const { url } = registry;
+    const images = Array.from({ length: 150 }, () => makeImage());
+    for (const image of images) {
+      await pushBlob(url, 'race/app', image.config);
+      await pushBlob(url, 'race/app', image.layers[0]!);
+    }
+    // The first blobs are past gcDelay and referenced by nothing: GC is removing them while the
+    // manifests arrive, one every few milliseconds, newest blobs first.
+    const answers = await Promise.all(
+      [...images].reverse().map(async (image, i) => {
+        await new Promise((resolve) => setTimeout(resolve, i * 4));
+        const res = await pushManifest(url, 'race/app', `t${i}`, image.manifestBytes);
+        return { image, status: res.status, code: res.status === 201 ? undefined : ((await res.json()) as { errors: { code: string }[] }).errors[0]?.code };
+      }),
+    );
+    const statuses = new Set(answers.map((answer) => answer.status));
+    assert.ok(statuses.has(201), 'some manifests were pushed before GC reached their blobs');
+    for (const answer of answers) {
+      if (answer.status === 201) await assertImagePulls(url, 'race/app', answer.image.digest, answer.image);
+      else assert.deepEqual([answer.status, answer.code], [400, 'MANIFEST_BLOB_UNKNOWN']);
+    }
+    // Give GC a few more runs: nothing a tag keeps may go.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    for (const answer of answers.filter((a) => a.status === 201)) await assertImagePulls(url, 'race/app', answer.image.digest, answer.image);
+    await assertReplayClean(registry);
+  });
+});
+
 describe('garbage collection off', () => {
   let registry: TestRegistry;
   after(async () => registry?.stop());
