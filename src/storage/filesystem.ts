@@ -4,8 +4,9 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { withinLength } from './exact-length.js';
 import { readAhead } from './read-ahead.js';
-import { PathNotFoundError, SizeMismatchError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
+import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 /** Reads in smaller pieces: a slow client then holds little in the socket queue. */
@@ -109,7 +110,6 @@ export class FilesystemDriver implements StorageDriver {
     const handle = await fs.open(file, 'a');
     const before = (await handle.stat()).size;
     let written = 0;
-    let overflow = false;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     const flush = async (): Promise<void> => {
@@ -120,22 +120,13 @@ export class FilesystemDriver implements StorageDriver {
       await handle.writev(buffers);
     };
     try {
-      // Chunks are gathered into ~1 MiB writes. A body longer than declared is read to its end
-      // without being written, so the client still gets an answer instead of a reset.
-      for await (const chunk of source) {
-        const buffer = chunk as Buffer;
-        if (overflow) continue;
-        if (exactLength !== undefined && written + buffer.length > exactLength) {
-          overflow = true;
-          continue;
-        }
+      // Chunks are gathered into ~1 MiB writes.
+      for await (const buffer of withinLength(source, exactLength)) {
         written += buffer.length;
         pending.push(buffer);
         pendingBytes += buffer.length;
         if (pendingBytes >= WRITE_BUFFER_BYTES) await flush();
       }
-      if (overflow) throw new SizeMismatchError(exactLength ?? 0, (exactLength ?? 0) + 1);
-      if (exactLength !== undefined && written !== exactLength) throw new SizeMismatchError(exactLength, written);
       await flush();
       return written;
     } catch (err) {

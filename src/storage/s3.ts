@@ -35,7 +35,8 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import type { StorageDriverConfig } from '../config/types.js';
-import { PathNotFoundError, SizeMismatchError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
+import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
+import { withinLength } from './exact-length.js';
 
 const MIB = 1024 * 1024;
 /** distribution's defaults: 10 MiB parts; S3 refuses parts below 5 MiB (but the last). */
@@ -149,27 +150,17 @@ export class S3Driver implements StorageDriver {
     const key = this.key(path);
     let written = 0;
     const self = this;
-    // The old content, then the new bytes, checked against exactLength. A body longer than
-    // declared is read to its end without being stored, as the filesystem driver does.
+    // The old content, then the new bytes, held to exactLength.
     async function* appended(): AsyncGenerator<Buffer> {
       const existing = await self.get(path).catch((err: unknown) => {
         if (err instanceof PathNotFoundError) return undefined;
         throw err;
       });
       if (existing) yield* existing as unknown as AsyncIterable<Buffer>;
-      let overflow = false;
-      for await (const chunk of source) {
-        const buffer = chunk as Buffer;
-        if (overflow) continue;
-        if (exactLength !== undefined && written + buffer.length > exactLength) {
-          overflow = true;
-          continue;
-        }
+      for await (const buffer of withinLength(source, exactLength)) {
         written += buffer.length;
         yield buffer;
       }
-      if (overflow) throw new SizeMismatchError(exactLength ?? 0, (exactLength ?? 0) + 1);
-      if (exactLength !== undefined && written !== exactLength) throw new SizeMismatchError(exactLength, written);
     }
     await this.writeObject(key, partsOf(appended(), this.chunkSize));
     return written;
