@@ -159,6 +159,15 @@ function prepareStatements(db: Db) {
   };
 }
 
+/**
+ * A manifest `m` that nothing keeps: no tag, no manifest of the repository referencing it (an
+ * index), and no subject still present (a referrer lives as long as its subject).
+ */
+const UNREACHABLE_MANIFEST = `
+  NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+  AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.ref = m.digest)
+  AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))`;
+
 /** The queries the registry answers from; read-only over the projection's tables. */
 export class RegistryStateQueries {
   private readonly s;
@@ -188,20 +197,8 @@ export class RegistryStateQueries {
         SELECT b.digest, b.added_at AS addedAt FROM repo_blobs b
         WHERE b.repo = ? AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = b.repo AND r.ref = b.digest)
       `),
-      unreachableManifests: db.prepare(`
-        SELECT m.digest, m.added_at AS addedAt FROM manifests m
-        WHERE m.repo = ?
-          AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
-          AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.ref = m.digest)
-          AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
-      `),
-      manifestUnreachable: db.prepare(`
-        SELECT 1 FROM manifests m
-        WHERE m.repo = ? AND m.digest = ?
-          AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
-          AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.ref = m.digest)
-          AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))
-      `).pluck(),
+      unreachableManifests: db.prepare(`SELECT m.digest, m.added_at AS addedAt FROM manifests m WHERE m.repo = ? AND ${UNREACHABLE_MANIFEST}`),
+      manifestUnreachable: db.prepare(`SELECT 1 FROM manifests m WHERE m.repo = ? AND m.digest = ? AND ${UNREACHABLE_MANIFEST}`).pluck(),
       repoIsEmpty: db.prepare(`
         SELECT NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo = @repo) AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo = @repo)
       `).pluck(),

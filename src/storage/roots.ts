@@ -92,22 +92,13 @@ export interface StorageRootOptions {
   wrapDriver?: <T extends StorageDriver>(driver: T, route: string) => T;
 }
 
-interface RootSettings {
-  rootDirectory: string;
-  dedupe?: boolean;
-  gc?: boolean;
-  gcDelay?: string;
-  gcInterval?: string;
-  storageDriver?: StorageDriverConfig;
-}
-
 /** Builds the roots a validated storage config describes, creating their local directories. */
 export function storageRootsFromConfig(storage: StorageConfig, options: StorageRootOptions = {}): StorageRoots {
   const makeS3 = options.makeS3 ?? createS3Driver;
   const wrap = options.wrapDriver ?? (<T extends StorageDriver>(driver: T) => driver);
   const stagingByDirectory = new Map<string, FilesystemDriver>();
   // A subPath takes zot's defaults for what it leaves out, not the default root's settings.
-  const build = (route: string, settings: RootSettings): StorageRoot => {
+  const build = (route: string, settings: SubPathConfig): StorageRoot => {
     const rootDirectory = path.resolve(settings.rootDirectory);
     fs.mkdirSync(rootDirectory, { recursive: true });
     let staging = stagingByDirectory.get(rootDirectory);
@@ -129,9 +120,7 @@ export function storageRootsFromConfig(storage: StorageConfig, options: StorageR
     };
   };
   const main = build('', storage);
-  const subRoots = Object.entries(storage.subPaths ?? {}).map(([route, sub]: [string, SubPathConfig]) =>
-    build(route.replace(/^\/+|\/+$/g, ''), sub),
-  );
+  const subRoots = Object.entries(storage.subPaths ?? {}).map(([route, sub]) => build(route.replace(/^\/+|\/+$/g, ''), sub));
   return new StorageRoots([main, ...subRoots]);
 }
 
