@@ -486,14 +486,17 @@ export class Registry {
     };
     referencesPresent();
 
-    await this.gate.shared(repo, () => this.initRepository(repo));
-    await this.gate.shared(repo, () => this.withContent(repo, digest.value, async () => {
-      const path = blobPath(repo, digest);
-      const existing = await driver.stat(path);
-      if (!existing || existing.size !== content.length) await driver.putContent(path, content);
-      const events = this.manifestEvents(repo, ref, digest.value, parsed, content.length);
-      if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
-    }));
+    // One shared hold of the repository from laying it out to the append: GC cannot remove it between.
+    await this.gate.shared(repo, async () => {
+      await this.initRepository(repo);
+      await this.withContent(repo, digest.value, async () => {
+        const path = blobPath(repo, digest);
+        const existing = await driver.stat(path);
+        if (!existing || existing.size !== content.length) await driver.putContent(path, content);
+        const events = this.manifestEvents(repo, ref, digest.value, parsed, content.length);
+        if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
+      });
+    });
     this.manifestCache.set(digest.value, content);
     return { digest: digest.value, ...(parsed.subject ? { subject: parsed.subject.digest } : {}) };
   }
