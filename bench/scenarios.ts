@@ -127,16 +127,18 @@ interface SmallImage {
   manifest: Buffer;
 }
 
-function makeSmallImage(index: number): SmallImage {
-  const layer = crypto.randomBytes(4096 + crypto.randomInt(12 * 1024 + 1));
-  const layerDigest = sha256(layer);
+/**
+ * A unique config (a nonce label) and the OCI manifest over `layers`, in order. Every image the
+ * bench pushes is built here.
+ */
+export function imageOver(index: number, layers: readonly { data: Buffer; digest: string }[]): { config: Buffer; configDigest: string; manifest: Buffer } {
   const config = Buffer.from(
     JSON.stringify({
       architecture: 'amd64',
       os: 'linux',
       created: new Date().toISOString(),
       config: { Labels: { 'bench.index': String(index), 'bench.nonce': crypto.randomUUID() } },
-      rootfs: { type: 'layers', diff_ids: [layerDigest] },
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
     }),
   );
   const configDigest = sha256(config);
@@ -145,10 +147,16 @@ function makeSmallImage(index: number): SmallImage {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
-      layers: [{ mediaType: OCI_LAYER_GZIP, digest: layerDigest, size: layer.length }],
+      layers: layers.map((l) => ({ mediaType: OCI_LAYER_GZIP, digest: l.digest, size: l.data.length })),
     }),
   );
-  return { layer, layerDigest, config, configDigest, manifest };
+  return { config, configDigest, manifest };
+}
+
+function makeSmallImage(index: number): SmallImage {
+  const layer = crypto.randomBytes(4096 + crypto.randomInt(12 * 1024 + 1));
+  const layerDigest = sha256(layer);
+  return { layer, layerDigest, ...imageOver(index, [{ data: layer, digest: layerDigest }]) };
 }
 
 interface SmallPushCounts {

@@ -13,9 +13,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { keepAliveAgent, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, OciClient, type BlobFile } from './client.js';
+import { keepAliveAgent, OCI_MANIFEST, OciClient, type BlobFile } from './client.js';
 import { s3rverBaseline, startS3rverProcess, type S3rverProcess } from './s3rver.js';
 import {
+  imageOver,
   manifestGetLoop,
   pushHotImage,
   runPool,
@@ -166,23 +167,7 @@ function makeDiskImages(sizes: StorageSizes): DiskImage[] {
   return Array.from({ length: sizes.diskImages }, (_, i) => {
     const unique = crypto.randomBytes(4096 + crypto.randomInt(12 * 1024 + 1));
     const layers = [...base, { data: unique, digest: sha256(unique) }];
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: 'amd64',
-        os: 'linux',
-        config: { Labels: { 'bench.index': String(i), 'bench.nonce': crypto.randomUUID() } },
-        rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
-      }),
-    );
-    const configDigest = sha256(config);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
-        layers: layers.map((l) => ({ mediaType: OCI_LAYER_GZIP, digest: l.digest, size: l.data.length })),
-      }),
-    );
+    const { config, configDigest, manifest } = imageOver(i, layers);
     return { blobs: [...layers, { data: config, digest: configDigest }], manifest };
   });
 }
