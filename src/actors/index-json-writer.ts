@@ -8,8 +8,8 @@ import type { StorageRoots } from '../storage/roots.js';
 import { indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';
 import type { EventType, StoredEvent } from '../events/types.js';
 import type { Actor } from './actor.js';
+import { REF_NAME_ANNOTATION } from '../oci/media-types.js';
 
-export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
 export interface IndexDescriptor {
   mediaType: string;

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { RegistryError, isRegistryError, type ErrorKind } from '../registry/errors.js';
+import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js';
 import type { Registry } from '../registry/registry.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
 import { renderOciError } from './oci-errors.js';

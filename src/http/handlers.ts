@@ -2,9 +2,9 @@
 // registry calls and back; they hold no storage or SQL logic and never build error bodies.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { EventContext } from '../events/types.js';
-import { RegistryError } from '../registry/errors.js';
+import { RegistryError } from '../oci/errors.js';
 import { MAX_MANIFEST_BYTES, type Registry } from '../registry/registry.js';
-import { MediaTypes } from '../registry/manifests.js';
+import { MediaTypes } from '../oci/media-types.js';
 import { parseContentRange, parseRangeHeader } from './ranges.js';
 import { hasBody, readBodyBounded } from './request-body.js';
 import type { Endpoint, Route } from './routes.js';

@@ -2,7 +2,7 @@
 // default message it is answered with, and the one renderer of `{"errors":[...]}` bodies.
 // Codes and statuses follow the distribution spec v1.1, "Error Codes":
 // https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md#error-codes
-import type { ErrorKind } from '../registry/errors.js';
+import type { ErrorKind } from '../oci/errors.js';
 
 export interface OciErrorEntry {
   code: string;

@@ -1,6 +1,6 @@
 // Parsing of the two range headers of the API: `Range: bytes=a-b` on blob GETs (RFC 9110) and
 // `Content-Range: a-b` on upload chunks (distribution spec; "bytes " prefix tolerated).
-import { RegistryError } from '../registry/errors.js';
+import { RegistryError } from '../oci/errors.js';
 import type { ChunkRange } from '../registry/uploads.js';
 
 /**

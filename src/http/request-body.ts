@@ -1,6 +1,6 @@
 // Reading request bodies: manifests are read whole (bounded), blobs stay streams.
 import type { IncomingMessage } from 'node:http';
-import { RegistryError } from '../registry/errors.js';
+import { RegistryError } from '../oci/errors.js';
 
 /** Whether the request carries a body at all (a declared length above zero, or chunked). */
 export function hasBody(raw: IncomingMessage): boolean {

@@ -11,7 +11,7 @@
 //   end-8a  GET       /v2/<name>/tags/list?n=&last=
 //   end-12a GET       /v2/<name>/referrers/<digest>?artifactType=
 //           GET       /v2/_catalog?n=&last=
-import { RegistryError } from '../registry/errors.js';
+import { RegistryError } from '../oci/errors.js';
 
 export type Endpoint = 'base' | 'catalog' | 'uploads' | 'upload' | 'blob' | 'manifest' | 'tags' | 'referrers';
 

@@ -18,12 +18,11 @@ import type { RegistryStateQueries } from '../projections/registry-state.js';
 import { blobPath, blobsDir, indexPath, ociLayoutPath, repoDir, uploadPath, uploadsDir } from '../storage/layout.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { StorageRoots } from '../storage/roots.js';
-import { RegistryError } from './errors.js';
-import { parseDigest, type ParsedDigest } from './names.js';
+import { RegistryError } from '../oci/errors.js';
+import { DIGEST_ALGORITHMS, digestOfStoredName, parseDigest, type ParsedDigest } from '../oci/digest.js';
 import type { Registry } from './registry.js';
 
 const GC_CONTEXT: EventContext = { identity: SYSTEM_GC_IDENTITY };
-const DIGEST_ALGORITHMS = ['sha256', 'sha512'] as const;
 
 /** What one sweep removed, by kind (the `type` label of zot_gc_deleted_total). */
 export interface RemovedCounts {
@@ -97,7 +96,7 @@ export class RepositoryCollector {
       const row = this.queries.manifest(repo, digest);
       if (!row || row.added_at > cutoff || !this.queries.isUnreachableManifest(repo, digest)) throw new StillInUse();
     };
-    return this.attempt(() => this.registry.withContent(repo, digest, () => this.registry.removeManifest(repo, digest, GC_CONTEXT, stillGarbage)));
+    return this.attempt(() => this.registry.locks.withContent(repo, digest, () => this.registry.manifests.remove(repo, digest, GC_CONTEXT, stillGarbage)));
   }
 
   private async removeBlob(repo: string, digest: ParsedDigest, cutoff: number): Promise<boolean> {
@@ -105,7 +104,7 @@ export class RepositoryCollector {
       const addedAt = this.queries.blobAddedAt(repo, digest.value);
       if (addedAt === undefined || addedAt > cutoff || this.queries.isBlobReferenced(repo, digest.value)) throw new StillInUse();
     };
-    return this.attempt(() => this.registry.withContent(repo, digest.value, () => this.registry.releaseBlob(repo, digest, GC_CONTEXT, stillGarbage)));
+    return this.attempt(() => this.registry.locks.withContent(repo, digest.value, () => this.registry.blobRemoval.releaseBlob(repo, digest, GC_CONTEXT, stillGarbage)));
   }
 
   /** Runs one removal; false when a write got there first (the precondition said so). */
@@ -148,13 +147,8 @@ export class RepositoryCollector {
     let removed = 0;
     for (const algorithm of DIGEST_ALGORITHMS) {
       for (const hex of await driver.list(blobsDir(repo, algorithm))) {
-        let digest: ParsedDigest;
-        try {
-          digest = parseDigest(`${algorithm}:${hex}`);
-        } catch {
-          continue;
-        }
-        if (this.isNamed(repo, digest.value)) continue;
+        const digest = digestOfStoredName(algorithm, hex);
+        if (!digest || this.isNamed(repo, digest.value)) continue;
         const path = blobPath(repo, digest);
         const info = await driver.stat(path);
         if (!info || info.isDirectory) continue;
@@ -162,7 +156,7 @@ export class RepositoryCollector {
           youngUntil(info.modTime.getTime());
           continue;
         }
-        const gone = await this.registry.withContent(repo, digest.value, async () => {
+        const gone = await this.registry.locks.withContent(repo, digest.value, async () => {
           if (this.isNamed(repo, digest.value)) return false;
           await driver.delete(path);
           this.store.append([{ type: 'OrphanRemoved', repo, digest: digest.value, size: info.size }], GC_CONTEXT);
@@ -187,13 +181,13 @@ export class RepositoryCollector {
    */
   private async removeRepositoryIfEmpty(repo: string): Promise<boolean> {
     const { driver, staging } = this.roots.for(repo);
-    const removed = await this.registry.gate.tryExclusive(repo, async () => {
+    const removed = await this.registry.locks.gate.tryExclusive(repo, async () => {
       if (!this.queries.repositoryIsEmpty(repo)) return false;
       if ((await staging.list(uploadsDir(repo))).length > 0) return false;
       for (const algorithm of DIGEST_ALGORITHMS) if ((await driver.list(blobsDir(repo, algorithm))).length > 0) return false;
       const known = this.queries.repositoryExists(repo);
       if (known) this.store.append([{ type: 'RepositoryRemoved', repo }], GC_CONTEXT);
-      this.registry.forgetRepository(repo);
+      this.registry.files.forget(repo);
       await driver.delete(ociLayoutPath(repo));
       await driver.delete(indexPath(repo));
       // Directories go only when empty (rmdir, never a recursive delete): a nested repository's

@@ -12,7 +12,7 @@ import { SYSTEM_DEDUPE_IDENTITY, type EventBody, type EventContext } from '../ev
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import { blobPath } from '../storage/layout.js';
 import { linksShareBytes, type StorageRoot, type StorageRoots } from '../storage/roots.js';
-import { parseDigest, type ParsedDigest } from './names.js';
+import { parseDigest, type ParsedDigest } from '../oci/digest.js';
 import type { Registry } from './registry.js';
 
 const DEDUPE_CONTEXT: EventContext = { identity: SYSTEM_DEDUPE_IDENTITY };
@@ -64,7 +64,7 @@ export class DedupePass {
         const digest = parseDigest(digestText);
         const holders = this.queries.blobHolders(digest.value).filter((holder) => this.roots.for(holder.repo) === root);
         if (holders.length < 2) continue;
-        relinked += await this.registry.withContent(holders[0]!.repo, digest.value, () =>
+        relinked += await this.registry.locks.withContent(holders[0]!.repo, digest.value, () =>
           linksShareBytes(root) ? this.linkCopies(root, digest) : this.dropCopies(digest, root),
         );
         await yieldToEventLoop();

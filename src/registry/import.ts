@@ -9,10 +9,12 @@ import type { StorageDriver } from '../storage/driver.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { blobPath, blobsDir, indexPath, isLayoutEntry, isRepositoryMarker } from '../storage/layout.js';
 import type { HashPool } from '../workers/pool.js';
-import { manifestPushedEvent, parseManifest } from './manifests.js';
-import { isValidName, isValidTag, parseDigest } from './names.js';
+import { manifestPushedEvent } from '../events/manifest-pushed.js';
+import { DIGEST_ALGORITHMS, digestOfStoredName, parseDigest } from '../oci/digest.js';
+import { parseManifest } from '../oci/manifest.js';
+import { REF_NAME_ANNOTATION } from '../oci/media-types.js';
+import { isValidName, isValidTag } from '../oci/names.js';
 import { hashStoredContent } from './content-hash.js';
-import { REF_NAME_ANNOTATION } from '../actors/index-json-writer.js';
 
 export const IMPORTED_META_KEY = 'storage-imported';
 
@@ -71,14 +73,10 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
   let skipped = 0;
   // Verified blobs of the repository: digest → size.
   const verified = new Map<string, number>();
-  for (const algorithm of ['sha256', 'sha512'] as const) {
+  for (const algorithm of DIGEST_ALGORITHMS) {
     for (const hex of await driver.list(blobsDir(repo, algorithm))) {
-      let digest;
-      try {
-        digest = parseDigest(`${algorithm}:${hex}`);
-      } catch {
-        continue;
-      }
+      const digest = digestOfStoredName(algorithm, hex);
+      if (!digest) continue;
       const info = await driver.stat(blobPath(repo, digest));
       if (!info || info.isDirectory) continue;
       const actual = await hashStoredContent(driver, blobPath(repo, digest), algorithm, hashPool);

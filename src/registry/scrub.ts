@@ -10,8 +10,8 @@ import { PathNotFoundError } from '../storage/driver.js';
 import { blobPath } from '../storage/layout.js';
 import type { StorageRoot, StorageRoots } from '../storage/roots.js';
 import type { HashPool } from '../workers/pool.js';
-import { RegistryError } from './errors.js';
-import { parseDigest, type ParsedDigest } from './names.js';
+import { RegistryError } from '../oci/errors.js';
+import { parseDigest, type ParsedDigest } from '../oci/digest.js';
 
 export type ContentKind = 'blob' | 'manifest';
 

@@ -5,7 +5,7 @@
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { blobPath, blobsDir, indexPath, uploadsDir } from '../storage/layout.js';
-import { parseDigest } from './names.js';
+import { DIGEST_ALGORITHMS, parseDigest } from '../oci/digest.js';
 
 export interface StorageComparison {
   drift: string[];
@@ -39,7 +39,7 @@ export async function compareStorage(
     const { driver, staging } = roots.for(repo);
     const names = known.get(repo) ?? new Set<string>();
     let orphans = 0;
-    for (const algorithm of ['sha256', 'sha512']) {
+    for (const algorithm of DIGEST_ALGORITHMS) {
       for (const hex of await driver.list(blobsDir(repo, algorithm))) {
         if (!names.has(`${algorithm}/${hex}`)) orphans++;
       }

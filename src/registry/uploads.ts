@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { SizeMismatchError } from '../storage/driver.js';
 import type { FilesystemDriver } from '../storage/filesystem.js';
 import { uploadPath, uploadsDir } from '../storage/layout.js';
-import { RegistryError } from './errors.js';
+import { RegistryError } from '../oci/errors.js';
 
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
 

@@ -12,12 +12,13 @@
 //       │   └── sha256/HEX       blobs and manifests, content-addressed
 //       └── .uploads/ID          upload sessions in progress (zot's name for them)
 import * as path from 'node:path';
-import type { ParsedDigest } from '../registry/names.js';
+import type { ParsedDigest } from '../oci/digest.js';
+import { IMAGE_LAYOUT_ENTRIES } from '../oci/names.js';
 
 export const PRIVATE_DIR = '.zot-ts';
-export const OCI_LAYOUT_FILE = 'oci-layout';
-export const INDEX_FILE = 'index.json';
-export const BLOBS_DIR = 'blobs';
+export const OCI_LAYOUT_FILE = IMAGE_LAYOUT_ENTRIES.ociLayout;
+export const INDEX_FILE = IMAGE_LAYOUT_ENTRIES.index;
+export const BLOBS_DIR = IMAGE_LAYOUT_ENTRIES.blobs;
 export const UPLOADS_DIR = '.uploads';
 export const OCI_LAYOUT_CONTENT = JSON.stringify({ imageLayoutVersion: '1.0.0' });
 

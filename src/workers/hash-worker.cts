@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { setPriority } from 'node:os';
+import type { DigestAlgorithm } from '../oci/digest.js';
 
 // On Linux a priority set with pid 0 applies to the calling thread only: hashing yields the CPU
 // to the event loop, so requests keep their latency while a large blob is verified.
@@ -16,7 +17,7 @@ try {
 
 export interface HashFileTask {
   path: string;
-  algorithm: 'sha256' | 'sha512';
+  algorithm: DigestAlgorithm;
 }
 
 const READ_BUFFER_BYTES = 1024 * 1024;

@@ -2,7 +2,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { RegistryError } from '../registry/errors.js';
+import { RegistryError } from '../oci/errors.js';
 import type { HashFileTask } from './hash-worker.cjs';
 
 /** Hashes waiting for a thread; past this the registry answers 429 rather than queue without bound. */

@@ -13,7 +13,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OCI_ERRORS } from '../../src/http/oci-errors.js';
-import type { ErrorKind } from '../../src/registry/errors.js';
+import type { ErrorKind } from '../../src/oci/errors.js';
 import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { OCI_INDEX, OCI_MANIFEST, descriptor, makeImage, pushBlob, pushImage, pushManifest, sha256 } from '../helpers/oci.js';
 import { expectOciError, eventually, openSession, patchChunk, rawRequest, sessionStatus, withDigest } from '../helpers/http.js';

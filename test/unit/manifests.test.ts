@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseManifest, MediaTypes } from '../../src/registry/manifests.js';
-import { RegistryError } from '../../src/registry/errors.js';
+import { parseManifest } from '../../src/oci/manifest.js';
+import { MediaTypes } from '../../src/oci/media-types.js';
+import { RegistryError } from '../../src/oci/errors.js';
 
 const d = (c: string): string => `sha256:${c.repeat(64)}`;
 const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: d('1'), size: 10 };

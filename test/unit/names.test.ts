@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isValidName, isValidTag, parseDigest, parseReference } from '../../src/registry/names.js';
-import { RegistryError } from '../../src/registry/errors.js';
+import { parseDigest } from '../../src/oci/digest.js';
+import { isValidName, isValidTag, parseReference } from '../../src/oci/names.js';
+import { RegistryError } from '../../src/oci/errors.js';
 
 function kindOf(fn: () => unknown): string | undefined {
   try {

@@ -1,31 +1,9 @@
 // Parsing and validation of the manifest kinds the registry stores: OCI image manifest and
 // index, Docker v2 schema2 manifest and manifest list, and OCI artifacts (artifactType, subject,
 // empty config). The bytes are stored exactly as received; this only reads them.
-import type { EventBody } from '../events/types.js';
+import { parseDigest } from './digest.js';
 import { RegistryError } from './errors.js';
-import { parseDigest } from './names.js';
-
-export const MediaTypes = {
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
-  dockerSchema1: 'application/vnd.docker.distribution.manifest.v1+json',
-  ociEmpty: 'application/vnd.oci.empty.v1+json',
-} as const;
-
-const IMAGE_TYPES = new Set<string>([MediaTypes.ociManifest, MediaTypes.dockerManifest]);
-const INDEX_TYPES = new Set<string>([MediaTypes.ociIndex, MediaTypes.dockerManifestList]);
-export const MANIFEST_MEDIA_TYPES: readonly string[] = [...IMAGE_TYPES, ...INDEX_TYPES];
-
-/** Layers that registries may lack by design (Windows base layers); their blobs are not required. */
-const FOREIGN_LAYER_TYPES = new Set([
-  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
-]);
+import { FOREIGN_LAYER_TYPES, IMAGE_MANIFEST_TYPES as IMAGE_TYPES, INDEX_MANIFEST_TYPES as INDEX_TYPES, MANIFEST_MEDIA_TYPES, MediaTypes } from './media-types.js';
 
 export interface Descriptor {
   mediaType: string;
@@ -146,20 +124,4 @@ export function parseManifest(content: Buffer, contentType: string | undefined):
     if (typeof body.artifactType === 'string') parsed.artifactType = body.artifactType;
   }
   return parsed;
-}
-
-/** The event that records a parsed manifest of `size` bytes under `digest` in `repo`. */
-export function manifestPushedEvent(repo: string, digest: string, size: number, parsed: ParsedManifest): EventBody {
-  return {
-    type: 'ManifestPushed',
-    repo,
-    digest,
-    mediaType: parsed.mediaType,
-    size,
-    blobs: parsed.blobs,
-    manifests: parsed.manifests,
-    ...(parsed.artifactType !== undefined ? { artifactType: parsed.artifactType } : {}),
-    ...(parsed.subject ? { subject: parsed.subject.digest } : {}),
-    ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
-  };
 }

@@ -1,0 +1,181 @@
+// Manifests: resolved by tag or digest, stored byte-exact under their digest, recorded (with the
+// tag) in one append, and removed with their tags.
+import { createHash } from 'node:crypto';
+import { manifestPushedEvent } from '../events/manifest-pushed.js';
+import type { EventBody, EventContext } from '../events/types.js';
+import { CANONICAL_DIGEST_ALGORITHM, parseDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { assertValidName, parseReference, type ManifestReference } from '../oci/names.js';
+import type { ManifestRow } from '../projections/registry-state.js';
+import { PathNotFoundError } from '../storage/driver.js';
+import { blobPath } from '../storage/layout.js';
+import { ManifestCache } from './manifest-cache.js';
+import type { RegistryParts } from './parts.js';
+
+/** Manifests larger than this are refused, as the distribution spec allows (and zot does). */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+export interface ManifestContent {
+  digest: string;
+  mediaType: string;
+  size: number;
+  content: Buffer;
+}
+
+export interface PushedManifest {
+  digest: string;
+  subject?: string;
+}
+
+export interface Referrer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export class ManifestStore {
+  private readonly cache = new ManifestCache(64 * 1024 * 1024);
+
+  constructor(private readonly parts: RegistryParts) {}
+
+  private assertRepositoryExists(repo: string): void {
+    assertValidName(repo);
+    if (!this.parts.queries.repositoryExists(repo)) {
+      throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to the registry`);
+    }
+  }
+
+  private resolve(repo: string, reference: string): ManifestRow {
+    this.assertRepositoryExists(repo);
+    let ref;
+    try {
+      ref = parseReference(reference);
+    } catch {
+      throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+    }
+    const { queries } = this.parts;
+    const digest = ref.kind === 'tag' ? queries.tagDigest(repo, ref.tag) : ref.digest.value;
+    const row = digest === undefined ? undefined : queries.manifest(repo, digest);
+    if (!row) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+    return row;
+  }
+
+  /** Media type, digest and size without the content, for HEAD. */
+  info(repo: string, reference: string): { digest: string; mediaType: string; size: number } {
+    const row = this.resolve(repo, reference);
+    return { digest: row.digest, mediaType: row.media_type, size: row.size };
+  }
+
+  async get(repo: string, reference: string): Promise<ManifestContent> {
+    const row = this.resolve(repo, reference);
+    let content = this.cache.get(row.digest);
+    if (!content) {
+      try {
+        content = await this.parts.roots.for(repo).driver.getContent(blobPath(repo, parseDigest(row.digest)));
+      } catch (err) {
+        if (err instanceof PathNotFoundError) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${row.digest} is missing from storage`);
+        throw err;
+      }
+      this.cache.set(row.digest, content);
+    }
+    return { digest: row.digest, mediaType: row.media_type, size: row.size, content };
+  }
+
+  /**
+   * Stores a manifest byte-exact under its digest and records it (and the tag) in one append.
+   * Every blob and child manifest it references must already be in the repository.
+   */
+  async put(repo: string, reference: string, contentType: string | undefined, content: Buffer, context: EventContext): Promise<PushedManifest> {
+    assertValidName(repo);
+    const ref = parseReference(reference);
+    if (content.length > MAX_MANIFEST_BYTES) throw new RegistryError('MANIFEST_TOO_LARGE');
+    const algorithm = ref.kind === 'digest' ? ref.digest.algorithm : CANONICAL_DIGEST_ALGORITHM;
+    const digest = parseDigest(`${algorithm}:${createHash(algorithm).update(content).digest('hex')}`);
+    if (ref.kind === 'digest' && ref.digest.value !== digest.value) {
+      throw new RegistryError('DIGEST_INVALID', `manifest content has digest ${digest.value}, not ${ref.digest.value}`);
+    }
+    const parsed = parseManifest(content, contentType);
+    const { queries, store, roots, locks, files } = this.parts;
+    const { driver } = roots.for(repo);
+    const referencesPresent = (): void => {
+      const missingBlob = parsed.blobs.find((b) => queries.blobSize(repo, b) === undefined);
+      if (missingBlob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${missingBlob} is not in ${repo}`, { digest: missingBlob });
+      const missingChild = parsed.manifests.find((m) => queries.manifest(repo, m) === undefined);
+      if (missingChild) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${missingChild} is not in ${repo}`, { digest: missingChild });
+    };
+    referencesPresent();
+
+    // One shared hold of the repository from laying it out to the append: GC cannot remove it between.
+    await locks.inRepository(repo, async () => {
+      await files.ensureLayout(repo);
+      await locks.withContent(repo, digest.value, async () => {
+        const path = blobPath(repo, digest);
+        const existing = await driver.stat(path);
+        if (!existing || existing.size !== content.length) await driver.putContent(path, content);
+        const events = this.pushEvents(repo, ref, digest.value, parsed, content.length);
+        if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
+      });
+    });
+    this.cache.set(digest.value, content);
+    return { digest: digest.value, ...(parsed.subject ? { subject: parsed.subject.digest } : {}) };
+  }
+
+  /** ManifestPushed unless the repository has it already, and TagSet unless the tag is there. */
+  private pushEvents(repo: string, ref: ManifestReference, digest: string, parsed: ParsedManifest, size: number): EventBody[] {
+    const { queries } = this.parts;
+    const events: EventBody[] = [];
+    if (!queries.manifest(repo, digest)) events.push(manifestPushedEvent(repo, digest, size, parsed));
+    if (ref.kind === 'tag') {
+      const previous = queries.tagDigest(repo, ref.tag);
+      if (previous !== digest) events.push({ type: 'TagSet', repo, tag: ref.tag, digest, ...(previous ? { previous } : {}) });
+    }
+    return events;
+  }
+
+  /** By digest: removes the manifest and every tag on it. By tag: removes the tag only. */
+  async delete(repo: string, reference: string, context: EventContext): Promise<void> {
+    const row = this.resolve(repo, reference);
+    const ref = parseReference(reference);
+    const { store, queries, locks } = this.parts;
+    if (ref.kind === 'tag') {
+      store.append([{ type: 'TagRemoved', repo, tag: ref.tag, digest: row.digest }], context);
+      return;
+    }
+    await locks.withContent(repo, row.digest, () =>
+      this.remove(repo, row.digest, context, () => {
+        if (!queries.manifest(repo, row.digest)) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+      }),
+    );
+  }
+
+  /**
+   * Removes a manifest and every tag on it; the caller holds the content lock, and `precondition`
+   * re-checks inside the append that the removal is still allowed.
+   */
+  async remove(repo: string, digest: string, context: EventContext, precondition: () => void): Promise<void> {
+    const { store, queries, files } = this.parts;
+    const events: EventBody[] = queries.tagsOf(repo, digest).map((tag) => ({ type: 'TagRemoved', repo, tag, digest }));
+    events.push({ type: 'ManifestDeleted', repo, digest });
+    store.append(events, context, { precondition });
+    // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
+    if (queries.blobSize(repo, digest) === undefined) await files.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));
+  }
+
+  referrers(repo: string, digestText: string, artifactType?: string): Referrer[] {
+    assertValidName(repo);
+    const digest = parseDigest(digestText);
+    const rows = this.parts.queries.referrers(repo, digest.value);
+    return rows
+      .filter((row) => artifactType === undefined || row.artifact_type === artifactType)
+      .map((row) => ({
+        mediaType: row.media_type,
+        digest: row.digest,
+        size: row.size,
+        ...(row.artifact_type !== null ? { artifactType: row.artifact_type } : {}),
+        ...(row.annotations !== null ? { annotations: JSON.parse(row.annotations) as Record<string, string> } : {}),
+      }));
+  }
+}

@@ -1,0 +1,77 @@
+// Cross-repository mounts (POST ?mount=&from=): the target repository gets the bytes the source
+// holds, the cheapest way its root allows, and a BlobMounted event.
+import { randomUUID } from 'node:crypto';
+import type { EventContext } from '../events/types.js';
+import { parseDigest, type ParsedDigest } from '../oci/digest.js';
+import { RegistryError } from '../oci/errors.js';
+import { assertValidName, isValidName } from '../oci/names.js';
+import { blobPath, uploadPath } from '../storage/layout.js';
+import { linksShareBytes } from '../storage/roots.js';
+import type { RegistryParts } from './parts.js';
+
+export class Mounts {
+  constructor(private readonly parts: RegistryParts) {}
+
+  /** The mounted digest, or undefined when the source does not hold the blob (then: a session). */
+  async mountBlob(repo: string, digestText: string, from: string, context: EventContext): Promise<string | undefined> {
+    assertValidName(repo);
+    // The spec: a mount that fails on an invalid source repository or digest falls back to a session.
+    if (!isValidName(from)) return undefined;
+    let digest: ParsedDigest;
+    try {
+      digest = parseDigest(digestText);
+    } catch {
+      return undefined;
+    }
+    const { queries, locks } = this.parts;
+    if (queries.blobSize(from, digest.value) === undefined) return undefined;
+    if (queries.blobSize(repo, digest.value) !== undefined) return digest.value;
+    return locks.inRepository(repo, () => this.mountHeld(repo, from, digest, context));
+  }
+
+  private async mountHeld(repo: string, from: string, digest: ParsedDigest, context: EventContext): Promise<string | undefined> {
+    const { queries, store, files, locks } = this.parts;
+    await files.ensureLayout(repo);
+    // Both roots' locks (one when they are the same root), so neither copy moves meanwhile.
+    return locks.withContentOfBoth(repo, from, digest.value, async () => {
+      const size = queries.blobSize(from, digest.value);
+      if (size === undefined) return undefined;
+      const storedIn = await this.placeCopy(repo, from, digest);
+      const stillThere = (): void => {
+        if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
+      };
+      store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from, ...(storedIn ? { storedIn } : {}) }], context, {
+        precondition: stillThere,
+      });
+      return digest.value;
+    });
+  }
+
+  /**
+   * Gives `repo` the bytes `from` holds: with dedupe a hard link (filesystem) or a reference to the
+   * holder (S3, returned as `storedIn`); without it a server-side copy (S3) or a copy through the
+   * staging directory.
+   */
+  private async placeCopy(repo: string, from: string, digest: ParsedDigest): Promise<string | undefined> {
+    const { roots, queries, files } = this.parts;
+    const target = roots.for(repo);
+    const source = roots.for(from);
+    const fromPath = files.contentPath(from, digest);
+    if (target === source) {
+      if (target.dedupe && !linksShareBytes(target)) return queries.blobStoredIn(from, digest.value) ?? from;
+      if (target.dedupe || !linksShareBytes(target)) {
+        await target.driver.link(fromPath, blobPath(repo, digest));
+        return undefined;
+      }
+    }
+    // A real copy: into a staging file of the target root, then into place.
+    const staged = uploadPath(repo, randomUUID());
+    try {
+      await target.staging.append(staged, await source.driver.reader(fromPath));
+      await target.driver.putFile(target.staging.localPath(staged), blobPath(repo, digest));
+    } finally {
+      await target.staging.delete(staged).catch(() => undefined);
+    }
+    return undefined;
+  }
+}
