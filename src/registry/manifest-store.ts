@@ -112,9 +112,9 @@ export class ManifestStore {
     await locks.inRepository(repo, async () => {
       await files.ensureLayout(repo);
       await locks.withContent(repo, digest.value, async () => {
-        const path = blobPath(repo, digest);
-        const existing = await driver.stat(path);
-        if (!existing || existing.size !== content.length) await driver.putContent(path, content);
+        // Bytes already at the path are trusted only when an event names them; whatever else is
+        // there (even of the right size) is replaced by the content just hashed.
+        if (!files.ownPathNamed(repo, digest.value)) await driver.putContent(blobPath(repo, digest), content);
         const events = this.pushEvents(repo, ref, digest.value, parsed, content.length);
         if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
       });
@@ -161,7 +161,7 @@ export class ManifestStore {
     events.push({ type: 'ManifestDeleted', repo, digest });
     store.append(events, context, { precondition });
     // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
-    if (queries.blobSize(repo, digest) === undefined) await files.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));
+    if (!files.ownPathNamed(repo, digest)) await files.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));
   }
 
   referrers(repo: string, digestText: string, artifactType?: string): Referrer[] {
