@@ -13,8 +13,10 @@ commands:
   verify <config>    check a configuration file and name every bad field
   events <config> [--repo R] [--type T] [--since SEQ|ISO-TIME] [--follow] [--json]
                      print the event log
-  replay <config>    rebuild every projection from the log into a scratch database and report
-                     any difference from the live projections and from storage (exit 1 on drift)
+  replay <config> [--rehash] [--json]
+                     rebuild every projection from the log into a scratch database and report
+                     any difference from the live projections and from storage (exit 1 on drift);
+                     --rehash also re-hashes every blob and manifest the log names
   scrub <config> [--json]
                      re-hash every blob and manifest and report what is corrupt or missing
                      (exit 1 when anything is, 2 on a usage or configuration error)

@@ -1,6 +1,8 @@
-// `zot replay <config>`: rebuilds the projections from the event log into a scratch database,
-// compares them with the live ones and with storage, and exits 1 on any drift.
+// `zot replay <config> [--rehash]`: rebuilds the projections from the event log into a scratch
+// database, compares them with the live ones and with storage, and exits 1 on any drift. Storage
+// is compared by presence and size; --rehash also re-hashes every blob and manifest the log names.
 import type { Db } from '../events/database.js';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ScratchProjections } from '../projections/index.js';
 import { buildIndex } from '../actors/index-json-writer.js';
@@ -8,6 +10,7 @@ import { readEvents } from '../events/store.js';
 import { REGISTRY_STATE_TABLES, RegistryStateQueries } from '../projections/registry-state.js';
 import { storageRootsFromConfig } from '../storage/roots.js';
 import { compareStorage } from '../registry/storage-check.js';
+import { HashPool } from '../workers/pool.js';
 import { loadConfigOrReport } from './load.js';
 import { openLiveLog } from './events.js';
 
@@ -28,12 +31,18 @@ function diffRows(table: string, live: string[], rebuilt: string[]): string[] {
 }
 
 export async function runReplay(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { json: { type: 'boolean', default: false }, rehash: { type: 'boolean', default: false } },
+  });
   const config = loadConfigOrReport(positionals[0]);
   if (!config) return 1;
   const live = openLiveLog(config.storage.rootDirectory);
   if (!live) return 1;
   const scratch = new ScratchProjections();
+  // Every core hashes: no event loop here has requests to answer.
+  const hashPool = values.rehash ? new HashPool(availableParallelism()) : undefined;
   try {
     // One read transaction: the events and the live tables are the same snapshot even while a
     // registry keeps appending.
@@ -50,7 +59,7 @@ export async function runReplay(args: string[]): Promise<number> {
     const liveQueries = new RegistryStateQueries(live);
     const head = (live.prepare('SELECT MAX(seq) AS seq FROM events').get() as { seq: number | null }).seq ?? 0;
     const indexCheckpoint = (live.prepare("SELECT seq FROM checkpoints WHERE name = 'index-json-writer'").get() as { seq: number } | undefined)?.seq ?? 0;
-    const storage = await compareStorage(roots, liveQueries, (repo) => buildIndex(liveQueries, repo), indexCheckpoint >= head);
+    const storage = await compareStorage(roots, liveQueries, (repo) => buildIndex(liveQueries, repo), indexCheckpoint >= head, hashPool);
     live.exec('COMMIT');
     drift.push(...storage.drift);
 
@@ -68,6 +77,7 @@ export async function runReplay(args: string[]): Promise<number> {
     }
     return drift.length === 0 ? 0 : 1;
   } finally {
+    await hashPool?.close();
     scratch.close();
     live.close();
   }

@@ -27,6 +27,12 @@ export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
     message: 'manifest references a manifest or blob unknown to registry',
   },
   MANIFEST_INVALID: { code: 'MANIFEST_INVALID', status: 400, message: 'manifest invalid' },
+  // As zot: a manifest an index of the repository lists stays until the index is deleted.
+  MANIFEST_REFERENCED: {
+    code: 'DENIED',
+    status: 405,
+    message: 'manifest is referenced by an index of this repository; delete the index first',
+  },
   MANIFEST_TOO_LARGE: { code: 'MANIFEST_INVALID', status: 413, message: 'manifest is larger than 4 MiB' },
   MANIFEST_UNKNOWN: { code: 'MANIFEST_UNKNOWN', status: 404, message: 'manifest unknown to registry' },
   NAME_INVALID: { code: 'NAME_INVALID', status: 400, message: 'invalid repository name' },

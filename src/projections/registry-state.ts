@@ -192,6 +192,9 @@ export class RegistryStateQueries {
       allBlobs: db.prepare('SELECT repo, digest, size FROM repo_blobs ORDER BY repo, digest'),
       allManifests: db.prepare('SELECT repo, digest, size FROM manifests ORDER BY repo, digest'),
       blobReferenced: db.prepare('SELECT 1 FROM manifest_refs WHERE repo = ? AND ref = ? LIMIT 1').pluck(),
+      indexesReferencing: db
+        .prepare("SELECT manifest FROM manifest_refs WHERE repo = ? AND ref = ? AND kind = 'manifest' ORDER BY manifest LIMIT ?")
+        .pluck(),
       // Garbage collection's candidates in one repository, each with its age (indexed anti-joins).
       unreferencedBlobs: db.prepare(`
         SELECT b.digest, b.added_at AS addedAt FROM repo_blobs b
@@ -288,6 +291,11 @@ export class RegistryStateQueries {
 
   isBlobReferenced(repo: string, digest: string): boolean {
     return this.s.blobReferenced.get(repo, digest) !== undefined;
+  }
+
+  /** Indexes of the repository that list the manifest, at most `limit` of them. */
+  indexesReferencing(repo: string, digest: string, limit: number): string[] {
+    return this.s.indexesReferencing.all(repo, digest, limit) as string[];
   }
 
   /** Blobs of the repository that none of its manifests references, with when each arrived (ms). */

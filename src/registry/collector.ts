@@ -148,7 +148,7 @@ export class RepositoryCollector {
     for (const algorithm of DIGEST_ALGORITHMS) {
       for (const hex of await driver.list(blobsDir(repo, algorithm))) {
         const digest = digestOfStoredName(algorithm, hex);
-        if (!digest || this.isNamed(repo, digest.value)) continue;
+        if (!digest || this.registry.files.ownPathNamed(repo, digest.value)) continue;
         const path = blobPath(repo, digest);
         const info = await driver.stat(path);
         if (!info || info.isDirectory) continue;
@@ -157,7 +157,7 @@ export class RepositoryCollector {
           continue;
         }
         const gone = await this.registry.locks.withContent(repo, digest.value, async () => {
-          if (this.isNamed(repo, digest.value)) return false;
+          if (this.registry.files.ownPathNamed(repo, digest.value)) return false;
           await driver.delete(path);
           this.store.append([{ type: 'OrphanRemoved', repo, digest: digest.value, size: info.size }], GC_CONTEXT);
           return true;
@@ -166,12 +166,6 @@ export class RepositoryCollector {
       }
     }
     return removed;
-  }
-
-  /** Whether an event names bytes at the repository's own path (a blob it holds itself, or a manifest). */
-  private isNamed(repo: string, digest: string): boolean {
-    if (this.queries.manifest(repo, digest)) return true;
-    return this.queries.blobSize(repo, digest) !== undefined && this.queries.blobStoredIn(repo, digest) === undefined;
   }
 
   /**

@@ -15,6 +15,8 @@ import type { RegistryParts } from './parts.js';
 
 /** Manifests larger than this are refused, as the distribution spec allows (and zot does). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** The indexes a refused delete names, at most: enough to act on, and the answer stays small. */
+const MAX_NAMED_INDEXES = 16;
 
 export interface ManifestContent {
   digest: string;
@@ -112,9 +114,9 @@ export class ManifestStore {
     await locks.inRepository(repo, async () => {
       await files.ensureLayout(repo);
       await locks.withContent(repo, digest.value, async () => {
-        const path = blobPath(repo, digest);
-        const existing = await driver.stat(path);
-        if (!existing || existing.size !== content.length) await driver.putContent(path, content);
+        // Bytes already at the path are trusted only when an event names them; whatever else is
+        // there (even of the right size) is replaced by the content just hashed.
+        if (!files.ownPathNamed(repo, digest.value)) await driver.putContent(blobPath(repo, digest), content);
         const events = this.pushEvents(repo, ref, digest.value, parsed, content.length);
         if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
       });
@@ -135,7 +137,10 @@ export class ManifestStore {
     return events;
   }
 
-  /** By digest: removes the manifest and every tag on it. By tag: removes the tag only. */
+  /**
+   * By digest: removes the manifest and every tag on it, refused while an index of the repository
+   * lists it (as zot does: a pull of the index would break). By tag: removes the tag only.
+   */
   async delete(repo: string, reference: string, context: EventContext): Promise<void> {
     const row = this.resolve(repo, reference);
     const ref = parseReference(reference);
@@ -144,11 +149,19 @@ export class ManifestStore {
       store.append([{ type: 'TagRemoved', repo, tag: ref.tag, digest: row.digest }], context);
       return;
     }
-    await locks.withContent(repo, row.digest, () =>
-      this.remove(repo, row.digest, context, () => {
-        if (!queries.manifest(repo, row.digest)) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
-      }),
-    );
+    // Checked again inside the append: an index pushed meanwhile that lists it refuses the delete.
+    const removable = (): void => {
+      if (!queries.manifest(repo, row.digest)) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+      const indexes = queries.indexesReferencing(repo, row.digest, MAX_NAMED_INDEXES);
+      if (indexes.length > 0) {
+        throw new RegistryError('MANIFEST_REFERENCED', `manifest ${row.digest} is referenced by ${indexes.join(', ')} in ${repo}`, {
+          reference,
+          referencedBy: indexes,
+        });
+      }
+    };
+    removable();
+    await locks.withContent(repo, row.digest, () => this.remove(repo, row.digest, context, removable));
   }
 
   /**
@@ -161,7 +174,7 @@ export class ManifestStore {
     events.push({ type: 'ManifestDeleted', repo, digest });
     store.append(events, context, { precondition });
     // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
-    if (queries.blobSize(repo, digest) === undefined) await files.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));
+    if (!files.ownPathNamed(repo, digest)) await files.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));
   }
 
   referrers(repo: string, digestText: string, artifactType?: string): Referrer[] {

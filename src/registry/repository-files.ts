@@ -32,6 +32,17 @@ export class RepositoryFiles {
     this.laidOut.delete(repo);
   }
 
+  /**
+   * Whether an event names the bytes at the repository's own path of the digest: a manifest of the
+   * repository, or a blob it holds itself (not through another repository, as with S3 dedupe).
+   * Only such bytes were verified; anything else there (a corrupt file an import left out, an
+   * orphan of a crash) must be replaced before an event names it.
+   */
+  ownPathNamed(repo: string, digest: string): boolean {
+    if (this.queries.manifest(repo, digest)) return true;
+    return this.queries.blobSize(repo, digest) !== undefined && this.queries.blobStoredIn(repo, digest) === undefined;
+  }
+
   /** The path holding a repository's blob bytes: its own, or the holder's with S3 dedupe. */
   contentPath(repo: string, digest: ParsedDigest): string {
     return blobPath(this.queries.blobStoredIn(repo, digest.value) ?? repo, digest);

@@ -1,11 +1,13 @@
 // Compares what the projections say with what storage holds. Drift is anything a client could
-// be served wrongly: content the projection names that is missing or of the wrong size, or an
-// index.json that disagrees with the tags. Files storage holds that no event names (a crash
-// between writing bytes and appending the event) are orphans, reported as notes: GC removes them.
+// be served wrongly: content the projection names that is missing or of the wrong size (or, when
+// asked to re-hash, whose bytes do not hash to its digest), or an index.json that disagrees with
+// the tags. Files storage holds that no event names (a crash between writing bytes and appending
+// the event) are orphans, reported as notes: GC removes them.
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { blobPath, blobsDir, indexPath, uploadsDir } from '../storage/layout.js';
 import { DIGEST_ALGORITHMS, parseDigest } from '../oci/digest.js';
+import { scrubStorage, type ScrubDeps } from './scrub.js';
 
 export interface StorageComparison {
   drift: string[];
@@ -17,6 +19,8 @@ export async function compareStorage(
   queries: RegistryStateQueries,
   expectedIndex: (repo: string) => unknown,
   indexWriterCaughtUp: boolean,
+  /** With a pool, every blob and manifest is also re-hashed, as scrub does. */
+  rehashWith?: ScrubDeps['hashPool'],
 ): Promise<StorageComparison> {
   const drift: string[] = [];
   const notes: string[] = [];
@@ -55,6 +59,23 @@ export async function compareStorage(
       drift.push(`${repo}: index.json is missing or unreadable`);
     }
   }
+  if (rehashWith) drift.push(...(await rehashDrift(roots, queries, rehashWith)));
   if (!indexWriterCaughtUp) notes.push('index.json writer has not caught up with the log; index.json files were not compared');
   return { drift, notes };
+}
+
+/**
+ * Content whose bytes do not hash to its digest, or cannot be read. Missing content and a wrong
+ * size are reported by the comparison above already, so they are left out here.
+ */
+async function rehashDrift(roots: StorageRoots, queries: RegistryStateQueries, hashPool: ScrubDeps['hashPool']): Promise<string[]> {
+  const report = await scrubStorage({ roots, queries, hashPool });
+  const drift: string[] = [];
+  for (const entry of report.repositories) {
+    for (const item of entry.corrupt) {
+      if (item.problem === 'digest-mismatch') drift.push(`${entry.repo}: ${item.kind} ${item.digest} has bytes on storage that hash to ${item.found}`);
+      else if (item.problem === 'unreadable') drift.push(`${entry.repo}: ${item.kind} ${item.digest} is unreadable on storage: ${item.found}`);
+    }
+  }
+  return drift;
 }

@@ -423,4 +423,43 @@ describe('zot replay', () => {
     assert.equal(altered.code, 1, altered.stdout);
     assert.match(altered.stdout, /^drift: tags: replay only .*"tag":"v1"/m);
   });
+
+  it('--rehash exits 1 naming a blob or manifest whose bytes changed in place, which plain replay does not notice', async () => {
+    const registry = await start();
+    const image = await pushOk(registry.url, 'rehash/app', 'v1', makeImage({ layers: 2 }));
+    assert.equal(await registry.stop(), 0, registry.output());
+
+    const replay = (...options: string[]) => runZot(['replay', registry.configPath, ...options]);
+    const healthy = await replay('--rehash');
+    assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+    assert.match(healthy.stdout, /^replay: \d+ events; .*match$/m);
+
+    const fileOf = (digest: string) => path.join(registry.root, 'rehash/app/blobs/sha256', digest.slice('sha256:'.length));
+    /** Flips one bit of the file: same size, other bytes. */
+    const flipBit = (file: string): Buffer => {
+      const original = fs.readFileSync(file);
+      const flipped = Buffer.from(original);
+      flipped[flipped.length >> 1] = (flipped[flipped.length >> 1] as number) ^ 0x01;
+      fs.writeFileSync(file, flipped);
+      return original;
+    };
+
+    for (const [kind, digest] of [
+      ['blob', sha256(image.layers[1] as Buffer)],
+      ['manifest', image.digest],
+    ] as const) {
+      const original = flipBit(fileOf(digest));
+      const plain = await replay();
+      assert.equal(plain.code, 0, `plain replay compares sizes only: ${plain.stdout}`);
+      const rehashed = await replay('--rehash');
+      assert.equal(rehashed.code, 1, rehashed.stdout + rehashed.stderr);
+      assert.match(rehashed.stdout, new RegExp(`^drift: rehash/app: ${kind} ${digest} has bytes on storage that hash to sha256:[0-9a-f]{64}$`, 'm'));
+      assert.equal(rehashed.stdout.split('\n').filter((line) => line.startsWith('drift:')).length, 1, rehashed.stdout);
+      const json = await replay('--rehash', '--json');
+      assert.equal(json.code, 1);
+      assert.equal((JSON.parse(json.stdout) as { drift: string[] }).drift.length, 1, json.stdout);
+      fs.writeFileSync(fileOf(digest), original);
+      assert.equal((await replay('--rehash')).code, 0, `restoring the ${kind} removes the drift`);
+    }
+  });
 });

@@ -17,7 +17,7 @@ import {
   writeLayout,
   type LayoutManifest,
 } from '../helpers/layout.js';
-import { makeTempDir, runZot, spawnRegistry, startTestRegistry, type RegistryProcess, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, runZot, spawnRegistry, startTestRegistry, testConfig, writeConfig, type RegistryProcess, type TestRegistry } from '../helpers/registry.js';
 import { skopeo, type Skopeo } from '../helpers/skopeo.js';
 
 interface JsonEvent {
@@ -176,6 +176,67 @@ describe('a storage root written by zot', () => {
     assert.equal(await registry.stop(), 0, registry.output());
     started.delete(registry);
     assert.deepEqual(await eventsOf(registry.configPath), importedEvents);
+  });
+});
+
+describe('a zot root holding corrupt copies of a manifest and a layer', () => {
+  const root = path.join(makeTempDir('zot-ts-compat-corrupt-'), 'root');
+  const repo = 'flipped/app';
+  const image = layoutImage({ layers: 2 });
+  const layer = image.blobs[2] as Buffer;
+  let registry: TestRegistry | undefined;
+
+  /** Flips one bit of a blob file of the layout: same size, other bytes. */
+  const flipBit = (digest: string): void => {
+    const file = path.join(root, repo, 'blobs', 'sha256', digest.slice('sha256:'.length));
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] as number) ^ 0x01;
+    fs.writeFileSync(file, bytes);
+  };
+
+  /** GET answers bytes that hash to the digest it names, and they are the genuine ones. */
+  const assertGenuine = async (url: string, what: string, target: string, genuine: Buffer): Promise<void> => {
+    const got = await get(`${url}/v2/${repo}/${target}`, ACCEPT);
+    assert.equal(got.status, 200, what);
+    assert.equal(sha256(got.bytes), got.digest ?? sha256(genuine), `${what}: the body hashes to Docker-Content-Digest`);
+    assert.ok(got.bytes.equals(genuine), `${what}: the genuine bytes are served`);
+  };
+
+  before(() => {
+    writeLayout(path.join(root, repo), [{ manifest: image, tag: 'v1' }]);
+    flipBit(image.digest);
+    flipBit(sha256(layer));
+  });
+
+  after(async () => {
+    await registry?.stop();
+  });
+
+  it('serves the genuine bytes a client pushes again, after a restart too; replay --rehash is clean', async () => {
+    registry = await startTestRegistry({ root });
+    // The import left both out: neither hashes to its name.
+    assert.equal((await get(`${registry.url}/v2/${repo}/manifests/v1`, ACCEPT)).status, 404);
+    assert.equal((await get(`${registry.url}/v2/${repo}/blobs/${sha256(layer)}`)).status, 404);
+
+    await pushBlob(registry.url, repo, layer);
+    const res = await pushManifest(registry.url, repo, 'v1', image.bytes.toString(), image.mediaType);
+    assert.equal(res.status, 201, await res.text());
+    assert.equal(res.headers.get('docker-content-digest'), image.digest);
+    await registry.running.actorsCaughtUp();
+    await registry.stop();
+
+    // A restart: nothing cached, every byte read from storage.
+    registry = await startTestRegistry({ root });
+    await assertGenuine(registry.url, 'manifest by tag', 'manifests/v1', image.bytes);
+    await assertGenuine(registry.url, 'manifest by digest', `manifests/${image.digest}`, image.bytes);
+    await assertGenuine(registry.url, 'manifest as a blob', `blobs/${image.digest}`, image.bytes);
+    await assertGenuine(registry.url, 'layer', `blobs/${sha256(layer)}`, layer);
+    await registry.running.actorsCaughtUp();
+    await registry.stop();
+    registry = undefined;
+
+    const replay = await runZot(['replay', writeConfig(testConfig({ root })), '--rehash']);
+    assert.equal(replay.code, 0, replay.stdout + replay.stderr);
   });
 });
 

@@ -250,6 +250,19 @@ describe('MANIFEST_INVALID (400) and manifests over 4 MiB (413)', () => {
   });
 });
 
+describe('DENIED (405) for deleting a manifest an index of the repository lists', () => {
+  it('the delete of the child by digest, as zot answers it; detail names the indexes', async () => {
+    const child = makeImage();
+    assert.equal((await pushImage(url, repo, child.digest, child)).status, 201);
+    const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, child.manifestBytes)] });
+    assert.equal((await pushManifest(url, repo, 'listing-child', index, OCI_INDEX)).status, 201);
+    const res = await fetch(`${url}/v2/${repo}/manifests/${child.digest}`, { method: 'DELETE' });
+    const body = (await res.clone().json()) as { errors: { detail?: unknown }[] };
+    await expectKind(res, 'MANIFEST_REFERENCED', 405, 'DENIED');
+    assert.deepEqual(body.errors[0]?.detail, { reference: child.digest, referencedBy: [sha256(index)] });
+  });
+});
+
 describe('MANIFEST_UNKNOWN (404)', () => {
   it('GET, HEAD and DELETE of a tag or digest the repository does not hold', async () => {
     await expectKind(await fetch(`${url}/v2/${repo}/manifests/absent`), 'MANIFEST_UNKNOWN', 404, 'MANIFEST_UNKNOWN');

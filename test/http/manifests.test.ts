@@ -24,8 +24,9 @@ import {
   pushImage,
   pushManifest,
   sha256,
+  type TestImage,
 } from '../helpers/oci.js';
-import { expectOciError } from '../helpers/http.js';
+import { assertReplayClean, expectOciError } from '../helpers/http.js';
 
 let registry: TestRegistry;
 let url: string;
@@ -297,6 +298,122 @@ describe('manifest delete (04_management "Manifest delete")', () => {
   it('a deleted manifest can be pushed again', async () => {
     await expectPushed(await pushManifest(url, repo, 'tagtest0', image.manifest), repo, image.digest);
     assert.equal((await getManifest(repo, 'tagtest0')).status, 200);
+  });
+});
+
+describe('deleting a manifest an index lists (as zot: 405 DENIED)', () => {
+  const repo = 'refs/multi-arch';
+  const amd64 = makeImage();
+  const arm64 = makeImage();
+  const index = (...children: TestImage[]): string =>
+    JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: children.map((child) => descriptor(OCI_MANIFEST, child.manifestBytes)) });
+  const both = index(amd64, arm64);
+  const amd64Only = index(amd64);
+
+  /** The detail of a refused delete: the reference asked for and the indexes that list it. */
+  const expectReferenced = async (res: Response, reference: string, referencedBy: string[]): Promise<void> => {
+    const body = await expectOciError(res, 405, 'DENIED');
+    assert.deepEqual(body.errors[0]?.detail, { reference, referencedBy: [...referencedBy].sort() });
+  };
+
+  before(async () => {
+    for (const child of [amd64, arm64]) await expectPushed(await pushImage(url, repo, child.digest, child), repo, child.digest);
+    await expectPushed(await pushManifest(url, repo, 'multi', both, OCI_INDEX), repo, sha256(both));
+    await expectPushed(await pushManifest(url, repo, sha256(amd64Only), amd64Only, OCI_INDEX), repo, sha256(amd64Only));
+  });
+
+  it('refuses a child by digest, naming every index that lists it; nothing changes', async () => {
+    await expectReferenced(await deleteManifest(repo, amd64.digest), amd64.digest, [sha256(both), sha256(amd64Only)]);
+    await expectReferenced(await deleteManifest(repo, arm64.digest), arm64.digest, [sha256(both)]);
+    const pulled = await getManifest(repo, 'multi', OCI_INDEX);
+    assert.equal(pulled.status, 200);
+    assert.equal(await pulled.text(), both);
+    for (const child of [amd64, arm64]) assert.equal(await (await getManifest(repo, child.digest)).text(), child.manifestBytes);
+  });
+
+  it('records the refusal as a WriteRefused event, like other refused writes', async () => {
+    await expectOciError(await deleteManifest(repo, arm64.digest), 405, 'DENIED');
+    const refusals = [...registry.running.store.read({ repo, type: 'WriteRefused' })];
+    const refusal = refusals.find((event) => event.type === 'WriteRefused' && event.method === 'DELETE' && event.reference === arm64.digest);
+    assert.ok(refusal, JSON.stringify(refusals));
+    assert.ok(refusal.type === 'WriteRefused');
+    assert.deepEqual([refusal.status, refusal.code, refusal.path], [405, 'DENIED', `/v2/${repo}/manifests/${arm64.digest}`]);
+  });
+
+  it('a tag on a child can still be deleted: that removes the tag only', async () => {
+    await expectPushed(await pushManifest(url, repo, 'amd64', amd64.manifestBytes), repo, amd64.digest);
+    assert.equal((await deleteManifest(repo, 'amd64')).status, 202);
+    await expectOciError(await getManifest(repo, 'amd64'), 404, 'MANIFEST_UNKNOWN');
+    assert.equal((await getManifest(repo, amd64.digest)).status, 200);
+  });
+
+  it('deleting the indexes first, then the children, works', async () => {
+    assert.equal((await deleteManifest(repo, sha256(amd64Only))).status, 202);
+    await expectReferenced(await deleteManifest(repo, amd64.digest), amd64.digest, [sha256(both)]);
+    assert.equal((await deleteManifest(repo, sha256(both))).status, 202);
+    for (const child of [amd64, arm64]) {
+      assert.equal((await deleteManifest(repo, child.digest)).status, 202);
+      await expectOciError(await getManifest(repo, child.digest), 404, 'MANIFEST_UNKNOWN');
+    }
+    await assertReplayClean(registry);
+  });
+});
+
+describe('a delete racing an index push that lists the manifest', () => {
+  const repo = 'refs/race';
+  const child = makeImage();
+  const index = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [descriptor(OCI_MANIFEST, child.manifestBytes)] });
+  const hex = child.digest.slice('sha256:'.length);
+  let held: TestRegistry;
+  // Holds a push of the child's bytes as a blob in its move into place, and with it the child's
+  // content lock: a delete of the child checks, then waits there for the lock.
+  let reachedMove!: () => void;
+  const moveReached = new Promise<void>((resolve) => (reachedMove = resolve));
+  let releaseMove!: () => void;
+  const moveReleased = new Promise<void>((resolve) => (releaseMove = resolve));
+
+  before(async () => {
+    held = await startTestRegistry(
+      {},
+      {
+        wrapDriver: (driver) =>
+          new Proxy(driver, {
+            get: (target, property, receiver) => {
+              const value = Reflect.get(target, property, receiver) as unknown;
+              if (property !== 'putFile' || typeof value !== 'function') return value;
+              return async (from: string, to: string) => {
+                if (to.endsWith(hex)) {
+                  reachedMove();
+                  await moveReleased;
+                }
+                return (value as (a: string, b: string) => Promise<void>).call(target, from, to);
+              };
+            },
+          }),
+      },
+    );
+  });
+  after(async () => {
+    releaseMove();
+    await held.stop();
+  });
+
+  it('is refused when the index was recorded while the delete waited: the re-check inside the append sees it', async () => {
+    await expectPushed(await pushImage(held.url, repo, child.digest, child), repo, child.digest);
+    const blobPush = fetch(`${held.url}/v2/${repo}/blobs/uploads/?digest=${child.digest}`, { method: 'POST', body: child.manifestBytes });
+    await moveReached;
+    let deleteAnswered = false;
+    const deletion = fetch(`${held.url}/v2/${repo}/manifests/${child.digest}`, { method: 'DELETE' }).finally(() => (deleteAnswered = true));
+    const indexPush = await fetch(`${held.url}/v2/${repo}/manifests/multi`, { method: 'PUT', headers: { 'Content-Type': OCI_INDEX }, body: index });
+    assert.equal(indexPush.status, 201, await indexPush.text());
+    assert.equal(deleteAnswered, false, 'the delete waits for the content lock the blob push holds');
+    releaseMove();
+    assert.equal((await blobPush).status, 201);
+    const body = await expectOciError(await deletion, 405, 'DENIED');
+    assert.deepEqual(body.errors[0]?.detail, { reference: child.digest, referencedBy: [sha256(index)] });
+    const pulled = await fetch(`${held.url}/v2/${repo}/manifests/${child.digest}`, { headers: { Accept: OCI_MANIFEST } });
+    assert.equal(await pulled.text(), child.manifestBytes, 'the index still finds its child');
+    await assertReplayClean(held);
   });
 });
 

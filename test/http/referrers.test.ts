@@ -258,16 +258,21 @@ describe('listing references (03_discovery "listing references")', () => {
 
 describe('references teardown (03_discovery "Teardown", "References teardown")', () => {
   it('a deleted referrer leaves the list', async () => {
-    const del = await fetch(`${url}/v2/${repo}/manifests/${aLayer.digest}`, { method: 'DELETE' });
+    const del = await fetch(`${url}/v2/${repo}/manifests/${bLayer.digest}`, { method: 'DELETE' });
     assert.equal(del.status, 202);
     const { index } = await getReferrers(repo, subject.digest);
-    assertListed(index, [aConfig, indexArtifact, bConfig, bLayer]);
+    assertListed(index, [aConfig, aLayer, indexArtifact, bConfig]);
+  });
+
+  it('a referrer the index artifact lists stays until the index is deleted (405 DENIED, as zot)', async () => {
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/${aLayer.digest}`, { method: 'DELETE' }), 405, 'DENIED');
+    assertListed((await getReferrers(repo, subject.digest)).index, [aConfig, aLayer, indexArtifact, bConfig]);
   });
 
   it('deleting the subject keeps its referrers listed (they name it by digest)', async () => {
     assert.equal((await fetch(`${url}/v2/${repo}/manifests/${subject.digest}`, { method: 'DELETE' })).status, 202);
     const { index } = await getReferrers(repo, subject.digest);
-    assertListed(index, [aConfig, indexArtifact, bConfig, bLayer]);
+    assertListed(index, [aConfig, aLayer, indexArtifact, bConfig]);
   });
 
   it('every manifest and blob of the setup deletes with 202 (manifests first), or 404 when already gone', async () => {
