@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
+import { Checkpoints } from './actors/checkpoints.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
@@ -60,12 +61,15 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   await roots.clearTemporaryFiles();
   const db = openDatabase(eventLogFile(rootDirectory));
   const { store, queries } = openEventStore(db);
+  // The actors' own connection: their checkpoints and tables commit without an fsync (actor.ts).
+  const actorDb = openDatabase(eventLogFile(rootDirectory), { synchronous: 'NORMAL' });
+  const checkpoints = new Checkpoints(actorDb);
   const hashPool = new HashPool();
   const runners: ActorRunner[] = [];
-  const health = new Health();
+  const health = new Health(runners);
   const metricsAt = metricsPath(config);
   let metrics: Metrics | undefined;
-  const auditWriter = config.log?.audit ? new AuditWriter(path.resolve(config.log.audit), store, logger) : undefined;
+  const auditWriter = config.log?.audit ? new AuditWriter(path.resolve(config.log.audit), store, checkpoints, logger) : undefined;
   let app: ReturnType<typeof buildHttpApp> | undefined;
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
@@ -78,7 +82,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await dedupePass?.stop();
     await scrubSchedule?.stop();
     const head = store.head();
-    await Promise.all(runners.map((runner) => runner.caughtUp(head)));
+    await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(head)));
     for (const runner of runners) runner.stop();
     try {
       metrics?.actor.stop();
@@ -89,6 +93,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     store.complete();
     await hashPool.close();
     roots.close();
+    actorDb.close();
     db.close();
   };
 
@@ -102,23 +107,23 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       hashPool,
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
     });
-    runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, logger));
+    runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
     // A read-only registry writes nothing: no GC, no dedupe pass (another instance may own the storage).
     const readOnly = config.http.ReadOnly === true;
     if (!readOnly && roots.roots.some((root) => root.gc)) {
       garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),
       );
-      runners.push(new ActorRunner(garbageCollector, store, logger));
+      runners.push(new ActorRunner(garbageCollector, store, checkpoints, logger));
     }
     if (metricsAt !== undefined) {
-      metrics = createMetrics(config, metricsAt, db, store, runners);
+      metrics = createMetrics(config, metricsAt, actorDb, store, runners);
       metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
-      runners.push(new ActorRunner(metrics.actor, store, logger));
+      runners.push(new ActorRunner(metrics.actor, store, checkpoints, logger));
     }
     if (auditWriter) {
       await auditWriter.open();
-      runners.push(new ActorRunner(auditWriter, store, logger));
+      runners.push(new ActorRunner(auditWriter, store, checkpoints, logger));
     }
     for (const runner of runners) runner.start();
     if (garbageCollector) {

@@ -24,10 +24,31 @@ export function metricsPath(config: Config): string | undefined {
   return section.prometheus?.path ?? DEFAULT_METRICS_PATH;
 }
 
-/** Start-up state for /startupz and /readyz. */
+/** How long an actor may fail on one event before /readyz says not ready. */
+export const STALL_BOUND_MS = 5_000;
+
+/** An actor as the probes see it (an ActorRunner). */
+export interface WatchedActor {
+  /** How long it has been failing on one event; 0 when it is not failing. */
+  stalledForMs(): number;
+}
+
+/**
+ * The state behind /startupz and /readyz. Ready: start-up finished, not shutting down, and no actor
+ * stalled past STALL_BOUND_MS (a side effect failing, such as the audit file or index.json that
+ * cannot be written): an instance behind a load balancer then stops taking traffic until its
+ * actors recover, and is ready again once they have. Liveness (/livez) ignores stalls: the
+ * process still serves and its appends still commit; restarting it would not mend a disk.
+ */
 export class Health implements Probes {
   private caughtUp = false;
   private closing = false;
+
+  /** `actors` is read at each probe, so runners added after construction count too. */
+  constructor(
+    private readonly actors: readonly WatchedActor[] = [],
+    private readonly stallBoundMs = STALL_BOUND_MS,
+  ) {}
 
   /** Start-up finishes when `actorsCaughtUp` resolves (every actor reached the head found at start). */
   trackStartup(actorsCaughtUp: Promise<unknown>, logger: Logger): void {
@@ -48,7 +69,7 @@ export class Health implements Probes {
   }
 
   ready(): boolean {
-    return this.caughtUp && !this.closing;
+    return this.caughtUp && !this.closing && !this.actors.some((actor) => actor.stalledForMs() > this.stallBoundMs);
   }
 }
 
@@ -70,8 +91,11 @@ function readPackageVersion(): string {
   }
 }
 
-/** The metrics parts; `runners` is read at each scrape, so actors added later are included. */
-export function createMetrics(config: Config, path: string, db: Db, store: EventStore, runners: readonly ActorRunner[]): Metrics {
+/**
+ * The metrics parts; `runners` is read at each scrape, so actors added later are included.
+ * `actorDb` is the actors' connection, where the metrics actor keeps its tables.
+ */
+export function createMetrics(config: Config, path: string, actorDb: Db, store: EventStore, runners: readonly ActorRunner[]): Metrics {
   const prometheus = new PrometheusMetrics(
     { commit: '', binaryType: `zot-ts-${PACKAGE_VERSION}`, goVersion: process.version, version: config.distSpecVersion ?? '' },
     {
@@ -82,7 +106,7 @@ export function createMetrics(config: Config, path: string, db: Db, store: Event
       checkpoints: () => runners.map((runner) => ({ actor: runner.name, checkpoint: runner.checkpoint })),
     },
   );
-  const actor = new MetricsActor(db, store, prometheus);
+  const actor = new MetricsActor(actorDb, prometheus);
   return {
     actor,
     observeGcRun: (failed, seconds, removed) => prometheus.observeGcRun(failed, seconds, removed),

@@ -14,12 +14,16 @@
 // written before the checkpoint moves, and on every open the last seq in the file tells which
 // events it already holds. A replacement file that holds fewer lines than were written (the
 // rebuild command renamed its file over ours) is first filled in from the event log.
+//
+// A failed write throws: the runner retries the same event (the file reopened first) until it
+// succeeds, and the lines after it wait, so the file never has a gap (see actor.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import { EVENT_TYPES, type EventType, type StoredEvent } from '../events/types.js';
 import type { Actor } from './actor.js';
+import type { Checkpoints } from './checkpoints.js';
 
 export const AUDIT_MESSAGE = 'HTTP API Audit';
 
@@ -153,9 +157,6 @@ export async function readAuditTail(handle: fs.promises.FileHandle, size: number
   return { partialLine };
 }
 
-const WRITE_ATTEMPTS = 3;
-const RETRY_DELAY_MS = 200;
-
 export class AuditWriter implements Actor {
   readonly name = 'audit-writer';
   /** Every event is an action to audit, including types added after this file was written. */
@@ -173,9 +174,10 @@ export class AuditWriter implements Actor {
   constructor(
     readonly file: string,
     private readonly store: EventStore,
+    checkpoints: Checkpoints,
     private readonly logger: Logger,
   ) {
-    this.lastWritten = store.getCheckpoint(this.name);
+    this.lastWritten = checkpoints.get(this.name);
   }
 
   handle(event: StoredEvent): Promise<void> {
@@ -216,19 +218,15 @@ export class AuditWriter implements Actor {
   }
 
   private async write(event: StoredEvent): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.ensureOpen();
-        if (event.seq <= this.lastWritten) return;
-        await this.append(auditLine(event));
-        this.lastWritten = event.seq;
-        return;
-      } catch (err) {
-        if (attempt >= WRITE_ATTEMPTS) throw err;
-        this.logger.warn({ err, file: this.file, seq: event.seq, attempt }, 'failed to write audit line, retrying');
-        this.reopenRequested = true;
-        await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS * attempt));
-      }
+    try {
+      await this.ensureOpen();
+      if (event.seq <= this.lastWritten) return;
+      await this.append(auditLine(event));
+      this.lastWritten = event.seq;
+    } catch (err) {
+      // The runner retries; the next attempt starts from a fresh open (and the file's last seq).
+      this.reopenRequested = true;
+      throw err;
     }
   }
 

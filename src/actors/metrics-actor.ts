@@ -1,21 +1,17 @@
 // Keeps the per-repository figures of the Prometheus metrics: uploads and storage bytes from the
-// event stream, downloads from the HTTP layer. Its tables are written in one transaction with its
-// checkpoint, so a restart resumes exactly where it stopped and the figures are loaded back, not
-// recounted. Downloads are not events: they are counted in memory and added to the table every
-// few seconds and at shutdown (a crash loses at most the last interval's).
-//
-// Its transactions commit without waiting for the disk (synchronous=NORMAL in WAL mode): the
-// figures are derived from the log, and a power loss can only roll back its last transactions
-// together with its checkpoint, which it then replays. The appends of the log keep their fsync;
-// this actor, which sees every event, would otherwise add one per event to the push path.
+// event stream, downloads from the HTTP layer. Its tables are written by `writeTables`, inside the
+// transaction in which the runner stores its checkpoint (actor.ts), so a restart resumes exactly
+// where it stopped and the figures are loaded back, not recounted; a power loss rolls back its
+// latest figures and checkpoint together, and the runner replays those events. Downloads are not
+// events: they are counted in memory and added to the table every few seconds and at shutdown (a
+// crash loses at most the last interval's). It writes through the actors' connection (`db`).
 //
 //   metrics_repos    repo → uploads, storage_bytes, downloads
 //   metrics_content  repo, digest → size, held as a blob and/or as a manifest (one file on disk either
 //                    way, counted once); the size of something deleted is read here, because the
 //                    projection's row is gone by the time the event reaches this actor.
 import type { Db } from '../events/database.js';
-import type { EventStore } from '../events/store.js';
-import { EVENT_TYPES, SYSTEM_IMPORT_IDENTITY, type EventType, type StoredEvent } from '../events/types.js';
+import { SYSTEM_IMPORT_IDENTITY, type EventType, type StoredEvent } from '../events/types.js';
 import type { Actor } from './actor.js';
 import type { PrometheusMetrics } from './prometheus.js';
 
@@ -46,21 +42,15 @@ interface Change {
 
 export class MetricsActor implements Actor {
   readonly name = METRICS_ACTOR;
-  /** Every event, so that its checkpoint (stored here, not by the runner) follows the log. */
-  readonly handles: readonly EventType[] = EVENT_TYPES;
-  readonly storesCheckpoint = true;
+  readonly handles: readonly EventType[] = ['BlobPushed', 'BlobMounted', 'ManifestPushed', 'BlobDeleted', 'ManifestDeleted'];
 
   private readonly s;
-  private readonly applyInTransaction;
   private readonly flushInTransaction;
   private pendingDownloads = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
-  /** The connection's own synchronous setting, restored after each of this actor's commits. */
-  private readonly synchronous: number;
 
   constructor(
-    private readonly db: Db,
-    private readonly store: EventStore,
+    db: Db,
     private readonly metrics: PrometheusMetrics,
   ) {
     db.exec(`
@@ -91,29 +81,10 @@ export class MetricsActor implements Actor {
       updateRoles: db.prepare('UPDATE metrics_content SET as_blob = ?, as_manifest = ? WHERE repo = ? AND digest = ?'),
       deleteContent: db.prepare('DELETE FROM metrics_content WHERE repo = ? AND digest = ?'),
     };
-    this.applyInTransaction = db.transaction((event: StoredEvent): Change => {
-      const change = this.change(event);
-      if (change.uploads !== 0 || change.bytes !== 0) {
-        this.s.addToRepo.run({ repo: change.repo, uploads: change.uploads, bytes: change.bytes, downloads: 0 });
-      }
-      this.store.setCheckpoint(this.name, event.seq);
-      return change;
-    });
     this.flushInTransaction = db.transaction((pending: Map<string, number>) => {
       for (const [repo, downloads] of pending) this.s.addToRepo.run({ repo, uploads: 0, bytes: 0, downloads });
     });
-    this.synchronous = db.pragma('synchronous', { simple: true }) as number;
     this.load();
-  }
-
-  /** Runs `write` (a transaction) with commits that do not wait for the disk; see the top. */
-  private relaxed<T>(write: () => T): T {
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return write();
-    } finally {
-      this.db.pragma(`synchronous = ${this.synchronous}`);
-    }
   }
 
   /** The figures stored so far go into the metrics once, before any event or request adds to them. */
@@ -125,12 +96,19 @@ export class MetricsActor implements Actor {
     }
   }
 
-  async handle(event: StoredEvent): Promise<void> {
-    // The runner replays from the checkpoint, so nothing here is seen twice; the metrics move only
-    // after the transaction committed.
-    const change = this.relaxed(() => this.applyInTransaction(event));
-    if (change.uploads > 0) this.metrics.repoUploads.inc({ repo: change.repo }, change.uploads);
-    if (change.bytes !== 0) this.metrics.repoStorageBytes.inc({ repo: change.repo }, change.bytes);
+  /**
+   * Runs inside the runner's checkpoint transaction, so an event is counted in the tables exactly
+   * once; the in-memory metrics move only after that transaction committed.
+   */
+  writeTables(event: StoredEvent): () => void {
+    const change = this.change(event);
+    if (change.uploads !== 0 || change.bytes !== 0) {
+      this.s.addToRepo.run({ repo: change.repo, uploads: change.uploads, bytes: change.bytes, downloads: 0 });
+    }
+    return () => {
+      if (change.uploads > 0) this.metrics.repoUploads.inc({ repo: change.repo }, change.uploads);
+      if (change.bytes !== 0) this.metrics.repoStorageBytes.inc({ repo: change.repo }, change.bytes);
+    };
   }
 
   /**
@@ -195,7 +173,7 @@ export class MetricsActor implements Actor {
     const pending = this.pendingDownloads;
     this.pendingDownloads = new Map();
     try {
-      this.relaxed(() => this.flushInTransaction(pending));
+      this.flushInTransaction(pending);
     } catch (err) {
       // Kept for the next attempt rather than lost.
       for (const [repo, n] of pending) this.pendingDownloads.set(repo, (this.pendingDownloads.get(repo) ?? 0) + n);

@@ -7,6 +7,12 @@ export type Db = Database.Database;
 
 export interface OpenOptions {
   readonly?: boolean;
+  /**
+   * FULL (the default): a commit is on stable storage before it returns, as the log's appends need.
+   * NORMAL: in WAL mode a commit does not wait for the disk; a power loss can roll back the last
+   * commits, never tear one. For a connection whose writes can be replayed (the actors').
+   */
+  synchronous?: 'FULL' | 'NORMAL';
 }
 
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
@@ -15,7 +21,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
   // Readers never block the writer (and the CLI never blocks a running registry) in WAL mode.
   if (!options.readonly) db.pragma('journal_mode = WAL');
   // FULL: a committed append is on stable storage before the client hears about it.
-  db.pragma('synchronous = FULL');
+  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
   db.pragma('busy_timeout = 5000');
   return db;
 }

@@ -48,6 +48,7 @@ export function migrateEventTables(db: Db): void {
       data       TEXT    NOT NULL
     );
     CREATE INDEX IF NOT EXISTS events_by_repo ON events (repo, seq);
+    -- Each actor's checkpoint, written only by the actor runner (src/actors/checkpoints.ts).
     CREATE TABLE IF NOT EXISTS checkpoints (
       name TEXT PRIMARY KEY,
       seq  INTEGER NOT NULL
@@ -148,17 +149,6 @@ export class EventStore {
 
   setMeta(key: string, value: string): void {
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
-  }
-
-  getCheckpoint(name: string): number {
-    const row = this.db.prepare('SELECT seq FROM checkpoints WHERE name = ?').get(name) as { seq: number } | undefined;
-    return row?.seq ?? 0;
-  }
-
-  setCheckpoint(name: string, seq: number): void {
-    this.db
-      .prepare('INSERT INTO checkpoints (name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq')
-      .run(name, seq);
   }
 
   complete(): void {

@@ -1,10 +1,12 @@
 // Health probes and the Prometheus endpoint, and the per-request figures zot's session logger
 // records. The data comes from objects the composition root passes in; nothing here computes it.
 //
-//   GET /livez      200 while the process serves
+//   GET /livez      200 while the process serves; a stalled actor does not change it (the
+//                   process still serves and commits; a restart would not mend what fails)
 //   GET /startupz   200 once start-up finished (the event log open and every actor caught up with
 //                   the log head found at start), 503 before
-//   GET /readyz     200 while ready to serve, 503 before start-up finished
+//   GET /readyz     200 while ready to serve; 503 before start-up finished, while shutting down,
+//                   and while an actor has been failing on one event for more than a few seconds
 //   GET <metrics.prometheus.path>   Prometheus text, only when metrics are enabled; otherwise the
 //                   path is unknown like any other (404)
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';

@@ -100,6 +100,22 @@ describe('audit log: one line per action', () => {
     assert.equal((fs.statSync(auditFile).mode & 0o777).toString(8), '600', 'the audit file is private, as zot makes it');
   });
 
+  it('writes the first push as these four lines (seq, time, client and request id from the event log)', () => {
+    const text = fs.readFileSync(auditFile, 'utf8');
+    const [config, layer, manifest, tag] = Array.from(registry.running.store.read({ limit: 4 }));
+    assert.ok(config && layer && manifest && tag);
+    const configDigest = sha256(image.config);
+    const layerDigest = sha256(image.layers[0] as Buffer);
+    const m = image.digest;
+    const expected = [
+      `{"level":"info","clientIP":"${config.client}","subject":"anonymous","action":"PUT","object":"/v2/audit/app/blobs/${configDigest}","status":201,"seq":1,"event":"BlobPushed","repository":"audit/app","digest":"${configDigest}","size":${image.config.length},"outcome":"success","requestId":"${config.requestId}","time":"${config.time}","message":"HTTP API Audit"}`,
+      `{"level":"info","clientIP":"${layer.client}","subject":"anonymous","action":"PUT","object":"/v2/audit/app/blobs/${layerDigest}","status":201,"seq":2,"event":"BlobPushed","repository":"audit/app","digest":"${layerDigest}","size":${(image.layers[0] as Buffer).length},"outcome":"success","requestId":"${layer.requestId}","time":"${layer.time}","message":"HTTP API Audit"}`,
+      `{"level":"info","clientIP":"${manifest.client}","subject":"anonymous","action":"PUT","object":"/v2/audit/app/manifests/${m}","status":201,"seq":3,"event":"ManifestPushed","repository":"audit/app","digest":"${m}","size":${image.manifestBytes.length},"outcome":"success","requestId":"${manifest.requestId}","time":"${manifest.time}","message":"HTTP API Audit"}`,
+      `{"level":"info","clientIP":"${tag.client}","subject":"anonymous","action":"PUT","object":"/v2/audit/app/manifests/v1","status":201,"seq":4,"event":"TagSet","repository":"audit/app","digest":"${m}","tag":"v1","outcome":"success","requestId":"${tag.requestId}","time":"${tag.time}","message":"HTTP API Audit"}`,
+    ];
+    assert.deepEqual(text.split('\n').slice(0, 4), expected);
+  });
+
   it("carries zot's fields and ours on every line", () => {
     for (const line of lines) {
       assert.equal(line.level, 'info');

@@ -1,11 +1,13 @@
 // /livez, /startupz and /readyz through start-up: not ready while an actor is behind the log head
-// found at start, ready once every actor caught up, not ready again while closing.
+// found at start, ready once every actor caught up, not ready again while closing; not ready while
+// an actor has been failing past the stall bound, ready again once it recovers.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import Fastify from 'fastify';
 import { pino } from 'pino';
 import { ActorRunner, type Actor } from '../../src/actors/actor.js';
+import { Checkpoints } from '../../src/actors/checkpoints.js';
 import { PrometheusMetrics } from '../../src/actors/prometheus.js';
 import { EventStore } from '../../src/events/store.js';
 import type { EventType, StoredEvent } from '../../src/events/types.js';
@@ -50,7 +52,7 @@ describe('health', () => {
       { identity: 'anonymous' },
     );
     const actor = new GatedActor();
-    const runner = new ActorRunner(actor, store, pino({ level: 'silent' }));
+    const runner = new ActorRunner(actor, store, new Checkpoints(db), pino({ level: 'silent' }));
     runner.start();
     const health = new Health();
     const head = store.head();
@@ -82,6 +84,43 @@ describe('health', () => {
       health.markClosing();
       assert.equal(await status('/readyz'), 503);
       assert.equal(await status('/startupz'), 200);
+    } finally {
+      runner.stop();
+      await app.close();
+      db.close();
+    }
+  });
+
+  it('answers not ready while an actor is stalled past the bound, and ready again once it recovers; /livez stays 200', async () => {
+    const db = new Database(':memory:');
+    const store = new EventStore(db, [new RegistryStateProjection()]);
+    let failing = true;
+    const flaky: Actor = {
+      name: 'flaky',
+      handles: ['BlobPushed'],
+      handle: async () => {
+        if (failing) throw new Error('injected failure');
+      },
+    };
+    const runner = new ActorRunner(flaky, store, new Checkpoints(db), pino({ level: 'silent' }), { firstDelayMs: 5, maxDelayMs: 20, errorAtAttempt: 3 });
+    runner.start();
+    const health = new Health([runner], 100);
+    health.trackStartup(runner.caughtUp(0), pino({ level: 'silent' }));
+    const app = Fastify();
+    registerMonitoringRoutes(app, { probes: health });
+    const status = async (path: string): Promise<number> => (await app.inject({ method: 'GET', url: path })).statusCode;
+    try {
+      await eventually(async () => (await status('/readyz')) === 200, 'ready after start-up');
+      store.append([{ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 }], { identity: 'anonymous' });
+      await eventually(async () => (await status('/readyz')) === 503, 'not ready once stalled past the bound');
+      assert.ok(runner.stalledForMs() > 100);
+      assert.equal(runner.checkpoint, 0);
+      assert.equal(await status('/livez'), 200);
+      assert.equal(await status('/startupz'), 200);
+      failing = false;
+      await runner.caughtUp(1);
+      assert.equal(runner.stalledForMs(), 0);
+      assert.equal(await status('/readyz'), 200);
     } finally {
       runner.stop();
       await app.close();

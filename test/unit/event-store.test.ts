@@ -5,7 +5,8 @@ import { pino } from 'pino';
 import { openDatabase } from '../../src/events/database.js';
 import { EventStore } from '../../src/events/store.js';
 import type { StoredEvent } from '../../src/events/types.js';
-import { ActorRunner, type Actor } from '../../src/actors/actor.js';
+import { ActorRunner, type Actor, type RetryPolicy } from '../../src/actors/actor.js';
+import { Checkpoints } from '../../src/actors/checkpoints.js';
 import { RegistryStateProjection } from '../../src/projections/registry-state.js';
 import { makeTempDir } from '../helpers/registry.js';
 
@@ -17,17 +18,31 @@ function openStore(file: string): EventStore {
   return new EventStore(openDatabase(file), [new RegistryStateProjection()]);
 }
 
+/** Records the events it handled; fails an event's first attempts as `failures` (seq → count) says. */
 class RecordingActor implements Actor {
   readonly name = 'recorder';
   readonly handles = ['BlobPushed'] as const;
   readonly seen: number[] = [];
-  constructor(private readonly failOn = new Set<number>()) {}
+  readonly attempts: number[] = [];
+  constructor(private readonly failures = new Map<number, number>()) {}
   async handle(event: StoredEvent): Promise<void> {
     await new Promise((r) => setTimeout(r, 1));
-    if (this.failOn.has(event.seq)) throw new Error(`refusing ${event.seq}`);
+    this.attempts.push(event.seq);
+    const left = this.failures.get(event.seq) ?? 0;
+    if (left > 0) {
+      this.failures.set(event.seq, left - 1);
+      throw new Error(`refusing ${event.seq}`);
+    }
     this.seen.push(event.seq);
   }
 }
+
+/** The runner as the registry builds it: checkpoints through a second, non-fsyncing connection. */
+function runnerFor(actor: Actor, store: EventStore, file: string): { runner: ActorRunner; checkpoints: Checkpoints } {
+  const checkpoints = new Checkpoints(openDatabase(file, { synchronous: 'NORMAL' }));
+  return { runner: new ActorRunner(actor, store, checkpoints, silent, FAST_RETRY), checkpoints };
+}
+const FAST_RETRY: RetryPolicy = { firstDelayMs: 5, maxDelayMs: 20, errorAtAttempt: 3 };
 
 describe('event store', () => {
   it('appends with sequence numbers and reads back every field, filtered', () => {
@@ -69,30 +84,64 @@ describe('event store', () => {
 });
 
 describe('actor runner', () => {
-  it('keeps going after a failing event, and resumes from its checkpoint after a restart', async () => {
+  it('retries a failing event until it succeeds, in order, and resumes from its checkpoint after a restart', async () => {
     const file = path.join(makeTempDir(), 'events.db');
     let store = openStore(file);
-    const first = new RecordingActor(new Set([2]));
-    let runner = new ActorRunner(first, store, silent);
+    const first = new RecordingActor(new Map([[2, 3]]));
+    let { runner, checkpoints } = runnerFor(first, store, file);
     runner.start();
     for (const c of ['1', '2', '3']) store.append([{ type: 'BlobPushed', repo: 'a', digest: d(c), size: 1 }], ctx);
     store.append([{ type: 'TagSet', repo: 'a', tag: 't', digest: d('1') }], ctx);
     await runner.caughtUp(4);
-    assert.deepEqual(first.seen, [1, 3], 'event 2 failed, 3 still handled');
-    assert.equal(store.getCheckpoint('recorder'), 4, 'unhandled types move the checkpoint too');
+    assert.deepEqual(first.attempts, [1, 2, 2, 2, 2, 3], 'event 2 failed three times and was retried; 3 waited behind it');
+    assert.deepEqual(first.seen, [1, 2, 3]);
+    assert.equal(runner.stalledForMs(), 0, 'no longer failing');
+    assert.equal(checkpoints.get('recorder'), 4, 'unhandled types move the checkpoint too');
     runner.stop();
+    checkpoints.db.close();
 
     // Events appended while the actor is down are replayed on the next start, and only those.
     store.append([{ type: 'BlobPushed', repo: 'a', digest: d('5'), size: 1 }], ctx);
     store.db.close();
     store = openStore(file);
     const second = new RecordingActor();
-    runner = new ActorRunner(second, store, silent);
+    ({ runner, checkpoints } = runnerFor(second, store, file));
     runner.start();
     store.append([{ type: 'BlobPushed', repo: 'a', digest: d('6'), size: 1 }], ctx);
     await runner.caughtUp(6);
     assert.deepEqual(second.seen, [5, 6]);
     runner.stop();
+    checkpoints.db.close();
+    store.db.close();
+  });
+
+  it('stopped while an event fails, leaves the checkpoint before it; the next start handles it', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    let store = openStore(file);
+    const failing = new RecordingActor(new Map([[2, Number.POSITIVE_INFINITY]]));
+    let { runner, checkpoints } = runnerFor(failing, store, file);
+    runner.start();
+    for (const c of ['1', '2', '3']) store.append([{ type: 'BlobPushed', repo: 'a', digest: d(c), size: 1 }], ctx);
+    await runner.caughtUpOrFailing(3);
+    assert.ok(failing.attempts.includes(2), 'event 2 was tried');
+    assert.deepEqual(failing.seen, [1], 'event 3 waits behind the failing one');
+    assert.equal(runner.checkpoint, 1);
+    runner.stop();
+    const attempts = failing.attempts.length;
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(failing.attempts.length, attempts, 'no retry after stop');
+    assert.equal(checkpoints.get('recorder'), 1, 'the checkpoint stays before the failing event');
+    checkpoints.db.close();
+    store.db.close();
+
+    store = openStore(file);
+    const again = new RecordingActor();
+    ({ runner, checkpoints } = runnerFor(again, store, file));
+    runner.start();
+    await runner.caughtUp(3);
+    assert.deepEqual(again.seen, [2, 3]);
+    runner.stop();
+    checkpoints.db.close();
     store.db.close();
   });
 });
