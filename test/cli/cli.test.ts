@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { eventually, instantAfter } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../helpers/oci.js';
 import { makeTempDir, runZot, spawnRegistry, spawnZot, testConfig, writeConfig, type RegistryProcess } from '../helpers/registry.js';
 
@@ -133,22 +134,15 @@ describe('zot serve', () => {
       );
       request.on('error', reject);
       request.write(data.subarray(0, half));
+      // Time for the first half to reach the registry: nothing outside it shows a request in flight.
       sleep(400)
-        .then(() => {
+        .then(async () => {
           const exited = registry.child.exitCode;
           assert.equal(exited, null, 'the registry is still running before SIGTERM');
           registry.child.kill('SIGTERM');
-          return sleep(500);
-        })
-        .then(async () => {
-          // Still draining: the upload is in flight, so the process must not have exited...
+          await refusesNewWork(registry);
+          // Draining: it takes no new work, yet the upload in flight keeps the process alive.
           if (registry.child.exitCode !== null) throw new Error(`zot serve exited ${registry.child.exitCode} with an upload in flight`);
-          // ...but it takes no new work.
-          const refused = await fetch(`${registry.url}/v2/`).then(
-            (res) => res.status,
-            () => 'connection refused',
-          );
-          assert.ok(refused === 503 || refused === 'connection refused', `a new request while draining answered ${refused}`);
           request.end(data.subarray(half));
         })
         .catch(reject);
@@ -186,13 +180,10 @@ describe('zot serve', () => {
         response.on('data', (d: Buffer) => chunks.push(d));
         response.on('end', () => resolve(Buffer.concat(chunks)));
         response.on('error', reject);
-        // A slow reader: the response is mid-stream, its headers long sent, when SIGTERM comes.
+        // A slow reader: the response is mid-stream, its headers sent, when SIGTERM comes.
         response.pause();
-        sleep(300)
-          .then(() => {
-            registry.child.kill('SIGTERM');
-            return sleep(500);
-          })
+        registry.child.kill('SIGTERM');
+        refusesNewWork(registry)
           .then(() => {
             if (registry.child.exitCode !== null) reject(new Error(`zot serve exited ${registry.child.exitCode} with a download in flight`));
             response.resume();
@@ -207,6 +198,21 @@ describe('zot serve', () => {
     assert.equal(await withTimeout(exitCode, 10_000, 'zot serve did not exit after the download finished'), 0, registry.output());
   });
 });
+
+/** Waits (bounded) until the registry answers a new request with 503 or refuses the connection. */
+async function refusesNewWork(registry: RegistryProcess): Promise<void> {
+  await eventually(async () => {
+    const answer = await fetch(`${registry.url}/v2/`).then(
+      async (res) => {
+        await res.arrayBuffer();
+        return res.status;
+      },
+      () => 'connection refused',
+    );
+    assert.ok(answer === 200 || answer === 503 || answer === 'connection refused', `a new request while draining answered ${answer}`);
+    return answer !== 200;
+  }, 'the registry to refuse new work after SIGTERM', 10_000);
+}
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -238,10 +244,8 @@ describe('zot events', () => {
     ] as const) {
       pushed.push({ repo, tag, image: await pushOk(registry.url, repo, tag) });
     }
-    // Event times have millisecond resolution: leave a gap on both sides of the mark.
-    await sleep(20);
-    betweenPushes = new Date().toISOString();
-    await sleep(20);
+    betweenPushes = await instantAfter(Date.now());
+    await instantAfter(Date.parse(betweenPushes));
     pushed.push({ repo: 'events/two', tag: 'c', image: await pushOk(registry.url, 'events/two', 'c') });
   });
 

@@ -16,6 +16,7 @@ import type { StorageDriver } from '../../src/storage/driver.js';
 import { eventLogFile } from '../../src/storage/layout.js';
 import { StorageRoots, storageRootsFromConfig } from '../../src/storage/roots.js';
 import { HashPool } from '../../src/workers/pool.js';
+import { eventually } from '../helpers/http.js';
 import { makeImage, pushImage, sha256, type TestImage } from '../helpers/oci.js';
 import { makeTempDir, runZot, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
@@ -273,7 +274,7 @@ describe('the scrub schedule', () => {
     try {
       await pushOk(registry.url, 'sched/slow', 'v1');
       const schedule = startScrubSchedule({ roots: storageRootsFromConfig({ rootDirectory: registry.root }), queries, hashPool, intervalMs: 50, logger });
-      while (!logged.some((entry) => entry.msg === 'scrub started')) await sleep(10);
+      await eventually(async () => logged.some((entry) => entry.msg === 'scrub started'), 'a scrub to start', 10_000);
       await schedule.stop();
       assert.deepEqual(
         logged.map((entry) => entry.msg),

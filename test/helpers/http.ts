@@ -141,6 +141,15 @@ export async function eventually(attempt: () => Promise<boolean>, what: string, 
   }
 }
 
+/**
+ * The current instant, as ISO-8601, once the clock has moved past `time` (ms since the epoch):
+ * event times have millisecond resolution, so a mark between two writes needs a tick on each side.
+ */
+export async function instantAfter(time: number): Promise<string> {
+  await eventually(async () => Date.now() > time, `the clock to pass ${new Date(time).toISOString()}`, 1000);
+  return new Date().toISOString();
+}
+
 /** Upload session files of a repository on storage (zot's REPO/.uploads/ID layout). */
 export function uploadFiles(root: string, repo: string): string[] {
   const dir = path.join(root, repo, '.uploads');

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { expectOciError } from '../helpers/http.js';
+import { expectOciError, instantAfter } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage, pushManifest, type TestImage } from '../helpers/oci.js';
 import { makeTempDir, runZot, spawnZot, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
@@ -70,10 +70,8 @@ describe('zot audit', () => {
     const { url } = registry;
     first = await pushOk(url, 'team/app', 'v1');
     seqAfterFirst = registry.running.store.head();
-    // Event times have millisecond resolution: leave a gap on both sides of the mark.
-    await sleep(20);
-    betweenPushes = new Date().toISOString();
-    await sleep(20);
+    betweenPushes = await instantAfter(Date.now());
+    await instantAfter(Date.parse(betweenPushes));
     second = await pushOk(url, 'team/app', 'v1');
     await pushOk(url, 'team/lib', 'x');
     await pushOk(url, 'other/thing', 'y');
