@@ -20,6 +20,7 @@ import { RepositoryCollector } from './registry/collector.js';
 import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './registry/scrub-schedule.js';
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
+import { RefusalRecorder } from './registry/refusals.js';
 import { Registry } from './registry/registry.js';
 import { eventLogFile } from './storage/layout.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
@@ -46,6 +47,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Passed to the storage roots: wraps each storage driver (fault injection in tests). */
   wrapDriver?: StorageRootOptions['wrapDriver'];
+  /** How long refused writes of one key are counted before their event (10 s; tests shorten it). */
+  refusalIntervalMs?: number;
 }
 
 export function openEventStore(db: Db): { store: EventStore; queries: RegistryStateQueries } {
@@ -70,6 +73,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
+  const refusals = new RefusalRecorder(store, {
+    logger,
+    onRefused: (code) => metrics?.observeRefusal(code),
+    ...(options.refusalIntervalMs !== undefined ? { intervalMs: options.refusalIntervalMs } : {}),
+  });
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
@@ -77,6 +85,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await garbageCollector?.stop();
     await dedupePass?.stop();
     await scrubSchedule?.stop();
+    // After the last request: the refusals counted since their interval began become events.
+    try {
+      refusals.stop();
+    } catch (err) {
+      logger.error({ err }, 'failed to record refused writes');
+    }
     const head = store.head();
     await Promise.all(runners.map((runner) => runner.caughtUp(head)));
     for (const runner of runners) runner.stop();
@@ -100,6 +114,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       store,
       queries,
       hashPool,
+      refusals,
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
     });
     runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, logger));

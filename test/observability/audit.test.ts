@@ -26,6 +26,9 @@ interface AuditLine {
   previous?: string;
   size?: number;
   code?: string;
+  count?: number;
+  firstTime?: string;
+  lastTime?: string;
   outcome: string;
   requestId?: string;
   time: string;
@@ -256,26 +259,32 @@ describe('audit log: refused writes', () => {
     assert.equal(readAudit(auditFile).length, before);
   });
 
-  it('audits every write to a read-only registry', async () => {
+  it('audits refusals of one repository and code once, then with their count', async () => {
     const file = path.join(makeTempDir(), 'audit.log');
     const readOnly = await startTestRegistry({ http: { ReadOnly: true }, log: { level: 'error', audit: file } });
+    let stopped = false;
     try {
       const image = makeImage();
       await expectOciError(await fetch(`${readOnly.url}/v2/ro/app/blobs/uploads/`, { method: 'POST' }), 405, 'UNSUPPORTED');
       await expectOciError(await pushManifest(readOnly.url, 'ro/app', 'v1', image.manifestBytes), 405, 'UNSUPPORTED');
       await expectOciError(await fetch(`${readOnly.url}/v2/ro/app/manifests/v1`, { method: 'DELETE' }), 405, 'UNSUPPORTED');
       await readOnly.running.actorsCaughtUp();
+      // The first is written at once; the other two are counted until the interval ends (here: shutdown).
+      assert.equal(readAudit(file).length, 1);
+      await readOnly.stop();
+      stopped = true;
       const lines = readAudit(file);
       assert.deepEqual(
-        lines.map((line) => [line.event, line.outcome, line.action, line.object, line.status, line.code, line.repository]),
+        lines.map((line) => [line.event, line.outcome, line.action, line.object, line.status, line.code, line.repository, line.count]),
         [
-          ['WriteRefused', 'refused', 'POST', '/v2/ro/app/blobs/uploads/', 405, 'UNSUPPORTED', 'ro/app'],
-          ['WriteRefused', 'refused', 'PUT', '/v2/ro/app/manifests/v1', 405, 'UNSUPPORTED', 'ro/app'],
-          ['WriteRefused', 'refused', 'DELETE', '/v2/ro/app/manifests/v1', 405, 'UNSUPPORTED', 'ro/app'],
+          ['WriteRefused', 'refused', 'POST', '/v2/ro/app/blobs/uploads/', 405, 'UNSUPPORTED', 'ro/app', 1],
+          ['WriteRefused', 'refused', 'DELETE', '/v2/ro/app/manifests/v1', 405, 'UNSUPPORTED', 'ro/app', 2],
         ],
       );
+      const counted = lines[1] as AuditLine;
+      assert.ok(counted.firstTime !== undefined && counted.lastTime !== undefined && counted.firstTime <= counted.lastTime, JSON.stringify(counted));
     } finally {
-      await readOnly.stop();
+      if (!stopped) await readOnly.stop();
     }
   });
 });
