@@ -9,6 +9,11 @@ export interface OpenOptions {
   readonly?: boolean;
 }
 
+/** A database that lives in memory only (the metrics of a read-only registry, scratch projections). */
+export function openMemoryDatabase(): Db {
+  return new Database(':memory:');
+}
+
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
   if (!options.readonly) fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
