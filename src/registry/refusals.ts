@@ -121,10 +121,9 @@ export class RefusalRecorder {
 
   private hold(key: Key): void {
     this.entries.set(key.id, { key, pending: undefined });
-    if (key === OVERFLOW) {
-      // one key, never counted against the bounds
-    } else if (key.folded) {
-      this.foldedKeys++;
+    // The overflow key is one, and counts against no bound.
+    if (key.folded) {
+      if (key !== OVERFLOW) this.foldedKeys++;
     } else {
       this.ownKeys++;
       this.keysOfIdentity.set(key.identity, (this.keysOfIdentity.get(key.identity) ?? 0) + 1);
@@ -138,9 +137,8 @@ export class RefusalRecorder {
   private release(entry: Entry): void {
     this.entries.delete(entry.key.id);
     const { key } = entry;
-    if (key === OVERFLOW) return;
     if (key.folded) {
-      this.foldedKeys--;
+      if (key !== OVERFLOW) this.foldedKeys--;
       return;
     }
     this.ownKeys--;

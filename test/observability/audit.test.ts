@@ -261,7 +261,8 @@ describe('audit log: refused writes', () => {
 
   it('audits refusals of one repository and code once, then with their count', async () => {
     const file = path.join(makeTempDir(), 'audit.log');
-    const counting = await startTestRegistry({ log: { level: 'error', audit: file } });
+    // An interval longer than the test: the counted refusals are appended at shutdown.
+    const counting = await startTestRegistry({ log: { level: 'error', audit: file } }, { refusalIntervalMs: 10 * 60_000 });
     let stopped = false;
     try {
       for (const tag of ['a', 'b', 'c']) {

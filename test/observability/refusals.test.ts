@@ -176,16 +176,19 @@ describe('refused writes: intervals and bounds through HTTP', () => {
     const registry = await startTestRegistry({}, { refusalIntervalMs: 300 });
     try {
       for (let i = 0; i < 5; i++) assert.equal((await badPut(registry.url, 'tick/app')).status, 400);
-      await eventually(async () => refusedEvents(registry.root).length === 2, 'the counted refusals to be appended', 5000);
-      const [first, counted] = refusedEvents(registry.root);
-      assert.equal(first?.count, undefined);
-      assert.equal(counted?.count, 4);
+      // While the registry runs: the first at once, the other four in the event(s) of the interval(s)
+      // they fell in (one, unless this machine is slow enough for an interval to end between two).
+      await eventually(async () => refusedEvents(registry.root).reduce((sum, event) => sum + countOf(event), 0) === 5, 'the counted refusals to be appended', 5000);
+      const events = refusedEvents(registry.root);
+      assert.equal(events[0]?.count, undefined);
+      assert.ok(events.length >= 2 && events.slice(1).every((event) => (event.count ?? 0) >= 1 && event.firstTime !== undefined), JSON.stringify(events));
       // Two intervals with no refusal: the key is gone, and the next refusal is appended at once.
       await new Promise((resolve) => setTimeout(resolve, 800));
-      assert.equal(refusedEvents(registry.root).length, 2, 'nothing is appended for an idle key');
+      assert.equal(refusedEvents(registry.root).length, events.length, 'nothing is appended for an idle key');
       assert.equal((await badPut(registry.url, 'tick/app')).status, 400);
-      assert.equal(refusedEvents(registry.root).length, 3);
-      assert.equal(refusedEvents(registry.root)[2]?.count, undefined);
+      const later = refusedEvents(registry.root);
+      assert.equal(later.length, events.length + 1);
+      assert.equal(later.at(-1)?.count, undefined);
     } finally {
       await registry.stop();
     }
