@@ -1,5 +1,14 @@
 // The composition root: builds the parts in order and hands each only what it needs. The CLI's
 // `serve` and the tests both start the registry through startRegistry().
+//
+// A read-only registry (http.ReadOnly) serves the root of a writing registry, which may run at
+// the same time, and writes nothing to that root: it clears no temporary files (they may be the
+// writer's uploads in flight), imports nothing, opens the event log on a read-only connection,
+// appends no event (refused writes included), and runs no actor that writes: no index.json
+// writer, no GC, no dedupe pass, no audit writer (it records no event, so it has no line to
+// write: the writer's audit log holds every action on the root). Its metrics actor keeps its
+// figures in memory, replayed from the whole log at start; a LogFollower polls the log for what
+// the writer appends. Its reads query the writer's projection tables and so stay current.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -10,8 +19,9 @@ import { Checkpoints } from './actors/checkpoints.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
-import { openDatabase, type Db } from './events/database.js';
-import { EventStore } from './events/store.js';
+import { openDatabase, openMemoryDatabase, type Db } from './events/database.js';
+import { LogFollower } from './events/log-follower.js';
+import { EventStore, migrateEventTables } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
 import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
@@ -21,6 +31,7 @@ import { RepositoryCollector } from './registry/collector.js';
 import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './registry/scrub-schedule.js';
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
+import { RefusalRecorder } from './registry/refusals.js';
 import { Registry } from './registry/registry.js';
 import { eventLogFile } from './storage/layout.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
@@ -47,33 +58,70 @@ export interface StartOptions {
   logger?: Logger;
   /** Passed to the storage roots: wraps each storage driver (fault injection in tests). */
   wrapDriver?: StorageRootOptions['wrapDriver'];
+  /** How long refused writes of one key are counted before their event (10 s; tests shorten it). */
+  refusalIntervalMs?: number;
 }
 
-export function openEventStore(db: Db): { store: EventStore; queries: RegistryStateQueries } {
-  const store = new EventStore(db, createProjections());
+export function openEventStore(db: Db, options: { readOnly?: boolean } = {}): { store: EventStore; queries: RegistryStateQueries } {
+  const store = new EventStore(db, createProjections(), options);
   return { store, queries: new RegistryStateQueries(db) };
+}
+
+/** The event log of the default root; read-only, it must exist (a writing registry made it). */
+function openEventLog(rootDirectory: string, readOnly: boolean): Db {
+  const file = eventLogFile(rootDirectory);
+  if (!readOnly) return openDatabase(file);
+  if (!fs.existsSync(file)) {
+    throw new Error(
+      `no event log at ${file}: a registry with http.ReadOnly serves the log of a writing registry on the same root; start one without http.ReadOnly first (it imports a zot root)`,
+    );
+  }
+  return openDatabase(file, { readonly: true });
 }
 
 export async function startRegistry(config: Config, options: StartOptions = {}): Promise<RunningRegistry> {
   const logger = options.logger ?? createLogger(config.log);
-  const roots = storageRootsFromConfig(config.storage, options.wrapDriver ? { wrapDriver: options.wrapDriver } : {});
+  const readOnly = config.http.ReadOnly === true;
+  const roots = storageRootsFromConfig(config.storage, {
+    ...(options.wrapDriver ? { wrapDriver: options.wrapDriver } : {}),
+    createDirectories: !readOnly,
+  });
   const rootDirectory = roots.defaultRoot.rootDirectory;
-  await roots.clearTemporaryFiles();
-  const db = openDatabase(eventLogFile(rootDirectory));
-  const { store, queries } = openEventStore(db);
+  let db: Db;
+  try {
+    db = openEventLog(rootDirectory, readOnly);
+  } catch (err) {
+    roots.close();
+    throw err;
+  }
+  // Only a writer clears them, and only before its first write; the lone writer of the root is
+  // the only one whose files they can be.
+  if (!readOnly) await roots.clearTemporaryFiles();
+  const { store, queries } = openEventStore(db, { readOnly });
   // The actors' own connection: their checkpoints and tables commit without an fsync (actor.ts).
-  const actorDb = openDatabase(eventLogFile(rootDirectory), { synchronous: 'NORMAL' });
+  // A read-only registry's actors keep theirs in memory: it writes nothing to the shared log.
+  const actorDb = readOnly ? openMemoryDatabase() : openDatabase(eventLogFile(rootDirectory), { synchronous: 'NORMAL' });
+  if (readOnly) migrateEventTables(actorDb);
   const checkpoints = new Checkpoints(actorDb);
+  const follower = readOnly ? new LogFollower(store, logger) : undefined;
   const hashPool = new HashPool();
   const runners: ActorRunner[] = [];
   const health = new Health(runners);
   const metricsAt = metricsPath(config);
   let metrics: Metrics | undefined;
-  const auditWriter = config.log?.audit ? new AuditWriter(path.resolve(config.log.audit), store, checkpoints, logger) : undefined;
+  const auditWriter = config.log?.audit && !readOnly ? new AuditWriter(path.resolve(config.log.audit), store, checkpoints, logger) : undefined;
+  if (config.log?.audit && readOnly) logger.warn({ audit: config.log.audit }, 'audit log not written by a read-only registry: it records no events');
   let app: ReturnType<typeof buildHttpApp> | undefined;
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
+  const refusals = readOnly
+    ? undefined
+    : new RefusalRecorder(store, {
+        logger,
+        onRefused: (code) => metrics?.observeRefusal(code),
+        ...(options.refusalIntervalMs !== undefined ? { intervalMs: options.refusalIntervalMs } : {}),
+      });
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
@@ -81,8 +129,18 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await garbageCollector?.stop();
     await dedupePass?.stop();
     await scrubSchedule?.stop();
-    const head = store.head();
-    await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(head)));
+    follower?.stop();
+    // After the last request: the refusals counted since their interval began become events.
+    try {
+      refusals?.stop();
+    } catch (err) {
+      logger.error({ err }, 'failed to record refused writes');
+    }
+    // A read-only registry's actors keep nothing that outlives it: there is nothing to finish.
+    if (!readOnly) {
+      const head = store.head();
+      await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(head)));
+    }
     for (const runner of runners) runner.stop();
     try {
       metrics?.actor.stop();
@@ -98,18 +156,17 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   };
 
   try {
-    await importStorageOnce(roots, store, hashPool, logger);
+    if (!readOnly) await importStorageOnce(roots, store, hashPool, logger);
     const registry = new Registry({
       logger,
       roots,
       store,
       queries,
       hashPool,
+      ...(refusals ? { refusals } : {}),
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
     });
-    runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
-    // A read-only registry writes nothing: no GC, no dedupe pass (another instance may own the storage).
-    const readOnly = config.http.ReadOnly === true;
+    if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
     if (!readOnly && roots.roots.some((root) => root.gc)) {
       garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),
@@ -126,6 +183,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       runners.push(new ActorRunner(auditWriter, store, checkpoints, logger));
     }
     for (const runner of runners) runner.start();
+    follower?.start();
     if (garbageCollector) {
       // Every repository, and every directory that looks like one, is swept once after start:
       // that finds what a crash left (orphans, sessions) where no new event will point.

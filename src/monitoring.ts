@@ -78,6 +78,8 @@ export interface Metrics {
   http: HttpMetrics;
   /** zot_gc_*: one garbage-collection sweep of a repository. */
   observeGcRun(failed: boolean, seconds: number, removed?: Record<string, number>): void;
+  /** zot_refused_writes_total: one refused write. */
+  observeRefusal(code: string): void;
 }
 
 const PACKAGE_VERSION = readPackageVersion();
@@ -110,6 +112,7 @@ export function createMetrics(config: Config, path: string, actorDb: Db, store: 
   return {
     actor,
     observeGcRun: (failed, seconds, removed) => prometheus.observeGcRun(failed, seconds, removed),
+    observeRefusal: (code) => prometheus.refusedWrites.inc({ code }),
     http: {
       path,
       observeRequest: (method, code, repo, seconds) => prometheus.observeRequest(method, code, repo, seconds),

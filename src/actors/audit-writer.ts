@@ -4,7 +4,9 @@
 //
 // The fields are zot's where zot has them (pkg/log `NewAuditLogger`, pkg/api `SessionAuditLogger`:
 // level, clientIP, subject, action, object, status, time, message), plus ours: seq, event,
-// repository, digest, tag, reference, outcome, code, requestId. zot writes the request's method
+// repository, digest, tag, reference, outcome, code, requestId, and for a refusal its `count`
+// (refusals are aggregated: one event, and line, may stand for many; its clientIP, requestId,
+// action and object are the last one's) with firstTime, lastTime and folded. zot writes the request's method
 // and path; an event knows what changed, so `action` and `object` are the request that makes
 // that change (PUT /v2/REPO/manifests/TAG for a tag set). Actions that no request makes (sync, GC)
 // carry the event type as `action`.
@@ -44,6 +46,12 @@ export interface AuditRecord {
   previous?: string;
   size?: number;
   code?: string;
+  /** Refusals the line stands for (1 for one); firstTime and lastTime when more than one. */
+  count?: number;
+  firstTime?: string;
+  lastTime?: string;
+  /** Refusals of one identity across repositories and codes (past the recorder's bound of keys). */
+  folded?: boolean;
   outcome: 'success' | 'refused';
   requestId?: string;
   time: string;
@@ -111,6 +119,10 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     ...optional('previous', stringField(event, 'previous')),
     ...(typeof size === 'number' ? { size } : {}),
     ...optional('code', refused ? event.code : undefined),
+    ...(refused ? { count: event.count ?? 1 } : {}),
+    ...optional('firstTime', refused ? event.firstTime : undefined),
+    ...optional('lastTime', refused ? event.lastTime : undefined),
+    ...(refused && event.folded ? { folded: true } : {}),
     outcome: refused ? 'refused' : 'success',
     ...optional('requestId', event.requestId),
     time: event.time,

@@ -10,6 +10,8 @@
 //   zot_repo_downloads_total            the HTTP layer counts, the metrics actor persists
 //   zot_event_log_length, zot_actor_lag_events
 //                                       read from the log and the actors' checkpoints at each scrape
+//   zot_refused_writes_total            the refusal recorder, once per refused write (its events
+//                                       are aggregated; this counts each one)
 //   zot_gc_*                            the garbage collector, once per repository swept (app.ts)
 //   zot_scheduler_*, zot_storage_lock_latency_seconds
 //                                       registered so the series exist; they stay at zero (no task
@@ -53,6 +55,7 @@ export class PrometheusMetrics {
   readonly gcRuns: Counter<'error'>;
   readonly gcDeleted: Counter<'type'>;
   readonly gcDuration: Summary;
+  readonly refusedWrites: Counter<'code'>;
 
   constructor(info: ServerInfo, log: LogFigures) {
     const registers = [this.registry];
@@ -109,6 +112,13 @@ export class PrometheusMetrics {
     this.gcDeleted = new Counter({ name: 'zot_gc_deleted_total', help: 'Items garbage collection removed, by kind', labelNames: ['type'], registers });
     this.gcDuration = new Summary({ name: 'zot_gc_duration_seconds', help: 'Time a garbage collection run took', percentiles: [], registers });
     registerUnfedZotMetrics(registers);
+
+    this.refusedWrites = new Counter({
+      name: 'zot_refused_writes_total',
+      help: 'Writes answered 4xx and recorded as refused, by OCI error code',
+      labelNames: ['code'],
+      registers,
+    });
 
     new Gauge({
       name: 'zot_event_log_length',

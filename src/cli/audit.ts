@@ -82,6 +82,9 @@ export function formatAuditRecord(record: AuditRecord): string {
     `${record.action} ${record.object}`,
     ...(record.status !== undefined ? [String(record.status)] : []),
     ...(record.code !== undefined ? [record.code] : []),
+    // An aggregated refusal: how many it stands for, and whether it spans repositories.
+    ...(record.count !== undefined && record.count > 1 ? [`count=${record.count}`] : []),
+    ...(record.folded ? ['folded'] : []),
   ].join('  ');
 }
 
@@ -199,6 +202,8 @@ export interface TagChange {
   client?: string;
   requestId?: string;
   code?: string;
+  /** Refused attempts the change stands for, when more than one (aggregated refusals). */
+  count?: number;
 }
 
 /** Every change of one tag, refused attempts included, in log order. */
@@ -221,7 +226,7 @@ function tagHistory(live: Db, target: string, json: boolean): number {
     } else if (event.type === 'TagRemoved' && event.tag === tag) {
       changes.push({ ...who, change: 'removed', digest: event.digest });
     } else if (event.type === 'WriteRefused' && event.reference === tag && event.path.endsWith(`/manifests/${tag}`)) {
-      changes.push({ ...who, change: 'refused', code: event.code });
+      changes.push({ ...who, change: 'refused', code: event.code, ...(event.count !== undefined && event.count > 1 ? { count: event.count } : {}) });
     }
   }
   if (changes.length === 0) {
@@ -238,6 +243,7 @@ function tagHistory(live: Db, target: string, json: boolean): number {
           change.change.padEnd(7),
           change.digest ?? change.code ?? '',
           ...(change.previous ? [`(was ${change.previous})`] : []),
+          ...(change.count !== undefined ? [`count=${change.count}`] : []),
           change.identity,
           change.client ?? '-',
         ].join('  ')}\n`;

@@ -58,7 +58,8 @@ export async function runScrub(args: string[]): Promise<number> {
   if (!live) return USAGE_ERROR;
   let roots: StorageRoots;
   try {
-    roots = storageRootsFromConfig(config.storage);
+    // Read-only: a root directory that is missing is not made (it holds nothing to check).
+    roots = storageRootsFromConfig(config.storage, { createDirectories: false });
   } catch (err) {
     live.close();
     process.stderr.write(`zot scrub: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -15,6 +15,11 @@ export interface OpenOptions {
   synchronous?: 'FULL' | 'NORMAL';
 }
 
+/** A database that lives in memory only (the metrics of a read-only registry, scratch projections). */
+export function openMemoryDatabase(): Db {
+  return new Database(':memory:');
+}
+
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
   if (!options.readonly) fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });

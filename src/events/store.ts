@@ -20,6 +20,22 @@ export interface AppendOptions {
   alsoInTransaction?: () => void;
 }
 
+export interface EventStoreOptions {
+  /**
+   * The log of a read-only registry (http.ReadOnly), opened on a read-only connection while
+   * another process may append to it: no tables are created, append() and setMeta() throw, the
+   * checkpoints of this process's actors are kept in memory (the checkpoints table is the
+   * writer's), and publishAppended() publishes what the writer appended.
+   */
+  readOnly?: boolean;
+}
+
+/** An event body with the context of its own request (refusals counted over many requests). */
+export interface ContextualEvent {
+  body: EventBody;
+  context: EventContext;
+}
+
 export interface EventFilter {
   repo?: string;
   type?: string;
@@ -67,13 +83,24 @@ export class EventStore {
 
   private readonly insert;
   private readonly appendAll;
+  private readonly appendContextual;
+  readonly readOnly: boolean;
+  /** Read-only: the checkpoints of this process's actors. */
+  /** Read-only: the last seq published on events$. */
+  private lastPublished = 0;
 
   constructor(
     readonly db: Db,
     private readonly projections: readonly InlineProjection[],
+    options: EventStoreOptions = {},
   ) {
-    migrateEventTables(db);
-    for (const projection of projections) projection.migrate(db);
+    this.readOnly = options.readOnly ?? false;
+    if (this.readOnly) {
+      this.lastPublished = this.head();
+    } else {
+      migrateEventTables(db);
+      for (const projection of projections) projection.migrate(db);
+    }
     this.insert = db.prepare(`
       INSERT INTO events (type, version, time, repo, digest, media_type, size, tag, client, request_id, identity, data)
       VALUES (@type, @version, @time, @repo, @digest, @media_type, @size, @tag, @client, @request_id, @identity, @data)
@@ -90,6 +117,14 @@ export class EventStore {
       options.alsoInTransaction?.();
       return stored;
     });
+    this.appendContextual = db.transaction((entries: readonly ContextualEvent[]) => {
+      const time = new Date().toISOString();
+      return entries.map(({ body, context }) => {
+        const event = this.toStored(body, context, time);
+        for (const projection of this.projections) projection.apply(event);
+        return event;
+      });
+    });
   }
 
   /**
@@ -98,9 +133,36 @@ export class EventStore {
    * what the caller checked before its awaits (a referenced blob still there, say).
    */
   append(bodies: readonly EventBody[], context: EventContext, options: AppendOptions = {}): StoredEvent[] {
+    this.assertWritable();
     const stored = this.appendAll(bodies, context, options);
     for (const event of stored) this.published.next(event);
     return stored;
+  }
+
+  /** Appends events that each carry their own context, in one transaction. */
+  appendEach(entries: readonly ContextualEvent[]): StoredEvent[] {
+    this.assertWritable();
+    const stored = this.appendContextual(entries);
+    for (const event of stored) this.published.next(event);
+    return stored;
+  }
+
+  /**
+   * Read-only: publishes on events$ the events another process appended since the last call (or
+   * since the store was opened); returns how many.
+   */
+  publishAppended(): number {
+    // Read whole before publishing: a subscriber may query this connection.
+    const appended = Array.from(this.read({ afterSeq: this.lastPublished }));
+    for (const event of appended) {
+      this.lastPublished = event.seq;
+      this.published.next(event);
+    }
+    return appended.length;
+  }
+
+  private assertWritable(): void {
+    if (this.readOnly) throw new Error('the event log is open read-only (http.ReadOnly): nothing is appended');
   }
 
   private toStored(body: EventBody, context: EventContext, time: string): StoredEvent {
@@ -148,6 +210,7 @@ export class EventStore {
   }
 
   setMeta(key: string, value: string): void {
+    this.assertWritable();
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 

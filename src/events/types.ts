@@ -46,8 +46,26 @@ export type EventBody =
    * A write (POST, PUT, PATCH, DELETE) answered 4xx: invalid, unknown, read-only, denied. Recorded
    * for the audit log only; projections ignore it. `repo` is '' when the name was not valid, and
    * `path` never carries the query string (tokens travel there).
+   *
+   * Refusals are aggregated (src/registry/refusals.ts): `count` is how many refusals the event
+   * stands for, between `firstTime` and `lastTime`, with the request fields of the last one; all
+   * three are absent for a single refusal (as in every event written before they existed, so the
+   * schema version stays). `folded`: refusals of one identity past the bound of keys, across
+   * repositories and codes; `repo` is then ''.
    */
-  | { type: 'WriteRefused'; repo: string; method: string; path: string; status: number; code: string; reference?: string };
+  | {
+      type: 'WriteRefused';
+      repo: string;
+      method: string;
+      path: string;
+      status: number;
+      code: string;
+      reference?: string;
+      count?: number;
+      firstTime?: string;
+      lastTime?: string;
+      folded?: true;
+    };
 
 export type EventType = EventBody['type'];
 
@@ -78,6 +96,8 @@ export const SYSTEM_IMPORT_IDENTITY = 'system:import';
 export const SYSTEM_GC_IDENTITY = 'system:gc';
 /** The identity of relocations made by dedupe's background pass. */
 export const SYSTEM_DEDUPE_IDENTITY = 'system:dedupe';
+/** The identity of refusals counted together because too many identities were refused at once. */
+export const SYSTEM_REFUSALS_IDENTITY = 'system:refusals';
 
 export type StoredEvent = EventBody &
   EventContext & {

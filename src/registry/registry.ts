@@ -7,7 +7,7 @@
 //   blob-removal.ts     a repository letting go of a blob (DELETE, GC), S3 relocation
 //   mounts.ts           cross-repository mounts
 //   manifest-store.ts   manifests and tags
-//   refusals.ts         refused writes for the audit log
+//   refusals.ts         refused writes for the audit log, aggregated (built by the composition root)
 //   locks.ts            the lock order every part follows
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -26,7 +26,7 @@ import { RegistryLocks } from './locks.js';
 import { ManifestStore, type ManifestContent, type PushedManifest, type Referrer } from './manifest-store.js';
 import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
-import { RefusalRecorder, type RefusedWrite } from './refusals.js';
+import type { RefusalRecorder, RefusedWrite } from './refusals.js';
 import { RepositoryFiles } from './repository-files.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
@@ -49,6 +49,8 @@ export interface RegistryDeps {
   hashPool: HashPool;
   /** Told of each new upload session, so GC can expire it if it is abandoned. */
   onUploadStarted?: (repo: string) => void;
+  /** Records refused writes as events; absent in a read-only registry, which records nothing. */
+  refusals?: RefusalRecorder;
 }
 
 export class Registry {
@@ -60,7 +62,6 @@ export class Registry {
   private readonly parts: RegistryParts;
   private readonly commits: BlobCommit;
   private readonly mounts: Mounts;
-  private readonly refusals: RefusalRecorder;
 
   constructor(private readonly deps: RegistryDeps) {
     const { roots, store, queries, hashPool, logger } = deps;
@@ -72,7 +73,6 @@ export class Registry {
     this.blobRemoval = new BlobRemoval(this.parts);
     this.commits = new BlobCommit(this.parts);
     this.mounts = new Mounts(this.parts);
-    this.refusals = new RefusalRecorder(store);
   }
 
   // ---- repositories -------------------------------------------------------------------------
@@ -90,7 +90,7 @@ export class Registry {
   }
 
   recordRefusedWrite(refusal: RefusedWrite, context: EventContext): void {
-    this.refusals.record(refusal, context);
+    this.deps.refusals?.record(refusal, context);
   }
 
   // ---- blobs --------------------------------------------------------------------------------

@@ -90,9 +90,11 @@ export interface StorageRootOptions {
    * must keep the driver's type: a filesystem driver stays usable as a root's staging.
    */
   wrapDriver?: <T extends StorageDriver>(driver: T, route: string) => T;
+  /** Create each root's local directory when missing (a read-only registry creates nothing). */
+  createDirectories?: boolean;
 }
 
-/** Builds the roots a validated storage config describes, creating their local directories. */
+/** Builds the roots a validated storage config describes, creating their local directories unless told not to. */
 export function storageRootsFromConfig(storage: StorageConfig, options: StorageRootOptions = {}): StorageRoots {
   const makeS3 = options.makeS3 ?? createS3Driver;
   const wrap = options.wrapDriver ?? (<T extends StorageDriver>(driver: T) => driver);
@@ -100,7 +102,7 @@ export function storageRootsFromConfig(storage: StorageConfig, options: StorageR
   // A subPath takes zot's defaults for what it leaves out, not the default root's settings.
   const build = (route: string, settings: SubPathConfig): StorageRoot => {
     const rootDirectory = path.resolve(settings.rootDirectory);
-    fs.mkdirSync(rootDirectory, { recursive: true });
+    if (options.createDirectories !== false) fs.mkdirSync(rootDirectory, { recursive: true });
     let staging = stagingByDirectory.get(rootDirectory);
     if (!staging) {
       staging = wrap(new FilesystemDriver(rootDirectory, TEMP_DIR), route);

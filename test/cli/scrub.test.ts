@@ -72,6 +72,14 @@ describe('zot scrub', () => {
     await pushOk(registry.url, 'scrub/gamma', 'v1');
   });
 
+  it('creates nothing: a subPath root that does not exist stays absent', async () => {
+    const absent = path.join(makeTempDir(), 'not-created');
+    const config = writeConfig(testConfig({ root: registry.root, storage: { subPaths: { '/elsewhere': { rootDirectory: absent } } } }));
+    const result = await runZot(['scrub', config]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.ok(!fs.existsSync(absent), 'zot scrub made the subPath root');
+  });
+
   it('exits 1 naming the corrupt, truncated and missing content in its repository', async () => {
     const layer = sha256(alpha[1]?.layers[0] as Buffer);
     const flipped = flipByte(blobFile(registry.root, 'scrub/alpha', layer));

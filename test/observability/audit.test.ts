@@ -26,6 +26,9 @@ interface AuditLine {
   previous?: string;
   size?: number;
   code?: string;
+  count?: number;
+  firstTime?: string;
+  lastTime?: string;
   outcome: string;
   requestId?: string;
   time: string;
@@ -272,26 +275,32 @@ describe('audit log: refused writes', () => {
     assert.equal(readAudit(auditFile).length, before);
   });
 
-  it('audits every write to a read-only registry', async () => {
+  it('audits refusals of one repository and code once, then with their count', async () => {
     const file = path.join(makeTempDir(), 'audit.log');
-    const readOnly = await startTestRegistry({ http: { ReadOnly: true }, log: { level: 'error', audit: file } });
+    // An interval longer than the test: the counted refusals are appended at shutdown.
+    const counting = await startTestRegistry({ log: { level: 'error', audit: file } }, { refusalIntervalMs: 10 * 60_000 });
+    let stopped = false;
     try {
-      const image = makeImage();
-      await expectOciError(await fetch(`${readOnly.url}/v2/ro/app/blobs/uploads/`, { method: 'POST' }), 405, 'UNSUPPORTED');
-      await expectOciError(await pushManifest(readOnly.url, 'ro/app', 'v1', image.manifestBytes), 405, 'UNSUPPORTED');
-      await expectOciError(await fetch(`${readOnly.url}/v2/ro/app/manifests/v1`, { method: 'DELETE' }), 405, 'UNSUPPORTED');
-      await readOnly.running.actorsCaughtUp();
+      for (const tag of ['a', 'b', 'c']) {
+        await expectOciError(await fetch(`${counting.url}/v2/counted/app/manifests/${tag}`, { method: 'DELETE' }), 404, 'NAME_UNKNOWN');
+      }
+      await counting.running.actorsCaughtUp();
+      // The first is written at once; the other two are counted until the interval ends (here: shutdown).
+      assert.equal(readAudit(file).length, 1);
+      await counting.stop();
+      stopped = true;
       const lines = readAudit(file);
       assert.deepEqual(
-        lines.map((line) => [line.event, line.outcome, line.action, line.object, line.status, line.code, line.repository]),
+        lines.map((line) => [line.event, line.outcome, line.action, line.object, line.status, line.code, line.repository, line.reference, line.count]),
         [
-          ['WriteRefused', 'refused', 'POST', '/v2/ro/app/blobs/uploads/', 405, 'UNSUPPORTED', 'ro/app'],
-          ['WriteRefused', 'refused', 'PUT', '/v2/ro/app/manifests/v1', 405, 'UNSUPPORTED', 'ro/app'],
-          ['WriteRefused', 'refused', 'DELETE', '/v2/ro/app/manifests/v1', 405, 'UNSUPPORTED', 'ro/app'],
+          ['WriteRefused', 'refused', 'DELETE', '/v2/counted/app/manifests/a', 404, 'NAME_UNKNOWN', 'counted/app', 'a', 1],
+          ['WriteRefused', 'refused', 'DELETE', '/v2/counted/app/manifests/c', 404, 'NAME_UNKNOWN', 'counted/app', 'c', 2],
         ],
       );
+      const counted = lines[1] as AuditLine;
+      assert.ok(counted.firstTime !== undefined && counted.lastTime !== undefined && counted.firstTime <= counted.lastTime, JSON.stringify(counted));
     } finally {
-      await readOnly.stop();
+      if (!stopped) await counting.stop();
     }
   });
 });
