@@ -55,7 +55,8 @@ export async function runReplay(args: string[]): Promise<number> {
     const drift: string[] = [];
     for (const table of REGISTRY_STATE_TABLES) drift.push(...diffRows(table, tableRows(live, table), tableRows(scratch.db, table)));
 
-    const roots = storageRootsFromConfig(config.storage);
+    // A check writes nothing: a subPath root that does not exist is reported, not created.
+    const roots = storageRootsFromConfig(config.storage, { createDirectories: false });
     const liveQueries = new RegistryStateQueries(live);
     const head = (live.prepare('SELECT MAX(seq) AS seq FROM events').get() as { seq: number | null }).seq ?? 0;
     const indexCheckpoint = (live.prepare("SELECT seq FROM checkpoints WHERE name = 'index-json-writer'").get() as { seq: number } | undefined)?.seq ?? 0;

@@ -12,6 +12,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { eventually, instantAfter } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage, sha256, type TestImage } from '../helpers/oci.js';
 import { makeTempDir, runZot, spawnRegistry, spawnZot, testConfig, writeConfig, type RegistryProcess } from '../helpers/registry.js';
+import type { Config } from '../../src/config/types.js';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -426,6 +427,18 @@ describe('zot replay', () => {
     const altered = await replay();
     assert.equal(altered.code, 1, altered.stdout);
     assert.match(altered.stdout, /^drift: tags: replay only .*"tag":"v1"/m);
+  });
+
+  it('creates nothing: a subPath root that does not exist stays absent', async () => {
+    const registry = await start();
+    await pushOk(registry.url, 'replay/app', 'v1');
+    assert.equal(await registry.stop(), 0, registry.output());
+    const absent = path.join(makeTempDir(), 'not-created');
+    const config = JSON.parse(fs.readFileSync(registry.configPath, 'utf8')) as Config;
+    config.storage.subPaths = { '/elsewhere': { rootDirectory: absent } };
+    const result = await runZot(['replay', writeConfig(config)]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.ok(!fs.existsSync(absent), 'zot replay made the subPath root');
   });
 
   it('--rehash exits 1 naming a blob or manifest whose bytes changed in place, which plain replay does not notice', async () => {
