@@ -23,6 +23,7 @@ import { openDatabase, openMemoryDatabase, type Db } from './events/database.js'
 import { LogFollower } from './events/log-follower.js';
 import { EventStore, migrateEventTables } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
+import { httpOptionsFromConfig } from './http/options/index.js';
 import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
 import { createProjections } from './projections/index.js';
@@ -213,6 +214,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      httpOptions: httpOptionsFromConfig(config.http),
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });

@@ -24,6 +24,13 @@ export function unbuiltFeatures(config: Config): string[] {
   if (syncWanted(config.sync)) notBuilt('sync', 'sync');
   if (syncWanted(extensions?.sync)) notBuilt('extensions.sync', 'sync');
 
+  (extensions?.events?.sinks ?? []).forEach((sink, index) => {
+    const at = `extensions.events.sinks[${index}]`;
+    if (sink.proxy !== undefined) notBuilt(`${at}.proxy`, 'delivering events through a proxy');
+    if (sink.tlsconfig !== undefined) notBuilt(`${at}.tlsconfig`, 'client certificates and private CAs for event sinks');
+    if (sink.credentials?.file !== undefined) notBuilt(`${at}.credentials.file`, 'NATS credentials files');
+  });
+
   return found;
 }
 

@@ -58,6 +58,7 @@ export const configSchema: SchemaObject = {
             interval: ref('duration'),
           },
         },
+        events: ref('events'),
       },
     },
   },
@@ -81,6 +82,29 @@ export const configSchema: SchemaObject = {
         },
         auth: ref('auth'),
         accessControl: ref('accessControl'),
+        // zot's newer http options (src/http/options/).
+        allowOrigin: string,
+        externalUrl: string,
+        readTimeout: ref('duration'),
+        writeTimeout: ref('duration'),
+        compat: { type: 'array', items: { enum: ['docker2s2'] } },
+        ratelimit: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            // Requests per second.
+            rate: { type: 'integer', minimum: 1 },
+            methods: {
+              type: 'array',
+              items: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['method', 'rate'],
+                properties: { method: string, rate: { type: 'integer', minimum: 1 } },
+              },
+            },
+          },
+        },
       },
     },
 
@@ -173,6 +197,10 @@ export const configSchema: SchemaObject = {
         gcInterval: { ...ref('duration'), default: '1h' },
         storageDriver: ref('storageDriver'),
         subPaths: { type: 'object', additionalProperties: ref('subPath') },
+        // Accepted: zot-ts always syncs before acknowledging.
+        commit: boolean,
+        // Repositories across every root; 0 or absent: no limit.
+        maxRepos: { type: 'integer', minimum: 0 },
       },
     },
     subPath: {
@@ -186,6 +214,7 @@ export const configSchema: SchemaObject = {
         gcDelay: ref('duration'),
         gcInterval: ref('duration'),
         storageDriver: ref('storageDriver'),
+        commit: boolean,
       },
     },
     // Parameters of distribution's s3-aws driver, which zot hands the map to. zot lower-cases
@@ -234,6 +263,42 @@ export const configSchema: SchemaObject = {
           type: 'object',
           additionalProperties: false,
           properties: { path: string },
+        },
+      },
+    },
+
+    // zot's CloudEvents sinks (pkg/extensions/config/events).
+    events: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enable: { type: 'boolean', default: true },
+        sinks: { type: 'array', items: ref('eventSink') },
+        source: string,
+        typePrefix: string,
+      },
+    },
+    eventSink: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['type', 'address'],
+      properties: {
+        type: { enum: ['http', 'nats'] },
+        address: { type: 'string', minLength: 1 },
+        // The NATS subject; for HTTP, the `channel` extension attribute of every event.
+        channel: string,
+        timeout: ref('duration'),
+        proxy: string,
+        headers: { type: 'object', additionalProperties: string },
+        credentials: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { username: string, password: string, file: string, token: string },
+        },
+        tlsconfig: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { cacertfile: string, certfile: string, keyfile: string },
         },
       },
     },

@@ -64,6 +64,13 @@ export interface AccessControlConfig {
   [pattern: string]: unknown;
 }
 
+export interface RatelimitConfig {
+  /** Requests per second for every request. */
+  rate?: number;
+  /** Requests per second for one method, on top of `rate`. */
+  methods?: { method: string; rate: number }[];
+}
+
 export interface HttpConfig {
   address: string;
   port: string;
@@ -72,6 +79,13 @@ export interface HttpConfig {
   auth?: AuthConfig;
   accessControl?: AccessControlConfig;
   ReadOnly?: boolean;
+  allowOrigin?: string;
+  externalUrl?: string;
+  /** Go durations: how long a request may stall while it is read, a response while it is written. */
+  readTimeout?: string;
+  writeTimeout?: string;
+  compat?: 'docker2s2'[];
+  ratelimit?: RatelimitConfig;
   [key: string]: unknown;
 }
 
@@ -107,6 +121,7 @@ export interface SubPathConfig {
   gcDelay?: string;
   gcInterval?: string;
   storageDriver?: StorageDriverConfig;
+  commit?: boolean;
 }
 
 export interface StorageConfig {
@@ -117,6 +132,9 @@ export interface StorageConfig {
   gcInterval?: string;
   subPaths?: Record<string, SubPathConfig>;
   storageDriver?: StorageDriverConfig;
+  commit?: boolean;
+  /** Repositories across every root; 0 or absent: no limit. */
+  maxRepos?: number;
   [key: string]: unknown;
 }
 
@@ -156,10 +174,31 @@ export interface SyncConfig {
   registries?: SyncRegistryConfig[];
 }
 
+export interface EventSinkConfig {
+  type: 'http' | 'nats';
+  address: string;
+  channel?: string;
+  timeout?: string;
+  proxy?: string;
+  headers?: Record<string, string>;
+  credentials?: { username?: string; password?: string; file?: string; token?: string };
+  tlsconfig?: { cacertfile?: string; certfile?: string; keyfile?: string };
+}
+
+export interface EventsConfig {
+  enable?: boolean;
+  sinks?: EventSinkConfig[];
+  /** The CloudEvents `source` of every event (zot's default: zotregistry.dev). */
+  source?: string;
+  /** Replaces `zotregistry` in event types: `<typePrefix>.image.updated`. */
+  typePrefix?: string;
+}
+
 export interface ExtensionsConfig {
   sync?: SyncConfig;
   metrics?: MetricsConfig;
   scrub?: { enable?: boolean; interval?: string };
+  events?: EventsConfig;
   [key: string]: unknown;
 }
 

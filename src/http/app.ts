@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js';
 import type { Registry } from '../registry/registry.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
+import { registerHttpOptions, type HttpOptions } from './options/index.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
 import { context, handlers } from './handlers.js';
@@ -20,6 +21,8 @@ export interface HttpAppOptions {
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;
+  /** zot's http options: rate limit, CORS, externalUrl, timeouts (src/http/options). */
+  httpOptions?: HttpOptions;
 }
 
 declare module 'fastify' {
@@ -119,6 +122,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return handlers[route.endpoint](options.registry, route, request, reply);
   };
 
+  registerHttpOptions(app, options.httpOptions ?? { readTimeoutMs: 0, writeTimeoutMs: 0 }, options.logger);
   if (options.monitoring) registerMonitoringRoutes(app, options.monitoring);
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
