@@ -33,6 +33,7 @@ import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './regis
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
 import { RefusalRecorder } from './registry/refusals.js';
+import { RepositoryQuota } from './registry/repository-quota.js';
 import { Registry } from './registry/registry.js';
 import { eventLogFile } from './storage/layout.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
@@ -158,6 +159,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
 
   try {
     if (!readOnly) await importStorageOnce(roots, store, hashPool, logger);
+    const maxRepos = config.storage.maxRepos ?? 0;
+    const quota = maxRepos > 0 ? new RepositoryQuota(queries, maxRepos) : undefined;
+    if (quota) store.addGuard(quota.guard);
     const registry = new Registry({
       logger,
       roots,
@@ -165,6 +169,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       queries,
       hashPool,
       ...(refusals ? { refusals } : {}),
+      ...(quota ? { quota } : {}),
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
     });
     if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));

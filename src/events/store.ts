@@ -30,6 +30,12 @@ export interface EventStoreOptions {
   readOnly?: boolean;
 }
 
+/**
+ * A check run inside every append transaction before its events are written, on every path that
+ * appends (a quota); throwing aborts the append.
+ */
+export type AppendGuard = (bodies: readonly EventBody[], context: EventContext) => void;
+
 /** An event body with the context of its own request (refusals counted over many requests). */
 export interface ContextualEvent {
   body: EventBody;
@@ -88,6 +94,7 @@ export class EventStore {
   /** Read-only: the checkpoints of this process's actors. */
   /** Read-only: the last seq published on events$. */
   private lastPublished = 0;
+  private readonly guards: AppendGuard[] = [];
 
   constructor(
     readonly db: Db,
@@ -107,6 +114,7 @@ export class EventStore {
     `);
     this.appendAll = db.transaction((bodies: readonly EventBody[], context: EventContext, options: AppendOptions) => {
       options.precondition?.();
+      for (const guard of this.guards) guard(bodies, context);
       const time = new Date().toISOString();
       const stored: StoredEvent[] = [];
       for (const body of bodies) {
@@ -125,6 +133,10 @@ export class EventStore {
         return event;
       });
     });
+  }
+
+  addGuard(guard: AppendGuard): void {
+    this.guards.push(guard);
   }
 
   /**
