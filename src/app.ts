@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
 import { Checkpoints } from './actors/checkpoints.js';
+import { startEventSinks, type EventSinks } from './actors/cloudevents/sinks.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
@@ -117,6 +118,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
+  // The events sinks' actors, apart from `runners`: a sink that is down stalls its own delivery,
+  // never the registry's start-up or readiness.
+  let eventSinks: EventSinks | undefined;
   const refusals = readOnly
     ? undefined
     : new RefusalRecorder(store, {
@@ -144,6 +148,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(head)));
     }
     for (const runner of runners) runner.stop();
+    await eventSinks?.stop();
     try {
       metrics?.actor.stop();
     } catch (err) {
@@ -180,7 +185,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       runners.push(new ActorRunner(garbageCollector, store, checkpoints, logger));
     }
     if (metricsAt !== undefined) {
-      metrics = createMetrics(config, metricsAt, actorDb, store, runners);
+      metrics = createMetrics(config, metricsAt, actorDb, store, () => [...runners, ...(eventSinks?.runners ?? [])]);
       metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
       runners.push(new ActorRunner(metrics.actor, store, checkpoints, logger));
     }
@@ -190,6 +195,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     }
     for (const runner of runners) runner.start();
     follower?.start();
+    const events = config.extensions?.events;
+    if (events?.enable !== false && (events?.sinks?.length ?? 0) > 0) {
+      if (readOnly) logger.warn('events not delivered by a read-only registry: the writing registry delivers them');
+      else eventSinks = startEventSinks(events ?? {}, { db: actorDb, store, checkpoints, logger, queries, registry });
+    }
     if (garbageCollector) {
       // Every repository, and every directory that looks like one, is swept once after start:
       // that finds what a crash left (orphans, sessions) where no new event will point.

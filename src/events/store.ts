@@ -95,6 +95,7 @@ export class EventStore {
   /** Read-only: the last seq published on events$. */
   private lastPublished = 0;
   private readonly guards: AppendGuard[] = [];
+  private mediaTypeQuery?: import('better-sqlite3').Statement<[string, string, number]>;
 
   constructor(
     readonly db: Db,
@@ -214,6 +215,15 @@ export class EventStore {
   /** Events in sequence order, read lazily. */
   *read(filter: EventFilter = {}): Generator<StoredEvent> {
     yield* readEvents(this.db, filter);
+  }
+
+  /** The media type the latest ManifestPushed of the digest before `beforeSeq` recorded. */
+  manifestMediaType(repo: string, digest: string, beforeSeq: number): string | undefined {
+    this.mediaTypeQuery ??= this.db.prepare(
+      "SELECT media_type FROM events WHERE repo = ? AND digest = ? AND type = 'ManifestPushed' AND seq < ? ORDER BY seq DESC LIMIT 1",
+    );
+    const row = this.mediaTypeQuery.get(repo, digest, beforeSeq) as { media_type: string | null } | undefined;
+    return row?.media_type ?? undefined;
   }
 
   getMeta(key: string): string | undefined {

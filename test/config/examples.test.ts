@@ -39,6 +39,8 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-sync.json': [notBuilt('extensions.sync', 'sync')],
   'config-metrics.json': [],
   'config-scrub.json': [],
+  'config-events.json': [],
+  'config-http-options.json': [],
 };
 
 describe('examples', () => {

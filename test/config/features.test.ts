@@ -70,4 +70,35 @@ describe('unbuiltFeatures', () => {
     const config = valid({ extensions: { sync: { enable: false, registries: [{ urls: ['https://r'] }] } } });
     assert.deepEqual(unbuiltFeatures(config), ['extensions.sync: sync is not built yet']);
   });
+
+  it('is empty for the newer http options and events sinks of zot, and names the sink settings not built', () => {
+    const built = valid({
+      http: {
+        externalUrl: 'https://r.example.com',
+        allowOrigin: '*',
+        readTimeout: '1m',
+        writeTimeout: '0',
+        compat: ['docker2s2'],
+        ratelimit: { rate: 10, methods: [{ method: 'GET', rate: 5 }] },
+      },
+      storage: { commit: true, maxRepos: 10 },
+      extensions: { events: { sinks: [{ type: 'http', address: 'https://hooks.example.com', credentials: { username: 'u', password: 'p' } }] } },
+    });
+    assert.deepEqual(unbuiltFeatures(built), []);
+    const notBuilt = valid({
+      extensions: {
+        events: {
+          sinks: [
+            { type: 'http', address: 'https://hooks.example.com', proxy: 'http://proxy:3128', tlsconfig: { cacertfile: '/ca.pem' } },
+            { type: 'nats', address: 'nats://n:4222', channel: 'c', credentials: { file: '/user.creds' } },
+          ],
+        },
+      },
+    });
+    assert.deepEqual(unbuiltFeatures(notBuilt).sort(), [
+      'extensions.events.sinks[0].proxy: delivering events through a proxy is not built yet',
+      'extensions.events.sinks[0].tlsconfig: client certificates and private CAs for event sinks is not built yet',
+      'extensions.events.sinks[1].credentials.file: NATS credentials files is not built yet',
+    ]);
+  });
 });
