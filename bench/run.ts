@@ -5,6 +5,7 @@
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
 //   npm run bench -- --only distribution
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
+//   npm run bench -- --only options     # zot-ts with the rate limiter and a NATS events sink, each next to none
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
@@ -19,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
+import { measureOptionsCost, renderOptionsCost, type OptionsCostResult } from './options-cost.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
 import {
   latencyUnderPush,
@@ -59,7 +61,7 @@ interface Options {
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
    * figures 10–12, both registries.
    */
-  only: RegistryKind | 'metrics' | 'storage' | undefined;
+  only: RegistryKind | 'metrics' | 'options' | 'storage' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -73,12 +75,12 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage]\n');
     process.exit(0);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage') {
-    throw new Error(`--only must be zot, distribution, metrics or storage, not ${only}`);
+  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'options' && only !== 'storage') {
+    throw new Error(`--only must be zot, distribution, metrics, options or storage, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -524,6 +526,7 @@ async function main(): Promise<void> {
   const sizes = sizesFor(opts.quick);
   installCleanupHooks();
   if (opts.only === 'metrics') return metricsOnly(sizes);
+  if (opts.only === 'options') return optionsOnly(sizes);
   if (opts.only === 'storage') return storageOnly(opts.quick);
   const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
 
@@ -657,6 +660,13 @@ async function main(): Promise<void> {
     metricsCost = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
   }
 
+  // 13. The cost of the rate limiter on GETs and of a NATS events sink on pushes.
+  let optionsCost: OptionsCostResult | undefined;
+  if (kinds.includes('zot')) {
+    log('13. zot-ts with the rate limiter and a NATS events sink, each next to none');
+    optionsCost = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
+  }
+
   // Report.
   const rows = [...buildRows(sizes, collected), ...storageRows(storage, kinds)];
   const failures = [...contenders.flatMap((c) => c.failures), ...storage.failures];
@@ -676,6 +686,10 @@ async function main(): Promise<void> {
   out.push('');
   if (metricsCost !== undefined) {
     out.push(renderMetricsCost(metricsCost, sizes));
+    out.push('');
+  }
+  if (optionsCost !== undefined) {
+    out.push(renderOptionsCost(optionsCost, sizes));
     out.push('');
   }
   for (const c of contenders) {
@@ -748,6 +762,7 @@ async function main(): Promise<void> {
     ),
     storage,
     metricsOnOff: metricsCost ?? null,
+    optionsNextToNone: optionsCost ?? null,
     failures,
     notes,
   };
@@ -805,6 +820,18 @@ async function metricsOnly(sizes: Sizes): Promise<void> {
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
   fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderMetricsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
+}
+
+/** `--only options`: zot-ts with the rate limiter and a NATS events sink, each next to none. */
+async function optionsOnly(sizes: Sizes): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: rate limiter and NATS events sink next to none; temp dir ${tmpRoot}`);
+  const result = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-options-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderOptionsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
 }
 
 main().then(

@@ -258,6 +258,21 @@ export function* readEvents(db: Db, filter: EventFilter = {}): Generator<StoredE
     params.sinceTime = filter.sinceTime;
   }
   const limit = filter.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(filter.limit))}` : '';
-  const statement = db.prepare(`SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq${limit}`);
+  const statement = prepared(db, `SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq${limit}`);
   for (const row of statement.iterate(params) as IterableIterator<EventRow>) yield upcast(row);
+}
+
+// Readers such as the events sinks read a few events at a time, often: each query text is
+// prepared once per connection. The texts are few (one per combination of filters and limit).
+const statements = new WeakMap<Db, Map<string, ReturnType<Db['prepare']>>>();
+
+function prepared(db: Db, sql: string): ReturnType<Db['prepare']> {
+  let byText = statements.get(db);
+  if (!byText) statements.set(db, (byText = new Map()));
+  const cached = byText.get(sql);
+  // One still iterating (a reader of the same text, not finished) cannot run again: a new one can.
+  if (cached && !cached.busy) return cached;
+  const statement = db.prepare(sql);
+  if (!cached) byText.set(sql, statement);
+  return statement;
 }
