@@ -52,6 +52,7 @@ export class TokenBucket {
 export class ClientLimiter {
   private readonly buckets = new Map<string, TokenBucket>();
   private overflow?: TokenBucket;
+  private lastSweep = -Infinity;
 
   constructor(readonly rate: number) {}
 
@@ -63,7 +64,10 @@ export class ClientLimiter {
   private bucketFor(client: string, now: number): TokenBucket {
     const existing = this.buckets.get(client);
     if (existing) return existing;
-    if (this.buckets.size >= MAX_CLIENTS) {
+    // Full buckets are dropped (a new one would be the same), at most once a second: a stream
+    // of new addresses must not make every request walk the whole map.
+    if (this.buckets.size >= MAX_CLIENTS && now - this.lastSweep >= 1000) {
+      this.lastSweep = now;
       for (const [key, bucket] of this.buckets) if (bucket.isFull(now)) this.buckets.delete(key);
     }
     if (this.buckets.size >= MAX_CLIENTS) return (this.overflow ??= new TokenBucket(this.rate, Math.max(1, this.rate), now));
