@@ -1,7 +1,8 @@
 // The one JSON Schema for zot's configuration file (ajv 8, draft-07 keywords).
 //
 // Every object is closed (`additionalProperties: false`): a misspelt key is an error, as in
-// zot, which unmarshals with UnmarshalExact. Maps keyed by user data (subPaths, repository
+// zot, which unmarshals with UnmarshalExact. Keys match without regard to case, as in zot: keys.ts
+// rewrites them to the spelling declared here before the schema sees them. Maps keyed by user data (subPaths, repository
 // globs, groups) use `additionalProperties` as the schema of their values instead.
 // Defaults listed here are applied by ajv (`useDefaults`); they follow zot's own defaults.
 // Cross-field rules that a schema cannot express well live in semantic.ts.
@@ -188,8 +189,8 @@ export const configSchema: SchemaObject = {
         storageDriver: ref('storageDriver'),
       },
     },
-    // Parameters of distribution's s3-aws driver, which zot hands the map to. zot lower-cases
-    // keys on load, so `useDualStack` (zot's documentation) and `usedualstack` both reach it.
+    // Parameters of distribution's s3-aws driver, which zot hands the map to, all lower case as
+    // zot passes them on (`useDualStack` in zot's documentation is `usedualstack` here).
     storageDriver: {
       type: 'object',
       additionalProperties: false,
@@ -216,7 +217,6 @@ export const configSchema: SchemaObject = {
         keyid: string,
         v4auth: boolean,
         forcepathstyle: boolean,
-        useDualStack: boolean,
         usedualstack: boolean,
         usefipsendpoint: boolean,
         accelerate: boolean,

@@ -1,5 +1,6 @@
-// The configuration file, in zot's format (JSON or YAML). Field names follow zot exactly,
-// including its mixed casing (`ReadOnly`, `rootDirectory`, `storageDriver.rootdirectory`).
+// The configuration file, in zot's format (JSON or YAML). Field names follow zot's
+// documented spelling, including its mixed casing (`ReadOnly`, `rootDirectory`,
+// `storageDriver.rootdirectory`); the file may write them in any case (keys.ts).
 // The JSON Schema in schema.ts is the authority on what is accepted; these types describe the
 // validated, defaults-applied result that the rest of the registry reads.
 
@@ -94,7 +95,6 @@ export interface StorageDriverConfig {
   encrypt?: boolean;
   keyid?: string;
   usedualstack?: boolean;
-  useDualStack?: boolean;
   usefipsendpoint?: boolean;
   accelerate?: boolean;
   [key: string]: unknown;
