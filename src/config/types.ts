@@ -1,4 +1,4 @@
-// The configuration file, in zot's format (JSON or YAML). Field names follow zot's
+// The configuration file, in zot's format (JSON, YAML or TOML). Field names follow zot's
 // documented spelling, including its mixed casing (`ReadOnly`, `rootDirectory`,
 // `storageDriver.rootdirectory`); the file may write them in any case (keys.ts).
 // The JSON Schema in schema.ts is the authority on what is accepted; these types describe the
