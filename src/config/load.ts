@@ -40,6 +40,9 @@ export function parseConfigFile(path: string): unknown {
     throw new ConfigError(path, [`${path}: cannot be read (${errorMessage(error)})`]);
   }
   if (text.trim() === '') throw new ConfigError(path, [`${path}: the file is empty`]);
+  // zot refuses a file without a single key:value pair (comments only, `{}`), like an empty one.
+  const noSettings = new ConfigError(path, [`${path}: the file holds no settings`]);
+  if (text.split('\n').every((line) => /^\s*(#.*)?$/.test(line))) throw noSettings;
 
   const extension = extname(path).toLowerCase();
   const result =
@@ -48,6 +51,9 @@ export function parseConfigFile(path: string): unknown {
     : extension === '.toml' ? parseToml(text)
     : parseUnknown(text, path);
   if ('error' in result) throw new ConfigError(path, [`${path}: ${result.error}`]);
+  if (result.value === null || result.value === undefined || (isRecord(result.value) && Object.keys(result.value).length === 0)) {
+    throw noSettings;
+  }
   return result.value;
 }
 

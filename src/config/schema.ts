@@ -24,10 +24,11 @@ export const configSchema: SchemaObject = {
   $id: 'https://zotregistry.dev/zot-ts/config.schema.json',
   type: 'object',
   additionalProperties: false,
-  required: ['http', 'storage'],
+  required: ['storage'],
   properties: {
     distSpecVersion: { type: 'string', format: 'semver', 'x-message': VERSION_MESSAGE },
-    http: ref('http'),
+    // Present even when the file has no `http` section, so the listener has zot's defaults.
+    http: { ...ref('http'), default: {} },
     storage: ref('storage'),
     log: {
       type: 'object',
@@ -68,11 +69,11 @@ export const configSchema: SchemaObject = {
     http: {
       type: 'object',
       additionalProperties: false,
-      required: ['address', 'port'],
       properties: {
-        address: string,
+        // zot's defaults (config.New()): loopback, port 8080.
+        address: { type: 'string', default: '127.0.0.1' },
         // zot's port is a string; a number is accepted and turned into one (normalize.ts).
-        port: { type: ['string', 'integer'] },
+        port: { type: ['string', 'integer'], default: '8080' },
         realm: string,
         ReadOnly: boolean,
         tls: {
@@ -167,9 +168,9 @@ export const configSchema: SchemaObject = {
       required: ['rootDirectory'],
       properties: {
         rootDirectory: { type: 'string', minLength: 1 },
-        // Left unset when absent: the server picks its own behaviour.
-        dedupe: boolean,
-        gc: boolean,
+        // zot's defaults for the default root (config.New()); a subPath's are in store-settings.ts.
+        dedupe: { type: 'boolean', default: true },
+        gc: { type: 'boolean', default: true },
         gcDelay: { ...ref('duration'), default: '1h' },
         gcInterval: { ...ref('duration'), default: '1h' },
         storageDriver: ref('storageDriver'),

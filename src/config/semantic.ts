@@ -3,7 +3,10 @@
 // refused here too. The data may still violate the schema, so every access is guarded; the
 // schema reports those violations, these rules only add what it cannot see.
 
+import { isDuration } from './duration.js';
 import { problem, type Problem } from './problems.js';
+import { storeSettings, type StoreSettings } from './store-settings.js';
+import type { SubPathConfig } from './types.js';
 import { arrayAt, isRecord, recordAt, stringAt, type JsonRecord } from './values.js';
 
 type Path = readonly (string | number)[];
@@ -166,8 +169,19 @@ function directoryKey(dir: string): string {
   return segments.join('/') || '/';
 }
 
+// zot compares the settings with its defaults applied (StorageConfig.ParamsEqual).
 function sameStoreSettings(a: JsonRecord, b: JsonRecord): boolean {
-  return ['dedupe', 'gc', 'gcDelay', 'gcInterval'].every((key) => a[key] === b[key]);
+  const [first, second] = [settingsWithDefaults(a), settingsWithDefaults(b)];
+  if (first === undefined || second === undefined) return true; // the schema reports the bad value
+  return (['dedupe', 'gc', 'gcDelayMs', 'gcIntervalMs'] as const).every((key) => first[key] === second[key]);
+}
+
+function settingsWithDefaults(subPath: JsonRecord): StoreSettings | undefined {
+  const { dedupe, gc, gcDelay, gcInterval } = subPath;
+  const validDuration = (value: unknown) => value === undefined || (typeof value === 'string' && isDuration(value));
+  const validFlag = (value: unknown) => value === undefined || typeof value === 'boolean';
+  if (!validFlag(dedupe) || !validFlag(gc) || !validDuration(gcDelay) || !validDuration(gcInterval)) return undefined;
+  return storeSettings(subPath as Pick<SubPathConfig, 'dedupe' | 'gc' | 'gcDelay' | 'gcInterval'>, 'subPath');
 }
 
 function driverProblems(path: Path, driver: JsonRecord | undefined): Problem[] {

@@ -126,6 +126,13 @@ describe('loadConfigFile', () => {
     assert.deepEqual(problemsLoading(path), [`${path}: the file is empty`]);
   });
 
+  it('reports a file that holds no settings, as zot does', () => {
+    for (const [name, text] of [['comments.yaml', '# nothing set yet\n'], ['empty-object.json', '{}\n'], ['comments.toml', '# nothing\n']] as const) {
+      const path = write(name, text);
+      assert.deepEqual(problemsLoading(path), [`${path}: the file holds no settings`], name);
+    }
+  });
+
   it('reports a file that cannot be read', () => {
     const path = join(dir, 'missing.json');
     assert.match(problemsLoading(path)[0] ?? '', /missing\.json: cannot be read \(ENOENT/);

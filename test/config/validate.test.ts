@@ -42,8 +42,6 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'accessControl.**.users: unknown key',
   },
   // required keys
-  { name: 'missing http', config: configWith({ http: undefined }), problem: 'http: required' },
-  { name: 'missing port', config: configWith({ http: { port: undefined } }), problem: 'http.port: required' },
   {
     name: 'missing storage root',
     config: configWith({ storage: { rootDirectory: undefined } }),
@@ -257,14 +255,27 @@ describe('validateConfig', () => {
     assert.deepEqual(result.problems, [`storage.gcDelay: ${DURATION}`]);
   });
 
-  it('applies zot defaults and leaves dedupe and gc unset', () => {
-    const { config, problems } = validateConfig(configWith({}));
+  it('applies zot defaults: dedupe and gc on, each hourly, on loopback port 8080', () => {
+    const { config, problems } = validateConfig({ storage: { rootDirectory: '/tmp/zot' } });
     assert.deepEqual(problems, []);
+    assert.equal(config?.http.address, '127.0.0.1');
+    assert.equal(config?.http.port, '8080');
     assert.equal(config?.log?.level, 'info');
     assert.equal(config?.storage.gcDelay, '1h');
     assert.equal(config?.storage.gcInterval, '1h');
-    assert.equal(config?.storage.dedupe, undefined);
-    assert.equal(config?.storage.gc, undefined);
+    assert.equal(config?.storage.dedupe, true);
+    assert.equal(config?.storage.gc, true);
+    const partial = validateConfig(configWith({ http: { address: '0.0.0.0', port: undefined } }));
+    assert.deepEqual([partial.config?.http.address, partial.config?.http.port], ['0.0.0.0', '8080']);
+  });
+
+  it('compares subPaths sharing a directory with zot\'s subPath defaults applied (dedupe and gc off)', () => {
+    const shared = (a: JsonObject, b: JsonObject) =>
+      validateConfig(configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/s', ...a }, '/b': { rootDirectory: '/tmp/s', ...b } } } })).problems;
+    assert.deepEqual(shared({ gc: false, dedupe: false, gcDelay: '1h' }, {}), []);
+    assert.deepEqual(shared({ dedupe: true }, {}), [
+      'storage.subPaths./b.rootDirectory: is shared with subPath /a, so dedupe, gc, gcDelay and gcInterval must match it',
+    ]);
   });
 
   it('keeps values the file sets over defaults', () => {
