@@ -27,7 +27,8 @@ export function formatProblems(problems: readonly Problem[]): string[] {
 }
 
 export function fromAjvErrors(errors: readonly ErrorObject[]): Problem[] {
-  return errors.map(fromAjvError);
+  // An `if` error only says its `then` failed; the errors inside `then` say how.
+  return errors.filter((error) => error.keyword !== 'if').map(fromAjvError);
 }
 
 function fromAjvError(error: ErrorObject): Problem {

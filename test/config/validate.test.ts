@@ -16,6 +16,7 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   // unknown keys, at several depths
   { name: 'unknown top-level key', config: configWith({ search: {} }), problem: 'search: unknown key' },
   { name: 'misspelt storage key', config: configWith({ storage: { dedup: true } }), problem: 'storage.dedup: unknown key' },
+
   {
     name: 'unknown tls key',
     config: configWith({ http: { tls: { cert: 'c', key: 'k', ca: 'x' } } }),
@@ -28,9 +29,10 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   },
   {
     name: 'unknown extension',
-    config: configWith({ extensions: { lint: { enable: true } } }),
-    problem: 'extensions.lint: unknown key',
+    config: configWith({ extensions: { serach: { enable: true } } }),
+    problem: 'extensions.serach: unknown key',
   },
+
   {
     name: 'unknown s3 parameter',
     config: configWith({ storage: { storageDriver: { name: 's3', bucket: 'b', region: 'r', bukket: 'x' } } }),
@@ -188,9 +190,9 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'storage.subPaths./a.storageDriver.bucket: required by the s3 driver',
   },
   {
-    name: 'unsupported storage driver',
-    config: configWith({ storage: { storageDriver: { name: 'gcs' } } }),
-    problem: 'storage.storageDriver.name: unsupported storage driver "gcs"; the only one besides the filesystem is s3',
+    name: 'unknown storage driver',
+    config: configWith({ storage: { storageDriver: { name: 'ftp' } } }),
+    problem: 'storage.storageDriver.name: unknown storage driver "ftp"; zot\'s drivers besides the filesystem are s3, gcs and azure',
   },
   {
     name: 'subPath key without a slash',
