@@ -15,8 +15,12 @@ const syncWith = (registry: JsonObject): JsonObject => ({ extensions: { sync: { 
 const badConfigs: { name: string; config: unknown; problem: string }[] = [
   // unknown keys, at several depths
   { name: 'unknown top-level key', config: configWith({ search: {} }), problem: 'search: unknown key' },
-  { name: 'misspelt storage key', config: configWith({ storage: { dedup: true } }), problem: 'storage.dedup: unknown key' },
-
+  { name: 'misspelt storage key', config: configWith({ storage: { dedup: true } }), problem: 'storage.dedup: unknown key, did you mean dedupe?' },
+  {
+    name: 'abbreviated key',
+    config: configWith({ storage: { rootDir: '/tmp/a' } }),
+    problem: 'storage.rootDir: unknown key, did you mean rootDirectory?',
+  },
   {
     name: 'unknown tls key',
     config: configWith({ http: { tls: { cert: 'c', key: 'k', ca: 'x' } } }),
@@ -25,18 +29,18 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   {
     name: 'unknown key deep in sync content',
     config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { regexp: '.*' } }] })),
-    problem: 'extensions.sync.registries.0.content.0.tags.regexp: unknown key',
+    problem: 'extensions.sync.registries.0.content.0.tags.regexp: unknown key, did you mean regex?',
   },
   {
     name: 'unknown extension',
     config: configWith({ extensions: { serach: { enable: true } } }),
-    problem: 'extensions.serach: unknown key',
+    problem: 'extensions.serach: unknown key, did you mean search?',
   },
-
+  { name: 'unknown key far from any known one', config: configWith({ log: { colour: true } }), problem: 'log.colour: unknown key' },
   {
     name: 'unknown s3 parameter',
     config: configWith({ storage: { storageDriver: { name: 's3', bucket: 'b', region: 'r', bukket: 'x' } } }),
-    problem: 'storage.storageDriver.bukket: unknown key',
+    problem: 'storage.storageDriver.bukket: unknown key, did you mean bucket?',
   },
   {
     name: 'unknown key in a seed-form repository policy',
@@ -246,7 +250,7 @@ describe('validateConfig', () => {
       'http.port: must be a string or integer',
       'http.tls.cert: required when key is set',
       'log.level: must be one of debug, info, warn, error',
-      'storage.dedup: unknown key',
+      'storage.dedup: unknown key, did you mean dedupe?',
       `storage.gcDelay: ${DURATION}`,
       'storage.subPaths./a.rootDirectory: required',
     ]);
