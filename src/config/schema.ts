@@ -474,6 +474,9 @@ export const configSchema: SchemaObject = {
       properties: {
         enable: { type: 'boolean', default: true },
         credentialsFile: string,
+        // Where images are staged before they move into cloud storage.
+        downloadDir: string,
+        enableStreaming: boolean,
         registries: { type: 'array', items: ref('syncRegistry') },
       },
     },
@@ -489,7 +492,32 @@ export const configSchema: SchemaObject = {
         certDir: string,
         maxRetries: { type: 'integer', minimum: 0 },
         retryDelay: ref('duration'),
+        maxRetryDelay: ref('duration'),
+        syncTimeout: ref('duration'),
         onlySigned: boolean,
+        syncLegacyCosignTags: boolean,
+        preserveDigest: boolean,
+        // "os/arch" or "arch" entries: which images of an index to sync.
+        platforms: stringList,
+        // ecr, gcp or oauth2; the last one reads oauth2CredentialHelper.
+        credentialHelper: string,
+        oauth2CredentialHelper: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            tokenURL: string,
+            assertionFile: string,
+            signingFile: string,
+            grantType: string,
+            clientID: string,
+            clientSecretFile: string,
+            scopes: stringList,
+            username: string,
+            audience: string,
+            subjectTokenType: string,
+            requestedTokenType: string,
+          },
+        },
         content: { type: 'array', items: ref('syncContent') },
       },
     },
@@ -502,7 +530,7 @@ export const configSchema: SchemaObject = {
         tags: {
           type: 'object',
           additionalProperties: false,
-          properties: { regex: string, semver: boolean },
+          properties: { regex: string, excludeRegex: string, semver: boolean },
         },
         destination: string,
         stripPrefix: boolean,

@@ -104,6 +104,11 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'extensions.sync.registries.0.content.0.tags.regex: must be a valid regular expression (Unterminated group)',
   },
   {
+    name: 'bad tag exclusion regex',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { excludeRegex: '(' } }] })),
+    problem: 'extensions.sync.registries.0.content.0.tags.excludeRegex: must be a valid regular expression (Unterminated group)',
+  },
+  {
     name: 'maxRetries without retryDelay',
     config: configWith(syncWith({ urls: ['https://r'], maxRetries: 3 })),
     problem: 'extensions.sync.registries.0.retryDelay: required when maxRetries is set',
@@ -358,6 +363,36 @@ describe('validateConfig', () => {
           },
         },
       }),
+    );
+    assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts the sync keys of zot\'s current configuration', () => {
+    const result = validateConfig(
+      configWith(
+        {
+          extensions: {
+            sync: {
+              downloadDir: '/tmp/sync',
+              enableStreaming: true,
+              registries: [
+                {
+                  urls: ['https://registry.example.com'],
+                  retryDelay: '30s',
+                  maxRetryDelay: '5m',
+                  syncTimeout: '10m',
+                  syncLegacyCosignTags: false,
+                  preserveDigest: true,
+                  platforms: ['linux/amd64', 'arm64'],
+                  credentialHelper: 'oauth2',
+                  oauth2CredentialHelper: { tokenURL: 'https://idp/token', signingFile: '/etc/signing.json', grantType: 'client_credentials', clientID: 'zot', scopes: ['pull'] },
+                  content: [{ prefix: '/a/**', tags: { regex: '^v', excludeRegex: '-rc$' } }],
+                },
+              ],
+            },
+          },
+        },
+      ),
     );
     assert.deepEqual(result.problems, []);
   });
