@@ -59,7 +59,7 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   if (topLevel !== undefined) sections.push([['accessControl'], topLevel]);
 
   const problems = onlyOneOf(config, ['accessControl'], ['http', 'accessControl']);
-  const authenticated = hasAuthMethod(recordAt(http, 'auth'));
+  const authenticated = hasAuthMethod(recordAt(http, 'auth')) || recordAt(http, 'tls')?.['cacert'] !== undefined;
   for (const [path, accessControl] of sections) {
     problems.push(...readRuleProblems(path, accessControl));
     // zot: identities come from an auth method; without one only anonymous access can be granted.
@@ -72,8 +72,9 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   return problems;
 }
 
+// zot also takes OpenID logins, API keys and client certificates (mutual TLS) as identities.
 function hasAuthMethod(auth: JsonRecord | undefined): boolean {
-  return ['htpasswd', 'ldap', 'bearer'].some((method) => isRecord(auth?.[method]));
+  return ['htpasswd', 'ldap', 'bearer', 'openid', 'mtls'].some((method) => isRecord(auth?.[method])) || auth?.['apikey'] === true;
 }
 
 /** Each repository policy with its path, from both the seed form and `repositories`. */

@@ -98,8 +98,8 @@ describe('the feature table', () => {
     assert.deepEqual(unbuiltFeatures(config).sort(), [
       'extensions.search: zot\'s search and UI extension (GraphQL, CVE scanning) is not supported',
       'extensions.ui: zot\'s web UI is not supported',
-      'storage.retention: retention policies (which tags and untagged manifests garbage collection keeps) is not built yet',
-      'storage.subPaths./a.retention: retention policies (which tags and untagged manifests garbage collection keeps) is not built yet',
+      'storage.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
+      'storage.subPaths./a.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
       'storage.subPaths./a.storageDriver: the gcs storage driver (Google Cloud Storage) is not supported',
     ]);
   });

@@ -328,6 +328,17 @@ describe('validateConfig', () => {
     }
   });
 
+  it('accepts access control whose identities come from client certificates, OpenID or API keys, as zot does', () => {
+    const policies = { repositories: { '**': { policies: [{ users: ['ci'], actions: ['read', 'create'] }] } } };
+    for (const http of [
+      { tls: { cert: 'c', key: 'k', cacert: 'ca' } },
+      { auth: { openid: { providers: { oidc: { issuer: 'https://sso' } } } } },
+      { auth: { apikey: true } },
+    ] as JsonObject[]) {
+      assert.deepEqual(validateConfig(configWith({ http: { ...http, accessControl: policies } })).problems, [], JSON.stringify(http));
+    }
+  });
+
   it('accepts access control that only grants anonymous access without authentication', () => {
     const result = validateConfig(configWith({ http: { accessControl: { repositories: { '**': { anonymousPolicy: ['read'] } } } } }));
     assert.deepEqual(result.problems, []);
