@@ -136,12 +136,12 @@ export function askedFeatures(config: Config): AskedFeature[] {
   return asked;
 }
 
-/** One line per feature the configuration asks for that this release does not build. */
+/** One line per feature the configuration asks for that this release does not build, by path. */
 export function unbuiltFeatures(config: Config): string[] {
   const lines = askedFeatures(config)
     .filter(({ feature }) => feature.status !== 'built')
     .map(({ path, feature }) => `${path}: ${feature.description} is ${feature.status}`);
-  return [...new Set(lines)];
+  return [...new Set(lines)].sort();
 }
 
 /** The values at a dotted pattern, each with its concrete path; `*` matches every key. */
