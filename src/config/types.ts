@@ -1,5 +1,6 @@
-// The configuration file, in zot's format (JSON or YAML). Field names follow zot exactly,
-// including its mixed casing (`ReadOnly`, `rootDirectory`, `storageDriver.rootdirectory`).
+// The configuration file, in zot's format (JSON, YAML or TOML). Field names follow zot's
+// documented spelling, including its mixed casing (`ReadOnly`, `rootDirectory`,
+// `storageDriver.rootdirectory`); the file may write them in any case (keys.ts).
 // The JSON Schema in schema.ts is the authority on what is accepted; these types describe the
 // validated, defaults-applied result that the rest of the registry reads.
 
@@ -64,6 +65,12 @@ export interface AccessControlConfig {
   [pattern: string]: unknown;
 }
 
+export interface RatelimitConfig {
+  /** Requests per second. */
+  rate?: number;
+  methods?: { method: string; rate: number }[];
+}
+
 export interface HttpConfig {
   address: string;
   port: string;
@@ -72,6 +79,13 @@ export interface HttpConfig {
   auth?: AuthConfig;
   accessControl?: AccessControlConfig;
   ReadOnly?: boolean;
+  externalUrl?: string;
+  /** Comma-separated origins. */
+  allowOrigin?: string;
+  readTimeout?: string;
+  writeTimeout?: string;
+  compat?: 'docker2s2'[];
+  ratelimit?: RatelimitConfig;
   [key: string]: unknown;
 }
 
@@ -94,29 +108,53 @@ export interface StorageDriverConfig {
   encrypt?: boolean;
   keyid?: string;
   usedualstack?: boolean;
-  useDualStack?: boolean;
   usefipsendpoint?: boolean;
   accelerate?: boolean;
   [key: string]: unknown;
 }
 
-export interface SubPathConfig {
-  rootDirectory: string;
-  dedupe?: boolean;
-  gc?: boolean;
-  gcDelay?: string;
-  gcInterval?: string;
-  storageDriver?: StorageDriverConfig;
+export interface KeepTagsPolicy {
+  patterns?: string[];
+  pulledWithin?: string;
+  pushedWithin?: string;
+  mostRecentlyPushedCount?: number;
+  mostRecentlyPulledCount?: number;
 }
 
-export interface StorageConfig {
+export interface RetentionPolicy {
+  repositories?: string[];
+  deleteReferrers?: boolean;
+  deleteUntagged?: boolean;
+  keepTags?: KeepTagsPolicy[];
+  keepUntagged?: Record<string, unknown>;
+}
+
+export interface RetentionConfig {
+  dryRun?: boolean;
+  delay?: string;
+  policies?: RetentionPolicy[];
+}
+
+/** What zot accepts on the default root and on every subPath alike (schema.ts storeProperties). */
+export interface StoreConfig {
   rootDirectory: string;
   dedupe?: boolean;
   gc?: boolean;
   gcDelay?: string;
   gcInterval?: string;
-  subPaths?: Record<string, SubPathConfig>;
   storageDriver?: StorageDriverConfig;
+  retention?: RetentionConfig;
+  commit?: boolean;
+  maxRepos?: number;
+  remoteCache?: boolean;
+  cacheDriver?: Record<string, unknown>;
+  hydrateBlobOnRead?: boolean;
+}
+
+export type SubPathConfig = StoreConfig;
+
+export interface StorageConfig extends StoreConfig {
+  subPaths?: Record<string, SubPathConfig>;
   [key: string]: unknown;
 }
 
@@ -156,10 +194,29 @@ export interface SyncConfig {
   registries?: SyncRegistryConfig[];
 }
 
+export interface EventSinkConfig {
+  type: 'http' | 'nats';
+  address: string;
+  channel?: string;
+  timeout?: string;
+  proxy?: string;
+  headers?: Record<string, string>;
+  credentials?: { username?: string; password?: string; file?: string; token?: string };
+  tls?: { caCertFile?: string; certFile?: string; keyFile?: string };
+}
+
+export interface EventsConfig {
+  enable?: boolean;
+  source?: string;
+  typePrefix?: string;
+  sinks?: EventSinkConfig[];
+}
+
 export interface ExtensionsConfig {
   sync?: SyncConfig;
   metrics?: MetricsConfig;
   scrub?: { enable?: boolean; interval?: string };
+  events?: EventsConfig;
   [key: string]: unknown;
 }
 
