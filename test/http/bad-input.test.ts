@@ -8,12 +8,12 @@
 // out-of-order chunk and for a retried one) and 01_pull_test.go "Error codes" (invalid manifest
 // content answered with an OCI error). The rest goes beyond the suite.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
-import { DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, descriptor, makeImage, pushBlob, pushImage, pushManifest, sha256 } from '../helpers/oci.js';
+import { DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, descriptor, makeImage, pushBlob, pushImage, pushManifest, sha256, type TestImage } from '../helpers/oci.js';
 import {
   assertReplayClean,
   disconnectMidBody,
@@ -228,6 +228,92 @@ describe('invalid repository names', () => {
       await res.arrayBuffer();
     }
   });
+});
+
+describe('repository names that collide with the storage layout', () => {
+  // zot's layout puts blobs/, index.json and oci-layout inside each repository's folder, so a name
+  // with such a component lands inside the layout of the repository above it. It is refused on every
+  // endpoint, whether the outer repository exists already or is pushed afterwards.
+  const entries = ['blobs', 'index.json', 'oci-layout'];
+
+  /** Every endpoint of the API on `name`, each expected to answer 400 NAME_INVALID. */
+  async function expectRefusedEverywhere(name: string, outer: string, image: TestImage): Promise<void> {
+    const config = sha256(image.config);
+    const session = `/v2/${name}/blobs/uploads/${randomUUID()}`;
+    const attempts: [string, string, Buffer | undefined][] = [
+      ['GET', `/v2/${name}/tags/list`, undefined],
+      ['GET', `/v2/${name}/manifests/latest`, undefined],
+      ['HEAD', `/v2/${name}/manifests/${image.digest}`, undefined],
+      ['PUT', `/v2/${name}/manifests/latest`, Buffer.from(image.manifestBytes)],
+      ['DELETE', `/v2/${name}/manifests/${image.digest}`, undefined],
+      ['GET', `/v2/${name}/blobs/${config}`, undefined],
+      ['HEAD', `/v2/${name}/blobs/${config}`, undefined],
+      ['DELETE', `/v2/${name}/blobs/${config}`, undefined],
+      ['POST', `/v2/${name}/blobs/uploads/`, undefined],
+      ['POST', `/v2/${name}/blobs/uploads/?digest=${config}`, image.config],
+      ['POST', `/v2/${name}/blobs/uploads/?mount=${config}&from=${outer}`, undefined],
+      ['GET', session, undefined],
+      ['PATCH', session, image.config],
+      ['PUT', `${session}?digest=${config}`, image.config],
+      ['DELETE', session, undefined],
+      ['GET', `/v2/${name}/referrers/${image.digest}`, undefined],
+    ];
+    for (const [method, target, body] of attempts) {
+      const res = await rawRequest(url, method, target, body, { 'Content-Type': OCI_MANIFEST });
+      assert.equal(res.status, 400, `${method} ${target} answered ${res.status}: ${res.body}`);
+      if (method === 'HEAD') continue;
+      assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'NAME_INVALID', `${method} ${target}: ${res.body}`);
+    }
+  }
+
+  /** The outer repository serves its image, and its folder holds only its own layout. */
+  async function expectOuterIntact(outer: string, image: TestImage): Promise<void> {
+    const manifest = await fetch(`${url}/v2/${outer}/manifests/latest`);
+    assert.equal(manifest.status, 200);
+    assert.equal(await manifest.text(), image.manifestBytes);
+    for (const blob of [image.config, ...image.layers]) {
+      const res = await fetch(`${url}/v2/${outer}/blobs/${sha256(blob)}`);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), blob);
+    }
+    // A later push of the same content to the outer repository still works.
+    assert.equal(await pushBlob(url, outer, image.config), sha256(image.config));
+    assert.equal((await pushManifest(url, outer, 'again', image.manifestBytes)).status, 201);
+    const dir = path.join(registry.root, outer);
+    assert.ok(fs.statSync(path.join(dir, 'index.json')).isFile(), 'index.json is a file');
+    assert.ok(fs.statSync(path.join(dir, 'oci-layout')).isFile(), 'oci-layout is a file');
+    for (const algorithm of fs.readdirSync(path.join(dir, 'blobs'))) {
+      for (const entry of fs.readdirSync(path.join(dir, 'blobs', algorithm))) {
+        assert.match(entry, /^[0-9a-f]{64}$/, `only blobs in ${outer}/blobs/${algorithm}`);
+        assert.ok(fs.statSync(path.join(dir, 'blobs', algorithm, entry)).isFile(), `${entry} is a file`);
+      }
+    }
+  }
+
+  for (const entry of entries) {
+    const inners = (outer: string, image: TestImage): string[] =>
+      entry === 'blobs' ? [`${outer}/blobs`, `${outer}/blobs/sha256`, `${outer}/blobs/sha256/${sha256(image.config).slice(7)}`] : [`${outer}/${entry}`];
+
+    it(`${entry}: the name inside the layout first, then the outer repository: refused, the outer one works, replay clean`, async () => {
+      const outer = `layout/${entry.replace(/\W/g, '')}-x/inner-first`;
+      const image = makeImage();
+      for (const inner of inners(outer, image)) await expectRefusedEverywhere(inner, outer, image);
+      assert.equal((await pushImage(url, outer, 'latest', image)).status, 201);
+      await expectOuterIntact(outer, image);
+      for (const inner of inners(outer, image)) await expectRefusedEverywhere(inner, outer, image);
+      assert.deepEqual((await catalog()).filter((repo) => repo.startsWith(`${outer}/`)), [], 'no repository inside the outer one');
+      await assertReplayClean(registry);
+    });
+
+    it(`${entry}: the outer repository first, then the name inside its layout: refused, the outer one intact, replay clean`, async () => {
+      const outer = `layout/${entry.replace(/\W/g, '')}-x/outer-first`;
+      const image = makeImage();
+      assert.equal((await pushImage(url, outer, 'latest', image)).status, 201);
+      for (const inner of inners(outer, image)) await expectRefusedEverywhere(inner, outer, image);
+      await expectOuterIntact(outer, image);
+      assert.deepEqual((await catalog()).filter((repo) => repo.startsWith(`${outer}/`)), [], 'no repository inside the outer one');
+      await assertReplayClean(registry);
+    });
+  }
 });
 
 describe('bad Content-Range', () => {
