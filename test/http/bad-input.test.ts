@@ -21,6 +21,7 @@ import {
   expectOciError,
   openSession,
   patchChunk,
+  rawHttp,
   rawRequest,
   resolveLocation,
   sessionStatus,
@@ -370,6 +371,91 @@ describe('bad Content-Range', () => {
     assert.equal(put.status, 201);
     assert.deepEqual(Buffer.from(await (await fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`)).arrayBuffer()), data);
     await assertReplayClean(registry);
+  });
+});
+
+describe('numbers at the edges of what a number can hold', () => {
+  // Numbers from clients reach SQLite (n) and arithmetic (ranges, lengths). JavaScript numbers are
+  // exact to 2^53, SQLite integers stop at 2^63 - 1, and HTTP parsers at 2^64 - 1: each is tried.
+  const repo = 'bad/numbers';
+  const data = randomBytes(1000);
+  const TWO_63_MINUS_1 = '9223372036854775807';
+  const TWO_63 = '9223372036854775808';
+  const TWO_53_PLUS_1 = '9007199254740993';
+
+  before(async () => {
+    await pushImage(url, repo, 'latest');
+    await pushBlob(url, repo, data);
+  });
+
+  for (const n of [TWO_63_MINUS_1, TWO_63, TWO_53_PLUS_1, '1'.padEnd(40, '0'), '1000000001']) {
+    it(`?n=${n} on _catalog and tags/list: 400 PAGINATION_NUMBER_INVALID naming n`, async () => {
+      for (const list of ['/v2/_catalog', `/v2/${repo}/tags/list`]) {
+        const body = await expectOciError(await fetch(`${url}${list}?n=${n}`), 400, 'PAGINATION_NUMBER_INVALID');
+        assert.deepEqual(body.errors[0]?.detail, { n }, list);
+      }
+    });
+  }
+
+  it('?n=1000000000, the largest page, lists everything with no Link', async () => {
+    const res = await fetch(`${url}/v2/${repo}/tags/list?n=1000000000`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('link'), null);
+    assert.deepEqual(((await res.json()) as { tags: string[] }).tags, ['latest']);
+    const catalogRes = await fetch(`${url}/v2/_catalog?n=1000000000&last=${encodeURIComponent('\u0000')}`);
+    assert.equal(catalogRes.status, 200);
+    assert.ok(((await catalogRes.json()) as { repositories: string[] }).repositories.includes(repo));
+  });
+
+  const blobRange = async (range: string): Promise<Response> => fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`, { headers: { Range: range } });
+
+  for (const start of [TWO_63_MINUS_1, TWO_63, TWO_53_PLUS_1, '9'.repeat(400)]) {
+    it(`Range: bytes=${start.slice(0, 20)}- (start past any blob): 416 RANGE_INVALID with the size`, async () => {
+      const res = await blobRange(`bytes=${start}-`);
+      assert.equal(res.headers.get('content-range'), `bytes */${data.length}`);
+      await expectOciError(res, 416, 'RANGE_INVALID');
+    });
+  }
+
+  for (const end of [TWO_63_MINUS_1, TWO_63, '9'.repeat(400)]) {
+    it(`Range: bytes=10-${end.slice(0, 20)} (end past the blob): 206 up to the last byte`, async () => {
+      const res = await blobRange(`bytes=10-${end}`);
+      assert.equal(res.status, 206);
+      assert.equal(res.headers.get('content-range'), `bytes 10-${data.length - 1}/${data.length}`);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), data.subarray(10));
+    });
+  }
+
+  it(`Range: bytes=-${TWO_63} (a suffix longer than the blob): 206 with the whole blob`, async () => {
+    const res = await blobRange(`bytes=-${TWO_63}`);
+    assert.equal(res.status, 206);
+    assert.equal(res.headers.get('content-range'), `bytes 0-${data.length - 1}/${data.length}`);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), data);
+  });
+
+  for (const range of [`0-${TWO_63_MINUS_1}`, `${TWO_63}-${TWO_63}`, `${TWO_53_PLUS_1}-${TWO_53_PLUS_1}`]) {
+    it(`Content-Range: ${range} on a PATCH: 416 RANGE_INVALID, the session unchanged`, async () => {
+      const session = await openSession(url, repo);
+      assert.equal((await patchChunk(session, data.subarray(0, 100), '0-99')).status, 202);
+      await expectOciError(await patchChunk(session, data.subarray(100, 200), range), 416, 'RANGE_INVALID');
+      assert.equal((await sessionStatus(session)).range, '0-99');
+      await assertReplayClean(registry);
+    });
+  }
+
+  it('Content-Range: 100-9007199254740991 (2^53 - 1, exact) on a PATCH with 100 bytes: 400 SIZE_INVALID, the session unchanged', async () => {
+    const session = await openSession(url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 100), '0-99')).status, 202);
+    await expectOciError(await patchChunk(session, data.subarray(100, 200), '100-9007199254740991'), 400, 'SIZE_INVALID');
+    assert.equal((await sessionStatus(session)).range, '0-99');
+    await assertReplayClean(registry);
+  });
+
+  it(`Content-Length: ${TWO_63_MINUS_1} on a manifest PUT: 413 before any byte is read`, async () => {
+    const res = await rawHttp(url, `PUT /v2/${repo}/manifests/huge HTTP/1.1\r\nHost: registry\r\nContent-Type: ${OCI_MANIFEST}\r\nContent-Length: ${TWO_63_MINUS_1}\r\n\r\n`, Buffer.from('{}'));
+    assert.equal(res.status, 413, res.body);
+    assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'MANIFEST_INVALID');
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/huge`), 404, 'MANIFEST_UNKNOWN');
   });
 });
 
