@@ -1,6 +1,9 @@
 // The fastify app: one catch-all route for /v2/*, dispatched through routes.ts to the handlers,
 // and one error handler that renders every failure as OCI error JSON.
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { finished } from 'node:stream/promises';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js';
@@ -9,6 +12,8 @@ import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-r
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
 import { context, handlers } from './handlers.js';
+import { clientErrorHandler } from './client-errors.js';
+import { discardBody, hasUnreadBody } from './unread-body.js';
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';
@@ -31,6 +36,8 @@ declare module 'fastify' {
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
+  // The answer in progress on each connection, for the parser's errors that arrive meanwhile.
+  const responses = new WeakMap<Socket, ServerResponse>();
   const app = Fastify({
     loggerInstance: options.logger,
     // The onResponse hook below writes the one line per request.
@@ -40,6 +47,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     requestIdHeader: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    clientErrorHandler: clientErrorHandler({
+      logger: options.logger,
+      headers: { [API_VERSION_HEADER]: API_VERSION },
+      responseOn: (socket) => responses.get(socket),
+    }),
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
 
@@ -49,6 +61,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.decorateRequest('ociRoute', undefined);
 
   app.addHook('onRequest', async (request, reply) => {
+    responses.set(request.raw.socket, reply.raw);
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
 
@@ -60,8 +73,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     if (closing) reply.header('Connection', 'close');
+    if (hasUnreadBody(request.raw)) await dropUnreadBody(request, reply, closing);
     return payload;
   });
   app.addHook('onResponse', async (request) => {
@@ -124,6 +138,19 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
   return app;
+}
+
+/**
+ * An answer given before the body was read (unread-body.ts). On a connection kept alive the answer
+ * goes at once, so a client that reads while it sends can stop, and the rest of the body is dropped
+ * meanwhile. On one that closes after this answer, the rest is dropped first: closing with bytes
+ * unread would reset the connection under a client still sending.
+ */
+async function dropUnreadBody(request: FastifyRequest, reply: FastifyReply, closing: boolean): Promise<void> {
+  const closes = closing || !reply.raw.shouldKeepAlive || /\bclose\b/i.test(String(reply.getHeader('connection') ?? ''));
+  const answered = finished(reply.raw).catch(() => undefined);
+  if (closes) await discardBody(request.raw, answered);
+  else void discardBody(request.raw, answered);
 }
 
 /**

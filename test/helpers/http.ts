@@ -107,11 +107,14 @@ export function rawRequest(url: string, method: string, rawPath: string, body?: 
  * Sends `head` (request line and headers, as written, so duplicates and values node's client would
  * refuse get through) and then `body` over a plain TCP connection, and reads one answer: its status,
  * headers and body (by its Content-Length). Rejects if the connection ends before a whole answer.
+ * With `readAfterSending`, nothing is read until the whole body has left, as clients do that write
+ * their request before they look at the answer.
  */
-export function rawHttp(url: string, head: string, body: Buffer = Buffer.alloc(0)): Promise<RawResponse> {
+export function rawHttp(url: string, head: string, body: Buffer = Buffer.alloc(0), options: { readAfterSending?: boolean } = {}): Promise<RawResponse> {
   const target = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(target.port), target.hostname);
+    if (options.readAfterSending) socket.pause();
     let received = Buffer.alloc(0);
     let done = false;
     const finish = (outcome: RawResponse | Error): void => {
@@ -139,7 +142,7 @@ export function rawHttp(url: string, head: string, body: Buffer = Buffer.alloc(0
     socket.on('close', () => finish(new Error(`connection closed before a whole answer (${received.length} bytes received)`)));
     // Errors while writing surface on the socket's 'error' above; the answer may still be complete.
     socket.write(head);
-    socket.end(body);
+    socket.end(body, () => socket.resume());
   });
 }
 

@@ -457,6 +457,14 @@ describe('numbers at the edges of what a number can hold', () => {
     assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'MANIFEST_INVALID');
     await expectOciError(await fetch(`${url}/v2/${repo}/manifests/huge`), 404, 'MANIFEST_UNKNOWN');
   });
+
+  it('Content-Length: 18446744073709551616 (2^64, past what HTTP parsers hold): 400 in OCI error JSON', async () => {
+    const res = await rawHttp(url, `POST /v2/${repo}/blobs/uploads/ HTTP/1.1\r\nHost: registry\r\nContent-Length: 18446744073709551616\r\n\r\n`, Buffer.from('x'));
+    assert.equal(res.status, 400, res.body);
+    assert.match(String(res.headers['content-type']), /^application\/json\b/);
+    assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'UNSUPPORTED', res.body);
+    assert.equal((await fetch(`${url}/v2/`)).status, 200, 'the registry still answers');
+  });
 });
 
 describe('chunk bodies that disagree with their Content-Range', () => {
