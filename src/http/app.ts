@@ -100,6 +100,16 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   });
 
   app.setErrorHandler(async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    if (clientDisconnected(request, error)) {
+      // Not a server error, and there is no one to answer: what the request had written is undone
+      // below HTTP (an upload chunk cut back, nothing appended).
+      request.log.info(
+        { method: request.method, path: request.url.split('?')[0], client: request.ip, requestId: request.id, durationMs: Math.round(reply.elapsedTime * 100) / 100 },
+        'client disconnected before the request completed',
+      );
+      reply.hijack();
+      return;
+    }
     const kind = errorKind(error);
     if (kind === 'INTERNAL') request.log.error({ err: error, requestId: request.id }, 'failed to handle request');
     const registryError = isRegistryError(error) ? error : undefined;
@@ -177,6 +187,20 @@ function recordRefusal(registry: Registry, request: FastifyRequest, status: numb
   } catch (err) {
     request.log.error({ err, requestId: request.id }, 'failed to record refused write');
   }
+}
+
+/** Errors with which node ends a request whose client closed the connection before sending it all. */
+const DISCONNECT_CODES: ReadonlySet<unknown> = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
+
+/**
+ * Whether the request failed because its client went away mid-request: the request never arrived
+ * whole, its connection is gone, and the error is the one node raises for that (a storage failure
+ * that also ends the connection keeps its own error, and stays a server error).
+ */
+function clientDisconnected(request: FastifyRequest, error: unknown): boolean {
+  const raw = request.raw;
+  if (raw.complete || !(raw.socket?.destroyed ?? true)) return false;
+  return DISCONNECT_CODES.has((error as { code?: unknown } | undefined)?.code);
 }
 
 function errorKind(error: unknown): ErrorKind {

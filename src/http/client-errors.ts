@@ -39,8 +39,11 @@ export function clientErrorHandler(options: ClientErrorHandlerOptions): (error: 
     if (error.code === 'ECONNRESET' || socket.destroyed) return;
     const inProgress = options.responseOn(socket);
     if (inProgress && !inProgress.writableFinished) {
-      // The request in progress (whose body the parser choked on) cannot get a second answer.
-      options.logger.info({ code: error.code, client: socket.remoteAddress }, 'closed a connection whose request body http could not parse');
+      // The request in progress cannot get a second answer: it ends as a disconnect, logged once
+      // by the app. The end of stream in the middle of its body is just the client going away.
+      if (error.code !== 'HPE_INVALID_EOF_STATE') {
+        options.logger.info({ code: error.code, reason: error.reason, client: socket.remoteAddress }, 'closed a connection whose request body http could not parse');
+      }
       socket.destroy();
       return;
     }

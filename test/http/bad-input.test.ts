@@ -12,6 +12,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, descriptor, makeImage, pushBlob, pushImage, pushManifest, sha256, type TestImage } from '../helpers/oci.js';
 import {
@@ -558,6 +559,92 @@ describe('clients that disconnect mid-upload', () => {
     await expectOciError(await fetch(`${url}/v2/${repo}/manifests/cut`), 404, 'MANIFEST_UNKNOWN');
     await expectOciError(await fetch(`${url}/v2/${repo}/manifests/${image.digest}`), 404, 'MANIFEST_UNKNOWN');
     await assertReplayClean(registry);
+  });
+});
+
+describe('a client that disconnects mid-request is no server error', () => {
+  // The registry's log is read line by line: a disconnect is one info line, never an error, and the
+  // upload it cut short answers the size acknowledged before it, with no event appended.
+  interface LogLine {
+    level: number;
+    msg: string;
+    method?: string;
+    path?: string;
+  }
+  const repo = 'bad/disconnect-log';
+  const lines: LogLine[] = [];
+  let logged: TestRegistry;
+  const DISCONNECTED = 'client disconnected before the request completed';
+
+  before(async () => {
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
+    logged = await startTestRegistry({}, { logger });
+  });
+  after(async () => {
+    await logged.stop();
+  });
+
+  /** Runs `cut`, then waits until the registry logged it (as a disconnect or as an error); returns what was logged meanwhile. */
+  async function logOf(cut: () => Promise<void>): Promise<LogLine[]> {
+    const from = lines.length;
+    await cut();
+    await eventually(async () => lines.slice(from).some((line) => line.msg === DISCONNECTED || line.level >= 50), 'the disconnect to be logged');
+    return lines.slice(from);
+  }
+
+  function expectOneInfoLine(logs: LogLine[], method: string, path: string): void {
+    assert.deepEqual(logs.filter((line) => line.level >= 40), [], 'nothing at warn or error');
+    const disconnects = logs.filter((line) => line.msg === DISCONNECTED);
+    assert.equal(disconnects.length, 1, JSON.stringify(logs));
+    assert.equal(disconnects[0]?.level, 30, 'at info');
+    assert.equal(disconnects[0]?.method, method);
+    assert.equal(disconnects[0]?.path, path);
+  }
+
+  async function settled(session: string): Promise<string | null> {
+    await eventually(async () => {
+      const res = await patchChunk(session, Buffer.alloc(0));
+      await res.arrayBuffer();
+      return res.status === 202;
+    }, 'the cut request to release the session');
+    return (await sessionStatus(session)).range;
+  }
+
+  it('mid-PATCH: one info line, the session at its acknowledged size, no event', async () => {
+    const data = randomBytes(4000);
+    const session = await openSession(logged.url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 1000), '0-999')).status, 202);
+    const head = logged.running.store.head();
+    const logs = await logOf(() => disconnectMidBody(session, 'PATCH', 3000, data.subarray(1000, 2500), { 'Content-Range': '1000-3999' }));
+    assert.equal(await settled(session), '0-999');
+    expectOneInfoLine(logs, 'PATCH', new URL(session).pathname);
+    assert.equal(logged.running.store.head(), head, 'nothing appended to the event log');
+    assert.equal((await patchChunk(session, data.subarray(1000), '1000-3999')).status, 202, 'the upload goes on');
+    assert.equal((await fetch(withDigest(session, sha256(data)), { method: 'PUT' })).status, 201);
+  });
+
+  it('mid-PUT closing an upload: one info line, the session at its acknowledged size, no event', async () => {
+    const data = randomBytes(3000);
+    const session = await openSession(logged.url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 1000), '0-999')).status, 202);
+    const head = logged.running.store.head();
+    const logs = await logOf(() => disconnectMidBody(withDigest(session, sha256(data)), 'PUT', 2000, data.subarray(1000, 1500), { 'Content-Range': '1000-2999' }));
+    assert.equal(await settled(session), '0-999');
+    expectOneInfoLine(logs, 'PUT', new URL(session).pathname);
+    assert.equal(logged.running.store.head(), head, 'nothing appended to the event log');
+    await expectOciError(await fetch(`${logged.url}/v2/${repo}/blobs/${sha256(data)}`), 404, 'BLOB_UNKNOWN');
+    await assertReplayClean(logged);
+  });
+
+  it('mid-POST of a whole blob and mid-PUT of a manifest: one info line each, no event', async () => {
+    const data = randomBytes(3000);
+    const head = logged.running.store.head();
+    const post = await logOf(() => disconnectMidBody(`${logged.url}/v2/${repo}/blobs/uploads/?digest=${sha256(data)}`, 'POST', data.length, data.subarray(0, 1000)));
+    expectOneInfoLine(post, 'POST', `/v2/${repo}/blobs/uploads/`);
+    const manifest = await logOf(() => disconnectMidBody(`${logged.url}/v2/${repo}/manifests/cut`, 'PUT', 2000, Buffer.alloc(500, 32), { 'Content-Type': OCI_MANIFEST }));
+    expectOneInfoLine(manifest, 'PUT', `/v2/${repo}/manifests/cut`);
+    assert.equal(logged.running.store.head(), head, 'nothing appended to the event log');
+    await assertReplayClean(logged);
   });
 });
 
