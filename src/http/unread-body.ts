@@ -13,9 +13,12 @@ import type { Socket } from 'node:net';
  */
 export const UNREAD_BODY_LIMITS = { bytes: 64 * 1024 * 1024, ms: 10_000 } as const;
 
-/** Whether the request still has body bytes on the way that nobody is reading. */
+/**
+ * Whether the request still has body bytes on the way, once its answer is ready: a handler that
+ * answers has read all it wanted (or stopped at a bound, leaving the stream paused).
+ */
 export function hasUnreadBody(raw: IncomingMessage): boolean {
-  return !raw.complete && !raw.destroyed && !raw.readableDidRead;
+  return !raw.complete && !raw.destroyed;
 }
 
 /**

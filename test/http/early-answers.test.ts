@@ -190,6 +190,30 @@ describe('a body nobody reads is read only so far', () => {
     });
   }
 
+  it('a chunked manifest that never ends gets 413 once past 4 MiB, then the connection is cut past the limit', { timeout: 60_000 }, async () => {
+    const base = new URL(url);
+    const { answer, sent } = await new Promise<{ answer: string; sent: number }>((resolve) => {
+      const socket = net.connect(Number(base.port), base.hostname);
+      // One chunk of the chunked coding, repeated: 256 KiB of spaces each.
+      const payload = Buffer.alloc(256 * 1024, 32);
+      const chunk = Buffer.concat([Buffer.from(`${payload.length.toString(16)}\r\n`), payload, Buffer.from('\r\n')]);
+      let sent = 0;
+      let answer = '';
+      socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      const pump = (): void => {
+        while (!socket.destroyed && socket.write(chunk)) sent += payload.length;
+        if (!socket.destroyed) sent += payload.length;
+      };
+      socket.on('drain', pump);
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve({ answer, sent }));
+      socket.write(`PUT /v2/early/manifests/manifests/endless HTTP/1.1\r\nHost: registry\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n`, pump);
+    });
+    assert.match(answer, /^HTTP\/1\.1 413 /, `the answer came first: ${answer.slice(0, 200)}`);
+    assert.match(answer, /"MANIFEST_INVALID"/);
+    assert.ok(sent < 4 * 1024 * 1024 + UNREAD_BODY_LIMITS.bytes * 2, `the registry stopped reading (${sent} bytes sent)`);
+  });
+
   it('a client that never ends its body gets its answer, then the connection is cut past the limit', { timeout: 60_000 }, async () => {
     const { answer, sent } = await sendForever(`POST ${BAD_NAME_UPLOAD} HTTP/1.1\r\nHost: registry\r\nContent-Length: ${2 ** 40}\r\n\r\n`);
     assert.match(answer, /^HTTP\/1\.1 400 /, 'the answer came first');
