@@ -47,6 +47,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     requestIdHeader: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    rewriteUrl: (raw) => routableUrl(raw.url ?? '/'),
     clientErrorHandler: clientErrorHandler({
       logger: options.logger,
       headers: { [API_VERSION_HEADER]: API_VERSION },
@@ -148,6 +149,22 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
   return app;
+}
+
+/**
+ * The URL with its percent signs escaped when its path is not a valid percent-encoding (`%zz`, or
+ * bytes that are no UTF-8): fastify's router would answer those itself, outside the hooks and
+ * without OCI error JSON. Escaped, the path routes as usual and is refused like any invalid name.
+ */
+function routableUrl(url: string): string {
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
+  try {
+    decodeURI(path);
+    return url;
+  } catch {
+    return path.replaceAll('%', '%25') + (query === -1 ? '' : url.slice(query));
+  }
 }
 
 /**

@@ -189,7 +189,8 @@ describe('wrong digests', () => {
 
 describe('invalid repository names', () => {
   // Each is sent byte for byte (fetch would resolve `..` and `.` segments).
-  const names = ['Upper/case', 'a/../b', 'a/./b', 'a//b', 'a/b/', '-leading-dash', 'a/-dash', '_leading', '.hidden', 'trailing-', 'a..b', 'x'.repeat(256), 'a/%2E%2E/b'];
+  // The last three are no valid percent-encoding, which fastify's router would answer itself.
+  const names = ['Upper/case', 'a/../b', 'a/./b', 'a//b', 'a/b/', '-leading-dash', 'a/-dash', '_leading', '.hidden', 'trailing-', 'a..b', 'x'.repeat(256), 'a/%2E%2E/b', 'a/%zz', 'a/%C0%AF', '%'];
   const ok = makeImage();
 
   before(async () => {
