@@ -23,6 +23,9 @@ export type ErrorKind =
   | 'TOOMANYREQUESTS'
   | 'RANGE_INVALID'
   | 'PAGINATION_INVALID'
+  | 'REQUEST_MALFORMED'
+  | 'HEADERS_TOO_LARGE'
+  | 'REQUEST_TIMEOUT'
   | 'INTERNAL';
 
 export class RegistryError extends Error {
