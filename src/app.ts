@@ -22,6 +22,7 @@ import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
 import { eventLogFile } from './storage/layout.js';
+import { ensureDirectorySync } from './storage/directories.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
 import { HashPool } from './workers/pool.js';
 
@@ -58,6 +59,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   const roots = storageRootsFromConfig(config.storage, options.wrapDriver ? { wrapDriver: options.wrapDriver } : {});
   const rootDirectory = roots.defaultRoot.rootDirectory;
   await roots.clearTemporaryFiles();
+  // The log's directory durably in the root: SQLite syncs the files it creates, not their parents.
+  ensureDirectorySync(path.dirname(eventLogFile(rootDirectory)));
   const db = openDatabase(eventLogFile(rootDirectory));
   const { store, queries } = openEventStore(db);
   const hashPool = new HashPool();

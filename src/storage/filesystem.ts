@@ -4,6 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { ensureDirectory, syncDirectory } from './directories.js';
 import { withinLength } from './exact-length.js';
 import { readAhead } from './read-ahead.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
@@ -35,7 +36,7 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   private async tempFile(): Promise<string> {
-    await fs.mkdir(this.tempDirectory, { recursive: true });
+    await ensureDirectory(this.tempDirectory);
     return path.join(this.tempDirectory, `${randomUUID()}.tmp`);
   }
 
@@ -78,7 +79,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(relative: string, content: Buffer | string): Promise<void> {
     const target = this.full(relative);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     const handle = await fs.open(temp, 'w');
     try {
@@ -106,7 +107,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async append(relative: string, source: Readable, exactLength?: number): Promise<number> {
     const file = this.full(relative);
-    await fs.mkdir(path.dirname(file), { recursive: true });
+    await ensureDirectory(path.dirname(file));
     const handle = await fs.open(file, 'a');
     const before = (await handle.stat()).size;
     let written = 0;
@@ -148,13 +149,13 @@ export class FilesystemDriver implements StorageDriver {
 
   async move(from: string, to: string): Promise<void> {
     const target = this.full(to);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     await this.renameDurably(this.full(from), target);
   }
 
   async putFile(localFile: string, to: string): Promise<void> {
     const target = this.full(to);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     const handle = await fs.open(localFile, 'r+');
     try {
       await handle.sync();
@@ -177,7 +178,7 @@ export class FilesystemDriver implements StorageDriver {
   async link(from: string, to: string): Promise<void> {
     const source = this.full(from);
     const target = this.full(to);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     try {
       await fs.link(source, temp);
@@ -207,11 +208,6 @@ export class FilesystemDriver implements StorageDriver {
   /** rename(2) is atomic; the fsync of the directory makes the new name survive a crash. */
   private async renameDurably(from: string, to: string): Promise<void> {
     await fs.rename(from, to);
-    const dir = await fs.open(path.dirname(to), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await syncDirectory(path.dirname(to));
   }
 }
