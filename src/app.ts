@@ -108,6 +108,10 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, logger));
     // A read-only registry writes nothing: no GC, no dedupe pass (another instance may own the storage).
     const readOnly = config.http.ReadOnly === true;
+    if (!readOnly) {
+      const restored = await registry.recoverInterruptedUploads();
+      if (restored > 0) logger.info({ sessions: restored }, 'restored upload sessions that an interrupted commit had extended');
+    }
     if (!readOnly && roots.roots.some((root) => root.gc)) {
       garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),

@@ -64,7 +64,10 @@ export class Registry {
 
   constructor(private readonly deps: RegistryDeps) {
     const { roots, store, queries, hashPool, logger } = deps;
-    this.uploads = new UploadSessions((repo) => roots.for(repo).staging);
+    this.uploads = new UploadSessions(
+      (repo) => roots.for(repo).staging,
+      () => [...new Set(roots.roots.map((root) => root.staging))],
+    );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);
     this.parts = { roots, store, queries, hashPool, locks: this.locks, files: this.files, uploads: this.uploads, ...(logger ? { logger } : {}) };
@@ -174,11 +177,20 @@ export class Registry {
     return this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, lastChunk));
   }
 
+  /**
+   * At start, before any request: closing PUTs a crash interrupted are finished or undone
+   * (blob-commit.ts). Returns how many sessions were put back to their acknowledged size.
+   */
+  recoverInterruptedUploads(): Promise<number> {
+    return this.commits.recoverInterrupted();
+  }
+
   /** A whole blob in one request (POST ?digest=): a session that lives only as long as the request. */
-  async pushBlob(repo: string, digest: string, body: Readable, context: EventContext): Promise<string> {
+  async pushBlob(repo: string, digestText: string, body: Readable, context: EventContext): Promise<string> {
+    const digest = parseDigest(digestText);
     const id = await this.startUpload(repo);
     try {
-      return await this.commitUpload(repo, id, digest, context, { body });
+      return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body }, { privateSession: true }));
     } catch (err) {
       await this.uploads.discard(repo, id).catch(() => undefined);
       throw err;
