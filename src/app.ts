@@ -21,6 +21,8 @@ import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './regis
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
+import { UploadExpiry } from './registry/upload-expiry.js';
+import type { UploadLimits } from './registry/upload-limits.js';
 import { eventLogFile } from './storage/layout.js';
 import { ensureDirectorySync } from './storage/directories.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
@@ -47,6 +49,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Passed to the storage roots: wraps each storage driver (fault injection in tests). */
   wrapDriver?: StorageRootOptions['wrapDriver'];
+  /** Upload session caps and idle expiry other than upload-limits.ts's defaults (tests). */
+  uploadLimits?: Partial<UploadLimits>;
 }
 
 export function openEventStore(db: Db): { store: EventStore; queries: RegistryStateQueries } {
@@ -73,11 +77,13 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
+  let uploadExpiry: UploadExpiry | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
     await app?.close();
     await garbageCollector?.stop();
+    await uploadExpiry?.stop();
     await dedupePass?.stop();
     await scrubSchedule?.stop();
     const head = store.head();
@@ -104,13 +110,25 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       queries,
       hashPool,
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
+      ...(options.uploadLimits ? { uploadLimits: options.uploadLimits } : {}),
     });
     runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, logger));
     // A read-only registry writes nothing: no GC, no dedupe pass (another instance may own the storage).
     const readOnly = config.http.ReadOnly === true;
     if (!readOnly) {
-      const restored = await registry.recoverInterruptedUploads();
+      const restored = await registry.loadUploadSessions();
       if (restored > 0) logger.info({ sessions: restored }, 'restored upload sessions that an interrupted commit had extended');
+      // Idle sessions expire whatever the GC setting; an expiry may leave a repository empty for GC.
+      uploadExpiry = new UploadExpiry({
+        uploads: registry.uploads,
+        store,
+        roots,
+        limits: registry.uploadLimits,
+        logger,
+        onExpired: (repo) => garbageCollector?.schedule(repo, Date.now()),
+        observe: (expired) => metrics?.observeUploadsExpired(expired),
+      });
+      uploadExpiry.start();
     }
     if (!readOnly && roots.roots.some((root) => root.gc)) {
       garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>

@@ -57,6 +57,8 @@ export interface Metrics {
   http: HttpMetrics;
   /** zot_gc_*: one garbage-collection sweep of a repository. */
   observeGcRun(failed: boolean, seconds: number, removed?: Record<string, number>): void;
+  /** zot_gc_deleted_total{type="uploads"}: idle upload sessions expired (GC or not). */
+  observeUploadsExpired(count: number): void;
 }
 
 const PACKAGE_VERSION = readPackageVersion();
@@ -86,6 +88,7 @@ export function createMetrics(config: Config, path: string, db: Db, store: Event
   return {
     actor,
     observeGcRun: (failed, seconds, removed) => prometheus.observeGcRun(failed, seconds, removed),
+    observeUploadsExpired: (count) => prometheus.observeGcDeleted('uploads', count),
     http: {
       path,
       observeRequest: (method, code, repo, seconds) => prometheus.observeRequest(method, code, repo, seconds),

@@ -28,6 +28,7 @@ import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
 import { RefusalRecorder, type RefusedWrite } from './refusals.js';
 import { RepositoryFiles } from './repository-files.js';
+import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
 export { MAX_MANIFEST_BYTES } from './manifest-store.js';
@@ -47,12 +48,15 @@ export interface RegistryDeps {
   store: EventStore;
   queries: RegistryStateQueries;
   hashPool: HashPool;
-  /** Told of each new upload session, so GC can expire it if it is abandoned. */
+  /** Told of each new upload session, so GC can look at the repository once it may be empty. */
   onUploadStarted?: (repo: string) => void;
+  /** Caps and idle expiry of upload sessions; DEFAULT_UPLOAD_LIMITS where not given (tests lower them). */
+  uploadLimits?: Partial<UploadLimits>;
 }
 
 export class Registry {
   readonly uploads: UploadSessions;
+  readonly uploadLimits: Readonly<UploadLimits>;
   readonly locks: RegistryLocks;
   readonly files: RepositoryFiles;
   readonly manifests: ManifestStore;
@@ -64,9 +68,11 @@ export class Registry {
 
   constructor(private readonly deps: RegistryDeps) {
     const { roots, store, queries, hashPool, logger } = deps;
+    this.uploadLimits = { ...DEFAULT_UPLOAD_LIMITS, ...deps.uploadLimits };
     this.uploads = new UploadSessions(
       (repo) => roots.for(repo).staging,
       () => [...new Set(roots.roots.map((root) => root.staging))],
+      this.uploadLimits,
     );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);
@@ -179,10 +185,13 @@ export class Registry {
 
   /**
    * At start, before any request: closing PUTs a crash interrupted are finished or undone
-   * (blob-commit.ts). Returns how many sessions were put back to their acknowledged size.
+   * (blob-commit.ts), then the open sessions are indexed for the caps and the idle expiry.
+   * Returns how many sessions were put back to their acknowledged size.
    */
-  recoverInterruptedUploads(): Promise<number> {
-    return this.commits.recoverInterrupted();
+  async loadUploadSessions(): Promise<number> {
+    const restored = await this.commits.recoverInterrupted();
+    await this.uploads.load();
+    return restored;
   }
 
   /** A whole blob in one request (POST ?digest=): a session that lives only as long as the request. */
