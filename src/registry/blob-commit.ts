@@ -32,6 +32,13 @@ export interface CommitOptions {
   privateSession?: boolean;
 }
 
+/** DIGEST_INVALID from verification: the session is discarded already, there is nothing to restore. */
+class DigestMismatch extends RegistryError {
+  constructor(message: string) {
+    super('DIGEST_INVALID', message);
+  }
+}
+
 export class BlobCommit {
   constructor(private readonly parts: RegistryParts) {}
 
@@ -41,24 +48,12 @@ export class BlobCommit {
     // Whether the session's acknowledged size is recorded (closing marker) while the PUT runs.
     const marked = lastChunk !== undefined && !options.privateSession;
     return uploads.exclusive(repo, id, async (acknowledged) => {
-      let discarded = false;
       try {
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
-        const actual = await this.hashUpload(repo, id, digest);
-        if (actual !== digest.hex) {
-          discarded = true;
-          await uploads.discard(repo, id);
-          if (marked) await uploads.unmarkClosing(repo, id);
-          throw new RegistryError('DIGEST_INVALID', `upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
-        }
-        await locks.withContent(repo, digest.value, async () => {
-          // The repository has these bytes already: nothing to place, nothing to record.
-          if (this.parts.queries.blobSize(repo, digest.value) === size) return;
-          const storedIn = await this.placeBlob(repo, digest, id);
-          this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
-        });
+        await this.verifyDigest(repo, id, digest, marked);
+        await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, id, digest, size, context));
       } catch (err) {
-        if (marked && !discarded) await this.restoreSession(repo, id, acknowledged);
+        if (marked && !(err instanceof DigestMismatch)) await this.restoreSession(repo, id, acknowledged);
         throw err;
       }
       await this.dropSession(repo, id, marked);
@@ -110,10 +105,22 @@ export class BlobCommit {
     }
   }
 
-  /** The digest's hex of the staged upload, hashed in the worker pool. */
-  private hashUpload(repo: string, id: string, digest: ParsedDigest): Promise<string> {
+  /** Hashes the staged upload in the worker pool; on a mismatch discards it and throws DIGEST_INVALID. */
+  private async verifyDigest(repo: string, id: string, digest: ParsedDigest, marked: boolean): Promise<void> {
     const { uploads, hashPool } = this.parts;
-    return hashPool.hashFile({ path: uploads.localFile(repo, id), algorithm: digest.algorithm });
+    const actual = await hashPool.hashFile({ path: uploads.localFile(repo, id), algorithm: digest.algorithm });
+    if (actual === digest.hex) return;
+    await uploads.discard(repo, id);
+    if (marked) await uploads.unmarkClosing(repo, id);
+    throw new DigestMismatch(`upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
+  }
+
+  /** Under the content lock: the bytes into place, then BlobPushed, the commit point. */
+  private async placeAndRecord(repo: string, id: string, digest: ParsedDigest, size: number, context: EventContext): Promise<void> {
+    // The repository has these bytes already: nothing to place, nothing to record.
+    if (this.parts.queries.blobSize(repo, digest.value) === size) return;
+    const storedIn = await this.placeBlob(repo, digest, id);
+    this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
   }
 
   /**
