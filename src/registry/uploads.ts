@@ -56,8 +56,9 @@ export class UploadSessions {
 
   /**
    * Opens a session, within the caps. Past one the answer is TOOMANYREQUESTS (429), not DENIED:
-   * the condition passes as sessions finish or expire, and clients (containers/image, docker)
-   * treat 429 as "retry later" rather than as a permission to fix.
+   * the condition passes as sessions finish or expire. containers/image (skopeo, podman) retries
+   * TOOMANYREQUESTS and never DENIED; docker retries neither, but shows "toomanyrequests", which
+   * reads as a passing limit rather than a permission to fix.
    */
   async create(repo: string): Promise<string> {
     const id = randomUUID();
