@@ -123,11 +123,6 @@ export class UploadSessions {
     return found.sort((a, b) => a.lastWrite - b.lastWrite);
   }
 
-  /** How many sessions are open. */
-  get openSessions(): number {
-    return this.openCount;
-  }
-
   /**
    * At start, before any request: indexes the sessions every staging directory holds (their last
    * write is their file's time), so the caps and the idle expiry see the sessions of earlier runs.
