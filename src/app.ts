@@ -36,7 +36,10 @@ import { findRepositories, importStorageOnce } from './registry/import.js';
 import { RefusalRecorder } from './registry/refusals.js';
 import { RepositoryQuota } from './registry/repository-quota.js';
 import { Registry } from './registry/registry.js';
+import { UploadExpiry } from './registry/upload-expiry.js';
+import type { UploadLimits } from './registry/upload-limits.js';
 import { eventLogFile } from './storage/layout.js';
+import { ensureDirectorySync } from './storage/directories.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
 import { HashPool } from './workers/pool.js';
 
@@ -63,6 +66,8 @@ export interface StartOptions {
   wrapDriver?: StorageRootOptions['wrapDriver'];
   /** How long refused writes of one key are counted before their event (10 s; tests shorten it). */
   refusalIntervalMs?: number;
+  /** Upload session caps and idle expiry other than upload-limits.ts's defaults (tests). */
+  uploadLimits?: Partial<UploadLimits>;
 }
 
 export function openEventStore(db: Db, options: { readOnly?: boolean } = {}): { store: EventStore; queries: RegistryStateQueries } {
@@ -73,7 +78,11 @@ export function openEventStore(db: Db, options: { readOnly?: boolean } = {}): { 
 /** The event log of the default root; read-only, it must exist (a writing registry made it). */
 function openEventLog(rootDirectory: string, readOnly: boolean): Db {
   const file = eventLogFile(rootDirectory);
-  if (!readOnly) return openDatabase(file);
+  if (!readOnly) {
+    // The log's directory durably in the root: SQLite syncs the files it creates, not their parents.
+    ensureDirectorySync(path.dirname(file));
+    return openDatabase(file);
+  }
   if (!fs.existsSync(file)) {
     throw new Error(
       `no event log at ${file}: a registry with http.ReadOnly serves the log of a writing registry on the same root; start one without http.ReadOnly first (it imports a zot root)`,
@@ -128,11 +137,13 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
         onRefused: (code) => metrics?.observeRefusal(code),
         ...(options.refusalIntervalMs !== undefined ? { intervalMs: options.refusalIntervalMs } : {}),
       });
+  let uploadExpiry: UploadExpiry | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
     await app?.close();
     await garbageCollector?.stop();
+    await uploadExpiry?.stop();
     await dedupePass?.stop();
     await scrubSchedule?.stop();
     follower?.stop();
@@ -176,8 +187,24 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       ...(refusals ? { refusals } : {}),
       ...(quota ? { quota } : {}),
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
+      ...(options.uploadLimits ? { uploadLimits: options.uploadLimits } : {}),
     });
     if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
+    if (!readOnly) {
+      const restored = await registry.loadUploadSessions();
+      if (restored > 0) logger.info({ sessions: restored }, 'restored upload sessions that an interrupted commit had extended');
+      // Idle sessions expire whatever the GC setting; an expiry may leave a repository empty for GC.
+      uploadExpiry = new UploadExpiry({
+        uploads: registry.uploads,
+        store,
+        roots,
+        limits: registry.uploadLimits,
+        logger,
+        onExpired: (repo) => garbageCollector?.schedule(repo, Date.now()),
+        observe: (expired) => metrics?.observeUploadsExpired(expired),
+      });
+      uploadExpiry.start();
+    }
     if (!readOnly && roots.roots.some((root) => root.gc)) {
       garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),

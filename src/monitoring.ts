@@ -80,6 +80,8 @@ export interface Metrics {
   observeGcRun(failed: boolean, seconds: number, removed?: Record<string, number>): void;
   /** zot_refused_writes_total: one refused write. */
   observeRefusal(code: string): void;
+  /** zot_gc_deleted_total{type="uploads"}: idle upload sessions expired (GC or not). */
+  observeUploadsExpired(count: number): void;
 }
 
 const PACKAGE_VERSION = readPackageVersion();
@@ -113,6 +115,7 @@ export function createMetrics(config: Config, path: string, actorDb: Db, store: 
     actor,
     observeGcRun: (failed, seconds, removed) => prometheus.observeGcRun(failed, seconds, removed),
     observeRefusal: (code) => prometheus.refusedWrites.inc({ code }),
+    observeUploadsExpired: (count) => prometheus.observeGcDeleted('uploads', count),
     http: {
       path,
       observeRequest: (method, code, repo, seconds) => prometheus.observeRequest(method, code, repo, seconds),

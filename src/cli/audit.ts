@@ -21,6 +21,7 @@ import { EVENT_TYPES, type StoredEvent } from '../events/types.js';
 import { RegistryStateQueries } from '../projections/registry-state.js';
 import { openLiveLog } from './events.js';
 import { loadConfigOrReport } from './load.js';
+import { configArgument, EXIT, UsageError } from './usage.js';
 
 
 /** A point in the log: a sequence number, or an ISO-8601 time. */
@@ -29,7 +30,7 @@ export type LogPoint = { seq: number } | { time: string };
 export function parsePoint(option: string, value: string): LogPoint {
   if (/^\d+$/.test(value)) return { seq: Number(value) };
   const time = new Date(value);
-  if (Number.isNaN(time.getTime())) throw new Error(`${option} takes a sequence number or an ISO-8601 time, not ${JSON.stringify(value)}`);
+  if (Number.isNaN(time.getTime())) throw new UsageError(`${option} takes a sequence number or an ISO-8601 time, not ${JSON.stringify(value)}`);
   return { time: time.toISOString() };
 }
 
@@ -63,7 +64,7 @@ function parseTypes(value: string | undefined): ReadonlySet<string> | undefined 
   const types = value.split(',').map((type) => type.trim()).filter((type) => type !== '');
   const known = new Set<string>(EVENT_TYPES);
   const unknown = types.filter((type) => !known.has(type));
-  if (unknown.length > 0) throw new Error(`--type: unknown action type ${unknown.join(', ')} (one of ${EVENT_TYPES.join(', ')})`);
+  if (unknown.length > 0) throw new UsageError(`--type: unknown action type ${unknown.join(', ')} (one of ${EVENT_TYPES.join(', ')})`);
   return new Set(types);
 }
 
@@ -106,26 +107,28 @@ export async function runAudit(args: string[]): Promise<number> {
     },
   });
   const modes = [values.at !== undefined, values.history !== undefined, values['rebuild-audit-log']].filter(Boolean).length;
-  if (modes > 1) throw new Error('--at, --history and --rebuild-audit-log are separate commands: give one');
-  const config = loadConfigOrReport(positionals[0]);
-  if (!config) return 1;
+  if (modes > 1) throw new UsageError('--at, --history and --rebuild-audit-log are separate commands: give one');
+  const file = configArgument(positionals, values.at !== undefined ? 1 : 0);
+  // The command line is checked whole before anything is read.
+  const at = values.at === undefined ? undefined : parsePoint('--at', values.at);
+  const repo = positionals[1];
+  if (at !== undefined && repo === undefined) throw new UsageError('--at <seq|time> needs a repository: zot audit <config> --at <seq|time> <repo>');
+  const history = values.history === undefined ? undefined : parseTagTarget(values.history);
+  const filter: AuditFilter = {
+    ...(values.repo !== undefined ? { repo: values.repo } : {}),
+    ...(values.identity !== undefined ? { identity: values.identity } : {}),
+    ...(values.type !== undefined ? { types: parseTypes(values.type) } : {}),
+    ...(values.since !== undefined ? { since: parsePoint('--since', values.since) } : {}),
+    ...(values.until !== undefined ? { until: parsePoint('--until', values.until) } : {}),
+  };
+  const config = loadConfigOrReport(file);
+  if (!config) return EXIT.problem;
   const live = openLiveLog(config.storage.rootDirectory);
-  if (!live) return 1;
+  if (!live) return EXIT.problem;
   try {
     if (values['rebuild-audit-log']) return rebuildAuditLog(config, live);
-    if (values.at !== undefined) {
-      const repo = positionals[1];
-      if (repo === undefined) throw new Error('--at <seq|time> needs a repository: zot audit <config> --at <seq|time> <repo>');
-      return repositoryAt(live, repo, parsePoint('--at', values.at), values.json);
-    }
-    if (values.history !== undefined) return tagHistory(live, values.history, values.json);
-    const filter: AuditFilter = {
-      ...(values.repo !== undefined ? { repo: values.repo } : {}),
-      ...(values.identity !== undefined ? { identity: values.identity } : {}),
-      ...(values.type !== undefined ? { types: parseTypes(values.type) } : {}),
-      ...(values.since !== undefined ? { since: parsePoint('--since', values.since) } : {}),
-      ...(values.until !== undefined ? { until: parsePoint('--until', values.until) } : {}),
-    };
+    if (at !== undefined && repo !== undefined) return repositoryAt(live, repo, at, values.json);
+    if (history !== undefined) return tagHistory(live, history, values.json);
     return await listActions(live, filter, values.json, values.follow);
   } finally {
     live.close();
@@ -206,12 +209,14 @@ export interface TagChange {
   count?: number;
 }
 
-/** Every change of one tag, refused attempts included, in log order. */
-function tagHistory(live: Db, target: string, json: boolean): number {
+function parseTagTarget(target: string): { repo: string; tag: string } {
   const colon = target.lastIndexOf(':');
-  if (colon <= 0 || colon === target.length - 1) throw new Error(`--history takes <repo>:<tag>, not ${JSON.stringify(target)}`);
-  const repo = target.slice(0, colon);
-  const tag = target.slice(colon + 1);
+  if (colon <= 0 || colon === target.length - 1) throw new UsageError(`--history takes <repo>:<tag>, not ${JSON.stringify(target)}`);
+  return { repo: target.slice(0, colon), tag: target.slice(colon + 1) };
+}
+
+/** Every change of one tag, refused attempts included, in log order. */
+function tagHistory(live: Db, { repo, tag }: { repo: string; tag: string }, json: boolean): number {
   const changes: TagChange[] = [];
   for (const event of readEvents(live, { repo })) {
     const who = {

@@ -9,6 +9,7 @@ import type { StoredEvent } from '../events/types.js';
 import { eventLogFile } from '../storage/layout.js';
 import { followUntilSignal } from './follow.js';
 import { loadConfigOrReport } from './load.js';
+import { configArgument, EXIT, UsageError } from './usage.js';
 
 export function openLiveLog(rootDirectory: string): Db | undefined {
   const file = eventLogFile(path.resolve(rootDirectory));
@@ -24,7 +25,7 @@ export function sinceFilter(value: string | undefined): Pick<EventFilter, 'after
   if (value === undefined) return {};
   if (/^\d+$/.test(value)) return { afterSeq: Math.max(0, Number(value) - 1) };
   const time = new Date(value);
-  if (Number.isNaN(time.getTime())) throw new Error(`--since must be a sequence number or an ISO-8601 time, not ${JSON.stringify(value)}`);
+  if (Number.isNaN(time.getTime())) throw new UsageError(`--since must be a sequence number or an ISO-8601 time, not ${JSON.stringify(value)}`);
   return { sinceTime: time.toISOString() };
 }
 
@@ -52,12 +53,13 @@ export async function runEvents(args: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
     },
   });
-  const config = loadConfigOrReport(positionals[0]);
-  if (!config) return 1;
+  const since = sinceFilter(values.since);
+  const config = loadConfigOrReport(configArgument(positionals));
+  if (!config) return EXIT.problem;
   const db = openLiveLog(config.storage.rootDirectory);
-  if (!db) return 1;
+  if (!db) return EXIT.problem;
   const filter: EventFilter = {
-    ...sinceFilter(values.since),
+    ...since,
     ...(values.repo !== undefined ? { repo: values.repo } : {}),
     ...(values.type !== undefined ? { type: values.type } : {}),
   };
@@ -73,9 +75,9 @@ export async function runEvents(args: string[]): Promise<number> {
   };
   try {
     drain();
-    if (!values.follow) return 0;
+    if (!values.follow) return EXIT.ok;
     await followUntilSignal(drain);
-    return 0;
+    return EXIT.ok;
   } finally {
     db.close();
   }

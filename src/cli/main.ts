@@ -1,34 +1,13 @@
 // `zot <command> <config>`: the command-line entry point (bin/zot.js is a shim over this).
+// Exit codes are the same for every command: 0 ok, 1 a problem found, 2 a usage error (usage.ts).
 import { runAudit } from './audit.js';
 import { runEvents } from './events.js';
 import { runReplay } from './replay.js';
 import { runScrub } from './scrub.js';
 import { runServe } from './serve.js';
+import { COMMAND_USAGE, EXIT, MAIN_USAGE, UsageError } from './usage.js';
 import { runVerify } from './verify.js';
-
-const USAGE = `usage: zot <command> [arguments]
-
-commands:
-  serve <config>     run the registry
-  verify <config>    check a configuration file and name every bad field
-  events <config> [--repo R] [--type T] [--since SEQ|ISO-TIME] [--follow] [--json]
-                     print the event log
-  replay <config> [--rehash] [--json]
-                     rebuild every projection from the log into a scratch database and report
-                     any difference from the live projections and from storage (exit 1 on drift);
-                     --rehash also re-hashes every blob and manifest the log names
-  scrub <config> [--json]
-                     re-hash every blob and manifest and report what is corrupt or missing
-                     (exit 1 when anything is, 2 on a usage or configuration error)
-  audit <config> [--repo GLOB] [--identity ID] [--type T,T] [--since P] [--until P] [--follow] [--json]
-                     list the actions that changed the registry, and refused writes (P: SEQ|ISO-TIME)
-  audit <config> --at SEQ|ISO-TIME <repo>
-                     the repository's tags and the digests they pointed to at that point
-  audit <config> --history <repo>:<tag>
-                     every digest the tag pointed to, who moved it and when
-  audit <config> --rebuild-audit-log
-                     regenerate the log.audit file from the event log
-`;
+import { version } from './version.js';
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
@@ -39,18 +18,54 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   audit: runAudit,
 };
 
+const HELP = new Set(['-h', '--help']);
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
-  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
-    process.stdout.write(USAGE);
-    return command === undefined ? 2 : 0;
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`zot-ts ${version()}\n`);
+    return EXIT.ok;
   }
+  if (command === undefined) {
+    process.stderr.write(MAIN_USAGE);
+    return EXIT.usage;
+  }
+  if (HELP.has(command) || command === 'help') return help(args[0]);
   const run = COMMANDS[command];
   if (!run) {
-    process.stderr.write(`zot: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-    return 2;
+    process.stderr.write(`zot: unknown command ${JSON.stringify(command)}\n\n${MAIN_USAGE}`);
+    return EXIT.usage;
   }
-  return run(args);
+  if (args.some((arg) => HELP.has(arg))) return help(command);
+  try {
+    return await run(args);
+  } catch (err) {
+    if (!isUsageError(err)) throw err;
+    process.stderr.write(`zot ${command}: ${err.message}\n${COMMAND_USAGE[command]?.split('\n\n')[0] ?? ''}\n`);
+    return EXIT.usage;
+  }
+}
+
+/** `zot help [command]`, `zot --help`, `zot <command> --help`: usage on stdout, exit 0. */
+function help(command: string | undefined): number {
+  if (command === undefined) {
+    process.stdout.write(MAIN_USAGE);
+    return EXIT.ok;
+  }
+  const usage = COMMAND_USAGE[command];
+  if (usage === undefined) {
+    process.stderr.write(`zot: unknown command ${JSON.stringify(command)}\n\n${MAIN_USAGE}`);
+    return EXIT.usage;
+  }
+  process.stdout.write(usage);
+  return EXIT.ok;
+}
+
+// node:util parseArgs reports an unknown option or a missing option value with these codes.
+function isUsageError(err: unknown): err is Error {
+  if (err instanceof UsageError) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
 }
 
 main(process.argv.slice(2)).then(
@@ -59,6 +74,6 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     process.stderr.write(`zot: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    process.exitCode = EXIT.problem;
   },
 );

@@ -13,6 +13,7 @@ import { compareStorage } from '../registry/storage-check.js';
 import { HashPool } from '../workers/pool.js';
 import { loadConfigOrReport } from './load.js';
 import { openLiveLog } from './events.js';
+import { configArgument, EXIT } from './usage.js';
 
 type Row = Record<string, unknown>;
 
@@ -36,10 +37,10 @@ export async function runReplay(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { json: { type: 'boolean', default: false }, rehash: { type: 'boolean', default: false } },
   });
-  const config = loadConfigOrReport(positionals[0]);
-  if (!config) return 1;
+  const config = loadConfigOrReport(configArgument(positionals));
+  if (!config) return EXIT.problem;
   const live = openLiveLog(config.storage.rootDirectory);
-  if (!live) return 1;
+  if (!live) return EXIT.problem;
   const scratch = new ScratchProjections();
   // Every core hashes: no event loop here has requests to answer.
   const hashPool = values.rehash ? new HashPool(availableParallelism()) : undefined;
@@ -76,7 +77,7 @@ export async function runReplay(args: string[]): Promise<number> {
           : `replay: ${events} events; ${drift.length} difference(s) found\n`,
       );
     }
-    return drift.length === 0 ? 0 : 1;
+    return drift.length === 0 ? EXIT.ok : EXIT.problem;
   } finally {
     await hashPool?.close();
     scratch.close();

@@ -1,7 +1,8 @@
 // `zot scrub <config>`: re-hashes every blob and manifest the event log names and reports, per
 // repository, what is intact and what is corrupt or missing. Reads the log through a read-only
 // connection, so a running registry is not blocked; hashes with one pool thread per core.
-// Exit codes: 0 all intact, 1 something corrupt or missing, 2 a usage or configuration error.
+// Exit codes as every command's (usage.ts): 0 all intact, 1 something corrupt or missing (or an
+// invalid configuration, or no event log to read), 2 a usage error.
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { RegistryStateQueries } from '../projections/registry-state.js';
@@ -10,19 +11,7 @@ import { storageRootsFromConfig, type StorageRoots } from '../storage/roots.js';
 import { HashPool } from '../workers/pool.js';
 import { openLiveLog } from './events.js';
 import { loadConfigOrReport } from './load.js';
-
-const USAGE_ERROR = 2;
-
-function parse(args: string[]): { json: boolean; configFile: string | undefined } | undefined {
-  try {
-    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
-    if (positionals.length > 1) throw new Error(`unexpected argument ${JSON.stringify(positionals[1])}`);
-    return { json: values.json, configFile: positionals[0] };
-  } catch (err) {
-    process.stderr.write(`zot scrub: ${err instanceof Error ? err.message : String(err)}\nusage: zot scrub <config> [--json]\n`);
-    return undefined;
-  }
-}
+import { configArgument, EXIT } from './usage.js';
 
 function repositoryLines(entry: RepositoryScrub): string[] {
   if (entry.corrupt.length === 0 && entry.missing.length === 0) {
@@ -49,13 +38,12 @@ function summary(report: ScrubReport): string {
 }
 
 export async function runScrub(args: string[]): Promise<number> {
-  const options = parse(args);
-  if (!options) return USAGE_ERROR;
-  const config = loadConfigOrReport(options.configFile);
-  if (!config) return USAGE_ERROR;
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
+  const config = loadConfigOrReport(configArgument(positionals));
+  if (!config) return EXIT.problem;
   // The log first: a root the registry never ran on is reported, not created.
   const live = openLiveLog(config.storage.rootDirectory);
-  if (!live) return USAGE_ERROR;
+  if (!live) return EXIT.problem;
   let roots: StorageRoots;
   try {
     // Read-only: a root directory that is missing is not made (it holds nothing to check).
@@ -63,19 +51,19 @@ export async function runScrub(args: string[]): Promise<number> {
   } catch (err) {
     live.close();
     process.stderr.write(`zot scrub: ${err instanceof Error ? err.message : String(err)}\n`);
-    return USAGE_ERROR;
+    return EXIT.problem;
   }
   // Every core hashes: unlike `serve`, no event loop here has requests to answer.
   const hashPool = new HashPool(availableParallelism());
   try {
     const report = await scrubStorage({ roots, queries: new RegistryStateQueries(live), hashPool });
-    if (options.json) {
+    if (values.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } else {
       for (const entry of report.repositories) for (const line of repositoryLines(entry)) process.stdout.write(`${line}\n`);
       process.stdout.write(`${summary(report)}\n`);
     }
-    return scrubFoundProblems(report) ? 1 : 0;
+    return scrubFoundProblems(report) ? EXIT.problem : EXIT.ok;
   } finally {
     await hashPool.close();
     live.close();

@@ -1,17 +1,19 @@
 // `zot serve <config>`: runs the registry until SIGTERM or SIGINT, then drains in-flight requests
 // and closes the event log cleanly.
+import { parseArgs } from 'node:util';
 import { startRegistry } from '../app.js';
 import { unbuiltFeatures } from '../config/index.js';
-import { loadConfigOrReport } from './load.js';
+import { loadConfigOrReport, refusalLines } from './load.js';
+import { configArgument, EXIT } from './usage.js';
 
 export async function runServe(args: string[]): Promise<number> {
-  const config = loadConfigOrReport(args[0]);
-  if (!config) return 1;
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  const config = loadConfigOrReport(configArgument(positionals));
+  if (!config) return EXIT.problem;
   const unbuilt = unbuiltFeatures(config);
   if (unbuilt.length > 0) {
-    process.stderr.write(`zot: refusing to start: the configuration asks for features this release does not have yet:\n`);
-    for (const feature of unbuilt) process.stderr.write(`  ${feature}\n`);
-    return 1;
+    process.stderr.write(`zot: refusing to start: the configuration asks for features this release does not have:\n${refusalLines(unbuilt)}`);
+    return EXIT.problem;
   }
   const running = await startRegistry(config);
   // logrotate and friends move the files away and send SIGHUP: reopen them by name.
@@ -34,5 +36,5 @@ export async function runServe(args: string[]): Promise<number> {
   await running.close();
   running.logger.info('registry stopped');
   running.logger.flush();
-  return 0;
+  return EXIT.ok;
 }

@@ -2,6 +2,7 @@
 
 export type * from './types.js';
 export { ConfigError, loadConfigFile, parseConfigFile, validateConfig, type ValidationResult } from './load.js';
-export { unbuiltFeatures } from './features.js';
+export { FEATURES, unbuiltFeatures, type Feature, type FeatureStatus } from './features.js';
+export { storeSettings, type StoreKind, type StoreSettings } from './store-settings.js';
 export { parseDuration } from './duration.js';
 export { configSchema } from './schema.js';

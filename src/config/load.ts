@@ -1,4 +1,4 @@
-// Reading a configuration file, JSON or YAML as zot accepts, into a validated Config.
+// Reading a configuration file, JSON, YAML or TOML as zot (viper) accepts, into a validated Config.
 // Paths inside the file are returned as written: the CLI resolves relative ones against the
 // process's working directory, as zot does.
 
@@ -6,9 +6,11 @@ import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 
 import { load as parseYaml, YAMLException } from 'js-yaml';
+import { parse as parseTomlText, TomlError } from 'smol-toml';
 
 import type { Config } from './types.js';
 import { validateConfig } from './validate.js';
+import { isRecord } from './values.js';
 
 export { validateConfig, type ValidationResult } from './validate.js';
 
@@ -38,26 +40,36 @@ export function parseConfigFile(path: string): unknown {
     throw new ConfigError(path, [`${path}: cannot be read (${errorMessage(error)})`]);
   }
   if (text.trim() === '') throw new ConfigError(path, [`${path}: the file is empty`]);
+  // zot refuses a file without a single key:value pair (comments only, `{}`), like an empty one.
+  const noSettings = new ConfigError(path, [`${path}: the file holds no settings`]);
+  if (text.split('\n').every((line) => /^\s*(#.*)?$/.test(line))) throw noSettings;
 
   const extension = extname(path).toLowerCase();
   const result =
     extension === '.json' ? parseJson(text)
     : extension === '.yaml' || extension === '.yml' ? parseYamlText(text, path)
+    : extension === '.toml' ? parseToml(text)
     : parseUnknown(text, path);
   if ('error' in result) throw new ConfigError(path, [`${path}: ${result.error}`]);
+  if (result.value === null || result.value === undefined || (isRecord(result.value) && Object.keys(result.value).length === 0)) {
+    throw noSettings;
+  }
   return result.value;
 }
 
 type Parsed = { value: unknown } | { error: string };
 
-// Like zot, a file without a known extension is tried as each supported format in turn.
+// Like zot, a file without a known extension is tried as each supported format in turn, in
+// viper's order; the first that reads the text as a mapping of settings wins.
 function parseUnknown(text: string, path: string): Parsed {
-  const json = parseJson(text);
-  if (!('error' in json)) return json;
-  const yaml = parseYamlText(text, path);
-  if (!('error' in yaml)) return yaml;
+  const attempts = [parseJson(text), parseToml(text), parseYamlText(text, path)];
+  const mapping = attempts.find((parsed) => 'value' in parsed && isRecord(parsed.value));
+  if (mapping !== undefined) return mapping;
+  const [json, toml, yaml] = attempts as [Parsed, Parsed, Parsed];
   // Report the error of the format the text most looks like.
-  return /^\s*[{[]/.test(text) ? json : yaml;
+  if (/^\s*\{/.test(text)) return json;
+  if (/^\s*(\[[^\]]+\]|[\w."-]+\s*=)/m.test(text)) return toml;
+  return yaml;
 }
 
 function parseJson(text: string): Parsed {
@@ -75,6 +87,17 @@ function parseYamlText(text: string, path: string): Parsed {
     if (!(error instanceof YAMLException)) return { error: `invalid YAML: ${errorMessage(error)}` };
     const where = error.mark === undefined ? '' : ` at line ${error.mark.line + 1}, column ${error.mark.column + 1}`;
     return { error: `invalid YAML: ${error.reason}${where}` };
+  }
+}
+
+function parseToml(text: string): Parsed {
+  try {
+    return { value: parseTomlText(text) };
+  } catch (error) {
+    if (!(error instanceof TomlError)) return { error: `invalid TOML: ${errorMessage(error)}` };
+    // The message carries a code excerpt after its first line; the position says the same.
+    const reason = (error.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '');
+    return { error: `invalid TOML: ${reason} at line ${error.line}, column ${error.column}` };
   }
 }
 

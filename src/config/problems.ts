@@ -4,6 +4,8 @@
 
 import type { ErrorObject } from 'ajv';
 
+import { nearestKey } from './suggest.js';
+
 export interface Problem {
   /** Keys and array indexes from the top of the file down to the offending value. */
   path: readonly string[];
@@ -27,7 +29,8 @@ export function formatProblems(problems: readonly Problem[]): string[] {
 }
 
 export function fromAjvErrors(errors: readonly ErrorObject[]): Problem[] {
-  return errors.map(fromAjvError);
+  // An `if` error only says its `then` failed; the errors inside `then` say how.
+  return errors.filter((error) => error.keyword !== 'if').map(fromAjvError);
 }
 
 function fromAjvError(error: ErrorObject): Problem {
@@ -38,11 +41,19 @@ function fromAjvError(error: ErrorObject): Problem {
     return { path: [...path, String(params['missingProperty'])], message: 'required' };
   }
   if (error.keyword === 'additionalProperties') {
-    return { path: [...path, String(params['additionalProperty'])], message: 'unknown key' };
+    const key = String(params['additionalProperty']);
+    return { path: [...path, key], message: unknownKeyMessage(key, error.parentSchema) };
   }
   const custom: unknown = (error.parentSchema as Record<string, unknown> | undefined)?.['x-message'];
   if (typeof custom === 'string') return { path, message: custom };
   return { path, message: describe(error.keyword, params, error.message) };
+}
+
+function unknownKeyMessage(key: string, schema: unknown): string {
+  const properties: unknown = (schema as Record<string, unknown> | undefined)?.['properties'];
+  const known = typeof properties === 'object' && properties !== null ? Object.keys(properties) : [];
+  const nearest = nearestKey(key, known);
+  return nearest === undefined ? 'unknown key' : `unknown key, did you mean ${nearest}?`;
 }
 
 function describe(keyword: string, params: Record<string, unknown>, fallback?: string): string {

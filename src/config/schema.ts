@@ -1,7 +1,8 @@
 // The one JSON Schema for zot's configuration file (ajv 8, draft-07 keywords).
 //
 // Every object is closed (`additionalProperties: false`): a misspelt key is an error, as in
-// zot, which unmarshals with UnmarshalExact. Maps keyed by user data (subPaths, repository
+// zot, which unmarshals with UnmarshalExact. Keys match without regard to case, as in zot: keys.ts
+// rewrites them to the spelling declared here before the schema sees them. Maps keyed by user data (subPaths, repository
 // globs, groups) use `additionalProperties` as the schema of their values instead.
 // Defaults listed here are applied by ajv (`useDefaults`); they follow zot's own defaults.
 // Cross-field rules that a schema cannot express well live in semantic.ts.
@@ -17,16 +18,36 @@ export const VERSION_MESSAGE = 'must be a version such as 1.1.0';
 const string = { type: 'string' };
 const boolean = { type: 'boolean' };
 const stringList = { type: 'array', items: string };
+const count = { type: 'integer', minimum: 0 };
 const ref = (name: string) => ({ $ref: `#/$defs/${name}` });
+/** A map of strings keyed by user data (HTTP headers, claim names). */
+const stringMap = { type: 'object', additionalProperties: string };
+/** An extension that only has an `enable` switch. */
+const switchOnly = { type: 'object', additionalProperties: false, properties: { enable: boolean } };
+
+/** Keys zot accepts on the default root and on every subPath alike, beside the GC settings. */
+function storeProperties(): Record<string, unknown> {
+  return {
+    storageDriver: ref('storageDriver'),
+    // zot's cache database for dedupe and metadata (dynamodb or redis), handed its parameters as they are.
+    cacheDriver: { type: 'object' },
+    remoteCache: boolean,
+    commit: boolean,
+    maxRepos: count,
+    hydrateBlobOnRead: boolean,
+    retention: ref('retention'),
+  };
+}
 
 export const configSchema: SchemaObject = {
   $id: 'https://zotregistry.dev/zot-ts/config.schema.json',
   type: 'object',
   additionalProperties: false,
-  required: ['http', 'storage'],
+  required: ['storage'],
   properties: {
     distSpecVersion: { type: 'string', format: 'semver', 'x-message': VERSION_MESSAGE },
-    http: ref('http'),
+    // Present even when the file has no `http` section, so the listener has zot's defaults.
+    http: { ...ref('http'), default: {} },
     storage: ref('storage'),
     log: {
       type: 'object',
@@ -43,23 +64,16 @@ export const configSchema: SchemaObject = {
     metrics: ref('metrics'),
     sync: ref('sync'),
     accessControl: ref('accessControl'),
-    extensions: {
+    extensions: ref('extensions'),
+    scheduler: {
       type: 'object',
       additionalProperties: false,
-      properties: {
-        sync: ref('sync'),
-        metrics: ref('metrics'),
-        scrub: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            // zot turns an extension on when its section is present and `enable` is unset.
-            enable: { type: 'boolean', default: true },
-            interval: ref('duration'),
-          },
-        },
-        events: ref('events'),
-      },
+      properties: { numWorkers: { type: 'integer', minimum: 1 } },
+    },
+    cluster: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { members: stringList, hashKey: string, tls: ref('tls') },
     },
   },
   $defs: {
@@ -68,23 +82,16 @@ export const configSchema: SchemaObject = {
     http: {
       type: 'object',
       additionalProperties: false,
-      required: ['address', 'port'],
       properties: {
-        address: string,
+        // zot's defaults (config.New()): loopback, port 8080.
+        address: { type: 'string', default: '127.0.0.1' },
         // zot's port is a string; a number is accepted and turned into one (normalize.ts).
-        port: { type: ['string', 'integer'] },
+        port: { type: ['string', 'integer'], default: '8080' },
         realm: string,
         ReadOnly: boolean,
-        tls: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { cert: string, key: string, cacert: string },
-        },
-        auth: ref('auth'),
-        accessControl: ref('accessControl'),
-        // zot's newer http options (src/http/options/).
-        allowOrigin: string,
         externalUrl: string,
+        // Comma-separated origins, as zot reads them.
+        allowOrigin: string,
         readTimeout: ref('duration'),
         writeTimeout: ref('duration'),
         compat: { type: 'array', items: { enum: ['docker2s2'] } },
@@ -92,20 +99,28 @@ export const configSchema: SchemaObject = {
           type: 'object',
           additionalProperties: false,
           properties: {
-            // Requests per second.
-            rate: { type: 'integer', minimum: 1 },
+            // Requests per second, overall and per HTTP method.
+            rate: count,
             methods: {
               type: 'array',
               items: {
                 type: 'object',
                 additionalProperties: false,
                 required: ['method', 'rate'],
-                properties: { method: string, rate: { type: 'integer', minimum: 1 } },
+                properties: { method: string, rate: count },
               },
             },
           },
         },
+        tls: ref('tls'),
+        auth: ref('auth'),
+        accessControl: ref('accessControl'),
       },
+    },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { cert: string, key: string, cacert: string },
     },
 
     auth: {
@@ -134,14 +149,62 @@ export const configSchema: SchemaObject = {
             credentialsFile: string,
             skipVerify: boolean,
             subtreeSearch: boolean,
+            insecure: boolean,
+            userFilter: string,
+            cacert: string,
           },
         },
         bearer: {
           type: 'object',
           additionalProperties: false,
-          required: ['realm', 'service', 'cert'],
-          properties: { realm: string, service: string, cert: string },
+          // Tokens are checked with `cert`, or against an OpenID Connect issuer (`oidc`).
+          required: ['realm', 'service'],
+          properties: {
+            realm: string,
+            service: string,
+            cert: string,
+            oidc: {
+              type: 'object',
+              additionalProperties: false,
+              properties: { issuer: string, audiences: stringList, claimMapping: stringMap },
+            },
+          },
         },
+        mtls: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { identityAttributes: stringList, uriSanPattern: string },
+        },
+        openid: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            callbackAllowOrigins: stringList,
+            // Keyed by provider: google, gitlab, github or oidc.
+            providers: {
+              type: 'object',
+              additionalProperties: {
+                type: 'object',
+                additionalProperties: false,
+                properties: {
+                  name: string,
+                  credentialsFile: string,
+                  clientid: string,
+                  clientsecret: string,
+                  keypath: string,
+                  issuer: string,
+                  scopes: stringList,
+                  claimMapping: stringMap,
+                },
+              },
+            },
+          },
+        },
+        apikey: boolean,
+        sessionKeysFile: string,
+        // Parameters of zot's session store (for example redis), handed to it as they are.
+        sessionDriver: { type: 'object' },
+        secureSession: boolean,
         // Seconds to wait before answering a failed authentication.
         failDelay: { type: 'integer', minimum: 0 },
       },
@@ -171,6 +234,12 @@ export const configSchema: SchemaObject = {
       properties: {
         repositories: { type: 'object', additionalProperties: ref('repositoryPolicy') },
         adminPolicy: ref('policy'),
+        // Who may read the metrics endpoint.
+        metrics: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { users: stringList, anonymousPolicy: ref('actions') },
+        },
         groups: {
           type: 'object',
           additionalProperties: {
@@ -190,17 +259,13 @@ export const configSchema: SchemaObject = {
       required: ['rootDirectory'],
       properties: {
         rootDirectory: { type: 'string', minLength: 1 },
-        // Left unset when absent: the server picks its own behaviour.
-        dedupe: boolean,
-        gc: boolean,
+        // zot's defaults for the default root (config.New()); a subPath's are in store-settings.ts.
+        dedupe: { type: 'boolean', default: true },
+        gc: { type: 'boolean', default: true },
         gcDelay: { ...ref('duration'), default: '1h' },
         gcInterval: { ...ref('duration'), default: '1h' },
-        storageDriver: ref('storageDriver'),
         subPaths: { type: 'object', additionalProperties: ref('subPath') },
-        // Accepted: zot-ts always syncs before acknowledging.
-        commit: boolean,
-        // Repositories across every root; 0 or absent: no limit.
-        maxRepos: { type: 'integer', minimum: 0 },
+        ...storeProperties(),
       },
     },
     subPath: {
@@ -213,16 +278,60 @@ export const configSchema: SchemaObject = {
         gc: boolean,
         gcDelay: ref('duration'),
         gcInterval: ref('duration'),
-        storageDriver: ref('storageDriver'),
-        commit: boolean,
+        ...storeProperties(),
       },
     },
-    // Parameters of distribution's s3-aws driver, which zot hands the map to. zot lower-cases
-    // keys on load, so `useDualStack` (zot's documentation) and `usedualstack` both reach it.
-    storageDriver: {
+    retention: {
       type: 'object',
       additionalProperties: false,
+      properties: {
+        dryRun: boolean,
+        delay: ref('duration'),
+        policies: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              repositories: stringList,
+              deleteReferrers: boolean,
+              deleteUntagged: boolean,
+              keepTags: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    patterns: stringList,
+                    pulledWithin: ref('duration'),
+                    pushedWithin: ref('duration'),
+                    mostRecentlyPushedCount: count,
+                    mostRecentlyPulledCount: count,
+                  },
+                },
+              },
+              // Its fields are left to the retention feature to define.
+              keepUntagged: { type: 'object' },
+            },
+          },
+        },
+      },
+    },
+    // A storage driver's parameters. zot (like this release) builds s3, whose parameters are
+    // checked; any other driver name is a feature (features.ts) or an error (semantic.ts), and its
+    // parameters are not checked here.
+    storageDriver: {
+      type: 'object',
       required: ['name'],
+      properties: { name: string },
+      if: { properties: { name: { const: 's3' } } },
+      then: ref('s3Driver'),
+    },
+    // Parameters of distribution's s3-aws driver, which zot hands the map to, all lower case as
+    // zot passes them on (`useDualStack` in zot's documentation is `usedualstack` here).
+    s3Driver: {
+      type: 'object',
+      additionalProperties: false,
       properties: {
         name: string,
         rootdirectory: string,
@@ -245,11 +354,103 @@ export const configSchema: SchemaObject = {
         keyid: string,
         v4auth: boolean,
         forcepathstyle: boolean,
-        useDualStack: boolean,
         usedualstack: boolean,
         usefipsendpoint: boolean,
         accelerate: boolean,
         loglevel: string,
+      },
+    },
+
+    extensions: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        sync: ref('sync'),
+        metrics: ref('metrics'),
+        scrub: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            // zot turns an extension on when its section is present and `enable` is unset.
+            enable: { type: 'boolean', default: true },
+            interval: ref('duration'),
+          },
+        },
+        events: ref('events'),
+        search: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            enable: boolean,
+            cve: {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                enable: boolean,
+                updateInterval: ref('duration'),
+                trivy: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    dbRepository: string,
+                    javaDBRepository: string,
+                    vulnSeveritySources: stringList,
+                    sbom: { type: 'object', additionalProperties: false, properties: { enable: boolean, format: string } },
+                  },
+                },
+              },
+            },
+          },
+        },
+        ui: switchOnly,
+        mgmt: switchOnly,
+        apikey: switchOnly,
+        lint: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { enable: boolean, mandatoryAnnotations: stringList },
+        },
+        trust: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { enable: boolean, cosign: boolean, notation: boolean },
+        },
+      },
+    },
+    events: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enable: boolean,
+        // Overrides of the CloudEvents source attribute and of the event types' namespace.
+        source: string,
+        typePrefix: string,
+        sinks: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['type', 'address'],
+            properties: {
+              type: { enum: ['http', 'nats'] },
+              address: string,
+              channel: string,
+              timeout: ref('duration'),
+              proxy: string,
+              headers: stringMap,
+              credentials: {
+                type: 'object',
+                additionalProperties: false,
+                properties: { username: string, password: string, file: string, token: string },
+              },
+              tls: {
+                type: 'object',
+                additionalProperties: false,
+                properties: { caCertFile: string, certFile: string, keyFile: string },
+              },
+            },
+          },
+        },
       },
     },
 
@@ -267,48 +468,15 @@ export const configSchema: SchemaObject = {
       },
     },
 
-    // zot's CloudEvents sinks (pkg/extensions/config/events).
-    events: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        enable: { type: 'boolean', default: true },
-        sinks: { type: 'array', items: ref('eventSink') },
-        source: string,
-        typePrefix: string,
-      },
-    },
-    eventSink: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['type', 'address'],
-      properties: {
-        type: { enum: ['http', 'nats'] },
-        address: { type: 'string', minLength: 1 },
-        // The NATS subject; for HTTP, the `channel` extension attribute of every event.
-        channel: string,
-        timeout: ref('duration'),
-        proxy: string,
-        headers: { type: 'object', additionalProperties: string },
-        credentials: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { username: string, password: string, file: string, token: string },
-        },
-        tlsconfig: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { cacertfile: string, certfile: string, keyfile: string },
-        },
-      },
-    },
-
     sync: {
       type: 'object',
       additionalProperties: false,
       properties: {
         enable: { type: 'boolean', default: true },
         credentialsFile: string,
+        // Where images are staged before they move into cloud storage.
+        downloadDir: string,
+        enableStreaming: boolean,
         registries: { type: 'array', items: ref('syncRegistry') },
       },
     },
@@ -324,7 +492,32 @@ export const configSchema: SchemaObject = {
         certDir: string,
         maxRetries: { type: 'integer', minimum: 0 },
         retryDelay: ref('duration'),
+        maxRetryDelay: ref('duration'),
+        syncTimeout: ref('duration'),
         onlySigned: boolean,
+        syncLegacyCosignTags: boolean,
+        preserveDigest: boolean,
+        // "os/arch" or "arch" entries: which images of an index to sync.
+        platforms: stringList,
+        // ecr, gcp or oauth2; the last one reads oauth2CredentialHelper.
+        credentialHelper: string,
+        oauth2CredentialHelper: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            tokenURL: string,
+            assertionFile: string,
+            signingFile: string,
+            grantType: string,
+            clientID: string,
+            clientSecretFile: string,
+            scopes: stringList,
+            username: string,
+            audience: string,
+            subjectTokenType: string,
+            requestedTokenType: string,
+          },
+        },
         content: { type: 'array', items: ref('syncContent') },
       },
     },
@@ -337,7 +530,7 @@ export const configSchema: SchemaObject = {
         tags: {
           type: 'object',
           additionalProperties: false,
-          properties: { regex: string, semver: boolean },
+          properties: { regex: string, excludeRegex: string, semver: boolean },
         },
         destination: string,
         stripPrefix: boolean,

@@ -3,7 +3,10 @@
 // refused here too. The data may still violate the schema, so every access is guarded; the
 // schema reports those violations, these rules only add what it cannot see.
 
+import { isDuration } from './duration.js';
 import { problem, type Problem } from './problems.js';
+import { storeSettings, type StoreSettings } from './store-settings.js';
+import type { SubPathConfig } from './types.js';
 import { arrayAt, isRecord, recordAt, stringAt, type JsonRecord } from './values.js';
 
 type Path = readonly (string | number)[];
@@ -83,7 +86,7 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   if (topLevel !== undefined) sections.push([['accessControl'], topLevel]);
 
   const problems = onlyOneOf(config, ['accessControl'], ['http', 'accessControl']);
-  const authenticated = hasAuthMethod(recordAt(http, 'auth'));
+  const authenticated = hasAuthMethod(recordAt(http, 'auth')) || recordAt(http, 'tls')?.['cacert'] !== undefined;
   for (const [path, accessControl] of sections) {
     problems.push(...readRuleProblems(path, accessControl));
     // zot: identities come from an auth method; without one only anonymous access can be granted.
@@ -96,15 +99,16 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   return problems;
 }
 
+// zot also takes OpenID logins, API keys and client certificates (mutual TLS) as identities.
 function hasAuthMethod(auth: JsonRecord | undefined): boolean {
-  return ['htpasswd', 'ldap', 'bearer'].some((method) => isRecord(auth?.[method]));
+  return ['htpasswd', 'ldap', 'bearer', 'openid', 'mtls'].some((method) => isRecord(auth?.[method])) || auth?.['apikey'] === true;
 }
 
 /** Each repository policy with its path, from both the seed form and `repositories`. */
 function repositoryPolicies(path: Path, accessControl: JsonRecord): [Path, JsonRecord][] {
   const found: [Path, JsonRecord][] = [];
   for (const [key, value] of Object.entries(accessControl)) {
-    if (key === 'adminPolicy' || key === 'groups') continue;
+    if (key === 'adminPolicy' || key === 'groups' || key === 'metrics') continue;
     if (key === 'repositories') {
       for (const [glob, policy] of Object.entries(recordAt(accessControl, key) ?? {})) {
         if (isRecord(policy)) found.push([[...path, key, glob], policy]);
@@ -193,16 +197,28 @@ function directoryKey(dir: string): string {
   return segments.join('/') || '/';
 }
 
+// zot compares the settings with its defaults applied (StorageConfig.ParamsEqual).
 function sameStoreSettings(a: JsonRecord, b: JsonRecord): boolean {
-  return ['dedupe', 'gc', 'gcDelay', 'gcInterval'].every((key) => a[key] === b[key]);
+  const [first, second] = [settingsWithDefaults(a), settingsWithDefaults(b)];
+  if (first === undefined || second === undefined) return true; // the schema reports the bad value
+  return (['dedupe', 'gc', 'gcDelayMs', 'gcIntervalMs'] as const).every((key) => first[key] === second[key]);
+}
+
+function settingsWithDefaults(subPath: JsonRecord): StoreSettings | undefined {
+  const { dedupe, gc, gcDelay, gcInterval } = subPath;
+  const validDuration = (value: unknown) => value === undefined || (typeof value === 'string' && isDuration(value));
+  const validFlag = (value: unknown) => value === undefined || typeof value === 'boolean';
+  if (!validFlag(dedupe) || !validFlag(gc) || !validDuration(gcDelay) || !validDuration(gcInterval)) return undefined;
+  return storeSettings(subPath as Pick<SubPathConfig, 'dedupe' | 'gc' | 'gcDelay' | 'gcInterval'>, 'subPath');
 }
 
 function driverProblems(path: Path, driver: JsonRecord | undefined): Problem[] {
   const name = stringAt(driver, 'name');
   if (driver === undefined || name === undefined) return [];
-  // zot (like this release) knows only s3 besides the local filesystem.
+  // zot's other drivers are features this release refuses by name (features.ts).
+  if (name === 'gcs' || name === 'azure') return [];
   if (name !== 's3') {
-    const message = `unsupported storage driver "${name}"; the only one besides the filesystem is s3`;
+    const message = `unknown storage driver "${name}"; zot's drivers besides the filesystem are s3, gcs and azure`;
     return [problem([...path, 'name'], message)];
   }
   const problems: Problem[] = [];
@@ -253,10 +269,12 @@ function registryProblems(path: Path, registry: JsonRecord): Problem[] {
 
 function contentProblems(path: Path, content: JsonRecord): Problem[] {
   const problems: Problem[] = [];
-  const regex = stringAt(recordAt(content, 'tags'), 'regex');
-  const error = regex === undefined ? undefined : regexError(regex);
-  if (error !== undefined) {
-    problems.push(problem([...path, 'tags', 'regex'], `must be a valid regular expression (${error})`));
+  for (const key of ['regex', 'excludeRegex']) {
+    const regex = stringAt(recordAt(content, 'tags'), key);
+    const error = regex === undefined ? undefined : regexError(regex);
+    if (error !== undefined) {
+      problems.push(problem([...path, 'tags', key], `must be a valid regular expression (${error})`));
+    }
   }
   // zot: stripping a plain prefix into "/" would leave an empty repository name.
   const prefix = stringAt(content, 'prefix');

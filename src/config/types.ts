@@ -1,5 +1,6 @@
-// The configuration file, in zot's format (JSON or YAML). Field names follow zot exactly,
-// including its mixed casing (`ReadOnly`, `rootDirectory`, `storageDriver.rootdirectory`).
+// The configuration file, in zot's format (JSON, YAML or TOML). Field names follow zot's
+// documented spelling, including its mixed casing (`ReadOnly`, `rootDirectory`,
+// `storageDriver.rootdirectory`); the file may write them in any case (keys.ts).
 // The JSON Schema in schema.ts is the authority on what is accepted; these types describe the
 // validated, defaults-applied result that the rest of the registry reads.
 
@@ -65,9 +66,8 @@ export interface AccessControlConfig {
 }
 
 export interface RatelimitConfig {
-  /** Requests per second for every request. */
+  /** Requests per second. */
   rate?: number;
-  /** Requests per second for one method, on top of `rate`. */
   methods?: { method: string; rate: number }[];
 }
 
@@ -79,9 +79,9 @@ export interface HttpConfig {
   auth?: AuthConfig;
   accessControl?: AccessControlConfig;
   ReadOnly?: boolean;
-  allowOrigin?: string;
   externalUrl?: string;
-  /** Go durations: how long a request may stall while it is read, a response while it is written. */
+  /** Comma-separated origins. */
+  allowOrigin?: string;
   readTimeout?: string;
   writeTimeout?: string;
   compat?: 'docker2s2'[];
@@ -108,33 +108,53 @@ export interface StorageDriverConfig {
   encrypt?: boolean;
   keyid?: string;
   usedualstack?: boolean;
-  useDualStack?: boolean;
   usefipsendpoint?: boolean;
   accelerate?: boolean;
   [key: string]: unknown;
 }
 
-export interface SubPathConfig {
-  rootDirectory: string;
-  dedupe?: boolean;
-  gc?: boolean;
-  gcDelay?: string;
-  gcInterval?: string;
-  storageDriver?: StorageDriverConfig;
-  commit?: boolean;
+export interface KeepTagsPolicy {
+  patterns?: string[];
+  pulledWithin?: string;
+  pushedWithin?: string;
+  mostRecentlyPushedCount?: number;
+  mostRecentlyPulledCount?: number;
 }
 
-export interface StorageConfig {
+export interface RetentionPolicy {
+  repositories?: string[];
+  deleteReferrers?: boolean;
+  deleteUntagged?: boolean;
+  keepTags?: KeepTagsPolicy[];
+  keepUntagged?: Record<string, unknown>;
+}
+
+export interface RetentionConfig {
+  dryRun?: boolean;
+  delay?: string;
+  policies?: RetentionPolicy[];
+}
+
+/** What zot accepts on the default root and on every subPath alike (schema.ts storeProperties). */
+export interface StoreConfig {
   rootDirectory: string;
   dedupe?: boolean;
   gc?: boolean;
   gcDelay?: string;
   gcInterval?: string;
-  subPaths?: Record<string, SubPathConfig>;
   storageDriver?: StorageDriverConfig;
+  retention?: RetentionConfig;
   commit?: boolean;
-  /** Repositories across every root; 0 or absent: no limit. */
   maxRepos?: number;
+  remoteCache?: boolean;
+  cacheDriver?: Record<string, unknown>;
+  hydrateBlobOnRead?: boolean;
+}
+
+export type SubPathConfig = StoreConfig;
+
+export interface StorageConfig extends StoreConfig {
+  subPaths?: Record<string, SubPathConfig>;
   [key: string]: unknown;
 }
 
@@ -182,16 +202,14 @@ export interface EventSinkConfig {
   proxy?: string;
   headers?: Record<string, string>;
   credentials?: { username?: string; password?: string; file?: string; token?: string };
-  tlsconfig?: { cacertfile?: string; certfile?: string; keyfile?: string };
+  tls?: { caCertFile?: string; certFile?: string; keyFile?: string };
 }
 
 export interface EventsConfig {
   enable?: boolean;
-  sinks?: EventSinkConfig[];
-  /** The CloudEvents `source` of every event (zot's default: zotregistry.dev). */
   source?: string;
-  /** Replaces `zotregistry` in event types: `<typePrefix>.image.updated`. */
   typePrefix?: string;
+  sinks?: EventSinkConfig[];
 }
 
 export interface ExtensionsConfig {

@@ -1,12 +1,14 @@
-// Validation of parsed configuration data: the JSON Schema (with zot's defaults applied),
-// normalisation of zot's loose forms, then the cross-field rules, all reported together.
+// Validation of parsed configuration data: keys matched without regard to case, the JSON Schema
+// (with zot's defaults applied), normalisation of zot's loose forms, then the cross-field rules,
+// all reported together.
 
 import { Ajv } from 'ajv';
 import semver from 'semver';
 
 import { isDuration } from './duration.js';
+import { canonicalizeKeys } from './keys.js';
 import { normalize } from './normalize.js';
-import { formatProblems, fromAjvErrors, type Problem } from './problems.js';
+import { formatProblems, fromAjvErrors } from './problems.js';
 import { configSchema } from './schema.js';
 import { semanticProblems } from './semantic.js';
 import type { Config } from './types.js';
@@ -33,8 +35,7 @@ export interface ValidationResult {
 
 export function validateConfig(raw: unknown): ValidationResult {
   // ajv writes defaults into the value it checks; work on a copy so the caller's is untouched.
-  const data: unknown = structuredClone(raw);
-  const problems: Problem[] = [];
+  const { data, problems } = canonicalizeKeys(structuredClone(raw), configSchema);
   if (!matchesSchema(data)) problems.push(...fromAjvErrors(matchesSchema.errors ?? []));
   normalize(data);
   problems.push(...semanticProblems(data));

@@ -1,6 +1,9 @@
 // The fastify app: one catch-all route for /v2/*, dispatched through routes.ts to the handlers,
 // and one error handler that renders every failure as OCI error JSON.
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { finished } from 'node:stream/promises';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js';
@@ -10,6 +13,8 @@ import { registerHttpOptions, type HttpOptions } from './options/index.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
 import { context, handlers } from './handlers.js';
+import { clientErrorHandler } from './client-errors.js';
+import { discardBody, hasUnreadBody } from './unread-body.js';
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';
@@ -34,6 +39,8 @@ declare module 'fastify' {
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
+  // The answer in progress on each connection, for the parser's errors that arrive meanwhile.
+  const responses = new WeakMap<Socket, ServerResponse>();
   const app = Fastify({
     loggerInstance: options.logger,
     // The onResponse hook below writes the one line per request.
@@ -43,6 +50,12 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     requestIdHeader: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    rewriteUrl: (raw) => routableUrl(raw.url ?? '/'),
+    clientErrorHandler: clientErrorHandler({
+      logger: options.logger,
+      headers: { [API_VERSION_HEADER]: API_VERSION },
+      responseOn: (socket) => responses.get(socket),
+    }),
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
 
@@ -52,6 +65,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.decorateRequest('ociRoute', undefined);
 
   app.addHook('onRequest', async (request, reply) => {
+    responses.set(request.raw.socket, reply.raw);
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
 
@@ -63,8 +77,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     if (closing) reply.header('Connection', 'close');
+    if (hasUnreadBody(request.raw)) await dropUnreadBody(request, reply, closing);
     return payload;
   });
   app.addHook('onResponse', async (request) => {
@@ -89,10 +104,23 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   });
 
   app.setErrorHandler(async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    if (clientDisconnected(request, error)) {
+      // Not a server error, and there is no one to answer: what the request had written is undone
+      // below HTTP (an upload chunk cut back, nothing appended).
+      request.log.info(
+        { method: request.method, path: request.url.split('?')[0], client: request.ip, requestId: request.id, durationMs: Math.round(reply.elapsedTime * 100) / 100 },
+        'client disconnected before the request completed',
+      );
+      reply.hijack();
+      return;
+    }
     const kind = errorKind(error);
     if (kind === 'INTERNAL') request.log.error({ err: error, requestId: request.id }, 'failed to handle request');
     const registryError = isRegistryError(error) ? error : undefined;
     addRangeHeaders(request, reply, registryError);
+    // Reading stopped part-way through the body (one past its bound): the connection closes after
+    // the answer instead of staying open, paused, with the rest of the body unread.
+    if (request.raw.readableDidRead && !request.raw.complete) reply.header('Connection', 'close');
     // A RegistryError thrown without a message carries its kind as message: answer the table's.
     const message = kind === 'INTERNAL' || registryError?.message === registryError?.kind ? undefined : registryError?.message;
     const { status, body } = renderOciError(kind, message, publicDetail(registryError));
@@ -131,6 +159,35 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 }
 
 /**
+ * The URL with its percent signs escaped when its path is not a valid percent-encoding (`%zz`, or
+ * bytes that are no UTF-8): fastify's router would answer those itself, outside the hooks and
+ * without OCI error JSON. Escaped, the path routes as usual and is refused like any invalid name.
+ */
+function routableUrl(url: string): string {
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
+  try {
+    decodeURI(path);
+    return url;
+  } catch {
+    return path.replaceAll('%', '%25') + (query === -1 ? '' : url.slice(query));
+  }
+}
+
+/**
+ * An answer given before the body was read (unread-body.ts). On a connection kept alive the answer
+ * goes at once, so a client that reads while it sends can stop, and the rest of the body is dropped
+ * meanwhile. On one that closes after this answer, the rest is dropped first: closing with bytes
+ * unread would reset the connection under a client still sending.
+ */
+async function dropUnreadBody(request: FastifyRequest, reply: FastifyReply, closing: boolean): Promise<void> {
+  const closes = closing || !reply.raw.shouldKeepAlive || /\bclose\b/i.test(String(reply.getHeader('connection') ?? ''));
+  const answered = finished(reply.raw).catch(() => undefined);
+  if (closes) await discardBody(request.raw, answered);
+  else void discardBody(request.raw, answered);
+}
+
+/**
  * A refused write becomes a WriteRefused event, so the audit log (rebuilt from the event log)
  * holds it. A failure to record it is logged and never changes the answer.
  */
@@ -154,6 +211,20 @@ function recordRefusal(registry: Registry, request: FastifyRequest, status: numb
   } catch (err) {
     request.log.error({ err, requestId: request.id }, 'failed to record refused write');
   }
+}
+
+/** Errors with which node ends a request whose client closed the connection before sending it all. */
+const DISCONNECT_CODES: ReadonlySet<unknown> = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
+
+/**
+ * Whether the request failed because its client went away mid-request: the request never arrived
+ * whole, its connection is gone, and the error is the one node raises for that (a storage failure
+ * that also ends the connection keeps its own error, and stays a server error).
+ */
+function clientDisconnected(request: FastifyRequest, error: unknown): boolean {
+  const raw = request.raw;
+  if (raw.complete || !(raw.socket?.destroyed ?? true)) return false;
+  return DISCONNECT_CODES.has((error as { code?: unknown } | undefined)?.code);
 }
 
 function errorKind(error: unknown): ErrorKind {

@@ -47,18 +47,25 @@ function sendBlobCreated(reply: FastifyReply, name: string, digest: string): Fas
     .send();
 }
 
+/**
+ * The most entries one page of a list holds: a list asked for without `n` is one page of this size,
+ * and an `n` above it is refused as the distribution registry refuses one above its maximum (it
+ * would otherwise reach SQLite as a number it cannot bind).
+ */
+const MAX_PAGE_ENTRIES = 1_000_000_000;
+
 /** `n` and `last` of the paginated lists; n absent means everything. */
 function pagination(params: URLSearchParams): { n: number | undefined; last: string } {
   const raw = params.get('n');
   let n: number | undefined;
   if (raw !== null) {
-    if (!/^\d+$/.test(raw)) throw new RegistryError('PAGINATION_INVALID', `n must be a non-negative integer, not ${JSON.stringify(raw)}`);
-    n = Number(raw);
+    n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!(n <= MAX_PAGE_ENTRIES)) {
+      throw new RegistryError('PAGINATION_INVALID', `n must be an integer from 0 to ${MAX_PAGE_ENTRIES}, not ${JSON.stringify(raw)}`, { n: raw });
+    }
   }
   return { n, last: params.get('last') ?? '' };
 }
-
-const UNBOUNDED = 1_000_000_000;
 
 function linkNext(reply: FastifyReply, path: string, n: number, last: string | undefined): void {
   if (last === undefined) return;
@@ -69,14 +76,14 @@ const base: Handler = async (_registry, _route, _request, reply) => reply.code(2
 
 const catalog: Handler = async (registry, _route, request, reply) => {
   const { n, last } = pagination(query(request));
-  const page = registry.catalog(last, n ?? UNBOUNDED);
+  const page = registry.catalog(last, n ?? MAX_PAGE_ENTRIES);
   if (page.more && n !== undefined) linkNext(reply, '/v2/_catalog', n, page.repositories.at(-1));
   return reply.type('application/json').send({ repositories: page.repositories });
 };
 
 const tags: Handler = async (registry, route, request, reply) => {
   const { n, last } = pagination(query(request));
-  const page = registry.tags(route.name, last, n ?? UNBOUNDED);
+  const page = registry.tags(route.name, last, n ?? MAX_PAGE_ENTRIES);
   if (page.more && n !== undefined) linkNext(reply, `/v2/${route.name}/tags/list`, n, page.tags.at(-1));
   return reply.type('application/json').send({ name: route.name, tags: page.tags });
 };

@@ -49,6 +49,10 @@ export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
   REPOSITORY_QUOTA: { code: 'TOOMANYREQUESTS', status: 413, message: 'the registry holds storage.maxRepos repositories already' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'requested range is not satisfiable' },
   PAGINATION_INVALID: { code: 'PAGINATION_NUMBER_INVALID', status: 400, message: 'invalid number of results requested' },
+  // Requests node's HTTP parser refuses (client-errors.ts): the spec has no code for them.
+  REQUEST_MALFORMED: { code: 'UNSUPPORTED', status: 400, message: 'the request is not well-formed HTTP' },
+  HEADERS_TOO_LARGE: { code: 'UNSUPPORTED', status: 431, message: 'the request headers are too large' },
+  REQUEST_TIMEOUT: { code: 'UNSUPPORTED', status: 408, message: 'the request was not received in time' },
   INTERNAL: { code: 'UNKNOWN', status: 500, message: 'internal server error' },
 };
 

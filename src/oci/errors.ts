@@ -24,6 +24,9 @@ export type ErrorKind =
   | 'REPOSITORY_QUOTA'
   | 'RANGE_INVALID'
   | 'PAGINATION_INVALID'
+  | 'REQUEST_MALFORMED'
+  | 'HEADERS_TOO_LARGE'
+  | 'REQUEST_TIMEOUT'
   | 'INTERNAL';
 
 export class RegistryError extends Error {

@@ -29,6 +29,7 @@ import type { RegistryParts } from './parts.js';
 import type { RefusalRecorder, RefusedWrite } from './refusals.js';
 import type { RepositoryQuota } from './repository-quota.js';
 import { RepositoryFiles } from './repository-files.js';
+import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
 export { MAX_MANIFEST_BYTES } from './manifest-store.js';
@@ -48,16 +49,19 @@ export interface RegistryDeps {
   store: EventStore;
   queries: RegistryStateQueries;
   hashPool: HashPool;
-  /** Told of each new upload session, so GC can expire it if it is abandoned. */
+  /** Told of each new upload session, so GC can look at the repository once it may be empty. */
   onUploadStarted?: (repo: string) => void;
   /** Records refused writes as events; absent in a read-only registry, which records nothing. */
   refusals?: RefusalRecorder;
   /** storage.maxRepos: refuses the upload that starts a push into one repository too many. */
   quota?: RepositoryQuota;
+  /** Caps and idle expiry of upload sessions; DEFAULT_UPLOAD_LIMITS where not given (tests lower them). */
+  uploadLimits?: Partial<UploadLimits>;
 }
 
 export class Registry {
   readonly uploads: UploadSessions;
+  readonly uploadLimits: Readonly<UploadLimits>;
   readonly locks: RegistryLocks;
   readonly files: RepositoryFiles;
   readonly manifests: ManifestStore;
@@ -68,7 +72,12 @@ export class Registry {
 
   constructor(private readonly deps: RegistryDeps) {
     const { roots, store, queries, hashPool, logger } = deps;
-    this.uploads = new UploadSessions((repo) => roots.for(repo).staging);
+    this.uploadLimits = { ...DEFAULT_UPLOAD_LIMITS, ...deps.uploadLimits };
+    this.uploads = new UploadSessions(
+      (repo) => roots.for(repo).staging,
+      () => [...new Set(roots.roots.map((root) => root.staging))],
+      this.uploadLimits,
+    );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);
     this.parts = { roots, store, queries, hashPool, locks: this.locks, files: this.files, uploads: this.uploads, ...(logger ? { logger } : {}) };
@@ -178,11 +187,23 @@ export class Registry {
     return this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, lastChunk));
   }
 
+  /**
+   * At start, before any request: closing PUTs a crash interrupted are finished or undone
+   * (blob-commit.ts), then the open sessions are indexed for the caps and the idle expiry.
+   * Returns how many sessions were put back to their acknowledged size.
+   */
+  async loadUploadSessions(): Promise<number> {
+    const restored = await this.commits.recoverInterrupted();
+    await this.uploads.load();
+    return restored;
+  }
+
   /** A whole blob in one request (POST ?digest=): a session that lives only as long as the request. */
-  async pushBlob(repo: string, digest: string, body: Readable, context: EventContext): Promise<string> {
+  async pushBlob(repo: string, digestText: string, body: Readable, context: EventContext): Promise<string> {
+    const digest = parseDigest(digestText);
     const id = await this.startUpload(repo);
     try {
-      return await this.commitUpload(repo, id, digest, context, { body });
+      return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body }, { privateSession: true }));
     } catch (err) {
       await this.uploads.discard(repo, id).catch(() => undefined);
       throw err;

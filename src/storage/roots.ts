@@ -8,18 +8,14 @@
 //
 // For an S3 root, rootDirectory stays a local directory: upload sessions are staged there and
 // moved to the bucket when they commit.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { StorageConfig, StorageDriverConfig, SubPathConfig } from '../config/types.js';
-import { parseDuration } from '../config/duration.js';
+import { storeSettings, type StoreKind } from '../config/store-settings.js';
+import { ensureDirectorySync } from './directories.js';
 import type { StorageDriver } from './driver.js';
 import { FilesystemDriver } from './filesystem.js';
 import { TEMP_DIR } from './layout.js';
 import { createS3Driver } from './s3.js';
-
-/** zot's defaults (pkg/storage/constants): dedupe and gc on, both every hour. */
-export const DEFAULT_GC_DELAY_MS = 60 * 60 * 1000;
-export const DEFAULT_GC_INTERVAL_MS = 60 * 60 * 1000;
 
 export interface StorageRoot {
   /** '' for the default root, else the subPath route without its slashes, e.g. "a/b". */
@@ -99,10 +95,10 @@ export function storageRootsFromConfig(storage: StorageConfig, options: StorageR
   const makeS3 = options.makeS3 ?? createS3Driver;
   const wrap = options.wrapDriver ?? (<T extends StorageDriver>(driver: T) => driver);
   const stagingByDirectory = new Map<string, FilesystemDriver>();
-  // A subPath takes zot's defaults for what it leaves out, not the default root's settings.
-  const build = (route: string, settings: SubPathConfig): StorageRoot => {
+  // A subPath takes zot's subPath defaults for what it leaves out, not the default root's settings.
+  const build = (route: string, settings: SubPathConfig, kind: StoreKind): StorageRoot => {
     const rootDirectory = path.resolve(settings.rootDirectory);
-    if (options.createDirectories !== false) fs.mkdirSync(rootDirectory, { recursive: true });
+    if (options.createDirectories !== false) ensureDirectorySync(rootDirectory);
     let staging = stagingByDirectory.get(rootDirectory);
     if (!staging) {
       staging = wrap(new FilesystemDriver(rootDirectory, TEMP_DIR), route);
@@ -114,21 +110,16 @@ export function storageRootsFromConfig(storage: StorageConfig, options: StorageR
       rootDirectory,
       driver,
       staging,
-      dedupe: settings.dedupe ?? true,
-      gc: settings.gc ?? true,
-      gcDelayMs: durationOr(settings.gcDelay, DEFAULT_GC_DELAY_MS),
-      gcIntervalMs: durationOr(settings.gcInterval, DEFAULT_GC_INTERVAL_MS),
+      ...storeSettings(settings, kind),
       hardLinks: settings.storageDriver === undefined,
     };
   };
-  const main = build('', storage);
-  const subRoots = Object.entries(storage.subPaths ?? {}).map(([route, sub]) => build(route.replace(/^\/+|\/+$/g, ''), sub));
+  const main = build('', storage, 'default root');
+  const subRoots = Object.entries(storage.subPaths ?? {}).map(([route, sub]) => build(subPathRoute(route), sub, 'subPath'));
   return new StorageRoots([main, ...subRoots]);
 }
 
-function durationOr(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const ms = parseDuration(text);
-  if (ms === undefined) throw new Error(`invalid duration ${text}: the config should have been validated`);
-  return ms;
+/** A subPaths key ("/a/b/") as the route it names ("a/b"). */
+export function subPathRoute(key: string): string {
+  return key.replace(/^\/+|\/+$/g, '');
 }

@@ -184,7 +184,6 @@ export class S3Driver implements StorageDriver {
     } finally {
       await handle.close();
     }
-    await fs.rm(localFile, { force: true });
   }
 
   async link(from: string, to: string): Promise<void> {
@@ -457,7 +456,7 @@ export function s3ClientConfig(config: StorageDriverConfig): S3ClientConfig {
       : {}),
     ...(config.skipverify ? { requestHandler: { httpsAgent: new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }) } } : {}),
     ...(config.useragent ? { customUserAgent: config.useragent } : {}),
-    ...((config.usedualstack ?? config.useDualStack) ? { useDualstackEndpoint: true } : {}),
+    ...(config.usedualstack ? { useDualstackEndpoint: true } : {}),
     ...(config.usefipsendpoint ? { useFipsEndpoint: true } : {}),
     ...(config.accelerate ? { useAccelerateEndpoint: true } : {}),
     // Checksums only where S3 demands them: many S3-compatible stores reject the SDK's default

@@ -123,7 +123,7 @@ describe('zot scrub', () => {
     ]);
   });
 
-  it('exits 2 on a usage or configuration error', async () => {
+  it('exits 2 on a usage error, 1 on a configuration it cannot use or a root with no event log', async () => {
     const noArgument = await runZot(['scrub']);
     assert.equal(noArgument.code, 2);
     assert.match(noArgument.stderr, /configuration file is required/);
@@ -132,13 +132,17 @@ describe('zot scrub', () => {
     assert.equal(unknownOption.code, 2);
     assert.match(unknownOption.stderr, /--repair/);
 
+    const extra = await runZot(['scrub', configPath, 'again']);
+    assert.equal(extra.code, 2);
+    assert.match(extra.stderr, /unexpected argument "again"/);
+
     const badConfig = path.join(makeTempDir(), 'bad.json');
     fs.writeFileSync(badConfig, JSON.stringify({ http: { port: 'eighty' }, storage: {} }));
-    assert.equal((await runZot(['scrub', badConfig])).code, 2);
+    assert.equal((await runZot(['scrub', badConfig])).code, 1);
 
     const neverServed = path.join(makeTempDir(), 'never-served');
     const noLog = await runZot(['scrub', writeConfig(testConfig({ root: neverServed }))]);
-    assert.equal(noLog.code, 2);
+    assert.equal(noLog.code, 1);
     assert.match(noLog.stderr, /no event log/);
     assert.equal(fs.existsSync(neverServed), false, 'a read-only command creates no root');
   });

@@ -10,7 +10,7 @@ import { unbuiltFeatures } from '../../src/config/features.js';
 import { loadConfigFile, parseConfigFile, validateConfig } from '../../src/config/load.js';
 import { examplesDir } from './paths.js';
 
-const exampleFiles = readdirSync(examplesDir).filter((name) => /\.(json|ya?ml)$/.test(name)).sort();
+const exampleFiles = readdirSync(examplesDir).filter((name) => /\.(json|ya?ml|toml)$/.test(name)).sort();
 
 const notBuilt = (field: string, what: string) => `${field}: ${what} is not built yet`;
 
@@ -21,6 +21,7 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-readonly.json': [],
   'config-tls.json': [],
   'config-yaml.yaml': [],
+  'config-toml.toml': [],
   'config-gc.json': [],
   'config-subpaths.json': [],
   'config-s3.json': [],

@@ -1,11 +1,12 @@
-// unbuiltFeatures for settings the examples do not cover; the examples are checked in
-// examples.test.ts.
+// The feature table and unbuiltFeatures for settings the examples do not cover; the examples are
+// checked in examples.test.ts, files shaped like zot's own examples in zot-shapes.test.ts.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { unbuiltFeatures } from '../../src/config/features.js';
+import { FEATURES, unbuiltFeatures } from '../../src/config/features.js';
 import { validateConfig } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
 import type { Config } from '../../src/config/types.js';
 import { configWith, type JsonObject } from './helpers.js';
 
@@ -89,16 +90,77 @@ describe('unbuiltFeatures', () => {
       extensions: {
         events: {
           sinks: [
-            { type: 'http', address: 'https://hooks.example.com', proxy: 'http://proxy:3128', tlsconfig: { cacertfile: '/ca.pem' } },
+            { type: 'http', address: 'https://hooks.example.com', proxy: 'http://proxy:3128', tls: { caCertFile: '/ca.pem' } },
             { type: 'nats', address: 'nats://n:4222', channel: 'c', credentials: { file: '/user.creds' } },
           ],
         },
       },
     });
     assert.deepEqual(unbuiltFeatures(notBuilt).sort(), [
-      'extensions.events.sinks[0].proxy: delivering events through a proxy is not built yet',
-      'extensions.events.sinks[0].tlsconfig: client certificates and private CAs for event sinks is not built yet',
-      'extensions.events.sinks[1].credentials.file: NATS credentials files is not built yet',
+      'extensions.events.sinks.0.proxy: delivering events through a proxy is not built yet',
+      'extensions.events.sinks.0.tls: client certificates and private CAs for event sinks is not built yet',
+      'extensions.events.sinks.1.credentials.file: NATS credentials files is not built yet',
     ]);
   });
 });
+
+describe('the feature table', () => {
+  it('names only keys the schema declares, so no feature of zot is refused as an unknown key', () => {
+    for (const feature of FEATURES) {
+      for (const path of feature.paths) assert.ok(schemaDeclares(path.split('.')), `${feature.name}: ${path} is not in the schema`);
+    }
+  });
+
+  it('gives every feature a name, one line of description and a status', () => {
+    for (const feature of FEATURES) {
+      assert.ok(feature.name.length > 0 && !feature.description.includes('\n'), feature.name);
+      assert.ok(['built', 'not built yet', 'not supported'].includes(feature.status), feature.name);
+    }
+  });
+
+  it('refuses a feature zot-ts does not build by its path and what it is, on the default root and on subPaths', () => {
+    const config = valid({
+      extensions: { search: { enable: true, cve: { updateInterval: '24h' } }, ui: { enable: true } },
+      storage: {
+        retention: { policies: [{ repositories: ['**'], deleteUntagged: true }] },
+        subPaths: { '/a': { rootDirectory: '/tmp/a', retention: { dryRun: true }, storageDriver: { name: 'gcs', bucket: 'b', credentialsFile: '/etc/gcs.json' } } },
+      },
+    });
+    assert.deepEqual(unbuiltFeatures(config).sort(), [
+      'extensions.search: zot\'s search and UI extension (GraphQL, CVE scanning) is not supported',
+      'extensions.ui: zot\'s web UI is not supported',
+      'storage.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
+      'storage.subPaths./a.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
+      'storage.subPaths./a.storageDriver: the gcs storage driver (Google Cloud Storage) is not supported',
+    ]);
+  });
+
+  it('asks nothing of an extension switched off, nor of a switch set to false', () => {
+    const config = valid({
+      extensions: { search: { enable: false }, ui: { enable: false }, events: { enable: false }, trust: { enable: false, cosign: true } },
+      storage: { commit: false, remoteCache: false, hydrateBlobOnRead: false },
+      http: { auth: { htpasswd: { path: 'h' }, apikey: false } },
+    });
+    assert.deepEqual(unbuiltFeatures(config), ['http.auth.htpasswd: authentication is not built yet']);
+  });
+});
+
+/** Whether the schema declares the dotted path; `*` stands for a key of a map or an item of a list. */
+function schemaDeclares(segments: readonly string[]): boolean {
+  const defs = configSchema['$defs'] as Record<string, Record<string, unknown>>;
+  const resolve = (schema: unknown): Record<string, unknown> | undefined => {
+    let current = schema as Record<string, unknown> | undefined;
+    while (typeof current?.['$ref'] === 'string') current = defs[current['$ref'].replace('#/$defs/', '')];
+    return current;
+  };
+  let schema = resolve(configSchema);
+  for (const segment of segments) {
+    if (schema === undefined) return false;
+    const properties = {
+      ...(schema['properties'] as Record<string, unknown> | undefined),
+      ...(resolve(schema['then'])?.['properties'] as Record<string, unknown> | undefined),
+    };
+    schema = resolve(segment === '*' ? (schema['items'] ?? schema['additionalProperties']) : properties[segment]);
+  }
+  return schema !== undefined;
+}

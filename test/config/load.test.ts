@@ -1,4 +1,4 @@
-// loadConfigFile: JSON and YAML files, the format chosen by extension or by trying both,
+// loadConfigFile: JSON, YAML and TOML files, the format chosen by extension or by trying each,
 // and read or syntax errors reported as a ConfigError that names the file.
 
 import assert from 'node:assert/strict';
@@ -35,6 +35,20 @@ function problemsLoading(path: string): string[] {
 }
 
 const yamlConfig = ['http:', '  address: 127.0.0.1', '  port: 5000', 'storage:', '  rootDirectory: /tmp/zot', ''].join('\n');
+const tomlConfig = [
+  '# zot reads TOML too (viper); keys match without regard to case.',
+  'distspecversion = "1.1.0"',
+  '[http]',
+  'address = "127.0.0.1"',
+  'port = 5000',
+  '[storage]',
+  'rootdirectory = "/tmp/zot"',
+  'gcDelay = "2h"',
+  '[storage.subPaths."/a"]',
+  'rootDirectory = "/tmp/zot-a"',
+  'dedupe = false',
+  '',
+].join('\n');
 const jsonConfig = JSON.stringify({ http: { address: '127.0.0.1', port: '5000' }, storage: { rootDirectory: '/tmp/zot' } });
 
 describe('loadConfigFile', () => {
@@ -50,9 +64,30 @@ describe('loadConfigFile', () => {
     assert.equal(loadConfigFile(write('config.json', jsonConfig)).http.address, '127.0.0.1');
   });
 
-  it('tries JSON and then YAML for other extensions', () => {
+  it('loads TOML by its .toml extension, tables and quoted keys included', () => {
+    const config = loadConfigFile(write('config.toml', tomlConfig));
+    assert.equal(config.distSpecVersion, '1.1.0');
+    assert.equal(config.http.port, '5000');
+    assert.equal(config.storage.rootDirectory, '/tmp/zot');
+    assert.equal(config.storage.gcDelay, '2h');
+    assert.deepEqual(config.storage.subPaths, { '/a': { rootDirectory: '/tmp/zot-a', dedupe: false } });
+  });
+
+  it('tries JSON, TOML and YAML for other extensions and none', () => {
     assert.equal(loadConfigFile(write('config', jsonConfig)).http.port, '5000');
     assert.equal(loadConfigFile(write('config.conf', yamlConfig)).http.port, '5000');
+    assert.equal(loadConfigFile(write('zot-config', tomlConfig)).storage.subPaths?.['/a']?.rootDirectory, '/tmp/zot-a');
+    assert.equal(loadConfigFile(write('config.cfg', tomlConfig)).http.port, '5000');
+  });
+
+  it('reports a TOML syntax error with the file name, line and column', () => {
+    const path = write('broken.toml', '[http]\naddress = 127.0.0.1\n');
+    assert.deepEqual(problemsLoading(path), [`${path}: invalid TOML: illegal character in numeric literal at line 2, column 16`]);
+  });
+
+  it('reports the TOML error for a TOML-looking file of unknown type', () => {
+    const path = write('broken-toml', '[http]\nport = 5000\n[http]\naddress = "x"\n');
+    assert.match(problemsLoading(path)[0] ?? '', /: invalid TOML: .* at line 3, column \d+$/);
   });
 
   it('keeps relative paths as written', () => {
@@ -89,6 +124,13 @@ describe('loadConfigFile', () => {
   it('reports an empty file', () => {
     const path = write('empty.yaml', '\n');
     assert.deepEqual(problemsLoading(path), [`${path}: the file is empty`]);
+  });
+
+  it('reports a file that holds no settings, as zot does', () => {
+    for (const [name, text] of [['comments.yaml', '# nothing set yet\n'], ['empty-object.json', '{}\n'], ['comments.toml', '# nothing\n']] as const) {
+      const path = write(name, text);
+      assert.deepEqual(problemsLoading(path), [`${path}: the file holds no settings`], name);
+    }
   });
 
   it('reports a file that cannot be read', () => {

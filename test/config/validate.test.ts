@@ -15,7 +15,12 @@ const syncWith = (registry: JsonObject): JsonObject => ({ extensions: { sync: { 
 const badConfigs: { name: string; config: unknown; problem: string }[] = [
   // unknown keys, at several depths
   { name: 'unknown top-level key', config: configWith({ search: {} }), problem: 'search: unknown key' },
-  { name: 'misspelt storage key', config: configWith({ storage: { dedup: true } }), problem: 'storage.dedup: unknown key' },
+  { name: 'misspelt storage key', config: configWith({ storage: { dedup: true } }), problem: 'storage.dedup: unknown key, did you mean dedupe?' },
+  {
+    name: 'abbreviated key',
+    config: configWith({ storage: { rootDir: '/tmp/a' } }),
+    problem: 'storage.rootDir: unknown key, did you mean rootDirectory?',
+  },
   {
     name: 'unknown tls key',
     config: configWith({ http: { tls: { cert: 'c', key: 'k', ca: 'x' } } }),
@@ -24,17 +29,18 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   {
     name: 'unknown key deep in sync content',
     config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { regexp: '.*' } }] })),
-    problem: 'extensions.sync.registries.0.content.0.tags.regexp: unknown key',
+    problem: 'extensions.sync.registries.0.content.0.tags.regexp: unknown key, did you mean regex?',
   },
   {
     name: 'unknown extension',
-    config: configWith({ extensions: { lint: { enable: true } } }),
-    problem: 'extensions.lint: unknown key',
+    config: configWith({ extensions: { serach: { enable: true } } }),
+    problem: 'extensions.serach: unknown key, did you mean search?',
   },
+  { name: 'unknown key far from any known one', config: configWith({ log: { colour: true } }), problem: 'log.colour: unknown key' },
   {
     name: 'unknown s3 parameter',
     config: configWith({ storage: { storageDriver: { name: 's3', bucket: 'b', region: 'r', bukket: 'x' } } }),
-    problem: 'storage.storageDriver.bukket: unknown key',
+    problem: 'storage.storageDriver.bukket: unknown key, did you mean bucket?',
   },
   {
     name: 'unknown key in a seed-form repository policy',
@@ -42,8 +48,6 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'accessControl.**.users: unknown key',
   },
   // required keys
-  { name: 'missing http', config: configWith({ http: undefined }), problem: 'http: required' },
-  { name: 'missing port', config: configWith({ http: { port: undefined } }), problem: 'http.port: required' },
   {
     name: 'missing storage root',
     config: configWith({ storage: { rootDirectory: undefined } }),
@@ -98,6 +102,11 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     name: 'bad tag regex',
     config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { regex: '4.(' } }] })),
     problem: 'extensions.sync.registries.0.content.0.tags.regex: must be a valid regular expression (Unterminated group)',
+  },
+  {
+    name: 'bad tag exclusion regex',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { excludeRegex: '(' } }] })),
+    problem: 'extensions.sync.registries.0.content.0.tags.excludeRegex: must be a valid regular expression (Unterminated group)',
   },
   {
     name: 'maxRetries without retryDelay',
@@ -190,9 +199,9 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'storage.subPaths./a.storageDriver.bucket: required by the s3 driver',
   },
   {
-    name: 'unsupported storage driver',
-    config: configWith({ storage: { storageDriver: { name: 'gcs' } } }),
-    problem: 'storage.storageDriver.name: unsupported storage driver "gcs"; the only one besides the filesystem is s3',
+    name: 'unknown storage driver',
+    config: configWith({ storage: { storageDriver: { name: 'ftp' } } }),
+    problem: 'storage.storageDriver.name: unknown storage driver "ftp"; zot\'s drivers besides the filesystem are s3, gcs and azure',
   },
   {
     name: 'subPath key without a slash',
@@ -223,9 +232,9 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'http.externalUrl: must be an absolute http or https URL, such as https://registry.example.com',
   },
   {
-    name: 'a rate of zero',
-    config: configWith({ http: { ratelimit: { rate: 0 } } }),
-    problem: 'http.ratelimit.rate: must be at least 1',
+    name: 'a negative rate',
+    config: configWith({ http: { ratelimit: { rate: -1 } } }),
+    problem: 'http.ratelimit.rate: must be at least 0',
   },
   {
     name: 'a per-method rate without its method',
@@ -274,7 +283,7 @@ describe('validateConfig', () => {
       'http.port: must be a string or integer',
       'http.tls.cert: required when key is set',
       'log.level: must be one of debug, info, warn, error',
-      'storage.dedup: unknown key',
+      'storage.dedup: unknown key, did you mean dedupe?',
       `storage.gcDelay: ${DURATION}`,
       'storage.subPaths./a.rootDirectory: required',
     ]);
@@ -285,14 +294,27 @@ describe('validateConfig', () => {
     assert.deepEqual(result.problems, [`storage.gcDelay: ${DURATION}`]);
   });
 
-  it('applies zot defaults and leaves dedupe and gc unset', () => {
-    const { config, problems } = validateConfig(configWith({}));
+  it('applies zot defaults: dedupe and gc on, each hourly, on loopback port 8080', () => {
+    const { config, problems } = validateConfig({ storage: { rootDirectory: '/tmp/zot' } });
     assert.deepEqual(problems, []);
+    assert.equal(config?.http.address, '127.0.0.1');
+    assert.equal(config?.http.port, '8080');
     assert.equal(config?.log?.level, 'info');
     assert.equal(config?.storage.gcDelay, '1h');
     assert.equal(config?.storage.gcInterval, '1h');
-    assert.equal(config?.storage.dedupe, undefined);
-    assert.equal(config?.storage.gc, undefined);
+    assert.equal(config?.storage.dedupe, true);
+    assert.equal(config?.storage.gc, true);
+    const partial = validateConfig(configWith({ http: { address: '0.0.0.0', port: undefined } }));
+    assert.deepEqual([partial.config?.http.address, partial.config?.http.port], ['0.0.0.0', '8080']);
+  });
+
+  it('compares subPaths sharing a directory with zot\'s subPath defaults applied (dedupe and gc off)', () => {
+    const shared = (a: JsonObject, b: JsonObject) =>
+      validateConfig(configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/s', ...a }, '/b': { rootDirectory: '/tmp/s', ...b } } } })).problems;
+    assert.deepEqual(shared({ gc: false, dedupe: false, gcDelay: '1h' }, {}), []);
+    assert.deepEqual(shared({ dedupe: true }, {}), [
+      'storage.subPaths./b.rootDirectory: is shared with subPath /a, so dedupe, gc, gcDelay and gcInterval must match it',
+    ]);
   });
 
   it('keeps values the file sets over defaults', () => {
@@ -334,6 +356,17 @@ describe('validateConfig', () => {
     }
   });
 
+  it('accepts access control whose identities come from client certificates, OpenID or API keys, as zot does', () => {
+    const policies = { repositories: { '**': { policies: [{ users: ['ci'], actions: ['read', 'create'] }] } } };
+    for (const http of [
+      { tls: { cert: 'c', key: 'k', cacert: 'ca' } },
+      { auth: { openid: { providers: { oidc: { issuer: 'https://sso' } } } } },
+      { auth: { apikey: true } },
+    ] as JsonObject[]) {
+      assert.deepEqual(validateConfig(configWith({ http: { ...http, accessControl: policies } })).problems, [], JSON.stringify(http));
+    }
+  });
+
   it('accepts access control that only grants anonymous access without authentication', () => {
     const result = validateConfig(configWith({ http: { accessControl: { repositories: { '**': { anonymousPolicy: ['read'] } } } } }));
     assert.deepEqual(result.problems, []);
@@ -369,6 +402,36 @@ describe('validateConfig', () => {
           },
         },
       }),
+    );
+    assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts the sync keys of zot\'s current configuration', () => {
+    const result = validateConfig(
+      configWith(
+        {
+          extensions: {
+            sync: {
+              downloadDir: '/tmp/sync',
+              enableStreaming: true,
+              registries: [
+                {
+                  urls: ['https://registry.example.com'],
+                  retryDelay: '30s',
+                  maxRetryDelay: '5m',
+                  syncTimeout: '10m',
+                  syncLegacyCosignTags: false,
+                  preserveDigest: true,
+                  platforms: ['linux/amd64', 'arm64'],
+                  credentialHelper: 'oauth2',
+                  oauth2CredentialHelper: { tokenURL: 'https://idp/token', signingFile: '/etc/signing.json', grantType: 'client_credentials', clientID: 'zot', scopes: ['pull'] },
+                  content: [{ prefix: '/a/**', tags: { regex: '^v', excludeRegex: '-rc$' } }],
+                },
+              ],
+            },
+          },
+        },
+      ),
     );
     assert.deepEqual(result.problems, []);
   });

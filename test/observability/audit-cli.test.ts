@@ -144,11 +144,12 @@ describe('zot audit', () => {
       all.find((line) => line.event === 'ManifestPushed' && line.digest === second.digest),
     ]);
 
+    // A bad option value is a usage error: exit 2, as for every command.
     const badType = await runZot(['audit', configPath, '--type', 'TagMoved']);
-    assert.equal(badType.code, 1);
+    assert.equal(badType.code, 2);
     assert.match(badType.stderr, /unknown action type TagMoved/);
     const badTime = await runZot(['audit', configPath, '--until', 'last tuesday']);
-    assert.equal(badTime.code, 1);
+    assert.equal(badTime.code, 2);
     assert.match(badTime.stderr, /--until/);
   });
 
@@ -177,7 +178,7 @@ describe('zot audit', () => {
     assert.equal(before.code, 1);
     assert.match(before.stderr, /did not exist at seq 0/);
     const noRepo = await runZot(['audit', configPath, '--at', '5']);
-    assert.equal(noRepo.code, 1);
+    assert.equal(noRepo.code, 2);
     assert.match(noRepo.stderr, /needs a repository/);
   });
 
@@ -212,7 +213,7 @@ describe('zot audit', () => {
     assert.equal(never.code, 1);
     assert.match(never.stderr, /team\/app:never was never set/);
     const malformed = await runZot(['audit', configPath, '--history', 'team/app']);
-    assert.equal(malformed.code, 1);
+    assert.equal(malformed.code, 2);
     assert.match(malformed.stderr, /<repo>:<tag>/);
   });
 
@@ -255,7 +256,7 @@ describe('zot audit', () => {
     assert.equal(result.code, 1);
     assert.match(result.stderr, /no event log/);
     const both = await runZot(['audit', configPath, '--history', 'team/app:v1', '--rebuild-audit-log']);
-    assert.equal(both.code, 1);
+    assert.equal(both.code, 2);
     assert.match(both.stderr, /give one/);
   });
 });

@@ -26,7 +26,8 @@ describe('subPaths', () => {
         subPaths: {
           '/a': { rootDirectory: roots.a, dedupe: true, gc: true, gcDelay: '1s', gcInterval: '200ms' },
           '/a/deep': { rootDirectory: roots.deep, dedupe: false, gc: false },
-          '/b': { rootDirectory: roots.b, dedupe: false },
+          // gc left unset: off for a subPath, as in zot, whatever its gcDelay and gcInterval.
+          '/b': { rootDirectory: roots.b, dedupe: false, gcDelay: '1s', gcInterval: '200ms' },
         },
       },
     });
@@ -79,12 +80,16 @@ describe('subPaths', () => {
   it('collects garbage only in the root with gc on', async () => {
     const inA = makeImage();
     const inMain = makeImage();
+    const inB = makeImage();
+    // Pushed first, so it would be due before the one under /a if its root collected garbage.
+    await pushImage(registry.url, 'b/gc', inB.digest, inB);
     await pushImage(registry.url, 'a/gc', inA.digest, inA);
     await pushImage(registry.url, 'main/gc', inMain.digest, inMain);
     const manifest = (repo: string, digest: string) => fetch(`${registry.url}/v2/${repo}/manifests/${digest}`, { headers: { Accept: OCI_MANIFEST } });
     await eventually(async () => (await manifest('a/gc', inA.digest)).status === 404, 'the untagged manifest under /a to go', 8000);
-    assert.equal((await manifest('main/gc', inMain.digest)).status, 200, 'the default root has gc off');
     await eventually(async () => !fs.existsSync(path.join(roots.a, 'a', 'gc')), 'the emptied repository to leave its root', 8000);
+    assert.equal((await manifest('main/gc', inMain.digest)).status, 200, 'the default root has gc off');
+    assert.equal((await manifest('b/gc', inB.digest)).status, 200, 'a subPath that leaves gc unset has it off');
     await assertReplayClean(registry);
   });
 });

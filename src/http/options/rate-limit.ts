@@ -3,7 +3,8 @@
 // golang.org/x/time/rate) each limit is a token bucket per client address whose burst is the
 // rate itself; a request over a limit is answered 429 TOOMANYREQUESTS with Retry-After, the
 // seconds until the bucket holds a token again. The health probes are never limited: an
-// orchestrator must not restart a registry that is merely busy.
+// orchestrator must not restart a registry that is merely busy. A rate of 0 sets no limit (Go's
+// limiter would let one request through and then none, ever).
 import type { FastifyInstance } from 'fastify';
 import { RegistryError } from '../../oci/errors.js';
 import type { RatelimitConfig } from '../../config/types.js';
@@ -78,8 +79,8 @@ export class ClientLimiter {
 }
 
 export function registerRateLimit(app: FastifyInstance, config: RatelimitConfig, now: () => number = () => performance.now()): void {
-  const all = config.rate !== undefined ? new ClientLimiter(config.rate) : undefined;
-  const byMethod = new Map((config.methods ?? []).map(({ method, rate }) => [method.toUpperCase(), new ClientLimiter(rate)]));
+  const all = config.rate !== undefined && config.rate > 0 ? new ClientLimiter(config.rate) : undefined;
+  const byMethod = new Map((config.methods ?? []).filter(({ rate }) => rate > 0).map(({ method, rate }) => [method.toUpperCase(), new ClientLimiter(rate)]));
   if (!all && byMethod.size === 0) return;
   app.addHook('onRequest', async (request, reply) => {
     if (UNLIMITED_PATHS.has(request.url.split('?')[0] ?? '')) return;
