@@ -118,9 +118,6 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (kind === 'INTERNAL') request.log.error({ err: error, requestId: request.id }, 'failed to handle request');
     const registryError = isRegistryError(error) ? error : undefined;
     addRangeHeaders(request, reply, registryError);
-    // Reading stopped part-way through the body (one past its bound): the connection closes after
-    // the answer instead of staying open, paused, with the rest of the body unread.
-    if (request.raw.readableDidRead && !request.raw.complete) reply.header('Connection', 'close');
     // A RegistryError thrown without a message carries its kind as message: answer the table's.
     const message = kind === 'INTERNAL' || registryError?.message === registryError?.kind ? undefined : registryError?.message;
     const { status, body } = renderOciError(kind, message, publicDetail(registryError));
