@@ -57,6 +57,18 @@ describe('http.ratelimit', () => {
     );
   });
 
+  it('sets no limit with a rate of 0, overall or for a method', async () => {
+    const { url } = await start({ rate: 0, methods: [{ method: 'GET', rate: 0 }] });
+    for (let round = 0; round < 3; round++) {
+      const responses = await burst(`${url}/v2/`, 10);
+      assert.deepEqual(
+        responses.map((res) => res.status),
+        Array(10).fill(200),
+        'a rate of 0 refuses nothing',
+      );
+    }
+  });
+
   it('never limits the health probes', async () => {
     const { url } = await start({ rate: 1 });
     const probes = await burst(`${url}/livez`, 10);
