@@ -51,7 +51,8 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['http.ratelimit'], name: 'rate limit', description: 'rate limiting of requests (429 TOOMANYREQUESTS)', status: 'built' },
   { paths: ['http.compat'], name: 'compat', description: 'compatibility with Docker media types (docker2s2)', status: 'built' },
   { paths: everyStore('commit'), name: 'commit', description: 'syncing every write to disk before acknowledging it', status: 'built', asks: isTrue },
-  { paths: everyStore('maxRepos'), name: 'maxRepos', description: 'a limit on the number of repositories', status: 'built' },
+  // Counted across every root (repository-quota.ts); a subPath's own limit is a row below.
+  { paths: ['storage.maxRepos'], name: 'maxRepos', description: 'a limit on the number of repositories', status: 'built' },
   { paths: ['http.allowOrigin'], name: 'CORS', description: 'CORS (headers that let the allowed origins call the registry)', status: 'built' },
   { paths: ['http.readTimeout'], name: 'read timeout', description: 'a limit on the time to read a request', status: 'built' },
   { paths: ['http.writeTimeout'], name: 'write timeout', description: 'a limit on the time to write a response', status: 'built' },
@@ -79,6 +80,7 @@ export const FEATURES: readonly Feature[] = [
     description: 'retention (which tags and untagged manifests garbage collection keeps)',
     status: 'not built yet',
   },
+  { paths: ['storage.subPaths.*.maxRepos'], name: 'subPath maxRepos', description: 'a limit on the repositories of one subPath', status: 'not built yet' },
   { paths: ['extensions.events.sinks.*.proxy'], name: 'events proxy', description: 'delivering events through a proxy', status: 'not built yet' },
   {
     paths: ['extensions.events.sinks.*.tls'],

@@ -2,14 +2,16 @@
 // with zot's answer (413 TOOMANYREQUESTS, detail current/projected/limit), before any bytes are
 // sent; repositories that exist take pushes as before; repositories are counted across the
 // default root and the subPaths; and uploads that all started while there was room, committed
-// at once, create no more than the limit: the count is checked again inside the append.
+// at once, create no more than the limit: the count is checked again inside the append. A
+// subPath's own maxRepos is not built: serve refuses it by name rather than ignore it.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { expectOciError, openSession, withDigest } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage, sha256 } from '../helpers/oci.js';
-import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, runZot, startTestRegistry, writeConfig, type TestRegistry } from '../helpers/registry.js';
+import type { Config } from '../../src/config/types.js';
 
 const started: TestRegistry[] = [];
 after(async () => {
@@ -79,5 +81,20 @@ describe('storage.maxRepos', () => {
     assert.equal(statuses.filter((status) => status === 201).length, 3, `exactly 3 commits create a repository: ${statuses.join(',')}`);
     assert.equal(statuses.filter((status) => status === 413).length, 5, `the others are refused: ${statuses.join(',')}`);
     assert.equal((await catalog(url)).length, 3);
+  });
+
+  it('is refused on a subPath by name, by verify and serve, rather than ignored', async () => {
+    const base = makeTempDir();
+    const file = writeConfig({
+      http: { address: '127.0.0.1', port: '0' },
+      storage: { rootDirectory: path.join(base, 'root'), maxRepos: 5, subPaths: { '/team': { rootDirectory: path.join(base, 'team'), maxRepos: 1 } } },
+    } as Config);
+    const refused = "  storage.subPaths./team.maxRepos: a limit on the repositories of one subPath is not built yet";
+    const verify = await runZot(['verify', file]);
+    assert.equal(verify.code, 1, verify.stdout);
+    assert.ok(verify.stderr.split('\n').includes(refused), verify.stderr);
+    const serve = await runZot(['serve', file]);
+    assert.equal(serve.code, 1, serve.stdout);
+    assert.ok(serve.stderr.split('\n').includes(refused), serve.stderr);
   });
 });
