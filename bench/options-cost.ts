@@ -1,4 +1,4 @@
-// The cost of two of zot's options on the hot path, each next to none, on fresh servers:
+// The cost of two of zot's options on the hot path, each next to none:
 //
 //   rate limiter   manifest GETs with http.ratelimit set high enough never to answer 429
 //                  (overall and for GET), against no rate limit;
@@ -7,8 +7,10 @@
 //                  arrives), against no sink; and how long after the last push the subscriber
 //                  had every event.
 //
-// Rounds alternate the order (none first, then the option first) so a drift of the shared
-// machine falls on both.
+// The GETs run on two servers up at once, in short windows that alternate between them each
+// round: on a shared machine, load from elsewhere comes in bursts of seconds, and long runs one
+// after the other put a burst on one side only. The push rounds alternate the order (none
+// first, then the option first) so a drift of the machine falls on both.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -27,6 +29,8 @@ export interface OptionsCostResult {
   rounds: number;
   getRps: { none: number[]; ratelimit: number[] };
   getP99Ms: { none: number[]; ratelimit: number[] };
+  /** Per window pair (adjacent, same machine state): with the limiter / without, for req/s and p99. */
+  getPairRatios: { rps: number[]; p99: number[] };
   imagesPerS: { none: number[]; nats: number[] };
   /** Events the subscriber received per NATS run, and how many were expected. */
   delivered: { received: number; expected: number; drainMs: number }[];
@@ -49,16 +53,37 @@ async function withServer<T>(settings: ZotSettings, tmpRoot: string, repoRoot: s
   }
 }
 
-/** The loop fails on any answer but 200, so a run that finishes met no 429. */
-async function getRun(limited: boolean, sizes: Sizes, tmpRoot: string, repoRoot: string, result: OptionsCostResult, log: (m: string) => void): Promise<void> {
-  const settings = limited ? { zotHttp: { ratelimit: { rate: NEVER_LIMITING, methods: [{ method: 'GET', rate: NEVER_LIMITING }] } } } : {};
-  await withServer(settings, tmpRoot, repoRoot, async (server) => {
-    const stats = await manifestGets(server.baseUrl, sizes);
-    const variant = limited ? 'ratelimit' : 'none';
-    result.getRps[variant].push(stats.rps);
-    result.getP99Ms[variant].push(stats.p99Ms);
-    log(`manifest GET, rate limiter ${limited ? 'on' : 'off'}: ${stats.rps.toFixed(0)} req/s, p99 ${stats.p99Ms.toFixed(2)} ms`);
-  });
+/** GET windows per variant and round: many short ones, interleaved, so a busy neighbour's burst falls on both. */
+const GET_WINDOWS = { quick: 2, full: 4 };
+
+/**
+ * Both servers up at once (idle while the other is measured), then short windows of manifest
+ * GETs alternating between them, the order flipping each window. The loop fails on any answer
+ * but 200, so a window that finishes met no 429.
+ */
+async function getRound(sizes: Sizes, tmpRoot: string, repoRoot: string, result: OptionsCostResult, log: (m: string) => void): Promise<void> {
+  const limited = { zotHttp: { ratelimit: { rate: NEVER_LIMITING, methods: [{ method: 'GET', rate: NEVER_LIMITING }] } } };
+  const windows = sizes.quick ? GET_WINDOWS.quick : GET_WINDOWS.full;
+  const windowSizes: Sizes = { ...sizes, getDurationMs: Math.max(1_000, Math.round(sizes.getDurationMs / 2)) };
+  await withServer({}, tmpRoot, repoRoot, (none) =>
+    withServer(limited, tmpRoot, repoRoot, async (ratelimit) => {
+      for (let window = 0; window < windows; window++) {
+        const order = window % 2 === 0 ? (['none', 'ratelimit'] as const) : (['ratelimit', 'none'] as const);
+        const pair: Partial<Record<'none' | 'ratelimit', { rps: number; p99Ms: number }>> = {};
+        for (const variant of order) {
+          const stats = await manifestGets((variant === 'none' ? none : ratelimit).baseUrl, windowSizes);
+          result.getRps[variant].push(stats.rps);
+          result.getP99Ms[variant].push(stats.p99Ms);
+          pair[variant] = stats;
+          log(`manifest GET, rate limiter ${variant === 'none' ? 'off' : 'on'}: ${stats.rps.toFixed(0)} req/s, p99 ${stats.p99Ms.toFixed(2)} ms`);
+        }
+        if (pair.none && pair.ratelimit) {
+          result.getPairRatios.rps.push(pair.ratelimit.rps / pair.none.rps);
+          result.getPairRatios.p99.push(pair.ratelimit.p99Ms / pair.none.p99Ms);
+        }
+      }
+    }),
+  );
 }
 
 async function natsServer(tmpRoot: string): Promise<{ url: string; stop(): Promise<void> }> {
@@ -132,11 +157,12 @@ async function pushRun(withSink: boolean, sizes: Sizes, tmpRoot: string, repoRoo
 }
 
 export async function measureOptionsCost(sizes: Sizes, tmpRoot: string, repoRoot: string, log: (msg: string) => void): Promise<OptionsCostResult> {
-  const rounds = sizes.quick ? 1 : 2;
+  const rounds = sizes.quick ? 1 : 3;
   const result: OptionsCostResult = {
     rounds,
     getRps: { none: [], ratelimit: [] },
     getP99Ms: { none: [], ratelimit: [] },
+    getPairRatios: { rps: [], p99: [] },
     imagesPerS: { none: [], nats: [] },
     delivered: [],
     errors: [],
@@ -152,9 +178,7 @@ export async function measureOptionsCost(sizes: Sizes, tmpRoot: string, repoRoot
   };
   for (let round = 0; round < rounds; round++) {
     const optionFirst = round % 2 === 1;
-    for (const limited of optionFirst ? [true, false] : [false, true]) {
-      await attempt(`manifest GET, rate limiter ${limited ? 'on' : 'off'}`, () => getRun(limited, sizes, tmpRoot, repoRoot, result, log));
-    }
+    await attempt('manifest GET, rate limiter off and on', () => getRound(sizes, tmpRoot, repoRoot, result, log));
     for (const withSink of optionFirst ? [true, false] : [false, true]) {
       await attempt(`push, NATS sink ${withSink ? 'on' : 'off'}`, () => pushRun(withSink, sizes, tmpRoot, repoRoot, result, log));
     }
@@ -162,26 +186,38 @@ export async function measureOptionsCost(sizes: Sizes, tmpRoot: string, repoRoot
   return result;
 }
 
+/** Each round's push with the sink over the one without (the two ran one after the other). */
+function pushPairRatios(result: OptionsCostResult): number[] {
+  const { none, nats } = result.imagesPerS;
+  return none.length === nats.length ? nats.map((withSink, round) => withSink / (none[round] ?? NaN)) : [];
+}
+
+function getWindowsLabel(result: OptionsCostResult, sizes: Sizes): string {
+  return `${result.getRps.none.length} windows of ${Math.max(1_000, Math.round(sizes.getDurationMs / 2)) / 1000} s`;
+}
+
 export function renderOptionsCost(result: OptionsCostResult, sizes: Sizes): string {
   const m = (values: number[]): number => (values.length > 0 ? median(values) : NaN);
-  const rows: [string, string, number, number, number][] = [
-    [`manifest GET c=${sizes.getConcurrency}, ${sizes.getDurationMs / 1000} s: throughput`, 'req/s', m(result.getRps.none), m(result.getRps.ratelimit), 0],
-    [`manifest GET c=${sizes.getConcurrency}: p99`, 'ms', m(result.getP99Ms.none), m(result.getP99Ms.ratelimit), 2],
-    [`push ${sizes.smallImages} small images, c=${sizes.smallConcurrency}`, 'images/s', m(result.imagesPerS.none), m(result.imagesPerS.nats), 1],
+  // The ratios are the medians of the pairs' ratios (adjacent GET windows, a round's two pushes):
+  // the two runs of a pair share the machine's state, which the medians of each side do not.
+  const rows: [string, string, number, number, number, number][] = [
+    [`manifest GET c=${sizes.getConcurrency}, ${getWindowsLabel(result, sizes)}: throughput`, 'req/s', m(result.getRps.none), m(result.getRps.ratelimit), 0, m(result.getPairRatios.rps)],
+    [`manifest GET c=${sizes.getConcurrency}: p99`, 'ms', m(result.getP99Ms.none), m(result.getP99Ms.ratelimit), 2, m(result.getPairRatios.p99)],
+    [`push ${sizes.smallImages} small images, c=${sizes.smallConcurrency}`, 'images/s', m(result.imagesPerS.none), m(result.imagesPerS.nats), 1, m(pushPairRatios(result))],
   ];
   const header = ['figure', 'unit', 'none', 'with option', 'option/none'];
   const fmt = (v: number, digits: number): string => (Number.isFinite(v) ? v.toFixed(digits) : 'FAILED');
-  const lines = rows.map(([figure, unit, a, b, digits], i) => [
+  const lines = rows.map(([figure, unit, a, b, digits, ratio], i) => [
     `${figure}${i < 2 ? ' (rate limiter)' : ' (NATS sink)'}`,
     unit,
     fmt(a, digits),
     fmt(b, digits),
-    Number.isFinite(b / a) ? (b / a).toFixed(3) : '—',
+    Number.isFinite(ratio) ? ratio.toFixed(3) : '—',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const row = (cols: string[]): string => cols.map((c, i) => (i >= 2 ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join(' | ').trimEnd();
   const out = [
-    `zot-ts options next to none (median of ${result.rounds} round${result.rounds === 1 ? '' : 's'}, fresh server each, order alternating)`,
+    `zot-ts options next to none (GETs: both servers up, windows interleaved, ratio the median of each pair's; pushes: ${result.rounds} round${result.rounds === 1 ? '' : 's'}, fresh server each, order alternating, ratio the median of each round's)`,
     row(header),
     widths.map((w) => '-'.repeat(w)).join('-|-'),
     ...lines.map(row),
