@@ -13,7 +13,7 @@ import type { Policy, RepositoryPolicy } from '../../src/config/types.js';
 import { basicAuth, writeHtpasswd } from '../helpers/auth.js';
 import { expectOciError } from '../helpers/http.js';
 import { OCI_MANIFEST, makeImage, sha256, type TestImage } from '../helpers/oci.js';
-import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, runZot, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
 const USERS = ['admin', 'alice', 'bob', 'charlie', 'mallory', 'dave', 'eve'] as const;
 type Who = (typeof USERS)[number] | 'anonymous';
@@ -324,5 +324,29 @@ describe('accessControl.metrics.users', () => {
     await expectRefused(await clientFor(registry.url, 'bob').request('GET', '/metrics'), 'bob', 'bob reads /metrics');
     await expectRefused(await clientFor(registry.url, 'anonymous').request('GET', '/metrics'), 'anonymous', 'anonymous reads /metrics');
     assert.equal((await fetch(`${registry.url}/readyz`)).status, 200, 'probes stay anonymous');
+  });
+});
+
+describe('zot verify on accessControl', () => {
+  it('names every bad rule with its path and exits 1, and zot serve refuses the same file', async () => {
+    const config = testConfig({
+      accessControl: {
+        'infra/[db': { defaultPolicy: ['read'] },
+        'team/**': { policies: [{ users: ['alice'], actions: ['create'] }], anonymousPolicy: ['read', 'push' as 'read'] },
+      },
+    });
+    const file = writeConfig(config);
+    for (const command of ['verify', 'serve']) {
+      const result = await runZot([command, file]);
+      assert.equal(result.code, 1, `${command}: ${result.stdout}${result.stderr}`);
+      for (const expected of [
+        'accessControl: needs an authentication method',
+        'accessControl.infra/[db: is not a valid repository glob: it has a [ at position 7 with no closing ]',
+        'accessControl.team/**.anonymousPolicy.1: must be one of read, create, update, delete',
+        'accessControl.team/**.policies.0.actions: must include read when it includes create, update or delete',
+      ]) {
+        assert.ok(result.stderr.includes(expected), `${command} reports "${expected}":\n${result.stderr}`);
+      }
+    }
   });
 });
