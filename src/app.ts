@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
 import { Checkpoints } from './actors/checkpoints.js';
+import { openAuth } from './auth/index.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
@@ -90,6 +91,8 @@ function openEventLog(rootDirectory: string, readOnly: boolean): Db {
 
 export async function startRegistry(config: Config, options: StartOptions = {}): Promise<RunningRegistry> {
   const logger = options.logger ?? createLogger(config.log);
+  // First: a method that cannot start (a bad htpasswd file) stops the start before anything opens.
+  const auth = await openAuth(config, logger);
   const readOnly = config.http.ReadOnly === true;
   const roots = storageRootsFromConfig(config.storage, {
     ...(options.wrapDriver ? { wrapDriver: options.wrapDriver } : {}),
@@ -164,6 +167,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     roots.close();
     actorDb.close();
     db.close();
+    await auth.close();
   };
 
   try {
@@ -240,6 +244,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });

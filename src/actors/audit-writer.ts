@@ -33,6 +33,8 @@ export interface AuditRecord {
   level: 'info';
   clientIP: string;
   subject: string;
+  /** How the subject authenticated; absent for anonymous and system actions. */
+  authMethod?: string;
   action: string;
   object: string;
   status?: number;
@@ -106,6 +108,7 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     level: 'info',
     clientIP: event.client ?? '',
     subject: event.identity,
+    ...(event.authMethod !== undefined && event.authMethod !== 'anonymous' ? { authMethod: event.authMethod } : {}),
     action: request.action,
     object: request.object,
     ...(request.status !== undefined ? { status: request.status } : {}),

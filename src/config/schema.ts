@@ -227,7 +227,7 @@ export const configSchema: SchemaObject = {
         anonymousPolicy: ref('actions'),
       },
     },
-    // Two forms share this object: the seed's, where every key other than the three below is
+    // Two forms share this object: the seed's, where every key other than the four below is
     // a repository glob, and the newer one, where the globs sit under `repositories`.
     accessControl: {
       type: 'object',
