@@ -12,6 +12,7 @@ export function semanticProblems(data: unknown): Problem[] {
   if (!isRecord(data)) return [];
   return [
     ...httpProblems(data),
+    ...authMethodProblems(data),
     ...accessControlProblems(data),
     ...storageProblems(data),
     ...syncProblems(data),
@@ -39,6 +40,69 @@ function httpProblems(config: JsonRecord): Problem[] {
   return problems;
 }
 
+// --- authentication methods -------------------------------------------------------------
+
+/** zot's names for the parts of a client certificate that can name the client (case-insensitive). */
+export const MTLS_IDENTITY_ATTRIBUTES = ['commonname', 'cn', 'subject', 'dn', 'email', 'rfc822name', 'uri', 'url', 'dnsname', 'dns'];
+
+function authMethodProblems(config: JsonRecord): Problem[] {
+  const http = recordAt(config, 'http');
+  const auth = recordAt(http, 'auth');
+  const problems: Problem[] = [];
+  const ldap = recordAt(auth, 'ldap');
+  if (ldap !== undefined) {
+    const path = ['http', 'auth', 'ldap'];
+    // zot reads the search account from credentialsFile; two sources would leave one ignored.
+    for (const key of ['bindDN', 'bindPassword']) {
+      if (ldap[key] !== undefined && ldap['credentialsFile'] !== undefined) {
+        problems.push(problem([...path, key], 'cannot be set together with credentialsFile; keep one of them'));
+      }
+    }
+    if (ldap['bindPassword'] !== undefined && ldap['bindDN'] === undefined && ldap['credentialsFile'] === undefined) {
+      problems.push(problem([...path, 'bindDN'], 'required when bindPassword is set'));
+    }
+    const filter = stringAt(ldap, 'userFilter');
+    if (filter !== undefined && !balancedFilter(filter)) {
+      problems.push(problem([...path, 'userFilter'], 'must be an LDAP filter with balanced parentheses, such as (objectClass=person)'));
+    }
+    if (ldap['insecure'] === true && ldap['startTLS'] === true) {
+      problems.push(problem([...path, 'startTLS'], 'cannot be set together with insecure (plain LDAP)'));
+    }
+  }
+  const mtls = recordAt(auth, 'mtls');
+  if (mtls !== undefined) {
+    const path = ['http', 'auth', 'mtls'];
+    if (recordAt(http, 'tls')?.['cacert'] === undefined) {
+      problems.push(problem(path, 'needs http.tls.cacert: client certificates are verified against it'));
+    }
+    arrayAt(mtls, 'identityAttributes').forEach((name, i) => {
+      if (typeof name === 'string' && !MTLS_IDENTITY_ATTRIBUTES.includes(name.toLowerCase())) {
+        problems.push(problem([...path, 'identityAttributes', i], 'must be one of CommonName, Subject, Email, URI, DNSName'));
+      }
+    });
+    const pattern = stringAt(mtls, 'uriSanPattern');
+    const error = pattern === undefined ? undefined : regexError(pattern);
+    if (error !== undefined) problems.push(problem([...path, 'uriSanPattern'], `must be a valid regular expression (${error})`));
+  }
+  return problems;
+}
+
+/** Parentheses open and close in order and the whole filter is one parenthesised expression. */
+function balancedFilter(filter: string): boolean {
+  const text = filter.trim();
+  if (text === '') return false;
+  if (!text.startsWith('(')) return !/[()]/.test(text);
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\\') i += 1;
+    else if (c === '(') depth += 1;
+    else if (c === ')' && --depth < 0) return false;
+    if (depth === 0 && i < text.length - 1) return false;
+  }
+  return depth === 0;
+}
+
 function isPort(text: string): boolean {
   return /^\d{1,5}$/.test(text) && Number(text) <= 65535;
 }
@@ -56,7 +120,7 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   if (topLevel !== undefined) sections.push([['accessControl'], topLevel]);
 
   const problems = onlyOneOf(config, ['accessControl'], ['http', 'accessControl']);
-  const authenticated = hasAuthMethod(recordAt(http, 'auth'));
+  const authenticated = hasAuthMethod(http);
   for (const [path, accessControl] of sections) {
     problems.push(...readRuleProblems(path, accessControl));
     // zot: identities come from an auth method; without one only anonymous access can be granted.
@@ -69,8 +133,10 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   return problems;
 }
 
-function hasAuthMethod(auth: JsonRecord | undefined): boolean {
-  return ['htpasswd', 'ldap', 'bearer'].some((method) => isRecord(auth?.[method]));
+function hasAuthMethod(http: JsonRecord | undefined): boolean {
+  const auth = recordAt(http, 'auth');
+  // A verified client certificate names its client, so mutual TLS is an auth method too.
+  return ['htpasswd', 'ldap', 'bearer'].some((method) => isRecord(auth?.[method])) || recordAt(http, 'tls')?.['cacert'] !== undefined;
 }
 
 /** Each repository policy with its path, from both the seed form and `repositories`. */
