@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
+import { openAuth } from './auth/index.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
@@ -55,6 +56,8 @@ export function openEventStore(db: Db): { store: EventStore; queries: RegistrySt
 
 export async function startRegistry(config: Config, options: StartOptions = {}): Promise<RunningRegistry> {
   const logger = options.logger ?? createLogger(config.log);
+  // First: a method that cannot start (a bad htpasswd file) stops the start before anything opens.
+  const auth = await openAuth(config, logger);
   const roots = storageRootsFromConfig(config.storage, options.wrapDriver ? { wrapDriver: options.wrapDriver } : {});
   const rootDirectory = roots.defaultRoot.rootDirectory;
   await roots.clearTemporaryFiles();
@@ -90,6 +93,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await hashPool.close();
     roots.close();
     db.close();
+    await auth.close();
   };
 
   try {
@@ -150,6 +154,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });

@@ -10,16 +10,12 @@ export function unbuiltFeatures(config: Config): string[] {
   const notBuilt = (field: string, what: string) => found.push(`${field}: ${what} is not built yet`);
   const { http, extensions } = config;
 
+  // htpasswd, failDelay and accessControl (both forms) are built.
   const auth = http.auth;
-  if (auth !== undefined) {
-    const methods = (['htpasswd', 'ldap', 'bearer'] as const).filter((method) => auth[method] !== undefined);
-    for (const method of methods) notBuilt(`http.auth.${method}`, 'authentication');
-    // failDelay alone still asks for authentication to exist.
-    if (methods.length === 0) notBuilt('http.auth', 'authentication');
+  for (const method of ['ldap', 'bearer'] as const) {
+    if (auth?.[method] !== undefined) notBuilt(`http.auth.${method}`, 'authentication');
   }
   if (http.tls?.cacert !== undefined) notBuilt('http.tls.cacert', 'mutual TLS');
-  if (http.accessControl !== undefined) notBuilt('http.accessControl', 'access control');
-  if (config.accessControl !== undefined) notBuilt('accessControl', 'access control');
 
   if (syncWanted(config.sync)) notBuilt('sync', 'sync');
   if (syncWanted(extensions?.sync)) notBuilt('extensions.sync', 'sync');

@@ -84,6 +84,8 @@ export interface AccessControlConfig {
   repositories?: Record<string, RepositoryPolicy>;
   adminPolicy?: Policy;
   groups?: Record<string, { users: string[] }>;
+  /** Who may read the metrics endpoint; unset: anyone who passes authentication. */
+  metrics?: { users?: string[] };
   /** The seed's older form keeps repository patterns at this level. */
   [pattern: string]: unknown;
 }

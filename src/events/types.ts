@@ -1,6 +1,7 @@
 // Every fact the registry records, as one discriminated union of past-tense events.
 // Events are never edited: a change of shape gets a new schema version and an upcast in
 // upcast.ts, so old logs keep reading.
+import type { AuthMethod } from '../auth/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -66,9 +67,16 @@ export const EVENT_TYPES: readonly EventType[] = [
   'WriteRefused',
 ];
 
-/** Who caused an event and through which request; `identity` is "anonymous" until auth lands. */
+/**
+ * Who caused an event and through which request: `identity` is the user name, the certificate's
+ * CN, the token's subject, "anonymous", or a system identity (system:gc, …); `authMethod` is how
+ * the request authenticated (a request's events always name it; events written before it was
+ * recorded, and system events, read as "anonymous"). Named apart from WriteRefused's `method`,
+ * the HTTP method.
+ */
 export interface EventContext {
   identity: string;
+  authMethod?: AuthMethod;
   client?: string;
   requestId?: string;
 }

@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import type { Logger } from 'pino';
 import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js';
 import type { Registry } from '../registry/registry.js';
+import { authorizeRoute, registerAuthentication, type HttpAuth } from './auth-hook.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
@@ -20,6 +21,8 @@ export interface HttpAppOptions {
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;
+  /** Authentication and authorization; without it every request is anonymous and allowed. */
+  auth?: HttpAuth;
 }
 
 declare module 'fastify' {
@@ -51,6 +54,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.addHook('onRequest', async (request, reply) => {
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
+  registerAuthentication(app, options.auth, options.monitoring?.metrics?.path);
 
   // close() reaps only the keep-alive connections idle at that moment. One whose request is in
   // flight (a slow upload, a download still streaming) would stay open after its answer until
@@ -113,6 +117,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       reply.header('Allow', METHODS[route.endpoint].join(', '));
       throw new RegistryError('METHOD_UNKNOWN', `${request.method} is not allowed on this endpoint`);
     }
+    authorizeRoute(request, route, options.registry);
     if (options.readOnly && WRITE_METHODS.has(request.method)) {
       throw new RegistryError('UNSUPPORTED', 'the registry is read-only (http.ReadOnly): writes are refused');
     }

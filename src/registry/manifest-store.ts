@@ -30,6 +30,11 @@ export interface PushedManifest {
   subject?: string;
 }
 
+export interface PutManifestOptions {
+  /** Called, inside the append, when the push moves an existing tag; throws to refuse (access control). */
+  beforeTagMove?: () => void;
+}
+
 export interface Referrer {
   mediaType: string;
   digest: string;
@@ -90,7 +95,14 @@ export class ManifestStore {
    * Stores a manifest byte-exact under its digest and records it (and the tag) in one append.
    * Every blob and child manifest it references must already be in the repository.
    */
-  async put(repo: string, reference: string, contentType: string | undefined, content: Buffer, context: EventContext): Promise<PushedManifest> {
+  async put(
+    repo: string,
+    reference: string,
+    contentType: string | undefined,
+    content: Buffer,
+    context: EventContext,
+    options: PutManifestOptions = {},
+  ): Promise<PushedManifest> {
     assertValidName(repo);
     const ref = parseReference(reference);
     if (content.length > MAX_MANIFEST_BYTES) throw new RegistryError('MANIFEST_TOO_LARGE');
@@ -118,6 +130,8 @@ export class ManifestStore {
         // there (even of the right size) is replaced by the content just hashed.
         if (!files.ownPathNamed(repo, digest.value)) await driver.putContent(blobPath(repo, digest), content);
         const events = this.pushEvents(repo, ref, digest.value, parsed, content.length);
+        // Checked here, in the same turn as the append: the tag cannot move in between.
+        if (events.some((event) => event.type === 'TagSet' && event.previous !== undefined)) options.beforeTagMove?.();
         if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
       });
     });

@@ -23,7 +23,7 @@ import type { HashPool } from '../workers/pool.js';
 import { BlobCommit, type LastChunk } from './blob-commit.js';
 import { BlobRemoval } from './blob-removal.js';
 import { RegistryLocks } from './locks.js';
-import { ManifestStore, type ManifestContent, type PushedManifest, type Referrer } from './manifest-store.js';
+import { ManifestStore, type ManifestContent, type PushedManifest, type PutManifestOptions, type Referrer } from './manifest-store.js';
 import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
 import { RefusalRecorder, type RefusedWrite } from './refusals.js';
@@ -31,7 +31,10 @@ import { RepositoryFiles } from './repository-files.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
 export { MAX_MANIFEST_BYTES } from './manifest-store.js';
-export type { ManifestContent, PushedManifest, Referrer, RefusedWrite };
+export type { ManifestContent, PushedManifest, PutManifestOptions, Referrer, RefusedWrite };
+
+/** Repositories read per query while a filtered catalog page is collected. */
+const CATALOG_BATCH = 500;
 
 export interface BlobHandle {
   size: number;
@@ -77,9 +80,28 @@ export class Registry {
 
   // ---- repositories -------------------------------------------------------------------------
 
-  catalog(last: string, limit: number): { repositories: string[]; more: boolean } {
-    const rows = this.deps.queries.repositories(last, limit + 1);
-    return { repositories: rows.slice(0, limit), more: rows.length > limit };
+  /** Repositories after `last`, at most `limit`; with `visible`, only those it accepts (access control). */
+  catalog(last: string, limit: number, visible?: (repo: string) => boolean): { repositories: string[]; more: boolean } {
+    if (visible === undefined) {
+      const rows = this.deps.queries.repositories(last, limit + 1);
+      return { repositories: rows.slice(0, limit), more: rows.length > limit };
+    }
+    const found: string[] = [];
+    for (let cursor = last; ; ) {
+      const rows = this.deps.queries.repositories(cursor, CATALOG_BATCH);
+      for (const repo of rows) {
+        if (!visible(repo)) continue;
+        if (found.length === limit) return { repositories: found, more: true };
+        found.push(repo);
+      }
+      const lastRow = rows.at(-1);
+      if (rows.length < CATALOG_BATCH || lastRow === undefined) return { repositories: found, more: false };
+      cursor = lastRow;
+    }
+  }
+
+  tagExists(repo: string, tag: string): boolean {
+    return this.deps.queries.tagDigest(repo, tag) !== undefined;
   }
 
   tags(repo: string, last: string, limit: number): { tags: string[]; more: boolean } {
@@ -195,8 +217,15 @@ export class Registry {
     return this.manifests.get(repo, reference);
   }
 
-  putManifest(repo: string, reference: string, contentType: string | undefined, content: Buffer, context: EventContext): Promise<PushedManifest> {
-    return this.manifests.put(repo, reference, contentType, content, context);
+  putManifest(
+    repo: string,
+    reference: string,
+    contentType: string | undefined,
+    content: Buffer,
+    context: EventContext,
+    options: PutManifestOptions = {},
+  ): Promise<PushedManifest> {
+    return this.manifests.put(repo, reference, contentType, content, context, options);
   }
 
   deleteManifest(repo: string, reference: string, context: EventContext): Promise<void> {

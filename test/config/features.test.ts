@@ -2,12 +2,14 @@
 // examples.test.ts.
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { unbuiltFeatures } from '../../src/config/features.js';
 import { validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { configWith, type JsonObject } from './helpers.js';
+import { examplesDir } from './paths.js';
 
 function valid(patch: JsonObject): Config {
   const { config, problems } = validateConfig(configWith(patch));
@@ -40,8 +42,18 @@ describe('unbuiltFeatures', () => {
     ]);
   });
 
-  it('names authentication when only failDelay is set', () => {
-    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: { failDelay: 5 } } })), ['http.auth: authentication is not built yet']);
+  it('is empty for htpasswd, failDelay and both forms of accessControl', () => {
+    const htpasswd = { htpasswd: { path: join(examplesDir, 'htpasswd') }, failDelay: 5 };
+    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: htpasswd, accessControl: { repositories: { '**': { defaultPolicy: ['read'] } } } } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: htpasswd }, accessControl: { '**': { anonymousPolicy: ['read'] } } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: { failDelay: 5 } } })), []);
+  });
+
+  it('names LDAP and bearer authentication', () => {
+    const config = valid({
+      http: { auth: { ldap: { address: 'ldap.example.org', baseDN: 'dc=example,dc=org', userAttribute: 'uid' }, bearer: { realm: 'https://auth', service: 's', cert: 'c' } } },
+    });
+    assert.deepEqual(unbuiltFeatures(config).sort(), ['http.auth.bearer: authentication is not built yet', 'http.auth.ldap: authentication is not built yet']);
   });
 
   it('is empty for every storage option: subPaths, S3 drivers, dedupe, gc and scrub', () => {
