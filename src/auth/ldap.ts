@@ -7,6 +7,9 @@
 // LDAPS when it is not. `skipVerify` turns certificate checks off; `CACert` names the CA bundle
 // trusted instead of the system's.
 //
+// Verified credentials are cached for a short time (credential-cache.ts, as htpasswd does), so a
+// user's requests do not each cost a round trip; failures are asked again every time.
+//
 // Every attempt uses its own connection (bind changes a connection's identity, so concurrent
 // attempts cannot share one) with connect and operation timeouts, so a directory that is down or
 // hung costs a request a bounded wait and a 401, never a 500. An outage is logged once when it
@@ -17,7 +20,8 @@ import type { ConnectionOptions } from 'node:tls';
 import { Client, Filter, InvalidCredentialsError, ResultCodeError } from 'ldapts';
 import type { Logger } from 'pino';
 import type { LdapConfig } from '../config/types.js';
-import { basicCredentials, type BasicCredentials } from './basic-credentials.js';
+import { basicCredentials, type BasicCredentials } from './basic.js';
+import { CredentialCache } from './credential-cache.js';
 import { readLdapCredentials, type LdapBindCredentials } from './ldap-credentials.js';
 import type { AuthOutcome, Authenticator } from './types.js';
 
@@ -39,6 +43,8 @@ export interface LdapAuthenticatorOptions {
   /** The CA bundle named by `CACert`, read by the caller. */
   caCert?: Buffer;
   timeouts?: LdapTimeouts;
+  /** How long verified credentials are trusted without asking the directory (credential-cache.ts's default). */
+  cacheTtlMs?: number;
 }
 
 type AttemptResult = { kind: 'identity'; groups: string[] } | { kind: 'rejected'; reason: string };
@@ -54,6 +60,8 @@ export class LdapAuthenticator implements Authenticator {
   private readonly tlsOptions: ConnectionOptions | undefined;
   private readonly timeouts: LdapTimeouts;
   private readonly credentials: () => LdapBindCredentials | undefined;
+  private readonly cache: CredentialCache<readonly string[]>;
+  private readonly failureReasons = new Map<string, string>();
   private available = true;
   private running = 0;
   private readonly waiting: (() => void)[] = [];
@@ -63,6 +71,7 @@ export class LdapAuthenticator implements Authenticator {
     this.config = config;
     this.logger = options.logger.child({ component: 'ldap' });
     this.timeouts = options.timeouts ?? DEFAULT_LDAP_TIMEOUTS;
+    this.cache = new CredentialCache(options.cacheTtlMs !== undefined ? { ttlMs: options.cacheTtlMs } : {});
     const secure = config.insecure !== true && config.startTLS !== true;
     const port = config.port ?? (secure ? 636 : 389);
     const host = isIP(config.address) === 6 ? `[${config.address}]` : config.address;
@@ -82,12 +91,21 @@ export class LdapAuthenticator implements Authenticator {
   async authenticate(request: IncomingMessage): Promise<AuthOutcome> {
     const presented = basicCredentials(request);
     if (presented === undefined) return { kind: 'anonymous' };
+    if (presented === 'malformed') return { kind: 'failed', reason: 'malformed basic credentials' };
+    const { user } = presented;
     // An empty password is an unauthenticated bind, which servers accept (RFC 4513 5.1.2).
-    if (presented.password === '') return { kind: 'failed', reason: 'empty password' };
-    const result = await this.withTurn(() => this.attempt(presented));
-    if (result === undefined) return { kind: 'failed', reason: 'ldap server busy' };
-    if (result.kind === 'rejected') return { kind: 'failed', reason: result.reason };
-    return { kind: 'identity', identity: { name: presented.username, method: 'ldap', groups: result.groups } };
+    if (presented.password === '') return { kind: 'failed', reason: 'empty password', user };
+    const groups = await this.cache.verify(user, presented.password, async () => {
+      const result = await this.withTurn(() => this.attempt(presented));
+      if (result?.kind === 'identity') return result.groups;
+      // Concurrent requests with the same credentials share this check, so the reason is kept
+      // where each of them can read it.
+      if (this.failureReasons.size >= 10_000) this.failureReasons.clear();
+      this.failureReasons.set(user, result === undefined ? 'ldap server busy' : result.reason);
+      return undefined;
+    });
+    if (groups === undefined) return { kind: 'failed', reason: this.failureReasons.get(user) ?? 'invalid credentials', user };
+    return { kind: 'identity', identity: { name: user, method: 'ldap', groups } };
   }
 
   async close(): Promise<void> {
@@ -102,7 +120,7 @@ export class LdapAuthenticator implements Authenticator {
       ...(this.tlsOptions && this.url.startsWith('ldaps:') ? { tlsOptions: this.tlsOptions } : {}),
     });
     try {
-      const entry = await this.findUser(client, presented.username);
+      const entry = await this.findUser(client, presented.user);
       if (entry === undefined) {
         this.markAvailable();
         return { kind: 'rejected', reason: 'unknown user' };

@@ -10,12 +10,8 @@ export function unbuiltFeatures(config: Config): string[] {
   const notBuilt = (field: string, what: string) => found.push(`${field}: ${what} is not built yet`);
   const { http, extensions } = config;
 
-  // htpasswd, failDelay and accessControl (both forms) are built.
-  const auth = http.auth;
-  for (const method of ['ldap', 'bearer'] as const) {
-    if (auth?.[method] !== undefined) notBuilt(`http.auth.${method}`, 'authentication');
-  }
-  if (http.tls?.cacert !== undefined) notBuilt('http.tls.cacert', 'mutual TLS');
+  // Every authentication method (htpasswd, LDAP, bearer tokens, client certificates), failDelay
+  // and accessControl (both forms) are built.
 
   if (syncWanted(config.sync)) notBuilt('sync', 'sync');
   if (syncWanted(extensions?.sync)) notBuilt('extensions.sync', 'sync');

@@ -35,14 +35,21 @@ function plain(extra: Partial<LdapConfig> = {}): LdapConfig {
   };
 }
 
-async function probeFor(config: LdapConfig, options: { caCert?: Buffer; timeouts?: { connectMs: number; operationMs: number } } = {}) {
+interface ProbeOptions {
+  caCert?: Buffer;
+  timeouts?: { connectMs: number; operationMs: number };
+  cacheTtlMs?: number;
+}
+
+// Without a cache by default: these tests look at what the directory answers each time.
+async function probeFor(config: LdapConfig, options: ProbeOptions = {}) {
   const log = captureLog();
-  const authenticator = new LdapAuthenticator({ config, logger: log.logger, ...options });
+  const authenticator = new LdapAuthenticator({ config, logger: log.logger, cacheTtlMs: 0, ...options });
   const probe = await startAuthProbe(authenticator);
   return { probe, log };
 }
 
-async function withProbe(config: LdapConfig, test: (probe: AuthProbe) => Promise<void>, options: { caCert?: Buffer } = {}): Promise<void> {
+async function withProbe(config: LdapConfig, test: (probe: AuthProbe) => Promise<void>, options: ProbeOptions = {}): Promise<void> {
   const { probe } = await probeFor(config, options);
   try {
     await test(probe);
@@ -76,9 +83,9 @@ describe('ldap authenticator', () => {
 
   it('refuses a wrong password, an unknown user, an empty password; no credentials is anonymous', async () => {
     await withProbe(plain(), async (probe) => {
-      assert.deepEqual(await probe.ask(basic('alice', 'wrong')), { kind: 'failed', reason: 'invalid credentials' });
-      assert.deepEqual(await probe.ask(basic('mallory', 'whatever')), { kind: 'failed', reason: 'unknown user' });
-      assert.deepEqual(await probe.ask(basic('alice', '')), { kind: 'failed', reason: 'empty password' });
+      assert.deepEqual(await probe.ask(basic('alice', 'wrong')), { kind: 'failed', reason: 'invalid credentials', user: 'alice' });
+      assert.deepEqual(await probe.ask(basic('mallory', 'whatever')), { kind: 'failed', reason: 'unknown user', user: 'mallory' });
+      assert.deepEqual(await probe.ask(basic('alice', '')), { kind: 'failed', reason: 'empty password', user: 'alice' });
       assert.deepEqual(await probe.ask(), { kind: 'anonymous' });
       assert.deepEqual(await probe.ask({ authorization: 'Bearer abc' }), { kind: 'anonymous' });
     });
@@ -87,15 +94,15 @@ describe('ldap authenticator', () => {
   it('escapes the user name: filter syntax in it matches nobody', async () => {
     await withProbe(plain(), async (probe) => {
       // Unescaped, `*` would match every entry and `alice)(uid=*` would widen the filter.
-      assert.deepEqual(await probe.ask(basic('*', passwordOf('alice'))), { kind: 'failed', reason: 'unknown user' });
-      assert.deepEqual(await probe.ask(basic('al*', passwordOf('alice'))), { kind: 'failed', reason: 'unknown user' });
+      assert.deepEqual(await probe.ask(basic('*', passwordOf('alice'))), { kind: 'failed', reason: 'unknown user', user: '*' });
+      assert.deepEqual(await probe.ask(basic('al*', passwordOf('alice'))), { kind: 'failed', reason: 'unknown user', user: 'al*' });
     });
     assert.equal(userFilter({ userAttribute: 'uid' }, 'a*)(uid=*'), '(uid=a\\2a\\29\\28uid=\\2a)');
   });
 
   it('searches one level below baseDN unless subtreeSearch is set', async () => {
     await withProbe(plain(), async (probe) => {
-      assert.deepEqual(await probe.ask(basic('dave', passwordOf('dave'))), { kind: 'failed', reason: 'unknown user' });
+      assert.deepEqual(await probe.ask(basic('dave', passwordOf('dave'))), { kind: 'failed', reason: 'unknown user', user: 'dave' });
     });
     await withProbe(plain({ subtreeSearch: true }), async (probe) => {
       const outcome = await probe.ask(basic('dave', passwordOf('dave')));
@@ -111,7 +118,7 @@ describe('ldap authenticator', () => {
   it('applies userFilter on top of the user attribute', async () => {
     await withProbe(plain({ userFilter: '(!(employeeType=disabled))' }), async (probe) => {
       assert.equal((await probe.ask(basic('alice', passwordOf('alice')))).kind, 'identity');
-      assert.deepEqual(await probe.ask(basic('carol', passwordOf('carol'))), { kind: 'failed', reason: 'unknown user' });
+      assert.deepEqual(await probe.ask(basic('carol', passwordOf('carol'))), { kind: 'failed', reason: 'unknown user', user: 'carol' });
     });
     await withProbe(plain(), async (probe) => {
       assert.equal((await probe.ask(basic('carol', passwordOf('carol')))).kind, 'identity', 'without the filter carol is found');
@@ -132,7 +139,7 @@ describe('ldap authenticator', () => {
         await new Promise((r) => setTimeout(r, 200));
         outcome = await probe.ask(basic('alice', passwordOf('alice')));
       }
-      assert.deepEqual(outcome, { kind: 'failed', reason: 'ldap server unavailable' }, 'a refused search account refuses everyone');
+      assert.deepEqual(outcome, { kind: 'failed', reason: 'ldap server unavailable', user: 'alice' }, 'a refused search account refuses everyone');
     });
   });
 
@@ -144,12 +151,12 @@ describe('ldap authenticator', () => {
     }, { caCert });
     await withProbe(plain({ ...tls, port: slapd.ldapsPort }), async (probe) => {
       assert.equal((await probe.ask(basic('alice', passwordOf('alice')))).kind, 'identity', 'LDAPS');
-      assert.deepEqual(await probe.ask(basic('alice', 'wrong')), { kind: 'failed', reason: 'invalid credentials' });
+      assert.deepEqual(await probe.ask(basic('alice', 'wrong')), { kind: 'failed', reason: 'invalid credentials', user: 'alice' });
     }, { caCert });
     // The server's CA is not among the system's: without CACert the handshake fails ...
     for (const extra of [{ startTLS: true }, { port: slapd.ldapsPort }]) {
       await withProbe(plain({ ...tls, ...extra }), async (probe) => {
-        assert.deepEqual(await probe.ask(basic('alice', passwordOf('alice'))), { kind: 'failed', reason: 'ldap server unavailable' });
+        assert.deepEqual(await probe.ask(basic('alice', passwordOf('alice'))), { kind: 'failed', reason: 'ldap server unavailable', user: 'alice' });
       });
       // ... and skipVerify accepts it.
       await withProbe(plain({ ...tls, ...extra, skipVerify: true }), async (probe) => {
@@ -168,7 +175,7 @@ describe('ldap authenticator', () => {
       assert.equal((await probe.ask(basic('alice', passwordOf('alice')))).kind, 'identity');
       await slapd.stop();
       for (let i = 0; i < 3; i++) {
-        assert.deepEqual(await probe.ask(basic('alice', passwordOf('alice'))), { kind: 'failed', reason: 'ldap server unavailable' });
+        assert.deepEqual(await probe.ask(basic('alice', passwordOf('alice'))), { kind: 'failed', reason: 'ldap server unavailable', user: 'alice' });
       }
       await slapd.start();
       assert.equal((await probe.ask(basic('alice', passwordOf('alice')))).kind, 'identity', 'reconnects once the directory is back');
@@ -178,7 +185,7 @@ describe('ldap authenticator', () => {
       try {
         const asked = Date.now();
         const outcomes = await Promise.all([1, 2, 3].map(() => probe.ask(basic('alice', passwordOf('alice')))));
-        for (const outcome of outcomes) assert.deepEqual(outcome, { kind: 'failed', reason: 'ldap server unavailable' });
+        for (const outcome of outcomes) assert.deepEqual(outcome, { kind: 'failed', reason: 'ldap server unavailable', user: 'alice' });
         // Far below what an unbounded wait would be; the bound is the configured timeouts.
         assert.ok(Date.now() - asked < 10_000, `answered after ${Date.now() - asked} ms`);
       } finally {
@@ -189,6 +196,22 @@ describe('ldap authenticator', () => {
       assert.equal(log.entries('failed to reach the ldap server, refusing ldap users until it answers').length, 2, 'one line per outage');
       assert.equal(log.entries('ldap server reachable again').length, 2);
     } finally {
+      await probe.close();
+    }
+  });
+
+  it('caches verified credentials for the TTL: a known user passes while the directory is away, a new one does not', async () => {
+    const { probe } = await probeFor(plain({ userGroupAttribute: 'memberOf' }), { cacheTtlMs: 60_000 });
+    try {
+      assert.equal((await probe.ask(basic('alice', passwordOf('alice')))).kind, 'identity');
+      await slapd.stop();
+      const cached = await probe.ask(basic('alice', passwordOf('alice')));
+      assert.ok(cached.kind === 'identity', 'answered from the cache');
+      assert.equal(cached.identity.groups.length, 2, 'with the groups the directory gave');
+      assert.equal((await probe.ask(basic('alice', 'wrong'))).kind, 'failed', 'another password is not the cached one');
+      assert.equal((await probe.ask(basic('bob', passwordOf('bob')))).kind, 'failed', 'nobody else gets in');
+    } finally {
+      await slapd.start();
       await probe.close();
     }
   });

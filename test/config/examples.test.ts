@@ -6,9 +6,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
+import { configFileProblems } from '../../src/cli/config-files.js';
 import { unbuiltFeatures } from '../../src/config/features.js';
 import { loadConfigFile, parseConfigFile, validateConfig } from '../../src/config/load.js';
-import { examplesDir } from './paths.js';
+import { examplesDir, repoRoot } from './paths.js';
 
 const exampleFiles = readdirSync(examplesDir).filter((name) => /\.(json|ya?ml)$/.test(name)).sort();
 
@@ -26,8 +27,10 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-s3.json': [],
   'config-s3-subpath.json': [],
   'config-htpasswd.json': [],
-  'config-ldap.json': [notBuilt('http.auth.ldap', 'authentication')],
-  'config-bearer.json': [notBuilt('http.auth.bearer', 'authentication')],
+  'config-ldap.json': [],
+  'config-ldap-credentials.json': [],
+  'config-bearer.json': [],
+  'config-mtls.json': [],
   'config-access-control.json': [],
   'config-access-control-repositories.json': [],
   'config-sync.json': [notBuilt('extensions.sync', 'sync')],
@@ -44,6 +47,12 @@ describe('examples', () => {
     it(`${name} validates with no problems`, () => {
       assert.deepEqual(validateConfig(parseConfigFile(join(examplesDir, name))).problems, []);
       assert.doesNotThrow(() => loadConfigFile(join(examplesDir, name)));
+    });
+
+    it(`${name} names only files that exist and load (paths relative to the repository root)`, () => {
+      // As `zot verify` run from the repository root, which the README's commands assume.
+      process.chdir(repoRoot);
+      assert.deepEqual(configFileProblems(loadConfigFile(join(examplesDir, name))), []);
     });
 
     it(`${name} asks for the expected unbuilt features`, () => {
