@@ -3,11 +3,11 @@
 // validation itself never opens files; this does, relative to the working directory as zot does.
 // Messages name the file, never its content: some of these files hold secrets.
 import * as fs from 'node:fs';
-import { createSecureContext } from 'node:tls';
 import { readBearerPublicKey } from '../auth/bearer.js';
 import { parseHtpasswd } from '../auth/htpasswd-file.js';
 import { readLdapCredentials } from '../auth/ldap-credentials.js';
 import type { Config } from '../config/types.js';
+import { checkPair } from '../http/tls.js';
 
 export function configFileProblems(config: Config): string[] {
   const problems: string[] = [];
@@ -32,7 +32,7 @@ export function configFileProblems(config: Config): string[] {
   // The pair loads together (PEM, key matching the certificate), and the CA parses, as at start.
   if (problems.length === 0 && tls?.cert && tls.key) {
     try {
-      createSecureContext({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key), ...(tls.cacert ? { ca: fs.readFileSync(tls.cacert) } : {}) });
+      checkPair({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key), ...(tls.cacert ? { ca: fs.readFileSync(tls.cacert) } : {}) });
     } catch (err) {
       problems.push(`http.tls: the certificate, key and CA do not load together (${err instanceof Error ? err.message : String(err)})`);
     }

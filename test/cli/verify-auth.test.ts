@@ -51,10 +51,14 @@ describe('zot verify: authentication settings', () => {
       assert.equal(result.code, 1, field);
       assert.match(result.stderr, new RegExp(`http\\.tls\\.${field}: file does not exist`), field);
     }
-    // A key that is not the certificate's.
-    result = await verify({ tls: { cert: server.cert, key: signer.key } });
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /http\.tls: the certificate, key and CA do not load together/);
+    // A key that is not the certificate's, of the same type and of another type (which OpenSSL
+    // alone would accept, keeping one pair per key type).
+    const ecKey = ca.issue('ec-server', { subject: '/CN=ec', usage: 'server', keyType: 'ec' }).key;
+    for (const key of [signer.key, ecKey]) {
+      result = await verify({ tls: { cert: server.cert, key } });
+      assert.equal(result.code, 1, key);
+      assert.match(result.stderr, /http\.tls: the certificate, key and CA do not load together/);
+    }
   });
 
   it('names an LDAP block without baseDN or userAttribute, a missing CACert and a bad credentials file, never its password', async () => {
