@@ -5,11 +5,11 @@
 // Bearer <jwt>`. The token is verified against the public key of the certificate in `cert`
 // (signature with an algorithm that key allows, exp, nbf, audience = service), and its `access`
 // claim is what it grants: Identity.tokenAccess, honoured by the authorizer instead of accessControl.
-import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import jwt from 'jsonwebtoken';
 import type { BearerConfig } from '../config/types.js';
+import { BearerKeyError } from './bearer-key.js';
 import { CATALOG_ACCESS_KEY, type AccessScope, type AuthOutcome, type Authenticator, type RepositoryAction } from './types.js';
 
 /** Tolerated clock difference between the token server and the registry, for exp and nbf. */
@@ -17,37 +17,6 @@ const CLOCK_TOLERANCE_SECONDS = 10;
 
 /** The token scope word that asks for each registry action. */
 const SCOPE_WORD: Readonly<Record<RepositoryAction, string>> = { read: 'pull', create: 'push', update: 'push', delete: 'delete' };
-
-export class BearerKeyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BearerKeyError';
-  }
-}
-
-/** The public key of `cert`: a PEM certificate (as zot documents) or a PEM public key. */
-export function bearerPublicKey(pem: string): KeyObject {
-  if (pem.includes('-----BEGIN CERTIFICATE-----')) {
-    try {
-      return new X509Certificate(pem).publicKey;
-    } catch {
-      throw new BearerKeyError('is not a valid PEM certificate');
-    }
-  }
-  if (!pem.includes('-----BEGIN PUBLIC KEY-----') && !pem.includes('-----BEGIN RSA PUBLIC KEY-----')) {
-    throw new BearerKeyError('must hold a PEM certificate or public key');
-  }
-  try {
-    return createPublicKey(pem);
-  } catch {
-    throw new BearerKeyError('is not a valid PEM public key');
-  }
-}
-
-/** Reads and parses the `cert` file; throws BearerKeyError (or the read error) naming what is wrong. */
-export function readBearerPublicKey(file: string): KeyObject {
-  return bearerPublicKey(readFileSync(file, 'utf8'));
-}
 
 /**
  * The signing algorithms a key can verify. Never HS* (the public key would become an HMAC secret

@@ -28,6 +28,11 @@ export function readLdapCredentials(file: string): LdapBindCredentials {
     const code = (err as NodeJS.ErrnoException).code;
     throw new LdapCredentialsError(code === 'ENOENT' ? 'file does not exist' : `cannot be read (${code ?? 'error'})`);
   }
+  return parseLdapCredentials(text);
+}
+
+/** Credentials from the file's text; throws LdapCredentialsError saying what is wrong with it. */
+export function parseLdapCredentials(text: string): LdapBindCredentials {
   const data = parseObject(text);
   if (data === undefined) throw new LdapCredentialsError('must be a JSON or YAML object with bindDN and bindPassword');
   const unknown = Object.keys(data).filter((key) => !(KEYS as readonly string[]).includes(key));

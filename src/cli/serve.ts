@@ -5,7 +5,7 @@ import { unbuiltFeatures } from '../config/index.js';
 import { loadConfigOrReport } from './load.js';
 
 export async function runServe(args: string[]): Promise<number> {
-  const config = loadConfigOrReport(args[0], { checkFiles: true });
+  const config = loadConfigOrReport(args[0]);
   if (!config) return 1;
   const unbuilt = unbuiltFeatures(config);
   if (unbuilt.length > 0) {

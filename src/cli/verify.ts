@@ -4,7 +4,7 @@ import { loadConfigOrReport } from './load.js';
 
 export async function runVerify(args: string[]): Promise<number> {
   const file = args[0];
-  const config = loadConfigOrReport(file, { checkFiles: true });
+  const config = loadConfigOrReport(file);
   if (!config) return 1;
   const unbuilt = unbuiltFeatures(config);
   const note = unbuilt.length > 0 ? `; not built yet, serve will refuse: ${unbuilt.join('; ')}` : '';

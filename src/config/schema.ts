@@ -154,7 +154,7 @@ export const configSchema: SchemaObject = {
         anonymousPolicy: ref('actions'),
       },
     },
-    // Two forms share this object: the seed's, where every key other than the three below is
+    // Two forms share this object: the seed's, where every key other than the four below is
     // a repository glob, and the newer one, where the globs sit under `repositories`.
     accessControl: {
       type: 'object',
@@ -169,6 +169,12 @@ export const configSchema: SchemaObject = {
             required: ['users'],
             properties: { users: stringList },
           },
+        },
+        // Who may read the metrics endpoint.
+        metrics: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { users: stringList },
         },
       },
       additionalProperties: ref('repositoryPolicy'),

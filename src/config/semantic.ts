@@ -3,6 +3,9 @@
 // refused here too. The data may still violate the schema, so every access is guarded; the
 // schema reports those violations, these rules only add what it cannot see.
 
+import { ACCESS_CONTROL_KEYWORDS } from '../auth/access-control.js';
+import { globProblem } from '../auth/glob.js';
+import { bearerCertProblems, htpasswdFileProblems, ldapCredentialsProblems, readableFileProblems, tlsFileProblems } from './files.js';
 import { problem, type Problem } from './problems.js';
 import { arrayAt, isRecord, recordAt, stringAt, type JsonRecord } from './values.js';
 
@@ -13,6 +16,7 @@ export function semanticProblems(data: unknown): Problem[] {
   return [
     ...httpProblems(data),
     ...authMethodProblems(data),
+    ...authProblems(data),
     ...accessControlProblems(data),
     ...storageProblems(data),
     ...syncProblems(data),
@@ -107,6 +111,27 @@ function isPort(text: string): boolean {
   return /^\d{1,5}$/.test(text) && Number(text) <= 65535;
 }
 
+// --- authentication -----------------------------------------------------------------------
+
+function authProblems(config: JsonRecord): Problem[] {
+  const http = recordAt(config, 'http');
+  const auth = recordAt(http, 'auth');
+  const problems: Problem[] = [];
+  const checkFile = (path: Path, file: string | undefined, check: (path: Path, file: string) => Problem[]): void => {
+    if (file !== undefined) problems.push(...check(path, file));
+  };
+  checkFile(['http', 'auth', 'htpasswd', 'path'], stringAt(recordAt(auth, 'htpasswd'), 'path'), htpasswdFileProblems);
+  checkFile(['http', 'auth', 'bearer', 'cert'], stringAt(recordAt(auth, 'bearer'), 'cert'), bearerCertProblems);
+  const ldap = recordAt(auth, 'ldap');
+  checkFile(['http', 'auth', 'ldap', 'CACert'], stringAt(ldap, 'CACert'), readableFileProblems);
+  checkFile(['http', 'auth', 'ldap', 'credentialsFile'], stringAt(ldap, 'credentialsFile'), ldapCredentialsProblems);
+  const tls = recordAt(http, 'tls');
+  if (tls !== undefined) {
+    problems.push(...tlsFileProblems({ cert: stringAt(tls, 'cert'), key: stringAt(tls, 'key'), cacert: stringAt(tls, 'cacert') }));
+  }
+  return problems;
+}
+
 // --- access control ---------------------------------------------------------------------
 
 const MUTATING_ACTIONS = ['create', 'update', 'delete'];
@@ -123,27 +148,49 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   const authenticated = hasAuthMethod(http);
   for (const [path, accessControl] of sections) {
     problems.push(...readRuleProblems(path, accessControl));
+    problems.push(...globProblems(path, accessControl));
+    problems.push(...mixedFormProblems(path, accessControl));
     // zot: identities come from an auth method; without one only anonymous access can be granted.
     if (!authenticated && !grantsOnlyAnonymousAccess(accessControl)) {
-      problems.push(
-        problem(path, 'needs an http.auth method (htpasswd, ldap or bearer) unless it only sets anonymousPolicy'),
-      );
+      problems.push(problem(path, `needs an authentication method (${AUTH_METHODS}) unless it only sets anonymousPolicy`));
     }
   }
   return problems;
 }
 
+const AUTH_METHODS = 'http.auth htpasswd, ldap or bearer, or client certificates with http.tls.cacert';
+
 function hasAuthMethod(http: JsonRecord | undefined): boolean {
   const auth = recordAt(http, 'auth');
-  // A verified client certificate names its client, so mutual TLS is an auth method too.
-  return ['htpasswd', 'ldap', 'bearer'].some((method) => isRecord(auth?.[method])) || recordAt(http, 'tls')?.['cacert'] !== undefined;
+  const mutualTls = stringAt(recordAt(http, 'tls'), 'cacert') !== undefined;
+  return mutualTls || ['htpasswd', 'ldap', 'bearer'].some((method) => isRecord(auth?.[method]));
+}
+
+// Globs as zot matches them (src/auth/glob.ts); one that cannot match is a mistake worth naming.
+function globProblems(path: Path, accessControl: JsonRecord): Problem[] {
+  const problems: Problem[] = [];
+  for (const [globPath] of repositoryPolicies(path, accessControl)) {
+    const glob = String(globPath.at(-1));
+    const why = globProblem(glob);
+    if (why !== undefined) problems.push(problem(globPath, `is not a valid repository glob: it ${why}`));
+  }
+  return problems;
+}
+
+// Globs directly under the section (the seed's form) and under `repositories` (zot's newer form)
+// would compete for the longest match in ways a reader of the file cannot see.
+function mixedFormProblems(path: Path, accessControl: JsonRecord): Problem[] {
+  if (recordAt(accessControl, 'repositories') === undefined) return [];
+  const seedGlobs = Object.keys(accessControl).filter((key) => !ACCESS_CONTROL_KEYWORDS.has(key));
+  if (seedGlobs.length === 0) return [];
+  return [problem([...path, 'repositories'], `cannot be used with repository globs directly under ${path.join('.')} (${seedGlobs.join(', ')}); keep one form`)];
 }
 
 /** Each repository policy with its path, from both the seed form and `repositories`. */
 function repositoryPolicies(path: Path, accessControl: JsonRecord): [Path, JsonRecord][] {
   const found: [Path, JsonRecord][] = [];
   for (const [key, value] of Object.entries(accessControl)) {
-    if (key === 'adminPolicy' || key === 'groups') continue;
+    if (ACCESS_CONTROL_KEYWORDS.has(key) && key !== 'repositories') continue;
     if (key === 'repositories') {
       for (const [glob, policy] of Object.entries(recordAt(accessControl, key) ?? {})) {
         if (isRecord(policy)) found.push([[...path, key, glob], policy]);
@@ -175,6 +222,7 @@ function readRuleProblems(path: Path, accessControl: JsonRecord): Problem[] {
 function grantsOnlyAnonymousAccess(accessControl: JsonRecord): boolean {
   const admin = recordAt(accessControl, 'adminPolicy');
   if (arrayAt(admin, 'users').length + arrayAt(admin, 'actions').length > 0) return false;
+  if (arrayAt(recordAt(accessControl, 'metrics'), 'users').length > 0) return false;
   let anonymous = false;
   for (const [, repo] of repositoryPolicies([], accessControl)) {
     if (arrayAt(repo, 'defaultPolicy').length > 0) return false;

@@ -8,11 +8,11 @@
 // dropping connections: tls.Server.setSecureContext() applies to new handshakes only. A change that
 // does not load (a key that does not match, a half-written file) keeps the context in use and is
 // logged; the next change is tried again.
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
-import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { checkTlsPair } from '../config/files.js';
 import type { TlsConfig } from '../config/types.js';
 
 /** How often the files are stat'ed for a change. */
@@ -31,7 +31,7 @@ type TlsFiles = Required<Pick<TlsConfig, 'cert' | 'key'>> & Pick<TlsConfig, 'cac
 /** The HTTPS options of `http.tls`, read from its files now (a read error names the file). */
 export function tlsServerOptions(tls: TlsFiles, options: { requireClientCert: boolean }): TlsServerOptions {
   const context = readContext(tls);
-  checkPair(context);
+  checkTlsPair(context);
   if (tls.cacert === undefined) return { ...context, requestCert: false, rejectUnauthorized: false };
   return { ...context, requestCert: true, rejectUnauthorized: options.requireClientCert };
 }
@@ -63,7 +63,7 @@ export function reloadTlsOnChange(server: HttpsServer, tls: TlsFiles, logger: Lo
     try {
       const context = readContext(tls);
       // Checked first so a bad pair throws here, before the server's context is touched.
-      checkPair(context);
+      checkTlsPair(context);
       server.setSecureContext(context as SecureContextOptions);
       stamp = now;
       refused = undefined;
@@ -76,18 +76,6 @@ export function reloadTlsOnChange(server: HttpsServer, tls: TlsFiles, logger: Lo
   }, intervalMs);
   timer.unref();
   return { stop: () => clearInterval(timer) };
-}
-
-/**
- * Throws unless the key is the certificate's and the files load as a TLS context. OpenSSL alone
- * accepts a key of another type than the certificate's (it keeps one pair per key type), which
- * would leave the served certificate without its key.
- */
-export function checkPair(context: { cert: Buffer; key: Buffer; ca?: Buffer }): void {
-  if (!new X509Certificate(context.cert).checkPrivateKey(createPrivateKey(context.key))) {
-    throw new Error('the key is not the certificate\'s');
-  }
-  createSecureContext(context);
 }
 
 function readContext(tls: TlsFiles): { cert: Buffer; key: Buffer; ca?: Buffer } {

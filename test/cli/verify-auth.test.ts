@@ -41,7 +41,7 @@ describe('zot verify: authentication settings', () => {
     fs.writeFileSync(notAKey, 'hello\n');
     let result = await verify({ auth: { bearer: { realm: 'https://a/token', service: 's', cert: missing } } });
     assert.equal(result.code, 1);
-    assert.match(result.stderr, new RegExp(`http\\.auth\\.bearer\\.cert: file does not exist \\(${missing.replace(/[.]/g, '\\.')}\\)`));
+    assert.match(result.stderr, new RegExp(`http\\.auth\\.bearer\\.cert: no such file: ${missing.replace(/[.]/g, '\\.')}`));
     result = await verify({ auth: { bearer: { realm: 'https://a/token', service: 's', cert: notAKey } } });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /http\.auth\.bearer\.cert: .*must hold a PEM certificate or public key/);
@@ -49,7 +49,7 @@ describe('zot verify: authentication settings', () => {
       const tls = { cert: server.cert, key: server.key, cacert: ca.cert, [field]: missing };
       result = await verify({ tls });
       assert.equal(result.code, 1, field);
-      assert.match(result.stderr, new RegExp(`http\\.tls\\.${field}: file does not exist`), field);
+      assert.match(result.stderr, new RegExp(`http\\.tls\\.${field}: no such file`), field);
     }
     // A key that is not the certificate's, of the same type and of another type (which OpenSSL
     // alone would accept, keeping one pair per key type).
@@ -69,9 +69,9 @@ describe('zot verify: authentication settings', () => {
       assert.match(result.stderr, new RegExp(`http\\.auth\\.ldap\\.${key}: required`));
     }
     let result = await verify({ auth: { ldap: { ...ldap, CACert: missing } } });
-    assert.match(result.stderr, /http\.auth\.ldap\.CACert: file does not exist/);
+    assert.match(result.stderr, /http\.auth\.ldap\.CACert: no such file/);
     result = await verify({ auth: { ldap: { ...ldap, credentialsFile: missing } } });
-    assert.match(result.stderr, /http\.auth\.ldap\.credentialsFile: file does not exist/);
+    assert.match(result.stderr, /http\.auth\.ldap\.credentialsFile: no such file/);
     const bad = path.join(dir, 'bad-credentials.json');
     fs.writeFileSync(bad, JSON.stringify({ bindDN: 'cn=s', bindPassword: 'very-secret-pw', extra: 1 }));
     result = await verify({ auth: { ldap: { ...ldap, credentialsFile: bad } } });

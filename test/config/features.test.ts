@@ -9,7 +9,7 @@ import { unbuiltFeatures } from '../../src/config/features.js';
 import { validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { configWith, type JsonObject } from './helpers.js';
-import { examplesDir } from './paths.js';
+import { exampleTls, examplesDir } from './paths.js';
 
 function valid(patch: JsonObject): Config {
   const { config, problems } = validateConfig(configWith(patch));
@@ -21,7 +21,7 @@ function valid(patch: JsonObject): Config {
 describe('unbuiltFeatures', () => {
   it('is empty for settings this release builds', () => {
     const config = valid({
-      http: { tls: { cert: 'c', key: 'k' }, ReadOnly: true, realm: 'zot' },
+      http: { tls: { cert: exampleTls.cert, key: exampleTls.key }, ReadOnly: true, realm: 'zot' },
       storage: { dedupe: false, gc: false, gcDelay: '2h' },
       extensions: { metrics: { enable: true, prometheus: { path: '/metrics' } } },
       log: { level: 'debug', output: '/tmp/zot.log', audit: '/tmp/zot-audit.log' },
@@ -31,7 +31,7 @@ describe('unbuiltFeatures', () => {
 
   it('names the seed form of sync, not mutual TLS nor the seed form of metrics', () => {
     const config = valid({
-      http: { tls: { cert: 'c', key: 'k', cacert: 'ca' } },
+      http: { tls: { ...exampleTls } },
       log: { audit: '/tmp/audit.log' },
       sync: { registries: [{ urls: ['https://r'] }] },
       metrics: { enable: 'true' },
@@ -48,7 +48,14 @@ describe('unbuiltFeatures', () => {
 
   it('is empty for LDAP, bearer tokens and client certificates', () => {
     const config = valid({
-      http: { auth: { ldap: { address: 'ldap.example.org', baseDN: 'dc=example,dc=org', userAttribute: 'uid' }, bearer: { realm: 'https://auth', service: 's', cert: 'c' } } },
+      http: {
+        tls: { ...exampleTls },
+        auth: {
+          ldap: { address: 'ldap.example.org', baseDN: 'dc=example,dc=org', userAttribute: 'uid' },
+          bearer: { realm: 'https://auth', service: 's', cert: join(examplesDir, 'tls', 'token-signer.crt') },
+          mtls: { identityAttributes: ['CommonName'] },
+        },
+      },
     });
     assert.deepEqual(unbuiltFeatures(config), []);
   });
