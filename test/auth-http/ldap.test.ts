@@ -99,6 +99,34 @@ describe('LDAP authentication through HTTP', () => {
     assert.equal((await fetch(`${registry.url}/v2/`, { headers: basic('carol', passwordOf('carol')) })).status, 200);
   });
 
+  it('serves a second registry over LDAPS with CACert and the search account in credentialsFile, searching the subtree with a userFilter', async () => {
+    const credentials = path.join(work, 'ldap-credentials.json');
+    fs.writeFileSync(credentials, JSON.stringify({ bindDN: SEARCHER_DN, bindPassword: SEARCHER_PASSWORD }));
+    const ldaps = await startTestRegistry({
+      http: {
+        auth: {
+          ldap: {
+            address: '127.0.0.1',
+            port: slapd.ldapsPort,
+            baseDN: PEOPLE_DN,
+            userAttribute: 'uid',
+            subtreeSearch: true,
+            userFilter: '(!(employeeType=disabled))',
+            credentialsFile: credentials,
+            CACert: slapd.ca.cert,
+          },
+        },
+      },
+    });
+    try {
+      assert.equal((await fetch(`${ldaps.url}/v2/`, { headers: basic('dave', passwordOf('dave')) })).status, 200, 'dave, one level down');
+      await expectOciError(await fetch(`${ldaps.url}/v2/`, { headers: basic('carol', passwordOf('carol')) }), 401, 'UNAUTHORIZED');
+      await expectOciError(await fetch(`${ldaps.url}/v2/`), 401, 'UNAUTHORIZED');
+    } finally {
+      await ldaps.stop();
+    }
+  });
+
   it('writes no password or Authorization header to the debug log or the audit file', async () => {
     await registry.running.actorsCaughtUp();
     registry.running.logger.flush();
