@@ -3,8 +3,8 @@
 // event, so `zot audit --rebuild-audit-log` regenerates the same bytes from the event log.
 //
 // The fields are zot's where zot has them (pkg/log `NewAuditLogger`, pkg/api `SessionAuditLogger`:
-// level, clientIP, subject, action, object, status, time, message), plus ours: seq, event,
-// repository, digest, tag, reference, outcome, code, requestId. zot writes the request's method
+// level, clientIP, subject, action, object, status, time, message), plus ours: authMethod (how the
+// subject authenticated), seq, event, repository, digest, tag, reference, outcome, code, requestId. zot writes the request's method
 // and path; an event knows what changed, so `action` and `object` are the request that makes
 // that change (PUT /v2/REPO/manifests/TAG for a tag set). Actions that no request makes (sync, GC)
 // carry the event type as `action`.
@@ -27,6 +27,8 @@ export interface AuditRecord {
   level: 'info';
   clientIP: string;
   subject: string;
+  /** How the subject authenticated; absent for anonymous and system actions. */
+  authMethod?: string;
   action: string;
   object: string;
   status?: number;
@@ -94,6 +96,7 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     level: 'info',
     clientIP: event.client ?? '',
     subject: event.identity,
+    ...(event.authMethod !== undefined && event.authMethod !== 'anonymous' ? { authMethod: event.authMethod } : {}),
     action: request.action,
     object: request.object,
     ...(request.status !== undefined ? { status: request.status } : {}),
