@@ -42,7 +42,8 @@ export function tlsServerOptions(tls: TlsFiles, options: { requireClientCert: bo
  */
 export function refuseUnverifiedClients(server: HttpsServer, logger: Logger): void {
   server.on('secureConnection', (socket: TLSSocket) => {
-    if (socket.authorized || socket.getPeerCertificate() === null || Object.keys(socket.getPeerCertificate()).length === 0) return;
+    // Without a certificate getPeerCertificate() is an empty object: the other methods decide.
+    if (socket.authorized || Object.keys(socket.getPeerCertificate()).length === 0) return;
     logger.info({ client: socket.remoteAddress, reason: String(socket.authorizationError) }, 'refused a client certificate the CA did not sign');
     socket.destroy();
   });
