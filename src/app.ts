@@ -11,12 +11,13 @@
 // the writer appends. Its reads query the writer's projection tables and so stay current.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
 import { Checkpoints } from './actors/checkpoints.js';
-import { openAuth } from './auth/index.js';
+import { clientCertificateRequired, openAuth } from './auth/index.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
@@ -24,6 +25,7 @@ import { openDatabase, openMemoryDatabase, type Db } from './events/database.js'
 import { LogFollower } from './events/log-follower.js';
 import { EventStore, migrateEventTables } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
+import { refuseUnverifiedClients, reloadTlsOnChange, tlsServerOptions, type TlsReloader } from './http/tls.js';
 import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
 import { createProjections } from './projections/index.js';
@@ -135,9 +137,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
         ...(options.refusalIntervalMs !== undefined ? { intervalMs: options.refusalIntervalMs } : {}),
       });
   let uploadExpiry: UploadExpiry | undefined;
+  let tlsReloader: TlsReloader | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
+    tlsReloader?.stop();
     await app?.close();
     await garbageCollector?.stop();
     await uploadExpiry?.stop();
@@ -239,15 +243,22 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
 
     const tls = config.http.tls;
+    const tlsFiles = tls?.cert && tls.key ? { cert: tls.cert, key: tls.key, ...(tls.cacert !== undefined ? { cacert: tls.cacert } : {}) } : undefined;
+    const requireClientCert = clientCertificateRequired(config);
     app = buildHttpApp({
       registry,
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
       auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
-      ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
+      ...(tlsFiles ? { https: tlsServerOptions(tlsFiles, { requireClientCert }) } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });
+    if (tlsFiles) {
+      const server = app.server as HttpsServer;
+      if (tlsFiles.cacert !== undefined && !requireClientCert) refuseUnverifiedClients(server, logger);
+      tlsReloader = reloadTlsOnChange(server, tlsFiles, logger);
+    }
   } catch (err) {
     await shutdown().catch(() => undefined);
     throw err;

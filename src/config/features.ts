@@ -51,8 +51,8 @@ export const FEATURES: readonly Feature[] = [
 
   // --- being built --------------------------------------------------------------------------
   { paths: ['http.auth.htpasswd'], name: 'htpasswd authentication', description: 'authentication', status: 'built' },
-  { paths: ['http.auth.ldap'], name: 'LDAP authentication', description: 'authentication', status: 'not built yet' },
-  { paths: ['http.auth.bearer'], name: 'bearer-token authentication', description: 'authentication', status: 'not built yet' },
+  { paths: ['http.auth.ldap'], name: 'LDAP authentication', description: 'authentication', status: 'built' },
+  { paths: ['http.auth.bearer'], name: 'bearer-token authentication', description: 'authentication', status: 'built' },
   {
     // failDelay alone still asks for authentication to exist.
     paths: ['http.auth'],
@@ -61,7 +61,7 @@ export const FEATURES: readonly Feature[] = [
     status: 'built',
     asks: (auth) => isRecord(auth) && !AUTH_METHODS.some((method) => auth[method] !== undefined),
   },
-  { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'not built yet' },
+  { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'built' },
   { paths: ['http.accessControl', 'accessControl'], name: 'access control', description: 'access control', status: 'built' },
   { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'not built yet', asks: syncAsked },
   {

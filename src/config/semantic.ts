@@ -6,7 +6,7 @@
 import { isDuration } from './duration.js';
 import { ACCESS_CONTROL_KEYWORDS } from '../auth/access-control.js';
 import { globProblem } from '../auth/glob.js';
-import { htpasswdFileProblems } from './files.js';
+import { bearerCertProblems, htpasswdFileProblems, ldapCredentialsProblems, readableFileProblems, tlsFileProblems } from './files.js';
 import { problem, type Problem } from './problems.js';
 import { storeSettings, type StoreSettings } from './store-settings.js';
 import type { SubPathConfig } from './types.js';
@@ -23,6 +23,7 @@ export function semanticProblems(data: unknown, options: SemanticOptions): Probl
   if (!isRecord(data)) return [];
   return [
     ...httpProblems(data),
+    ...authMethodProblems(data),
     ...(options.checkFiles ? authFileProblems(data) : []),
     ...accessControlProblems(data),
     ...storageProblems(data),
@@ -51,6 +52,69 @@ function httpProblems(config: JsonRecord): Problem[] {
   return problems;
 }
 
+// --- authentication methods -------------------------------------------------------------
+
+/** zot's names for the parts of a client certificate that can name the client (case-insensitive). */
+export const MTLS_IDENTITY_ATTRIBUTES = ['commonname', 'cn', 'subject', 'dn', 'email', 'rfc822name', 'uri', 'url', 'dnsname', 'dns'];
+
+function authMethodProblems(config: JsonRecord): Problem[] {
+  const http = recordAt(config, 'http');
+  const auth = recordAt(http, 'auth');
+  const problems: Problem[] = [];
+  const ldap = recordAt(auth, 'ldap');
+  if (ldap !== undefined) {
+    const path = ['http', 'auth', 'ldap'];
+    // zot reads the search account from credentialsFile; two sources would leave one ignored.
+    for (const key of ['bindDN', 'bindPassword']) {
+      if (ldap[key] !== undefined && ldap['credentialsFile'] !== undefined) {
+        problems.push(problem([...path, key], 'cannot be set together with credentialsFile; keep one of them'));
+      }
+    }
+    if (ldap['bindPassword'] !== undefined && ldap['bindDN'] === undefined && ldap['credentialsFile'] === undefined) {
+      problems.push(problem([...path, 'bindDN'], 'required when bindPassword is set'));
+    }
+    const filter = stringAt(ldap, 'userFilter');
+    if (filter !== undefined && !balancedFilter(filter)) {
+      problems.push(problem([...path, 'userFilter'], 'must be an LDAP filter with balanced parentheses, such as (objectClass=person)'));
+    }
+    if (ldap['insecure'] === true && ldap['startTLS'] === true) {
+      problems.push(problem([...path, 'startTLS'], 'cannot be set together with insecure (plain LDAP)'));
+    }
+  }
+  const mtls = recordAt(auth, 'mtls');
+  if (mtls !== undefined) {
+    const path = ['http', 'auth', 'mtls'];
+    if (recordAt(http, 'tls')?.['cacert'] === undefined) {
+      problems.push(problem(path, 'needs http.tls.cacert: client certificates are verified against it'));
+    }
+    arrayAt(mtls, 'identityAttributes').forEach((name, i) => {
+      if (typeof name === 'string' && !MTLS_IDENTITY_ATTRIBUTES.includes(name.toLowerCase())) {
+        problems.push(problem([...path, 'identityAttributes', i], 'must be one of CommonName, Subject, Email, URI, DNSName'));
+      }
+    });
+    const pattern = stringAt(mtls, 'uriSanPattern');
+    const error = pattern === undefined ? undefined : regexError(pattern);
+    if (error !== undefined) problems.push(problem([...path, 'uriSanPattern'], `must be a valid regular expression (${error})`));
+  }
+  return problems;
+}
+
+/** Parentheses open and close in order and the whole filter is one parenthesised expression. */
+function balancedFilter(filter: string): boolean {
+  const text = filter.trim();
+  if (text === '') return false;
+  if (!text.startsWith('(')) return !/[()]/.test(text);
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\\') i += 1;
+    else if (c === '(') depth += 1;
+    else if (c === ')' && --depth < 0) return false;
+    if (depth === 0 && i < text.length - 1) return false;
+  }
+  return depth === 0;
+}
+
 function isPort(text: string): boolean {
   return /^\d{1,5}$/.test(text) && Number(text) <= 65535;
 }
@@ -58,9 +122,22 @@ function isPort(text: string): boolean {
 // --- authentication -----------------------------------------------------------------------
 
 function authFileProblems(config: JsonRecord): Problem[] {
-  const htpasswd = recordAt(recordAt(recordAt(config, 'http'), 'auth'), 'htpasswd');
-  const file = stringAt(htpasswd, 'path');
-  return file === undefined ? [] : htpasswdFileProblems(['http', 'auth', 'htpasswd', 'path'], file);
+  const http = recordAt(config, 'http');
+  const auth = recordAt(http, 'auth');
+  const problems: Problem[] = [];
+  const checkFile = (path: Path, file: string | undefined, check: (path: Path, file: string) => Problem[]): void => {
+    if (file !== undefined) problems.push(...check(path, file));
+  };
+  checkFile(['http', 'auth', 'htpasswd', 'path'], stringAt(recordAt(auth, 'htpasswd'), 'path'), htpasswdFileProblems);
+  checkFile(['http', 'auth', 'bearer', 'cert'], stringAt(recordAt(auth, 'bearer'), 'cert'), bearerCertProblems);
+  const ldap = recordAt(auth, 'ldap');
+  checkFile(['http', 'auth', 'ldap', 'CACert'], stringAt(ldap, 'CACert'), readableFileProblems);
+  checkFile(['http', 'auth', 'ldap', 'credentialsFile'], stringAt(ldap, 'credentialsFile'), ldapCredentialsProblems);
+  const tls = recordAt(http, 'tls');
+  if (tls !== undefined) {
+    problems.push(...tlsFileProblems({ cert: stringAt(tls, 'cert'), key: stringAt(tls, 'key'), cacert: stringAt(tls, 'cacert') }));
+  }
+  return problems;
 }
 
 // --- access control ---------------------------------------------------------------------

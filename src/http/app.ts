@@ -22,7 +22,8 @@ export const API_VERSION = 'registry/2.0';
 export interface HttpAppOptions {
   registry: Registry;
   logger: Logger;
-  https?: { cert: Buffer; key: Buffer };
+  /** node:https server options: certificate, key, and for mutual TLS the CA and client certificate rule. */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;

@@ -10,7 +10,7 @@ import { validateConfig } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema.js';
 import type { Config } from '../../src/config/types.js';
 import { configWith, type JsonObject } from './helpers.js';
-import { examplesDir } from './paths.js';
+import { exampleTls, examplesDir } from './paths.js';
 
 function valid(patch: JsonObject): Config {
   const { config, problems } = validateConfig(configWith(patch), { checkFiles: false });
@@ -22,7 +22,7 @@ function valid(patch: JsonObject): Config {
 describe('unbuiltFeatures', () => {
   it('is empty for settings this release builds', () => {
     const config = valid({
-      http: { tls: { cert: 'c', key: 'k' }, ReadOnly: true, realm: 'zot' },
+      http: { tls: { cert: exampleTls.cert, key: exampleTls.key }, ReadOnly: true, realm: 'zot' },
       storage: { dedupe: false, gc: false, gcDelay: '2h' },
       extensions: { metrics: { enable: true, prometheus: { path: '/metrics' } } },
       log: { level: 'debug', output: '/tmp/zot.log', audit: '/tmp/zot-audit.log' },
@@ -30,17 +30,14 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names mutual TLS and the seed form of sync, not the seed form of metrics', () => {
+  it('names the seed form of sync, not mutual TLS nor the seed form of metrics', () => {
     const config = valid({
-      http: { tls: { cert: 'c', key: 'k', cacert: 'ca' } },
+      http: { tls: { ...exampleTls } },
       log: { audit: '/tmp/audit.log' },
       sync: { registries: [{ urls: ['https://r'] }] },
       metrics: { enable: 'true' },
     });
-    assert.deepEqual(unbuiltFeatures(config).sort(), [
-      'http.tls.cacert: mutual TLS is not built yet',
-      'sync: sync is not built yet',
-    ]);
+    assert.deepEqual(unbuiltFeatures(config).sort(), ['sync: sync is not built yet']);
   });
 
   it('is empty for htpasswd, failDelay and both forms of accessControl', () => {
@@ -50,11 +47,18 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(valid({ http: { auth: { failDelay: 5 } } })), []);
   });
 
-  it('names LDAP and bearer authentication', () => {
+  it('is empty for LDAP, bearer tokens and client certificates', () => {
     const config = valid({
-      http: { auth: { ldap: { address: 'ldap.example.org', baseDN: 'dc=example,dc=org', userAttribute: 'uid' }, bearer: { realm: 'https://auth', service: 's', cert: 'c' } } },
+      http: {
+        tls: { ...exampleTls },
+        auth: {
+          ldap: { address: 'ldap.example.org', baseDN: 'dc=example,dc=org', userAttribute: 'uid' },
+          bearer: { realm: 'https://auth', service: 's', cert: join(examplesDir, 'tls', 'token-signer.crt') },
+          mtls: { identityAttributes: ['CommonName'] },
+        },
+      },
     });
-    assert.deepEqual(unbuiltFeatures(config).sort(), ['http.auth.bearer: authentication is not built yet', 'http.auth.ldap: authentication is not built yet']);
+    assert.deepEqual(unbuiltFeatures(config), []);
   });
 
   it('is empty for every storage option: subPaths, S3 drivers, dedupe, gc and scrub', () => {
