@@ -32,6 +32,9 @@ export interface RunningRegistry {
   port: number;
   rootDirectory: string;
   store: EventStore;
+  /** The commands and queries HTTP calls, for tools and tests that drive the registry in-process. */
+  registry: Registry;
+  queries: RegistryStateQueries;
   logger: Logger;
   /** Resolves when dedupe's background pass over existing content has finished. */
   dedupeFinished(): Promise<void>;
@@ -71,6 +74,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let metrics: Metrics | undefined;
   const auditWriter = config.log?.audit ? new AuditWriter(path.resolve(config.log.audit), store, checkpoints, logger) : undefined;
   let app: ReturnType<typeof buildHttpApp> | undefined;
+  let registry: Registry | undefined;
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
@@ -99,7 +103,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
 
   try {
     await importStorageOnce(roots, store, hashPool, logger);
-    const registry = new Registry({
+    registry = new Registry({
       logger,
       roots,
       store,
@@ -172,6 +176,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     port: address.port,
     rootDirectory,
     store,
+    registry,
+    queries,
     logger,
     dedupeFinished: async () => {
       await dedupePass?.finished();

@@ -46,6 +46,10 @@ export interface AuditRecord {
   code?: string;
   outcome: 'success' | 'refused';
   requestId?: string;
+  /** Synced content: the upstream URL, repository and digest it came from. */
+  upstream?: string;
+  upstreamRepository?: string;
+  upstreamDigest?: string;
   time: string;
   message: typeof AUDIT_MESSAGE;
 }
@@ -113,6 +117,9 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     ...optional('code', refused ? event.code : undefined),
     outcome: refused ? 'refused' : 'success',
     ...optional('requestId', event.requestId),
+    ...optional('upstream', event.source?.url),
+    ...optional('upstreamRepository', event.source?.repo),
+    ...optional('upstreamDigest', event.source?.digest),
     time: event.time,
     message: AUDIT_MESSAGE,
   };

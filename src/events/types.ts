@@ -66,11 +66,23 @@ export const EVENT_TYPES: readonly EventType[] = [
   'WriteRefused',
 ];
 
-/** Who caused an event and through which request; `identity` is "anonymous" until auth lands. */
+/** Where synced content came from: the upstream URL that served it, its repository and digest there. */
+export interface EventSource {
+  url: string;
+  repo: string;
+  digest: string;
+}
+
+/**
+ * Who caused an event and through which request; `identity` is "anonymous" until auth lands.
+ * `source` names the upstream of content that sync brought in (identity `sync`); it is kept with
+ * each event of the append.
+ */
 export interface EventContext {
   identity: string;
   client?: string;
   requestId?: string;
+  source?: EventSource;
 }
 
 export const SYSTEM_IMPORT_IDENTITY = 'system:import';
@@ -78,6 +90,8 @@ export const SYSTEM_IMPORT_IDENTITY = 'system:import';
 export const SYSTEM_GC_IDENTITY = 'system:gc';
 /** The identity of relocations made by dedupe's background pass. */
 export const SYSTEM_DEDUPE_IDENTITY = 'system:dedupe';
+/** The identity of content brought in from upstream registries (src/sync). */
+export const SYNC_IDENTITY = 'sync';
 
 export type StoredEvent = EventBody &
   EventContext & {
