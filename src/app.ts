@@ -24,6 +24,8 @@ import { findRepositories, importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
 import { eventLogFile } from './storage/layout.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
+import { SyncService } from './sync/sync-service.js';
+import { syncSection, syncSettings } from './sync/sync-settings.js';
 import { HashPool } from './workers/pool.js';
 
 export interface RunningRegistry {
@@ -38,6 +40,8 @@ export interface RunningRegistry {
   logger: Logger;
   /** Resolves when dedupe's background pass over existing content has finished. */
   dedupeFinished(): Promise<void>;
+  /** Sync from upstream registries, when `extensions.sync` (or `sync`) is on. */
+  sync?: SyncService;
   /** Resolves when every actor has handled every event appended so far. */
   actorsCaughtUp(): Promise<void>;
   /** SIGHUP: reopens the audit log and the `log.output` file by name, after a rotation moved them. */
@@ -78,10 +82,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
+  let sync: SyncService | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
     await app?.close();
+    await sync?.stop();
     await garbageCollector?.stop();
     await dedupePass?.stop();
     await scrubSchedule?.stop();
@@ -150,6 +156,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       if (raised) logger.warn({ interval: scrub.interval, intervalMs }, 'scrub interval is shorter than 2h, using 2h');
       scrubSchedule = startScrubSchedule({ roots, queries, hashPool, intervalMs, logger });
     }
+    const syncConfig = syncSection(config);
+    if (syncConfig !== undefined && readOnly) logger.warn('sync is off: the registry is read-only (http.ReadOnly)');
+    if (syncConfig !== undefined && !readOnly) {
+      sync = new SyncService(syncSettings(syncConfig), { registry, queries, logger, ...(metrics ? { promRegistry: metrics.promRegistry } : {}) });
+      sync.start();
+    }
     const headAtStart = store.head();
     health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
 
@@ -179,6 +191,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     registry,
     queries,
     logger,
+    ...(sync ? { sync } : {}),
     dedupeFinished: async () => {
       await dedupePass?.finished();
     },

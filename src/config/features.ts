@@ -2,7 +2,7 @@
 // `zot serve` refuses to start when the list is not empty, rather than silently serving
 // without the authentication, sync or storage the operator configured.
 
-import type { Config, SyncConfig } from './types.js';
+import type { Config } from './types.js';
 
 /** One message per unbuilt feature, each naming the config field that asks for it. */
 export function unbuiltFeatures(config: Config): string[] {
@@ -21,12 +21,11 @@ export function unbuiltFeatures(config: Config): string[] {
   if (http.accessControl !== undefined) notBuilt('http.accessControl', 'access control');
   if (config.accessControl !== undefined) notBuilt('accessControl', 'access control');
 
-  if (syncWanted(config.sync)) notBuilt('sync', 'sync');
-  if (syncWanted(extensions?.sync)) notBuilt('extensions.sync', 'sync');
+  for (const [field, sync] of [['sync', config.sync], ['extensions.sync', extensions?.sync]] as const) {
+    (sync?.registries ?? []).forEach((registry, i) => {
+      if (registry.onDemand === true) notBuilt(`${field}.registries[${i}].onDemand`, 'on-demand sync');
+    });
+  }
 
   return found;
-}
-
-function syncWanted(sync: SyncConfig | undefined): boolean {
-  return sync !== undefined && (sync.enable === true || (sync.registries?.length ?? 0) > 0);
 }

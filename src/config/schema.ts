@@ -272,7 +272,7 @@ export const configSchema: SchemaObject = {
         tags: {
           type: 'object',
           additionalProperties: false,
-          properties: { regex: string, semver: boolean },
+          properties: { regex: string, excludeRegex: string, semver: boolean },
         },
         destination: string,
         stripPrefix: boolean,

@@ -226,10 +226,10 @@ function registryProblems(path: Path, registry: JsonRecord): Problem[] {
 
 function contentProblems(path: Path, content: JsonRecord): Problem[] {
   const problems: Problem[] = [];
-  const regex = stringAt(recordAt(content, 'tags'), 'regex');
-  const error = regex === undefined ? undefined : regexError(regex);
-  if (error !== undefined) {
-    problems.push(problem([...path, 'tags', 'regex'], `must be a valid regular expression (${error})`));
+  for (const key of ['regex', 'excludeRegex']) {
+    const regex = stringAt(recordAt(content, 'tags'), key);
+    const error = regex === undefined ? undefined : regexError(regex);
+    if (error !== undefined) problems.push(problem([...path, 'tags', key], `must be a valid regular expression (${error})`));
   }
   // zot: stripping a plain prefix into "/" would leave an empty repository name.
   const prefix = stringAt(content, 'prefix');

@@ -27,17 +27,19 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names mutual TLS and the seed form of sync, not the seed form of metrics', () => {
+  it('names mutual TLS, not the seed forms of sync and metrics', () => {
     const config = valid({
       http: { tls: { cert: 'c', key: 'k', cacert: 'ca' } },
       log: { audit: '/tmp/audit.log' },
-      sync: { registries: [{ urls: ['https://r'] }] },
+      sync: { registries: [{ urls: ['https://r'], pollInterval: '1h', content: [{ prefix: '**' }] }] },
       metrics: { enable: 'true' },
     });
-    assert.deepEqual(unbuiltFeatures(config).sort(), [
-      'http.tls.cacert: mutual TLS is not built yet',
-      'sync: sync is not built yet',
-    ]);
+    assert.deepEqual(unbuiltFeatures(config).sort(), ['http.tls.cacert: mutual TLS is not built yet']);
+  });
+
+  it('names on-demand sync, in either form of the section', () => {
+    const config = valid({ sync: { registries: [{ urls: ['https://r'] }, { urls: ['https://s'], onDemand: true }] } });
+    assert.deepEqual(unbuiltFeatures(config), ['sync.registries[1].onDemand: on-demand sync is not built yet']);
   });
 
   it('names authentication when only failDelay is set', () => {
@@ -66,8 +68,9 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names sync that is switched off but still lists registries', () => {
-    const config = valid({ extensions: { sync: { enable: false, registries: [{ urls: ['https://r'] }] } } });
-    assert.deepEqual(unbuiltFeatures(config), ['extensions.sync: sync is not built yet']);
+  it('is empty for periodic sync, on or switched off', () => {
+    const registries = [{ urls: ['https://r'], pollInterval: '6h', content: [{ prefix: '/a/**', tags: { excludeRegex: '-rc' } }] }];
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { registries } } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { enable: false, registries } } })), []);
   });
 });
