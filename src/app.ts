@@ -24,6 +24,7 @@ import { findRepositories, importStorageOnce } from './registry/import.js';
 import { Registry } from './registry/registry.js';
 import { eventLogFile } from './storage/layout.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
+import type { OnDemandOptions } from './sync/on-demand.js';
 import { SyncService } from './sync/sync-service.js';
 import { syncSection, syncSettings } from './sync/sync-settings.js';
 import { HashPool } from './workers/pool.js';
@@ -54,6 +55,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Passed to the storage roots: wraps each storage driver (fault injection in tests). */
   wrapDriver?: StorageRootOptions['wrapDriver'];
+  /** Bounds of on-demand sync's upstream checks (tests shorten them). */
+  syncOnDemand?: OnDemandOptions;
 }
 
 export function openEventStore(db: Db): { store: EventStore; queries: RegistryStateQueries } {
@@ -116,6 +119,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       queries,
       hashPool,
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
+      pullThrough: () => sync?.onDemand,
     });
     runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
     // A read-only registry writes nothing: no GC, no dedupe pass (another instance may own the storage).
@@ -159,7 +163,13 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     const syncConfig = syncSection(config);
     if (syncConfig !== undefined && readOnly) logger.warn('sync is off: the registry is read-only (http.ReadOnly)');
     if (syncConfig !== undefined && !readOnly) {
-      sync = new SyncService(syncSettings(syncConfig), { registry, queries, logger, ...(metrics ? { promRegistry: metrics.promRegistry } : {}) });
+      sync = new SyncService(syncSettings(syncConfig), {
+        registry,
+        queries,
+        logger,
+        ...(metrics ? { promRegistry: metrics.promRegistry } : {}),
+        ...(options.syncOnDemand ? { onDemand: options.syncOnDemand } : {}),
+      });
       sync.start();
     }
     const headAtStart = store.head();
@@ -171,6 +181,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      ...(sync?.onDemand ? { mirrorName: sync.onDemand.mirrorName.bind(sync.onDemand) } : {}),
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });

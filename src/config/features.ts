@@ -8,7 +8,7 @@ import type { Config } from './types.js';
 export function unbuiltFeatures(config: Config): string[] {
   const found: string[] = [];
   const notBuilt = (field: string, what: string) => found.push(`${field}: ${what} is not built yet`);
-  const { http, extensions } = config;
+  const { http } = config;
 
   const auth = http.auth;
   if (auth !== undefined) {
@@ -20,12 +20,6 @@ export function unbuiltFeatures(config: Config): string[] {
   if (http.tls?.cacert !== undefined) notBuilt('http.tls.cacert', 'mutual TLS');
   if (http.accessControl !== undefined) notBuilt('http.accessControl', 'access control');
   if (config.accessControl !== undefined) notBuilt('accessControl', 'access control');
-
-  for (const [field, sync] of [['sync', config.sync], ['extensions.sync', extensions?.sync]] as const) {
-    (sync?.registries ?? []).forEach((registry, i) => {
-      if (registry.onDemand === true) notBuilt(`${field}.registries[${i}].onDemand`, 'on-demand sync');
-    });
-  }
 
   return found;
 }

@@ -23,6 +23,7 @@ export type ErrorKind =
   | 'TOOMANYREQUESTS'
   | 'RANGE_INVALID'
   | 'PAGINATION_INVALID'
+  | 'UPSTREAM_UNAVAILABLE'
   | 'INTERNAL';
 
 export class RegistryError extends Error {

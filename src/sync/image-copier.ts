@@ -27,6 +27,8 @@ export interface ImageJob {
   /** The upstream repository's tags, when the caller listed them (cosign's tags are among them). */
   upstreamTags?: readonly string[];
   onlySigned?: boolean;
+  /** Fetches a child manifest by digest (on demand shares these with clients); default: the client. */
+  fetchChild?: (digest: string) => Promise<FetchedManifest | undefined>;
   signal?: AbortSignal;
 }
 
@@ -92,7 +94,7 @@ export class ImageCopier {
     const options = job.signal ? { signal: job.signal } : {};
     for (const child of parsed.manifests) {
       if (this.queries.manifest(job.localRepo, child)) continue;
-      const fetched = await job.client.manifest(job.upstreamRepo, child, options);
+      const fetched = job.fetchChild ? await job.fetchChild(child) : await job.client.manifest(job.upstreamRepo, child, options);
       if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${child} of ${job.upstreamRepo}@${manifest.digest} is not upstream`);
       await this.copyTree(job, fetched, child, tally);
     }

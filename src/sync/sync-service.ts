@@ -7,6 +7,7 @@ import type { RegistryStateQueries } from '../projections/registry-state.js';
 import type { Registry } from '../registry/registry.js';
 import { BlobFetches } from './blob-fetches.js';
 import { ImageCopier } from './image-copier.js';
+import { OnDemand, type OnDemandOptions } from './on-demand.js';
 import { PeriodicSync, type PollSummary } from './periodic-sync.js';
 import { syncMetrics } from './sync-metrics.js';
 import type { SyncRegistrySettings } from './sync-settings.js';
@@ -18,11 +19,14 @@ export interface SyncDeps {
   logger: Logger;
   /** The running registry's prom-client registry, when metrics are on. */
   promRegistry?: PromRegistry;
+  onDemand?: OnDemandOptions;
 }
 
 export class SyncService {
   private readonly clients: UpstreamClient[];
   private readonly periodic: PeriodicSync[] = [];
+  /** Answers reads that miss locally, when a registry has `onDemand`. */
+  readonly onDemand: OnDemand | undefined;
 
   constructor(settings: readonly SyncRegistrySettings[], deps: SyncDeps) {
     const logger = deps.logger.child({ component: 'sync' });
@@ -40,6 +44,8 @@ export class SyncService {
     );
     const blobs = new BlobFetches(deps.registry, deps.queries, logger, { bytes: (upstream, count) => metrics.bytes(upstream, count) });
     const copier = new ImageCopier(deps.registry, deps.queries, blobs, logger);
+    const onDemand = settings.flatMap((registry, i) => (registry.onDemand ? [{ settings: registry, client: this.clients[i] as UpstreamClient }] : []));
+    this.onDemand = onDemand.length > 0 ? new OnDemand(onDemand, copier, blobs, logger, metrics, deps.onDemand) : undefined;
     settings.forEach((registry, i) => {
       const client = this.clients[i] as UpstreamClient;
       if (registry.pollIntervalMs !== undefined && registry.content.length > 0) {

@@ -36,7 +36,7 @@ const expectedUnbuilt: Record<string, string[]> = {
     notBuilt('http.accessControl', 'access control'),
     notBuilt('http.auth.htpasswd', 'authentication'),
   ],
-  'config-sync.json': [notBuilt('extensions.sync.registries[2].onDemand', 'on-demand sync')],
+  'config-sync.json': [],
   'config-metrics.json': [],
   'config-scrub.json': [],
 };

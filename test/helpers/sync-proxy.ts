@@ -20,6 +20,8 @@ export interface SyncProxy {
   failNext(n: number, status?: number): void;
   /** While on, every connection is closed without an answer. */
   refuse(on: boolean): void;
+  /** While on, requests are taken and never answered (an upstream that hangs). */
+  stall(on: boolean): void;
   /** The bytes of GET /blobs/<digest> answers get one byte flipped in the middle. */
   corrupt(digest: string | undefined): void;
   /**
@@ -36,6 +38,7 @@ export async function startSyncProxy(target: string): Promise<SyncProxy> {
   let failures = 0;
   let failureStatus = 503;
   let refusing = false;
+  let stalling = false;
   let corrupted: string | undefined;
   const held = new Map<string, { tailBytes: number; gate: Promise<void>; reached: () => void }>();
   const sockets = new Set<Socket>();
@@ -47,6 +50,10 @@ export async function startSyncProxy(target: string): Promise<SyncProxy> {
     };
     if (refusing) {
       request.socket.destroy();
+      return;
+    }
+    if (stalling) {
+      record(0);
       return;
     }
     if (failures > 0) {
@@ -109,6 +116,9 @@ export async function startSyncProxy(target: string): Promise<SyncProxy> {
     refuse: (on) => {
       refusing = on;
       if (on) for (const socket of sockets) socket.destroy();
+    },
+    stall: (on) => {
+      stalling = on;
     },
     corrupt: (digest) => {
       corrupted = digest;

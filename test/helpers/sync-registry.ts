@@ -2,6 +2,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { SyncConfig } from '../../src/config/types.js';
+import type { StartOptions } from '../../src/app.js';
 import { startTestRegistry, type TestConfigOptions, type TestRegistry } from './registry.js';
 
 export interface LogLine {
@@ -14,7 +15,7 @@ export interface SyncingRegistry extends TestRegistry {
   logs(): LogLine[];
 }
 
-export async function startSyncingRegistry(sync: SyncConfig, options: TestConfigOptions = {}): Promise<SyncingRegistry> {
+export async function startSyncingRegistry(sync: SyncConfig, options: TestConfigOptions = {}, start: StartOptions = {}): Promise<SyncingRegistry> {
   const lines: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -23,7 +24,7 @@ export async function startSyncingRegistry(sync: SyncConfig, options: TestConfig
     },
   });
   const logger = pino({ level: 'info' }, sink);
-  const registry = await startTestRegistry({ ...options, extensions: { ...options.extensions, sync } }, { logger });
+  const registry = await startTestRegistry({ ...options, extensions: { ...options.extensions, sync } }, { ...start, logger });
   return { ...registry, logs: () => lines };
 }
 

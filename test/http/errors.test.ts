@@ -22,8 +22,11 @@ let registry: TestRegistry;
 let url: string;
 const seen = new Set<ErrorKind>();
 
-/** Kinds with no trigger yet: auth and rate limiting are not built, and INTERNAL is a bug by definition. */
-const UNTRIGGERABLE: readonly ErrorKind[] = ['UNAUTHORIZED', 'DENIED', 'TOOMANYREQUESTS', 'INTERNAL'];
+/**
+ * Kinds with no trigger here: auth and rate limiting are not built, INTERNAL is a bug by definition,
+ * and UPSTREAM_UNAVAILABLE needs a sync upstream (test/sync/on-demand.test.ts answers it).
+ */
+const UNTRIGGERABLE: readonly ErrorKind[] = ['UNAUTHORIZED', 'DENIED', 'TOOMANYREQUESTS', 'UPSTREAM_UNAVAILABLE', 'INTERNAL'];
 
 /**
  * Asserts the answer is the table's entry for `kind`, whose status and code are also written here
