@@ -24,7 +24,7 @@ import { BlobCommit, type LastChunk } from './blob-commit.js';
 import { BlobRemoval } from './blob-removal.js';
 import { RegistryLocks } from './locks.js';
 import { clipRange, type BlobHandle, type BlobReadOptions, type PullThrough, type RangeFor } from './pull-through.js';
-import { ManifestStore, type ManifestContent, type PushedManifest, type Referrer } from './manifest-store.js';
+import { ManifestStore, type ManifestContent, type PushedManifest, type PutManifestOptions, type Referrer } from './manifest-store.js';
 import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
 import { RefusalRecorder, type RefusedWrite } from './refusals.js';
@@ -195,8 +195,8 @@ export class Registry {
     return pullThrough ? pullThrough.manifest(repo, reference, local) : local();
   }
 
-  putManifest(repo: string, reference: string, contentType: string | undefined, content: Buffer, context: EventContext): Promise<PushedManifest> {
-    return this.manifests.put(repo, reference, contentType, content, context);
+  putManifest(repo: string, reference: string, contentType: string | undefined, content: Buffer, context: EventContext, options?: PutManifestOptions): Promise<PushedManifest> {
+    return this.manifests.put(repo, reference, contentType, content, context, options);
   }
 
   deleteManifest(repo: string, reference: string, context: EventContext): Promise<void> {

@@ -78,6 +78,24 @@ export function filterTags(rule: ContentRule, tags: readonly string[]): string[]
   );
 }
 
+export interface Platform {
+  os?: string;
+  architecture?: string;
+  variant?: string;
+}
+
+/**
+ * Whether an index entry's platform is one of `platforms` (`os/architecture[/variant]`; without
+ * a variant any variant matches). An entry with no platform is not one of them.
+ */
+export function platformWanted(platforms: readonly string[], platform: Platform | undefined): boolean {
+  if (!platform) return false;
+  return platforms.some((entry) => {
+    const [os, architecture, variant] = entry.split('/');
+    return platform.os === os && platform.architecture === architecture && (variant === undefined || platform.variant === variant);
+  });
+}
+
 // Masterminds/semver (v1) NewVersion: an optional `v`, one to three numbers, a pre-release and
 // build metadata; numeric pre-release identifiers without leading zeros.
 const SEMVER = /^v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?(-([0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*))?(\+([0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*))?$/;

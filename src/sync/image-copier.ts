@@ -9,9 +9,11 @@ import type { Logger } from 'pino';
 import { SYNC_IDENTITY, type EventContext } from '../events/types.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest } from '../oci/manifest.js';
+import { INDEX_MANIFEST_TYPES } from '../oci/media-types.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import type { Registry } from '../registry/registry.js';
 import type { BlobFetches } from './blob-fetches.js';
+import { platformWanted, type Platform } from './content-rules.js';
 import { findReferrers, isSigned, type UpstreamReferrers } from './referrers.js';
 import type { FetchedManifest, ManifestHead, UpstreamClient } from './upstream-client.js';
 
@@ -27,6 +29,8 @@ export interface ImageJob {
   /** The upstream repository's tags, when the caller listed them (cosign's tags are among them). */
   upstreamTags?: readonly string[];
   onlySigned?: boolean;
+  /** `os/architecture[/variant]` of an index's images to copy; absent: all of them. */
+  platforms?: readonly string[];
   /** Fetches a child manifest by digest (on demand shares these with clients); default: the client. */
   fetchChild?: (digest: string) => Promise<FetchedManifest | undefined>;
   signal?: AbortSignal;
@@ -92,7 +96,8 @@ export class ImageCopier {
   private async copyTree(job: ImageJob, manifest: FetchedManifest, reference: string, tally: Tally): Promise<void> {
     const parsed = parseManifest(manifest.bytes, manifest.mediaType);
     const options = job.signal ? { signal: job.signal } : {};
-    for (const child of parsed.manifests) {
+    const children = parsed.kind === 'index' && job.platforms ? wantedChildren(manifest.bytes, job.platforms) : parsed.manifests;
+    for (const child of children) {
       if (this.queries.manifest(job.localRepo, child)) continue;
       const fetched = job.fetchChild ? await job.fetchChild(child) : await job.client.manifest(job.upstreamRepo, child, options);
       if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${child} of ${job.upstreamRepo}@${manifest.digest} is not upstream`);
@@ -106,7 +111,8 @@ export class ImageCopier {
       tally.bytes += fetch.size ?? 0;
     });
     const context: EventContext = { identity: SYNC_IDENTITY, source: { url: manifest.url, repo: job.upstreamRepo, digest: manifest.digest } };
-    await this.registry.putManifest(job.localRepo, reference, manifest.mediaType, manifest.bytes, context);
+    const partialIndex = children.length < parsed.manifests.length;
+    await this.registry.putManifest(job.localRepo, reference, manifest.mediaType, manifest.bytes, context, partialIndex ? { partialIndex } : {});
     tally.manifests++;
   }
 
@@ -138,6 +144,17 @@ export class ImageCopier {
     }
     this.logger.debug({ repo: job.localRepo, digest, referrers: found.length }, 'synced referrers');
   }
+}
+
+/**
+ * The entries of an index to copy for `platforms`: those of a wanted platform, and nested indexes
+ * without a platform (their own entries are filtered in turn), as zot does.
+ */
+function wantedChildren(bytes: Buffer, platforms: readonly string[]): string[] {
+  const { manifests } = JSON.parse(bytes.toString('utf8')) as { manifests: { digest: string; mediaType?: string; platform?: Platform }[] };
+  return manifests
+    .filter((entry) => platformWanted(platforms, entry.platform) || (!entry.platform && entry.mediaType !== undefined && INDEX_MANIFEST_TYPES.has(entry.mediaType)))
+    .map((entry) => entry.digest);
 }
 
 function isFetched(manifest: ManifestHead | FetchedManifest): manifest is FetchedManifest {

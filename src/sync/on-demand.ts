@@ -46,6 +46,8 @@ export interface OnDemandOptions {
 interface Candidate {
   source: OnDemandSource;
   upstreamRepo: string;
+  /** The content rule's platforms, when it has some. */
+  platforms?: readonly string[];
 }
 
 interface Staged {
@@ -131,7 +133,8 @@ export class OnDemand implements PullThrough {
       const hosted = source.settings.urls.map((url) => `${hostAsName(new URL(url).host)}/`).find((prefix) => repo.startsWith(prefix));
       if (hosted !== undefined) {
         const upstreamRepo = repo.slice(hosted.length);
-        if (source.settings.content.length === 0 || ruleForUpstream(source.settings.content, upstreamRepo)) found.push({ source, upstreamRepo });
+        const rule = ruleForUpstream(source.settings.content, upstreamRepo);
+        if (source.settings.content.length === 0 || rule) found.push({ source, upstreamRepo, ...(rule?.platforms ? { platforms: rule.platforms } : {}) });
         continue;
       }
       if (source.settings.content.length === 0) {
@@ -139,7 +142,7 @@ export class OnDemand implements PullThrough {
         continue;
       }
       const rule = ruleForLocal(source.settings.content, repo);
-      if (rule) found.push({ source, upstreamRepo: upstreamName(rule, repo) });
+      if (rule) found.push({ source, upstreamRepo: upstreamName(rule, repo), ...(rule.platforms ? { platforms: rule.platforms } : {}) });
     }
     return found;
   }
@@ -244,6 +247,7 @@ export class OnDemand implements PullThrough {
         localRepo: repo,
         reference,
         manifest: staged.manifest,
+        ...(staged.candidate.platforms ? { platforms: staged.candidate.platforms } : {}),
         // A child GET by a client and the copy's own fetch of it share one fetch.
         fetchChild: async (digest) => {
           const child = this.stage(repo, digest, [staged.candidate], undefined, false);

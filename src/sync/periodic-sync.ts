@@ -32,6 +32,7 @@ interface ImageTarget {
   localRepo: string;
   tag: string;
   tags: readonly string[];
+  platforms?: readonly string[];
 }
 
 /** Images of one registry copied at once. */
@@ -147,7 +148,9 @@ export class PeriodicSync {
         return;
       }
       // Cosign's and the referrers tags come with the image they refer to, not as images.
-      for (const tag of filterTags(rule, tags.filter((t) => !isReferrerTag(t)))) targets.push({ upstreamRepo: repo, localRepo, tag, tags });
+      for (const tag of filterTags(rule, tags.filter((t) => !isReferrerTag(t)))) {
+        targets.push({ upstreamRepo: repo, localRepo, tag, tags, ...(rule.platforms ? { platforms: rule.platforms } : {}) });
+      }
     });
     return targets;
   }
@@ -163,6 +166,7 @@ export class PeriodicSync {
         reference: target.tag,
         upstreamTags: target.tags,
         onlySigned: this.settings.onlySigned,
+        ...(target.platforms ? { platforms: target.platforms } : {}),
         signal,
       });
       if (outcome.kind === 'synced') {

@@ -9,7 +9,7 @@ import { startDockerRegistry, type DockerRegistry } from '../helpers/docker-regi
 import { assertReplayClean } from '../helpers/http.js';
 import { descriptor, OCI_EMPTY, OCI_MANIFEST, pushBlob, pushManifest, sha256 } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
-import { layoutImage, pushOverHttp, type LayoutManifest } from '../helpers/sync-images.js';
+import { layoutImage, multiPlatformImage, pushOverHttp, type LayoutManifest } from '../helpers/sync-images.js';
 import { startSyncProxy, type SyncProxy } from '../helpers/sync-proxy.js';
 import { catalogWithTags, startSyncingRegistry, type SyncingRegistry } from '../helpers/sync-registry.js';
 
@@ -124,6 +124,26 @@ describe('periodic sync from docker-registry', () => {
     const event = [...local.running.store.read({ repo: 'x', type: 'ManifestPushed' })][0];
     assert.equal(event?.source?.repo, 'x');
     assert.equal(event?.source?.url, `${proxy.url}/repo3`);
+  });
+
+  it('syncs only the platforms a content entry lists, keeping the index bytes and digest', async () => {
+    const { index, children } = multiPlatformImage();
+    await pushOverHttp(upstream.url, 'plat/app', 'v1', index, children);
+    const local = await start(periodic(proxy.url, [{ prefix: 'plat/**', platforms: ['linux/amd64', 'linux/arm64'] }]));
+    const res = await fetch(`${local.url}/v2/plat/app/manifests/v1`, { headers: { Accept: index.mediaType } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('docker-content-digest'), index.digest);
+    assert.ok(Buffer.from(await res.arrayBuffer()).equals(index.bytes), 'the index bytes are untouched');
+    const [amd64, arm64, s390x] = children as [LayoutManifest, LayoutManifest, LayoutManifest];
+    for (const wanted of [amd64, arm64]) {
+      assert.equal((await fetch(`${local.url}/v2/plat/app/manifests/${wanted.digest}`, { method: 'HEAD', headers: { Accept: OCI_MANIFEST } })).status, 200);
+      for (const blob of wanted.blobs) assert.equal((await fetch(`${local.url}/v2/plat/app/blobs/${sha256(blob)}`, { method: 'HEAD' })).status, 200);
+    }
+    assert.equal((await fetch(`${local.url}/v2/plat/app/manifests/${s390x.digest}`, { method: 'HEAD', headers: { Accept: OCI_MANIFEST } })).status, 404, 'linux/s390x is left upstream');
+    for (const blob of s390x.blobs) {
+      assert.equal(proxy.count('GET', new RegExp(`/blobs/${sha256(blob)}$`)), 0, 'no blob of linux/s390x is fetched');
+    }
+    await assertReplayClean(local);
   });
 
   it('syncs only signed images with onlySigned: a cosign signature tag signs one, the other is skipped with its reason', async () => {
