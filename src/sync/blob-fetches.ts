@@ -7,13 +7,16 @@
 // One fetch per repository and digest at a time: a second caller (a client's blob GET, the image
 // copy of the same image) joins it. A joined fetch can be read while it runs (streaming
 // pull-through): a reader gets the bytes already on disk, then the ones still in memory on their
-// way to it, and waits for more. The last byte is held back until the digest is verified, so a
-// client never receives a whole body that is wrong: a fetch that fails cuts its readers short.
+// way to it, and waits for more. The bytes are hashed as they arrive, and the last byte is held
+// back until that hash matches the digest, so a client never receives a whole body that is wrong:
+// a fetch that fails cuts its readers short. (The commit verifies the file again in the pool.)
+import { createHash, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import { SYNC_IDENTITY } from '../events/types.js';
+import { parseDigest, type ParsedDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import type { Registry } from '../registry/registry.js';
@@ -78,7 +81,7 @@ export class BlobFetches {
       answer.body.destroy();
       throw err;
     }
-    const fetch = new BlobFetch(answer.size, await fs.open(this.registry.uploads.localFile(repo, id), 'r'));
+    const fetch = new BlobFetch(answer.size, parseDigest(digest), await fs.open(this.registry.uploads.localFile(repo, id), 'r'));
     const upstream = origin.client.name;
     const counted = new Transform({
       transform: (chunk: Buffer, _encoding, done) => {
@@ -115,7 +118,9 @@ export class BlobFetch {
   private settle!: { resolve: () => void; reject: (err: unknown) => void };
   private readonly changes = new EventEmitter();
   private failure: unknown;
-  private done = false;
+  /** The bytes received hash to the digest: readers may have the last byte. */
+  private verified = false;
+  private readonly hash: Hash;
   private receivedBytes = 0;
   /** Recent chunks, which may not be on disk yet: [memoryStart, receivedBytes). */
   private memory: Buffer[] = [];
@@ -126,8 +131,10 @@ export class BlobFetch {
   constructor(
     /** Content-Length of the upstream's answer; undefined when it sent none. */
     readonly size: number | undefined,
+    private readonly digest: ParsedDigest,
     private readonly file: fs.FileHandle,
   ) {
+    this.hash = createHash(digest.algorithm);
     this.changes.setMaxListeners(0);
     this.committed = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     // A failure nobody reads is still logged by the fetcher; keep it from being an unhandled rejection.
@@ -137,7 +144,6 @@ export class BlobFetch {
   run(work: () => Promise<void>): void {
     work().then(
       () => {
-        this.done = true;
         this.settle.resolve();
         this.finish();
       },
@@ -150,6 +156,7 @@ export class BlobFetch {
   }
 
   received(chunk: Buffer): void {
+    this.hash.update(chunk);
     this.memory.push(chunk);
     this.receivedBytes += chunk.length;
     while (this.memory.length > 1 && this.receivedBytes - this.memoryStart - (this.memory[0]?.length ?? 0) >= MEMORY_WINDOW_BYTES) {
@@ -158,12 +165,21 @@ export class BlobFetch {
     this.changes.emit('change');
   }
 
-  /** Every byte is in the file: the memory window is no longer needed. */
+  /**
+   * Every byte is in the file: the memory window is no longer needed, and the bytes' hash must
+   * match the digest (else DIGEST_INVALID, before any reader gets the last byte).
+   */
   written(): void {
     this.memory = [];
     this.memoryStart = this.receivedBytes;
+    const actual = this.hash.digest('hex');
+    if (actual !== this.digest.hex) {
+      throw new RegistryError('DIGEST_INVALID', `upstream content has digest ${this.digest.algorithm}:${actual}, not ${this.digest.value}`);
+    }
+    this.verified = true;
     this.changes.emit('change');
   }
+
 
   /**
    * The blob's bytes from `start` to `end` (inclusive) as they arrive. The last byte of the blob
@@ -181,7 +197,7 @@ export class BlobFetch {
       let position = start;
       while (position <= end) {
         if (this.failure !== undefined) throw this.failure;
-        const limit = this.done ? end : Math.min(end, size - 2);
+        const limit = this.verified ? end : Math.min(end, size - 2);
         const chunk = position > limit ? undefined : await this.bytesAt(position, Math.min(READ_CHUNK_BYTES, limit - position + 1));
         if (chunk === undefined || chunk.length === 0) {
           await this.change();
@@ -190,7 +206,11 @@ export class BlobFetch {
         position += chunk.length;
         yield chunk;
       }
-      await this.committed;
+      // An empty blob (or range) has no last byte to hold back: it ends once verified.
+      while (!this.verified) {
+        if (this.failure !== undefined) throw this.failure;
+        await this.change();
+      }
     } finally {
       this.release();
     }

@@ -82,6 +82,8 @@ const MAX_LIST_BYTES = 16 * 1024 * 1024;
 const PAGE_SIZE = 1000;
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 const USER_AGENT = 'zot-ts-sync';
+/** How long an upstream without the referrers API is not asked for referrers again. */
+const REFERRERS_RECHECK_MS = 10 * 60_000;
 
 interface Base {
   /** As configured, for logs and provenance. */
@@ -106,6 +108,8 @@ export class UpstreamClient {
   private readonly auth: UpstreamAuth;
   /** Index of the URL that answered last: asked first next time. */
   private preferred = 0;
+  /** Until when (ms) the upstream is taken to have no referrers API, after it answered so. */
+  private referrersMissingUntil = 0;
 
   constructor(private readonly options: UpstreamOptions) {
     if (options.urls.length === 0) throw new Error('a sync registry needs at least one URL');
@@ -232,8 +236,13 @@ export class UpstreamClient {
     return true;
   }
 
-  /** The referrers of a manifest (OCI 1.1 referrers API); none from an upstream without the API. */
+  /**
+   * The referrers of a manifest (OCI 1.1 referrers API); none from an upstream without the API. A
+   * registry with the API answers 200 even when nothing refers to the digest, so a 404 means it
+   * has none: it is not asked again for a while.
+   */
   async referrers(repo: string, digest: string, options: RequestOptions = {}): Promise<UpstreamDescriptor[]> {
+    if (Date.now() < this.referrersMissingUntil) return [];
     const { answer } = await this.call({
       method: 'GET',
       path: (b) => `/v2/${fullName(b, repo)}/referrers/${digest}`,
@@ -244,6 +253,7 @@ export class UpstreamClient {
     // 404 and 405: an upstream that predates the referrers API (distribution 2.x).
     if (answer.status === 404 || answer.status === 405 || answer.status === 400) {
       answer.body.resume();
+      this.referrersMissingUntil = Date.now() + REFERRERS_RECHECK_MS;
       return [];
     }
     if (answer.status !== 200) throw await unexpected(answer, `list the referrers of ${repo}@${digest}`);

@@ -91,6 +91,19 @@ describe('upstream client against docker-registry', () => {
     }
   });
 
+  it('asks an upstream without the referrers API once, not for every image', async () => {
+    const proxy = await startSyncProxy(plain.url);
+    const client = new UpstreamClient({ urls: [proxy.url], tls: { verify: true } });
+    try {
+      assert.deepEqual(await client.referrers('library/alpine', image.digest), []);
+      assert.deepEqual(await client.referrers('library/busybox', image.digest), []);
+      assert.equal(proxy.count('GET', /\/referrers\//), 1);
+    } finally {
+      client.close();
+      await proxy.close();
+    }
+  });
+
   it('retries temporary failures maxRetries times, retryDelay apart, then reports the upstream unavailable', async () => {
     const proxy = await startSyncProxy(plain.url);
     try {
