@@ -246,6 +246,8 @@ export interface StartOptions {
   zotStorage?: Record<string, unknown>;
   /** distribution's s3 driver parameters, in place of its filesystem driver. */
   distributionS3?: Record<string, string | number | boolean>;
+  /** distribution as a pull-through cache (its `proxy: remoteurl:`) of this upstream URL. */
+  distributionProxy?: string;
   /**
    * An existing storage root to serve (the caller creates and removes it), so a second server
    * with other settings can take over the first one's content.
@@ -253,7 +255,7 @@ export interface StartOptions {
   dataDir?: string;
 }
 
-function distributionConfig(dataDir: string, port: number, s3?: Record<string, string | number | boolean>): string {
+function distributionConfig(dataDir: string, port: number, s3?: Record<string, string | number | boolean>, proxy?: string): string {
   // With s3, blob GETs are served by the registry (redirect disabled), as zot-ts serves them,
   // instead of a 307 to the object store that the bench client would refuse to follow.
   const driver =
@@ -275,6 +277,7 @@ function distributionConfig(dataDir: string, port: number, s3?: Record<string, s
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  secret: zot-ts-bench-not-a-secret',
+    ...(proxy === undefined ? [] : ['proxy:', `  remoteurl: ${proxy}`]),
     '',
   ].join('\n');
 }
@@ -333,7 +336,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
   let configPath: string;
   if (opts.kind === 'distribution') {
     configPath = path.join(dir, 'config.yml');
-    fs.writeFileSync(configPath, distributionConfig(dataDir, port, opts.distributionS3));
+    fs.writeFileSync(configPath, distributionConfig(dataDir, port, opts.distributionS3, opts.distributionProxy));
     command = opts.distributionBinary ?? '/usr/bin/docker-registry';
     args = ['serve', configPath];
   } else {

@@ -23,6 +23,8 @@ export interface PollSummary {
   synced: number;
   skipped: number;
   failed: number;
+  /** Blob bytes fetched for the images synced. */
+  bytes: number;
   /** The catalog or a tag list could not be read. */
   listingFailed: boolean;
 }
@@ -97,15 +99,17 @@ export class PeriodicSync {
 
   private async poll(): Promise<PollSummary> {
     const upstream = this.client.name;
-    const summary: PollSummary = { upstream, images: 0, synced: 0, skipped: 0, failed: 0, listingFailed: false };
+    const summary: PollSummary = { upstream, images: 0, synced: 0, skipped: 0, failed: 0, bytes: 0, listingFailed: false };
     const started = Date.now();
+    this.logger.info({ upstream }, 'sync poll started');
     const signal = this.stopping.signal;
     const targets = await this.targets(summary, signal);
     summary.images = targets.length;
     await inParallel(targets, IMAGE_CONCURRENCY, async (target) => {
       if (signal.aborted) return;
-      const outcome = await this.syncImage(target, signal);
+      const { outcome, bytes } = await this.syncImage(target, signal);
       summary[outcome]++;
+      summary.bytes += bytes;
     });
     this.logger.info({ ...summary, durationMs: Date.now() - started }, 'sync poll finished');
     return summary;
@@ -155,7 +159,7 @@ export class PeriodicSync {
     return targets;
   }
 
-  private async syncImage(target: ImageTarget, signal: AbortSignal): Promise<'synced' | 'skipped' | 'failed'> {
+  private async syncImage(target: ImageTarget, signal: AbortSignal): Promise<{ outcome: 'synced' | 'skipped' | 'failed'; bytes: number }> {
     const upstream = this.client.name;
     const fields = { upstream, repo: target.upstreamRepo, tag: target.tag, localRepo: target.localRepo };
     try {
@@ -173,18 +177,18 @@ export class PeriodicSync {
         const { digest, blobs, bytes, manifests, referrers } = outcome;
         this.logger.info({ ...fields, digest, blobs, bytes, manifests, referrers }, 'image synced');
         this.metrics.image(upstream, 'synced');
-        return 'synced';
+        return { outcome: 'synced', bytes };
       }
       const reason = outcome.kind === 'present' ? 'already synced' : outcome.kind === 'unsigned' ? 'not signed' : 'not found upstream';
       this.logger.info({ ...fields, ...('digest' in outcome ? { digest: outcome.digest } : {}), reason }, 'image skipped');
       this.metrics.image(upstream, 'skipped');
-      return 'skipped';
+      return { outcome: 'skipped', bytes: 0 };
     } catch (err) {
-      if (signal.aborted) return 'failed';
+      if (signal.aborted) return { outcome: 'failed', bytes: 0 };
       this.logger.error({ ...fields, err }, 'failed to sync image');
       this.metrics.image(upstream, 'failed');
       this.metrics.error(upstream);
-      return 'failed';
+      return { outcome: 'failed', bytes: 0 };
     }
   }
 }
