@@ -49,16 +49,26 @@ export class BlobFetches {
     private readonly observer?: BlobFetchObserver,
   ) {}
 
+  /** Fetches running. */
+  get size(): number {
+    return this.running.size;
+  }
+
   /**
    * Starts the fetch of `digest` into `repo`, or joins the one running. Resolves once the upstream
    * has answered (the size is known), with undefined when the repository holds the blob already;
-   * rejects with BLOB_UNKNOWN when the upstream does not have it.
+   * rejects with BLOB_UNKNOWN when the upstream does not have it, and with TOOMANYREQUESTS when
+   * `limit` fetches run already (joining one is always possible).
    */
-  fetch(repo: string, digest: string, origin: BlobOrigin, signal?: AbortSignal): Promise<BlobFetch | undefined> {
+  fetch(repo: string, digest: string, origin: BlobOrigin, options: { signal?: AbortSignal; limit?: number } = {}): Promise<BlobFetch | undefined> {
+    const { signal, limit } = options;
     const key = `${repo}\u0000${digest}`;
     const running = this.running.get(key);
     if (running) return running;
     if (this.queries.blobSize(repo, digest) !== undefined) return Promise.resolve(undefined);
+    if (limit !== undefined && this.running.size >= limit) {
+      return Promise.reject(new RegistryError('TOOMANYREQUESTS', `${limit} blobs are being fetched from upstream already; retry later`));
+    }
     const started = this.start(repo, digest, origin, signal);
     this.running.set(key, started);
     const forget = (): void => {

@@ -104,7 +104,7 @@ export class ImageCopier {
       await this.copyTree(job, fetched, child, tally);
     }
     await inParallel(parsed.blobs, BLOB_CONCURRENCY, async (digest) => {
-      const fetch = await this.blobs.fetch(job.localRepo, digest, { client: job.client, repo: job.upstreamRepo }, job.signal);
+      const fetch = await this.blobs.fetch(job.localRepo, digest, { client: job.client, repo: job.upstreamRepo }, job.signal ? { signal: job.signal } : {});
       if (!fetch) return;
       await fetch.committed;
       tally.blobs++;

@@ -41,6 +41,10 @@ export interface OnDemandOptions {
   unreachableForMs?: number;
   /** Bound of a manifest fetch for a read that missed. */
   fetchTimeoutMs?: number;
+  /** Images pulled (staged and copied) at once; more is TOOMANYREQUESTS, so clients cannot grow it. */
+  maxImages?: number;
+  /** Blobs fetched at once for reads; more is TOOMANYREQUESTS. */
+  maxBlobFetches?: number;
 }
 
 interface Candidate {
@@ -57,6 +61,7 @@ interface Staged {
 
 const MISSES = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN', 'BLOB_UNKNOWN']);
 
+
 function isMiss(err: unknown): err is RegistryError {
   return isRegistryError(err) && MISSES.has(err.kind);
 }
@@ -72,9 +77,14 @@ export class OnDemand implements PullThrough {
   /** Tag checks in flight, by repository and tag. */
   private readonly checks = new Map<string, Promise<ManifestHead | undefined>>();
   private readonly unreachableUntil = new Map<OnDemandSource, number>();
+  /** Background copies running, for stop(). */
+  private readonly copies = new Set<Promise<void>>();
+  private readonly stopping = new AbortController();
   private readonly checkTimeoutMs: number;
   private readonly unreachableForMs: number;
   private readonly fetchTimeoutMs: number;
+  private readonly maxImages: number;
+  private readonly maxBlobFetches: number;
 
   constructor(
     private readonly sources: readonly OnDemandSource[],
@@ -87,6 +97,8 @@ export class OnDemand implements PullThrough {
     this.checkTimeoutMs = options.checkTimeoutMs ?? 3_000;
     this.unreachableForMs = options.unreachableForMs ?? 30_000;
     this.fetchTimeoutMs = options.fetchTimeoutMs ?? 10_000;
+    this.maxImages = options.maxImages ?? 64;
+    this.maxBlobFetches = options.maxBlobFetches ?? 64;
   }
 
   /** The local name of a mirror request `?ns=<host>` for `name`, when a registry has that host. */
@@ -184,6 +196,10 @@ export class OnDemand implements PullThrough {
     const key = `${repo}\u0000${reference}`;
     const staged = this.staged.get(key);
     if (staged) return staged;
+    if (this.stopping.signal.aborted) return Promise.reject(new RegistryError('UPSTREAM_UNAVAILABLE', 'sync is stopping'));
+    if (copy && this.copies.size >= this.maxImages) {
+      return Promise.reject(new RegistryError('TOOMANYREQUESTS', `${this.maxImages} images are being pulled from upstream already; retry later`));
+    }
     const fetching = this.fetchManifest(repo, reference, candidates, miss);
     this.staged.set(key, fetching);
     const forget = (): void => this.forget(key, fetching);
@@ -193,9 +209,12 @@ export class OnDemand implements PullThrough {
       const byDigest = `${repo}\u0000${found.manifest.digest}`;
       const alias = byDigest !== key && !this.staged.has(byDigest);
       if (alias) this.staged.set(byDigest, fetching);
-      void this.copyInBackground(repo, reference, found).finally(() => {
+      const copying = this.copyInBackground(repo, reference, found);
+      this.copies.add(copying);
+      void copying.finally(() => {
         forget();
         if (alias) this.forget(byDigest, fetching);
+        this.copies.delete(copying);
       });
     }, forget);
     return fetching;
@@ -247,6 +266,7 @@ export class OnDemand implements PullThrough {
         localRepo: repo,
         reference,
         manifest: staged.manifest,
+        signal: this.stopping.signal,
         ...(staged.candidate.platforms ? { platforms: staged.candidate.platforms } : {}),
         // A child GET by a client and the copy's own fetch of it share one fetch.
         fetchChild: async (digest) => {
@@ -261,12 +281,19 @@ export class OnDemand implements PullThrough {
         this.metrics.image(upstream, 'synced');
       }
     } catch (err) {
+      if (this.stopping.signal.aborted) return;
       this.logger.error({ ...fields, err }, 'failed to sync image');
       this.metrics.image(upstream, 'failed');
       this.metrics.error(upstream);
     } finally {
       for (const [key, child] of children) this.forget(key, child);
     }
+  }
+
+  /** Stops the background copies (their blob fetches are cancelled) and waits for them. */
+  async stop(): Promise<void> {
+    this.stopping.abort(new Error('sync is stopping'));
+    await Promise.all([...this.copies]);
   }
 
   // ---- blobs --------------------------------------------------------------------------------
@@ -283,7 +310,7 @@ export class OnDemand implements PullThrough {
     for (const candidate of this.candidates(repo)) {
       let fetch;
       try {
-        fetch = await this.blobs.fetch(repo, digest, { client: candidate.source.client, repo: candidate.upstreamRepo });
+        fetch = await this.blobs.fetch(repo, digest, { client: candidate.source.client, repo: candidate.upstreamRepo }, { limit: this.maxBlobFetches });
       } catch (err) {
         if (isMiss(err)) continue;
         if (!(err instanceof UpstreamError)) throw err;

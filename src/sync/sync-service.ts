@@ -69,7 +69,7 @@ export class SyncService {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.periodic.map((periodic) => periodic.stop()));
+    await Promise.all([...this.periodic.map((periodic) => periodic.stop()), this.onDemand?.stop()]);
     for (const client of this.clients) client.close();
   }
 }

@@ -179,6 +179,25 @@ describe('sync on demand', () => {
     assert.equal(sha256(whole), layer, 'served whole once the upstream serves it right');
   });
 
+  it('bounds the images pulled at once: one more is 429 TOOMANYREQUESTS until the first is in', async () => {
+    const narrow = await startSyncingRegistry({ registries: [{ urls: [proxy.url], onDemand: true }] }, {}, { syncOnDemand: { maxImages: 1 } });
+    try {
+      const first = layoutImage({ layers: 1, fileBytes: [200_000] });
+      await pushOverHttp(upstream.url, 'lib/first', 'v1', first);
+      const hold = proxy.holdTail(sha256(first.blobs[1] as Buffer), 1000);
+      const staged = await fetch(`${narrow.url}/v2/lib/first/manifests/v1`, { headers: { Accept: ACCEPT_MANIFESTS } });
+      assert.equal(staged.status, 200);
+      await staged.arrayBuffer();
+      await hold.sentAllButTail;
+      await expectOciError(await fetch(`${narrow.url}/v2/lib/app/manifests/v1`, { headers: { Accept: ACCEPT_MANIFESTS } }), 429, 'TOOMANYREQUESTS');
+      hold.release();
+      await eventually(async () => stored(narrow, 'lib/first', 'v1'), 'the first image stored', 10_000);
+      assert.equal((await assertPullsWhole(narrow.url, 'lib/app', 'v1')).digest, app.digest, 'then the next one is pulled');
+    } finally {
+      await narrow.stop();
+    }
+  });
+
   it('keeps out repositories no on-demand registry takes, without asking upstream', async () => {
     proxy.requests.length = 0;
     await expectOciError(await fetch(`${local.url}/v2/other/thing/manifests/v1`, { headers: { Accept: ACCEPT_MANIFESTS } }), 404, 'NAME_UNKNOWN');
