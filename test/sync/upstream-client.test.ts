@@ -16,6 +16,8 @@ import { htpasswdLine, makeSyncCertificates, type SyncCertificates } from '../he
 import { layoutImage, pushOverHttp, pushWithSkopeo } from '../helpers/sync-images.js';
 import { startSyncProxy, type SyncProxy } from '../helpers/sync-proxy.js';
 import { startSyncTokenServer, type SyncTokenServer } from '../helpers/sync-token-server.js';
+import { assertPullsWhole } from '../helpers/pull.js';
+import { catalogWithTags, startSyncingRegistry } from '../helpers/sync-registry.js';
 
 const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -190,6 +192,19 @@ describe('upstream client with TLS, a client CA and htpasswd (certDir and creden
     await assert.rejects(wrong.catalog(), (err: unknown) => err instanceof UpstreamError && !err.unavailable && err.status === 401);
     wrong.close();
   });
+
+  it('is what a zot-ts periodic sync configured with certDir and credentialsFile uses', async () => {
+    const local = await startSyncingRegistry({
+      credentialsFile,
+      registries: [{ urls: [secured.url], certDir: certs.certDir, tlsVerify: true, pollInterval: '1h', content: [{ prefix: '**' }] }],
+    });
+    try {
+      await local.running.sync?.firstPollsDone();
+      assert.deepEqual(await catalogWithTags(local.url), { 'secure/app': ['v1'] });
+    } finally {
+      await local.stop();
+    }
+  });
 });
 
 describe('upstream client with the token flow', () => {
@@ -224,6 +239,19 @@ describe('upstream client with the token flow', () => {
       ]);
     } finally {
       upstream.close();
+    }
+  });
+
+  it('is what a zot-ts on-demand pull configured with credentialsFile uses, the first URL dead', async () => {
+    const dir = makeTempDir('zot-ts-sync-token-creds-');
+    const credentialsFile = path.join(dir, 'credentials.json');
+    fs.writeFileSync(credentialsFile, JSON.stringify({ [registry.host]: { username: 'bob', password: 'builder' } }));
+    const dead = `http://127.0.0.1:${await getFreePort()}`;
+    const local = await startSyncingRegistry({ credentialsFile, registries: [{ urls: [dead, registry.url], onDemand: true }] });
+    try {
+      assert.equal((await assertPullsWhole(local.url, 'tokened/app', 'v1')).digest, image.digest);
+    } finally {
+      await local.stop();
     }
   });
 
