@@ -7,6 +7,7 @@
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
+//   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
 // os.tmpdir() whose path is printed at the end.
@@ -22,6 +23,7 @@ import type { BlobFile } from './client.js';
 import { measureAuthCost, renderAuthCost } from './auth-cost.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
+import { measureSync, renderSync } from './sync-scenarios.js';
 import {
   latencyUnderPush,
   manifestGets,
@@ -61,7 +63,7 @@ interface Options {
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
    * figures 10–12, both registries.
    */
-  only: RegistryKind | 'metrics' | 'storage' | 'auth' | undefined;
+  only: RegistryKind | 'metrics' | 'storage' | 'auth' | 'sync' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -75,12 +77,12 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|auth]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|auth|sync]\n');
     process.exit(0);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage' && only !== 'auth') {
-    throw new Error(`--only must be zot, distribution, metrics, storage or auth, not ${only}`);
+  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage' && only !== 'auth' && only !== 'sync') {
+    throw new Error(`--only must be zot, distribution, metrics, storage, auth or sync, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -528,6 +530,7 @@ async function main(): Promise<void> {
   if (opts.only === 'metrics') return metricsOnly(sizes);
   if (opts.only === 'storage') return storageOnly(opts.quick);
   if (opts.only === 'auth') return authOnly(sizes);
+  if (opts.only === 'sync') return syncOnly(opts.quick);
   const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
 
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
@@ -818,6 +821,20 @@ async function authOnly(sizes: Sizes): Promise<void> {
     `\nzot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version}\n` +
       `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n${renderAuthCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`,
   );
+}
+
+/** `--only sync`: the sync figures (sync-scenarios.ts), and nothing else. */
+async function syncOnly(quick: boolean): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${quick ? ' (--quick)' : ''}: sync figures; temp dir ${tmpRoot}`);
+  const result = await measureSync(quick, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-sync-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), distribution: await distributionVersion(), ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version} | ${quick ? 'quick' : 'full'} run`;
+  const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
+  process.stdout.write(`\n${header}\n${load}\n\n${renderSync(result)}\n\nResults as JSON: ${resultPath}\n`);
 }
 
 /** `--only metrics`: zot-ts with metrics and audit log off and on, and nothing else. */

@@ -246,6 +246,8 @@ export interface StartOptions {
   zotStorage?: Record<string, unknown>;
   /** distribution's s3 driver parameters, in place of its filesystem driver. */
   distributionS3?: Record<string, string | number | boolean>;
+  /** distribution as a pull-through cache (its `proxy: remoteurl:`) of this upstream URL. */
+  distributionProxy?: string;
   /**
    * An htpasswd file both registries authenticate against (zot-ts: http.auth.htpasswd,
    * distribution: auth.htpasswd); GET /v2/ then answers 401 until the client authenticates.
@@ -258,7 +260,7 @@ export interface StartOptions {
   dataDir?: string;
 }
 
-function distributionConfig(dataDir: string, port: number, s3?: Record<string, string | number | boolean>, htpasswd?: string): string {
+function distributionConfig(dataDir: string, port: number, s3?: Record<string, string | number | boolean>, htpasswd?: string, proxy?: string): string {
   // With s3, blob GETs are served by the registry (redirect disabled), as zot-ts serves them,
   // instead of a 307 to the object store that the bench client would refuse to follow.
   const driver =
@@ -281,6 +283,7 @@ function distributionConfig(dataDir: string, port: number, s3?: Record<string, s
     `  addr: 127.0.0.1:${port}`,
     '  secret: zot-ts-bench-not-a-secret',
     ...(htpasswd === undefined ? [] : ['auth:', '  htpasswd:', '    realm: zot-ts-bench', `    path: ${htpasswd}`]),
+    ...(proxy === undefined ? [] : ['proxy:', `  remoteurl: ${proxy}`]),
     '',
   ].join('\n');
 }
@@ -339,7 +342,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
   let configPath: string;
   if (opts.kind === 'distribution') {
     configPath = path.join(dir, 'config.yml');
-    fs.writeFileSync(configPath, distributionConfig(dataDir, port, opts.distributionS3, opts.htpasswd));
+    fs.writeFileSync(configPath, distributionConfig(dataDir, port, opts.distributionS3, opts.htpasswd, opts.distributionProxy));
     command = opts.distributionBinary ?? '/usr/bin/docker-registry';
     args = ['serve', configPath];
   } else {

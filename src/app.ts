@@ -41,6 +41,9 @@ import type { UploadLimits } from './registry/upload-limits.js';
 import { eventLogFile } from './storage/layout.js';
 import { ensureDirectorySync } from './storage/directories.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
+import type { OnDemandOptions } from './sync/on-demand.js';
+import { SyncService } from './sync/sync-service.js';
+import { syncSection, syncSettings } from './sync/sync-settings.js';
 import { HashPool } from './workers/pool.js';
 
 export interface RunningRegistry {
@@ -49,9 +52,14 @@ export interface RunningRegistry {
   port: number;
   rootDirectory: string;
   store: EventStore;
+  /** The commands and queries HTTP calls, for tools and tests that drive the registry in-process. */
+  registry: Registry;
+  queries: RegistryStateQueries;
   logger: Logger;
   /** Resolves when dedupe's background pass over existing content has finished. */
   dedupeFinished(): Promise<void>;
+  /** Sync from upstream registries, when `extensions.sync` (or `sync`) is on. */
+  sync?: SyncService;
   /** Resolves when every actor has handled every event appended so far. */
   actorsCaughtUp(): Promise<void>;
   /** SIGHUP: reopens the audit log and the `log.output` file by name, after a rotation moved them. */
@@ -68,6 +76,8 @@ export interface StartOptions {
   refusalIntervalMs?: number;
   /** Upload session caps and idle expiry other than upload-limits.ts's defaults (tests). */
   uploadLimits?: Partial<UploadLimits>;
+  /** Bounds of on-demand sync's upstream checks (tests shorten them). */
+  syncOnDemand?: OnDemandOptions;
 }
 
 export function openEventStore(db: Db, options: { readOnly?: boolean } = {}): { store: EventStore; queries: RegistryStateQueries } {
@@ -126,6 +136,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   const auditWriter = config.log?.audit && !readOnly ? new AuditWriter(path.resolve(config.log.audit), store, checkpoints, logger) : undefined;
   if (config.log?.audit && readOnly) logger.warn({ audit: config.log.audit }, 'audit log not written by a read-only registry: it records no events');
   let app: ReturnType<typeof buildHttpApp> | undefined;
+  let registry: Registry | undefined;
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
@@ -138,11 +149,13 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       });
   let uploadExpiry: UploadExpiry | undefined;
   let tlsReloader: TlsReloader | undefined;
+  let sync: SyncService | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
     tlsReloader?.stop();
     await app?.close();
+    await sync?.stop();
     await garbageCollector?.stop();
     await uploadExpiry?.stop();
     await dedupePass?.stop();
@@ -176,7 +189,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
 
   try {
     if (!readOnly) await importStorageOnce(roots, store, hashPool, logger);
-    const registry = new Registry({
+    registry = new Registry({
       logger,
       roots,
       store,
@@ -185,6 +198,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       ...(refusals ? { refusals } : {}),
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
       ...(options.uploadLimits ? { uploadLimits: options.uploadLimits } : {}),
+      pullThrough: () => sync?.onDemand,
     });
     if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
     if (!readOnly) {
@@ -239,6 +253,18 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       if (raised) logger.warn({ interval: scrub.interval, intervalMs }, 'scrub interval is shorter than 2h, using 2h');
       scrubSchedule = startScrubSchedule({ roots, queries, hashPool, intervalMs, logger });
     }
+    const syncConfig = syncSection(config);
+    if (syncConfig !== undefined && readOnly) logger.warn('sync is off: the registry is read-only (http.ReadOnly)');
+    if (syncConfig !== undefined && !readOnly) {
+      sync = new SyncService(syncSettings(syncConfig), {
+        registry,
+        queries,
+        logger,
+        ...(metrics ? { promRegistry: metrics.promRegistry } : {}),
+        ...(options.syncOnDemand ? { onDemand: options.syncOnDemand } : {}),
+      });
+      sync.start();
+    }
     const headAtStart = store.head();
     health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
 
@@ -252,6 +278,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
       auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
       ...(tlsFiles ? { https: tlsServerOptions(tlsFiles, { requireClientCert }) } : {}),
+      ...(sync?.onDemand ? { mirrorName: sync.onDemand.mirrorName.bind(sync.onDemand) } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });
     if (tlsFiles) {
@@ -273,7 +300,10 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     port: address.port,
     rootDirectory,
     store,
+    registry,
+    queries,
     logger,
+    ...(sync ? { sync } : {}),
     dedupeFinished: async () => {
       await dedupePass?.finished();
     },

@@ -56,6 +56,10 @@ export interface AuditRecord {
   folded?: boolean;
   outcome: 'success' | 'refused';
   requestId?: string;
+  /** Synced content: the upstream URL, repository and digest it came from. */
+  upstream?: string;
+  upstreamRepository?: string;
+  upstreamDigest?: string;
   time: string;
   message: typeof AUDIT_MESSAGE;
 }
@@ -128,6 +132,9 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     ...(refused && event.folded ? { folded: true } : {}),
     outcome: refused ? 'refused' : 'success',
     ...optional('requestId', event.requestId),
+    ...optional('upstream', event.source?.url),
+    ...optional('upstreamRepository', event.source?.repo),
+    ...optional('upstreamDigest', event.source?.digest),
     time: event.time,
     message: AUDIT_MESSAGE,
   };

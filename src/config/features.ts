@@ -63,7 +63,7 @@ export const FEATURES: readonly Feature[] = [
   },
   { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'built' },
   { paths: ['http.accessControl', 'accessControl'], name: 'access control', description: 'access control', status: 'built' },
-  { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'not built yet', asks: syncAsked },
+  { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'built', asks: syncAsked },
   {
     paths: everyStore('retention'),
     name: 'retention',

@@ -540,6 +540,10 @@ export const configSchema: SchemaObject = {
         },
         destination: string,
         stripPrefix: boolean,
+        platforms: {
+          type: 'array',
+          items: { type: 'string', pattern: '^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$', 'x-message': 'must be os/architecture or os/architecture/variant, such as linux/arm64/v8' },
+        },
       },
     },
   },

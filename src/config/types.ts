@@ -197,9 +197,11 @@ export interface MetricsConfig {
 
 export interface SyncContent {
   prefix: string;
-  tags?: { regex?: string; semver?: boolean };
+  tags?: { regex?: string; excludeRegex?: string; semver?: boolean };
   destination?: string;
   stripPrefix?: boolean;
+  /** `os/architecture[/variant]` of an index's images to sync (zot-ts; zot syncs every platform). */
+  platforms?: string[];
 }
 
 export interface SyncRegistryConfig {

@@ -175,6 +175,7 @@ export class EventStore {
     for (const [key, value] of Object.entries(record)) {
       if (!COLUMNS.has(key) && value !== undefined) data[key] = value;
     }
+    if (context.source !== undefined) data.source = context.source;
     const result = this.insert.run({
       type: body.type,
       version: EVENT_SCHEMA_VERSION,

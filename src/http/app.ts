@@ -29,6 +29,11 @@ export interface HttpAppOptions {
   monitoring?: MonitoringOptions;
   /** Authentication and authorization; without it every request is anonymous and allowed. */
   auth?: HttpAuth;
+  /**
+   * Sync on demand: the local repository a containerd mirror request `?ns=<upstream host>` for
+   * `name` reads, or undefined to read `name` itself.
+   */
+  mirrorName?: (ns: string, name: string) => string | undefined;
 }
 
 declare module 'fastify' {
@@ -137,7 +142,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     // The raw URL, not fastify's decoded params: each segment is decoded once, after routing.
     const path = request.url.split('?')[0] ?? '';
-    const route = resolveRoute(path.replace(/^\/v2\/?/, ''));
+    const route = mirrored(resolveRoute(path.replace(/^\/v2\/?/, '')), request, options.mirrorName);
     request.ociRoute = route;
     if (!METHODS[route.endpoint].includes(request.method)) {
       reply.header('Allow', METHODS[route.endpoint].join(', '));
@@ -155,6 +160,14 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
   return app;
+}
+
+/** A read with containerd's `?ns=<upstream host>` goes to the repository sync keeps that host's images in. */
+function mirrored(route: Route, request: FastifyRequest, mirrorName: HttpAppOptions['mirrorName']): Route {
+  if (!mirrorName || route.name === '' || (request.method !== 'GET' && request.method !== 'HEAD')) return route;
+  const ns = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '').get('ns');
+  const name = ns ? mirrorName(ns, route.name) : undefined;
+  return name === undefined ? route : { ...route, name };
 }
 
 /**

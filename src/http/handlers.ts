@@ -138,7 +138,9 @@ const blob: Handler = async (registry, route, request, reply) => {
     await registry.deleteBlob(route.name, route.reference, context(request));
     return reply.code(202).header('Content-Length', '0').send();
   }
-  const handle = await registry.blob(route.name, route.reference, (size) => parseRangeHeader(request.headers.range, size));
+  const handle = await registry.blob(route.name, route.reference, (size) => parseRangeHeader(request.headers.range, size), {
+    body: request.method !== 'HEAD',
+  });
   reply
     .header('Docker-Content-Digest', handle.digest)
     .header('ETag', `"${handle.digest}"`)
@@ -159,7 +161,7 @@ const blob: Handler = async (registry, route, request, reply) => {
 const manifest: Handler = async (registry, route, request, reply) => {
   switch (request.method) {
     case 'HEAD': {
-      const info = registry.manifestInfo(route.name, route.reference);
+      const info = await registry.manifestInfo(route.name, route.reference);
       return reply
         .header('Docker-Content-Digest', info.digest)
         .header('ETag', `"${info.digest}"`)

@@ -33,6 +33,11 @@ export interface PushedManifest {
 export interface PutManifestOptions {
   /** Called, inside the append, when the push moves an existing tag; throws to refuse (access control). */
   beforeTagMove?: () => void;
+  /**
+   * An index synced for some of its platforms (sync's content `platforms`): its bytes are kept
+   * as they are, and the child manifests it lists need not all be in the repository.
+   */
+  partialIndex?: boolean;
 }
 
 export interface Referrer {
@@ -117,7 +122,7 @@ export class ManifestStore {
     const referencesPresent = (): void => {
       const missingBlob = parsed.blobs.find((b) => queries.blobSize(repo, b) === undefined);
       if (missingBlob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${missingBlob} is not in ${repo}`, { digest: missingBlob });
-      const missingChild = parsed.manifests.find((m) => queries.manifest(repo, m) === undefined);
+      const missingChild = options.partialIndex ? undefined : parsed.manifests.find((m) => queries.manifest(repo, m) === undefined);
       if (missingChild) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${missingChild} is not in ${repo}`, { digest: missingChild });
     };
     referencesPresent();

@@ -33,7 +33,7 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-mtls.json': [],
   'config-access-control.json': [],
   'config-access-control-repositories.json': [],
-  'config-sync.json': [notBuilt('extensions.sync', 'sync')],
+  'config-sync.json': [],
   'config-metrics.json': [],
   'config-scrub.json': [],
 };

@@ -30,14 +30,19 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names the seed form of sync, not mutual TLS nor the seed form of metrics', () => {
+  it('is empty for mutual TLS and the seed forms of sync and metrics', () => {
     const config = valid({
       http: { tls: { ...exampleTls } },
       log: { audit: '/tmp/audit.log' },
-      sync: { registries: [{ urls: ['https://r'] }] },
+      sync: { registries: [{ urls: ['https://r'], pollInterval: '1h', content: [{ prefix: '**' }] }] },
       metrics: { enable: 'true' },
     });
-    assert.deepEqual(unbuiltFeatures(config).sort(), ['sync: sync is not built yet']);
+    assert.deepEqual(unbuiltFeatures(config), []);
+  });
+
+  it('is empty for on-demand sync, in either form of the section', () => {
+    assert.deepEqual(unbuiltFeatures(valid({ sync: { registries: [{ urls: ['https://r'], onDemand: true }] } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { registries: [{ urls: ['https://r'], onDemand: true }] } } })), []);
   });
 
   it('is empty for htpasswd, failDelay and both forms of accessControl', () => {
@@ -83,9 +88,10 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names sync that is switched off but still lists registries', () => {
-    const config = valid({ extensions: { sync: { enable: false, registries: [{ urls: ['https://r'] }] } } });
-    assert.deepEqual(unbuiltFeatures(config), ['extensions.sync: sync is not built yet']);
+  it('is empty for periodic sync, on or switched off', () => {
+    const registries = [{ urls: ['https://r'], pollInterval: '6h', content: [{ prefix: '/a/**', tags: { excludeRegex: '-rc' } }] }];
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { registries } } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { enable: false, registries } } })), []);
   });
 });
 

@@ -122,6 +122,16 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'extensions.sync.registries.0.content.0.tags.excludeRegex: must be a valid regular expression (Unterminated group)',
   },
   {
+    name: 'bad tag excludeRegex',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { excludeRegex: '*rc' } }] })),
+    problem: 'extensions.sync.registries.0.content.0.tags.excludeRegex: must be a valid regular expression (Nothing to repeat)',
+  },
+  {
+    name: 'sync platform that is not os/architecture',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', platforms: ['linux/amd64', 'amd64'] }] })),
+    problem: 'extensions.sync.registries.0.content.0.platforms.1: must be os/architecture or os/architecture/variant, such as linux/arm64/v8',
+  },
+  {
     name: 'maxRetries without retryDelay',
     config: configWith(syncWith({ urls: ['https://r'], maxRetries: 3 })),
     problem: 'extensions.sync.registries.0.retryDelay: required when maxRetries is set',

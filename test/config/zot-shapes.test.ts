@@ -80,7 +80,6 @@ const expected: Record<string, string[]> = {
   'lint.json': [notSupported('extensions.lint', "zot's lint extension (annotations a pushed manifest must have)")],
   // config-allextensions, config-metricsbug
   'all-extensions.json': [
-    notBuilt('extensions.sync', 'sync'),
     notSupported('extensions.mgmt', "zot's management extension (the configuration served to clients)"),
     notSupported('extensions.search', SEARCH),
     notSupported('extensions.ui', UI),
@@ -107,7 +106,7 @@ const expected: Record<string, string[]> = {
   // config-anonymous-authz, config-default-authz
   'anonymous-seed-form.yaml': [],
   // config-sync, -architectures, -platforms, -localhost, -ecr/-gcp/-oauth2 helpers, config-docker-compat-sync, config-popular-registries
-  'sync.json': [notBuilt('extensions.sync', 'sync'), notBuilt('http.compat', COMPAT)],
+  'sync.json': [notBuilt('http.compat', COMPAT)],
   // config-remote-session-store-redis
   'session-redis.yaml': [
     notSupported('extensions.search', SEARCH),
