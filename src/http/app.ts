@@ -77,6 +77,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     responses.set(request.raw.socket, reply.raw);
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
+  // zot's http options before authentication, as zot's rate limiter sits in front of its auth
+  // middleware: a flood is refused before any credential is checked.
+  registerHttpOptions(app, options.httpOptions ?? { readTimeoutMs: 0, writeTimeoutMs: 0 }, options.logger);
   registerAuthentication(app, options.auth, options.monitoring?.metrics?.path);
 
   // close() reaps only the keep-alive connections idle at that moment. One whose request is in
@@ -158,7 +161,6 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return handlers[route.endpoint](options.registry, route, request, reply);
   };
 
-  registerHttpOptions(app, options.httpOptions ?? { readTimeoutMs: 0, writeTimeoutMs: 0 }, options.logger);
   if (options.monitoring) registerMonitoringRoutes(app, options.monitoring);
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
   app.route({ method: [...methods], url: '/v2', handler: dispatch });

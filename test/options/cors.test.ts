@@ -1,12 +1,15 @@
 // CORS through HTTP, as zot sends it (pkg/api/routes.go): Access-Control-Allow-Origin on the
 // endpoints a browser UI reads (http.allowOrigin, or * when unset), the allowed methods and
 // headers on those that take a preflight, OPTIONS answered 200 with no body there and 405
-// elsewhere, and no CORS headers on pushes and blob reads.
+// elsewhere, and no CORS headers on pushes and blob reads. With an htpasswd login, preflights still
+// need no credentials (browsers send none) and say Access-Control-Allow-Credentials: true.
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fetchAs, writeHtpasswd } from '../helpers/auth.js';
 import { expectOciError } from '../helpers/http.js';
 import { makeImage, pushImage, sha256 } from '../helpers/oci.js';
-import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const ORIGIN = 'https://ui.example.com';
 let registry: TestRegistry;
@@ -93,6 +96,31 @@ describe('CORS (http.allowOrigin)', () => {
       assert.equal(res.headers.get('access-control-allow-credentials'), null, 'never credentials with *');
     } finally {
       await open.stop();
+    }
+  });
+
+  it('with an htpasswd login: preflights need no credentials and allow them, reads without them are 401 with the origin', async () => {
+    const htpasswd = writeHtpasswd(path.join(makeTempDir(), 'htpasswd'), { alice: 'alice-password' });
+    const secured = await startTestRegistry({ http: { allowOrigin: ORIGIN, auth: { htpasswd: { path: htpasswd } } } });
+    try {
+      const preflight = await fetch(`${secured.url}/v2/_catalog`, { method: 'OPTIONS', headers: { Origin: ORIGIN, 'Access-Control-Request-Method': 'GET' } });
+      assert.equal(preflight.status, 200);
+      assert.deepEqual(cors(preflight), { origin: ORIGIN, methods: 'GET,OPTIONS', headers: UI_HEADERS });
+      assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true');
+
+      const anonymous = await fetch(`${secured.url}/v2/_catalog`, { headers: { Origin: ORIGIN } });
+      await expectOciError(anonymous, 401, 'UNAUTHORIZED');
+      assert.equal(anonymous.headers.get('access-control-allow-origin'), ORIGIN, 'a browser can read the 401');
+
+      const wrong = await fetchAs('alice', 'wrong', `${secured.url}/v2/_catalog`, { headers: { Origin: ORIGIN } });
+      await expectOciError(wrong, 401, 'UNAUTHORIZED');
+      assert.equal(wrong.headers.get('access-control-allow-origin'), ORIGIN, 'failed credentials too');
+
+      const alice = await fetchAs('alice', 'alice-password', `${secured.url}/v2/_catalog`, { headers: { Origin: ORIGIN } });
+      assert.equal(alice.status, 200);
+      assert.equal(alice.headers.get('access-control-allow-credentials'), 'true');
+    } finally {
+      await secured.stop();
     }
   });
 });

@@ -6,16 +6,18 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
+import * as path from 'node:path';
+import { fetchAs, writeHtpasswd } from '../helpers/auth.js';
 import { expectOciError } from '../helpers/http.js';
-import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const started: TestRegistry[] = [];
 after(async () => {
   for (const registry of started) await registry.stop();
 });
 
-async function start(ratelimit: object): Promise<TestRegistry> {
-  const registry = await startTestRegistry({ http: { ratelimit } });
+async function start(ratelimit: object, http: object = {}): Promise<TestRegistry> {
+  const registry = await startTestRegistry({ http: { ratelimit, ...http } });
   started.push(registry);
   return registry;
 }
@@ -67,6 +69,16 @@ describe('http.ratelimit', () => {
         'a rate of 0 refuses nothing',
       );
     }
+  });
+
+  it('limits before authentication: a burst of wrong credentials meets 429, not a bcrypt check each', async () => {
+    const htpasswd = writeHtpasswd(path.join(makeTempDir(), 'htpasswd'), { alice: 'alice-password' });
+    const { url } = await start({ rate: 1 }, { auth: { htpasswd: { path: htpasswd } } });
+    const responses = await Promise.all(Array.from({ length: 10 }, () => fetchAs('alice', 'wrong', `${url}/v2/`)));
+    for (const res of responses) await res.arrayBuffer();
+    const statuses = responses.map((res) => res.status);
+    assert.ok(statuses.includes(401), `the first is checked and refused: ${statuses.join(',')}`);
+    assert.ok(statuses.includes(429), `the rest of the burst is limited before its credentials are checked: ${statuses.join(',')}`);
   });
 
   it('never limits the health probes', async () => {
