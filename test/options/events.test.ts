@@ -4,11 +4,13 @@
 // them). A sink that is stopped and started again receives every event it missed, in order,
 // once: the actor retries what failed and its checkpoint moves only past what was delivered.
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fetchAs, writeHtpasswd } from '../helpers/auth.js';
 import { eventually } from '../helpers/http.js';
 import { HttpEventSink, NatsServer, NatsSubscriber, type ReceivedEvent } from '../helpers/event-sinks.js';
-import { makeImage, pushImage, pushManifest, OCI_MANIFEST } from '../helpers/oci.js';
-import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeImage, pushImage, pushManifest, sha256, OCI_MANIFEST } from '../helpers/oci.js';
+import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const SUBJECT = 'zot.events';
 const WAIT_MS = 60_000;
@@ -206,5 +208,33 @@ describe('a sink that was down', () => {
     assert.deepEqual(before, ['repository.created down/nats', 'image.updated down/nats before']);
     assert.deepEqual(subscriber.received.map(summary), ['image.updated down/nats during', 'image.deleted down/nats before']);
     assertNoDuplicates(subscriber.received);
+  });
+});
+
+describe('the actor of an event', () => {
+  it('is the user who logged in (htpasswd), in every event of the push', async () => {
+    const sink = await HttpEventSink.start();
+    cleanups.push(() => sink.stop());
+    const htpasswd = writeHtpasswd(path.join(makeTempDir(), 'htpasswd'), { alice: 'alice-password' });
+    const registry = await startTestRegistry({
+      http: { auth: { htpasswd: { path: htpasswd } } },
+      extensions: { events: { sinks: [{ type: 'http', address: sink.url }] } },
+    });
+    cleanups.push(() => registry.stop());
+    const as = (url: string, init: RequestInit) => fetchAs('alice', 'alice-password', url, init);
+    const image = makeImage();
+    for (const blob of [image.config, ...image.layers]) {
+      const res = await as(`${registry.url}/v2/authored/app/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob });
+      assert.equal(res.status, 201, await res.text());
+    }
+    const pushed = await as(`${registry.url}/v2/authored/app/manifests/v1`, { method: 'PUT', headers: { 'Content-Type': OCI_MANIFEST }, body: image.manifestBytes });
+    assert.equal(pushed.status, 201, await pushed.text());
+
+    await received('the sink', sink.received, 2);
+    assert.deepEqual(sink.received.map(summary), ['repository.created authored/app', 'image.updated authored/app v1']);
+    assert.deepEqual(
+      sink.received.map((event) => event.data.actor),
+      [{ name: 'alice' }, { name: 'alice' }],
+    );
   });
 });
