@@ -9,6 +9,7 @@
 //   manifest-store.ts   manifests and tags
 //   refusals.ts         refused writes for the audit log, aggregated (built by the composition root)
 //   locks.ts            the lock order every part follows
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
@@ -39,8 +40,14 @@ export interface BlobHandle {
   digest: string;
   /** The requested range, clipped to the blob, when one was asked for. */
   range?: ByteRange;
-  open(): Promise<Readable>;
+  open(): Promise<BlobContent>;
 }
+
+/**
+ * The bytes of a blob (of its range), to send: a local file with the inclusive byte range to read
+ * from it (the caller closes it), or a stream where storage has no local file (S3).
+ */
+export type BlobContent = { file: FileHandle; start: number; end: number } | { stream: Readable };
 
 export interface RegistryDeps {
   logger?: Logger;
@@ -129,9 +136,10 @@ export class Registry {
       size,
       digest: digest.value,
       ...(clipped ? { range: clipped } : {}),
-      open: async () => {
+      open: async (): Promise<BlobContent> => {
         try {
-          return await driver.reader(path, clipped);
+          if (driver.openFile) return { file: await driver.openFile(path), start: clipped?.start ?? 0, end: clipped?.end ?? size - 1 };
+          return { stream: await driver.reader(path, clipped) };
         } catch (err) {
           if (err instanceof PathNotFoundError) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} is missing from storage`);
           throw err;

@@ -91,16 +91,18 @@ export class FilesystemDriver implements StorageDriver {
     await this.renameDurably(temp, target);
   }
 
-  async reader(relative: string, range?: ByteRange): Promise<Readable> {
-    const file = this.full(relative);
-    // Open first so a missing file is reported before any byte of the response is written.
-    let handle: fs.FileHandle;
+  async openFile(relative: string): Promise<fs.FileHandle> {
     try {
-      handle = await fs.open(file, 'r');
+      return await fs.open(this.full(relative), 'r');
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(relative);
       throw err;
     }
+  }
+
+  async reader(relative: string, range?: ByteRange): Promise<Readable> {
+    // Open first so a missing file is reported before any byte of the response is written.
+    const handle = await this.openFile(relative);
     const end = range ? range.end : (await handle.stat()).size - 1;
     return readAhead(handle, range?.start ?? 0, end, READ_BUFFER_BYTES, READ_AHEAD_DEPTH);
   }
