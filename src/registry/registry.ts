@@ -29,6 +29,7 @@ import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
 import type { RefusalRecorder, RefusedWrite } from './refusals.js';
 import { RepositoryFiles } from './repository-files.js';
+import { UploadHashes } from './upload-hashes.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
@@ -81,6 +82,7 @@ export class Registry {
       (repo) => roots.for(repo).staging,
       () => [...new Set(roots.roots.map((root) => root.staging))],
       this.uploadLimits,
+      new UploadHashes(hashPool, logger),
     );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);

@@ -107,20 +107,37 @@ export class FilesystemDriver implements StorageDriver {
     return readAhead(handle, range?.start ?? 0, end, READ_BUFFER_BYTES, READ_AHEAD_DEPTH);
   }
 
-  async append(relative: string, source: Readable, exactLength?: number): Promise<number> {
+  /**
+   * As the driver contract says, and: the next batch is read from the source while the last one is
+   * written (one write in flight), and `afterWrite` hears of each range once it is in the file
+   * (absolute offsets), before the next write starts. No fsync: the commit syncs the file once.
+   */
+  async append(relative: string, source: Readable, exactLength?: number, afterWrite?: (from: number, to: number) => Promise<void>): Promise<number> {
     const file = this.full(relative);
     await ensureDirectory(path.dirname(file));
     const handle = await this.openOwnCopy(file, 'a');
     const before = (await handle.stat()).size;
     let written = 0;
+    let inFile = before;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
-    const flush = async (): Promise<void> => {
+    let writing: Promise<void> = Promise.resolve();
+    const flush = (): void => {
       if (pendingBytes === 0) return;
       const buffers = pending;
+      const length = pendingBytes;
       pending = [];
       pendingBytes = 0;
-      await handle.writev(buffers);
+      writing = writing.then(async () => {
+        await handle.writev(buffers);
+        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old generation.
+        buffers.length = 0;
+        const from = inFile;
+        inFile += length;
+        await afterWrite?.(from, inFile);
+      });
+      // Seen now, thrown at the next await of `writing`: a failure is never an unhandled rejection.
+      writing.catch(() => undefined);
     };
     try {
       // Chunks are gathered into ~1 MiB writes.
@@ -128,11 +145,16 @@ export class FilesystemDriver implements StorageDriver {
         written += buffer.length;
         pending.push(buffer);
         pendingBytes += buffer.length;
-        if (pendingBytes >= WRITE_BUFFER_BYTES) await flush();
+        if (pendingBytes >= WRITE_BUFFER_BYTES) {
+          await writing;
+          flush();
+        }
       }
-      await flush();
+      flush();
+      await writing;
       return written;
     } catch (err) {
+      await writing.catch(() => undefined);
       await handle.truncate(before).catch(() => undefined);
       throw err;
     } finally {
