@@ -10,16 +10,24 @@ import type { HashPool } from '../workers/pool.js';
 /** Hashed as the bytes arrive: the algorithm nearly every client commits with. Others hash the whole file at commit. */
 export const STREAMED_ALGORITHM: DigestAlgorithm = 'sha256';
 
+/** Written bytes gathered into one hash task: fewer round trips to the thread, for at most this much hashed at commit. */
+const HASH_STEP_BYTES = 4 * 1024 * 1024;
+
 /**
- * Hash tasks (of about 1 MiB each) of one session in flight before its writes wait. Hashing is
- * faster than the network, but its thread runs at a lower priority than the event loop and gets
- * little CPU on a busy machine: a deep backlog keeps the upload from stalling on it.
+ * Hash tasks of one session in flight before its writes wait. Hashing is faster than the network,
+ * but its thread runs at a lower priority than the event loop and gets little CPU on a busy
+ * machine: a deep backlog keeps the upload from stalling on it.
  */
-const MAX_PENDING_TASKS = 64;
+const MAX_PENDING_TASKS = 16;
 
 interface SessionHash {
   /** The worker keeps state of this generation only; a new one makes it rebuild from the file. */
   generation: number;
+  /**
+   * The bytes the thread was asked to hash, or that the session held when this process first
+   * wrote to it: hashing any of them again is a re-read.
+   */
+  known?: number;
   pending: Set<Promise<void>>;
 }
 
@@ -45,9 +53,13 @@ export class UploadHashes {
    */
   async written(upload: UploadRef, from: number, size: number): Promise<void> {
     const entry = this.entry(upload);
+    const known = entry.known ?? from;
+    entry.known = known;
+    if (size - known < HASH_STEP_BYTES) return;
+    entry.known = size;
     const { generation } = entry;
     const task = this.pool
-      .hashUpload({ session: key(upload), generation, path: upload.file, algorithm: STREAMED_ALGORITHM, size, fresh: from })
+      .hashUpload({ session: key(upload), generation, path: upload.file, algorithm: STREAMED_ALGORITHM, size, fresh: known })
       .then(
         (result) => this.noteReread(upload, result.reread),
         (err: unknown) => {
@@ -63,7 +75,9 @@ export class UploadHashes {
   /** What was hashed is no longer the file's bytes (a failed write cut it back): rebuild at the next task. */
   invalidate(upload: Pick<UploadRef, 'repo' | 'id'>): void {
     const entry = this.sessions.get(key(upload));
-    if (entry) entry.generation = this.nextGeneration++;
+    if (!entry) return;
+    entry.generation = this.nextGeneration++;
+    delete entry.known;
   }
 
   /** Hex digest of the session's first `size` bytes (the whole file: the caller holds the session). */
@@ -78,7 +92,7 @@ export class UploadHashes {
       path: upload.file,
       algorithm,
       size,
-      fresh: size,
+      fresh: Math.min(entry.known ?? size, size),
       digest: true,
     });
     this.noteReread(upload, result.reread);
