@@ -68,7 +68,9 @@ export class UploadSessions {
     const id = randomUUID();
     this.reserve(repo, id);
     try {
-      await this.stagingFor(repo).putContent(uploadPath(repo, id), Buffer.alloc(0));
+      // Not synced: a session's bytes are made durable once, when it commits (its PATCHes are not
+      // synced either); a power cut may lose an open session, and its client then starts again.
+      await this.stagingFor(repo).createEmpty(uploadPath(repo, id));
     } catch (err) {
       this.forget(repo, id);
       throw err;

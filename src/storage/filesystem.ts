@@ -91,6 +91,17 @@ export class FilesystemDriver implements StorageDriver {
     await this.renameDurably(temp, target);
   }
 
+  /**
+   * Creates an empty file (its directory durably, if new), or fails if one is there, without
+   * syncing it: for a file whose bytes are synced once, by whoever makes them durable (an upload
+   * session: putFile at its commit).
+   */
+  async createEmpty(relative: string): Promise<void> {
+    const file = this.full(relative);
+    await ensureDirectory(path.dirname(file));
+    await (await fs.open(file, 'wx')).close();
+  }
+
   async openFile(relative: string): Promise<fs.FileHandle> {
     try {
       return await fs.open(this.full(relative), 'r');
