@@ -28,6 +28,7 @@ import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.j
 import { createProjections } from './projections/index.js';
 import { RegistryStateQueries } from './projections/registry-state.js';
 import { RepositoryCollector } from './registry/collector.js';
+import { PullRecorder } from './registry/pull-recorder.js';
 import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './registry/scrub-schedule.js';
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
@@ -104,6 +105,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   if (readOnly) migrateEventTables(actorDb);
   const checkpoints = new Checkpoints(actorDb);
   const follower = readOnly ? new LogFollower(store, logger) : undefined;
+  // Pull times for retention, noted by the HTTP layer. A read-only registry notes none: it appends
+  // nothing to the log, so the writer's retention does not see its pulls.
+  const pulls = readOnly ? undefined : new PullRecorder(store);
   const hashPool = new HashPool();
   const runners: ActorRunner[] = [];
   const health = new Health(runners);
@@ -136,6 +140,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     } catch (err) {
       logger.error({ err }, 'failed to record refused writes');
     }
+    // The pulls noted since the last batch, likewise.
+    try {
+      pulls?.stop();
+    } catch (err) {
+      logger.error({ err }, 'failed to append the pulls');
+    }
     // A read-only registry's actors keep nothing that outlives it: there is nothing to finish.
     if (!readOnly) {
       const head = store.head();
@@ -167,6 +177,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
     });
     if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
+    pulls?.startFlushing((err) => logger.error({ err }, 'failed to append the pulls'));
     if (!readOnly && roots.roots.some((root) => root.gc)) {
       garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),
@@ -213,6 +224,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      ...(pulls ? { pulls } : {}),
       ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });
