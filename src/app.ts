@@ -29,6 +29,7 @@ import { createProjections } from './projections/index.js';
 import { RegistryStateQueries } from './projections/registry-state.js';
 import { RepositoryCollector } from './registry/collector.js';
 import { PullRecorder } from './registry/pull-recorder.js';
+import { Retention } from './registry/retention.js';
 import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './registry/scrub-schedule.js';
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
@@ -178,8 +179,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     });
     if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
     pulls?.startFlushing((err) => logger.error({ err }, 'failed to append the pulls'));
-    if (!readOnly && roots.roots.some((root) => root.gc)) {
-      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
+    const retention = readOnly ? undefined : new Retention({ storage: config.storage, roots, queries, store, logger, ...(pulls ? { pulls } : {}) });
+    if (retention && roots.roots.some((root) => root.gc)) {
+      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots, retention, logger), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),
       );
       runners.push(new ActorRunner(garbageCollector, store, checkpoints, logger));

@@ -40,6 +40,7 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-sync.json': [notBuilt('extensions.sync', 'sync')],
   'config-metrics.json': [],
   'config-scrub.json': [],
+  'config-retention.json': [],
 };
 
 describe('examples', () => {
