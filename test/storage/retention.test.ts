@@ -342,6 +342,8 @@ describe('retention: untagged manifests', () => {
       const removal = manifestRemoval(registry, 'newest/app', image.digest);
       assert.equal(removal?.reason, 'deleteUntagged');
       assert.equal(removal?.policy, 'storage.retention.policies.1');
+      const pushed = eventsOf(registry, 'newest/app', 'ManifestPushed').find((event) => event.digest === image.digest) as StoredEvent;
+      assert.ok(Date.parse((removal as StoredEvent).time) >= Date.parse(pushed.time) + DELAY_MS, 'not removed before delay');
     }
     assert.equal(await manifestStatus(url, 'newest/app', (newest[2] as TestImage).digest), 200);
 
