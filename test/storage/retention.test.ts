@@ -355,6 +355,52 @@ describe('retention: untagged manifests', () => {
   });
 });
 
+describe('retention: keepUntagged by time', () => {
+  it('keeps an untagged manifest while pushed within pushedWithin, or pulled within pulledWithin; removes it after', async () => {
+    const WINDOW_MS = 2500;
+    const retention = {
+      delay: '1s',
+      policies: [
+        { repositories: ['pushwin/**'], keepUntagged: { pushedWithin: `${WINDOW_MS}ms` } },
+        { repositories: ['pullwin/**'], keepUntagged: { pulledWithin: `${WINDOW_MS}ms` } },
+      ],
+    };
+    const registry = await start({ storage: { ...GC_FAST, retention } });
+    const { url } = registry;
+    const pushed = makeImage();
+    assert.equal((await pushImage(url, 'pushwin/app', pushed.digest, pushed)).status, 201);
+    const pulled = makeImage();
+    assert.equal((await pushImage(url, 'pullwin/app', pulled.digest, pulled)).status, 201);
+    const pulledAlone = makeImage();
+    assert.equal((await pushImage(url, 'pullwin/app', pulledAlone.digest, pulledAlone)).status, 201);
+
+    // Pull one of the two over and over until the other, never pulled, goes.
+    const pulls: number[] = [];
+    await eventually(
+      async () => {
+        pulls.push(Date.now());
+        const res = await fetch(`${url}/v2/pullwin/app/manifests/${pulled.digest}`, { headers: { Accept: ACCEPT_MANIFESTS } });
+        await res.arrayBuffer();
+        return res.status !== 200 || manifestRemoval(registry, 'pullwin/app', pulledAlone.digest) !== undefined;
+      },
+      'the manifest never pulled to go',
+      15_000,
+    );
+    assert.ok(manifestRemoval(registry, 'pullwin/app', pulledAlone.digest), 'the manifest never pulled went first');
+    await eventually(async () => manifestRemoval(registry, 'pullwin/app', pulled.digest) !== undefined, 'the pulled manifest to go once no longer pulled', 15_000);
+    const removedPulled = Date.parse((manifestRemoval(registry, 'pullwin/app', pulled.digest) as StoredEvent).time);
+    assert.ok(removedPulled >= Math.max(...pulls.filter((at) => at < removedPulled)) + WINDOW_MS, 'kept while pulled within the window');
+
+    await eventually(async () => manifestRemoval(registry, 'pushwin/app', pushed.digest) !== undefined, 'the untagged manifest to go once out of its window', 15_000);
+    const pushedAt = Date.parse((eventsOf(registry, 'pushwin/app', 'ManifestPushed').find((e) => e.digest === pushed.digest) as StoredEvent).time);
+    const removal = manifestRemoval(registry, 'pushwin/app', pushed.digest) as EventOf<'ManifestDeleted'>;
+    assert.ok(Date.parse(removal.time) >= pushedAt + WINDOW_MS, 'kept while pushed within the window');
+    assert.equal(removal.reason, 'deleteUntagged');
+    assert.equal(removal.policy, 'storage.retention.policies.0');
+    await assertReplayClean(registry);
+  });
+});
+
 describe('retention: referrers', () => {
   it('removes referrers whose subject is gone with deleteReferrers, in turn; keeps them without it, as zot does', async () => {
     const retention = { delay: '1s', policies: [{ repositories: ['refs/**'], deleteReferrers: true }] };
