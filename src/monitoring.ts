@@ -75,11 +75,15 @@ export class Health implements Probes {
 
 export interface Metrics {
   actor: MetricsActor;
+  /** The prom-client registry /metrics renders, for parts that keep counters of their own (sync). */
+  promRegistry: PrometheusMetrics['registry'];
   http: HttpMetrics;
   /** zot_gc_*: one garbage-collection sweep of a repository. */
   observeGcRun(failed: boolean, seconds: number, removed?: Record<string, number>): void;
   /** zot_refused_writes_total: one refused write. */
   observeRefusal(code: string): void;
+  /** zot_gc_deleted_total{type="uploads"}: idle upload sessions expired (GC or not). */
+  observeUploadsExpired(count: number): void;
 }
 
 const PACKAGE_VERSION = readPackageVersion();
@@ -111,8 +115,10 @@ export function createMetrics(config: Config, path: string, actorDb: Db, store: 
   const actor = new MetricsActor(actorDb, prometheus);
   return {
     actor,
+    promRegistry: prometheus.registry,
     observeGcRun: (failed, seconds, removed) => prometheus.observeGcRun(failed, seconds, removed),
     observeRefusal: (code) => prometheus.refusedWrites.inc({ code }),
+    observeUploadsExpired: (count) => prometheus.observeGcDeleted('uploads', count),
     http: {
       path,
       observeRequest: (method, code, repo, seconds) => prometheus.observeRequest(method, code, repo, seconds),

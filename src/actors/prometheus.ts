@@ -158,6 +158,11 @@ export class PrometheusMetrics {
     for (const [type, count] of Object.entries(removed)) if (count > 0) this.gcDeleted.inc({ type }, count);
   }
 
+  /** Items removed outside a GC sweep (idle upload sessions expire whatever the GC setting). */
+  observeGcDeleted(type: string, count: number): void {
+    if (count > 0) this.gcDeleted.inc({ type }, count);
+  }
+
   render(): Promise<string> {
     return this.registry.metrics();
   }

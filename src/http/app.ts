@@ -1,14 +1,20 @@
 // The fastify app: one catch-all route for /v2/*, dispatched through routes.ts to the handlers,
 // and one error handler that renders every failure as OCI error JSON.
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { finished } from 'node:stream/promises';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js';
 import type { Registry } from '../registry/registry.js';
+import { authorizeRoute, registerAuthentication, type HttpAuth } from './auth-hook.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
 import { context, handlers } from './handlers.js';
+import { clientErrorHandler } from './client-errors.js';
+import { discardBody, hasUnreadBody } from './unread-body.js';
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';
@@ -16,12 +22,20 @@ export const API_VERSION = 'registry/2.0';
 export interface HttpAppOptions {
   registry: Registry;
   logger: Logger;
-  https?: { cert: Buffer; key: Buffer };
+  /** node:https server options: certificate, key, and for mutual TLS the CA and client certificate rule. */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;
   /** Told of each manifest pulled, for retention (registry/pull-recorder.ts). */
   pulls?: { record(repo: string, digest: string): void };
+  /** Authentication and authorization; without it every request is anonymous and allowed. */
+  auth?: HttpAuth;
+  /**
+   * Sync on demand: the local repository a containerd mirror request `?ns=<upstream host>` for
+   * `name` reads, or undefined to read `name` itself.
+   */
+  mirrorName?: (ns: string, name: string) => string | undefined;
 }
 
 declare module 'fastify' {
@@ -33,6 +47,8 @@ declare module 'fastify' {
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
+  // The answer in progress on each connection, for the parser's errors that arrive meanwhile.
+  const responses = new WeakMap<Socket, ServerResponse>();
   const app = Fastify({
     loggerInstance: options.logger,
     // The onResponse hook below writes the one line per request.
@@ -42,6 +58,12 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     requestIdHeader: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    rewriteUrl: (raw) => routableUrl(raw.url ?? '/'),
+    clientErrorHandler: clientErrorHandler({
+      logger: options.logger,
+      headers: { [API_VERSION_HEADER]: API_VERSION },
+      responseOn: (socket) => responses.get(socket),
+    }),
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
 
@@ -51,8 +73,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.decorateRequest('ociRoute', undefined);
 
   app.addHook('onRequest', async (request, reply) => {
+    responses.set(request.raw.socket, reply.raw);
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
+  registerAuthentication(app, options.auth, options.monitoring?.metrics?.path);
 
   // close() reaps only the keep-alive connections idle at that moment. One whose request is in
   // flight (a slow upload, a download still streaming) would stay open after its answer until
@@ -62,8 +86,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     if (closing) reply.header('Connection', 'close');
+    if (hasUnreadBody(request.raw)) await dropUnreadBody(request, reply, closing);
     return payload;
   });
   app.addHook('onResponse', async (request) => {
@@ -88,6 +113,16 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   });
 
   app.setErrorHandler(async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    if (clientDisconnected(request, error)) {
+      // Not a server error, and there is no one to answer: what the request had written is undone
+      // below HTTP (an upload chunk cut back, nothing appended).
+      request.log.info(
+        { method: request.method, path: request.url.split('?')[0], client: request.ip, requestId: request.id, durationMs: Math.round(reply.elapsedTime * 100) / 100 },
+        'client disconnected before the request completed',
+      );
+      reply.hijack();
+      return;
+    }
     const kind = errorKind(error);
     if (kind === 'INTERNAL') request.log.error({ err: error, requestId: request.id }, 'failed to handle request');
     const registryError = isRegistryError(error) ? error : undefined;
@@ -109,12 +144,13 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     // The raw URL, not fastify's decoded params: each segment is decoded once, after routing.
     const path = request.url.split('?')[0] ?? '';
-    const route = resolveRoute(path.replace(/^\/v2\/?/, ''));
+    const route = mirrored(resolveRoute(path.replace(/^\/v2\/?/, '')), request, options.mirrorName);
     request.ociRoute = route;
     if (!METHODS[route.endpoint].includes(request.method)) {
       reply.header('Allow', METHODS[route.endpoint].join(', '));
       throw new RegistryError('METHOD_UNKNOWN', `${request.method} is not allowed on this endpoint`);
     }
+    authorizeRoute(request, route, options.registry);
     if (options.readOnly && WRITE_METHODS.has(request.method)) {
       throw new RegistryError('UNSUPPORTED', 'the registry is read-only (http.ReadOnly): writes are refused');
     }
@@ -137,6 +173,43 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
   return app;
+}
+
+/** A read with containerd's `?ns=<upstream host>` goes to the repository sync keeps that host's images in. */
+function mirrored(route: Route, request: FastifyRequest, mirrorName: HttpAppOptions['mirrorName']): Route {
+  if (!mirrorName || route.name === '' || (request.method !== 'GET' && request.method !== 'HEAD')) return route;
+  const ns = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '').get('ns');
+  const name = ns ? mirrorName(ns, route.name) : undefined;
+  return name === undefined ? route : { ...route, name };
+}
+
+/**
+ * The URL with its percent signs escaped when its path is not a valid percent-encoding (`%zz`, or
+ * bytes that are no UTF-8): fastify's router would answer those itself, outside the hooks and
+ * without OCI error JSON. Escaped, the path routes as usual and is refused like any invalid name.
+ */
+function routableUrl(url: string): string {
+  const query = url.indexOf('?');
+  const path = query === -1 ? url : url.slice(0, query);
+  try {
+    decodeURI(path);
+    return url;
+  } catch {
+    return path.replaceAll('%', '%25') + (query === -1 ? '' : url.slice(query));
+  }
+}
+
+/**
+ * An answer given before the body was read (unread-body.ts). On a connection kept alive the answer
+ * goes at once, so a client that reads while it sends can stop, and the rest of the body is dropped
+ * meanwhile. On one that closes after this answer, the rest is dropped first: closing with bytes
+ * unread would reset the connection under a client still sending.
+ */
+async function dropUnreadBody(request: FastifyRequest, reply: FastifyReply, closing: boolean): Promise<void> {
+  const closes = closing || !reply.raw.shouldKeepAlive || /\bclose\b/i.test(String(reply.getHeader('connection') ?? ''));
+  const answered = finished(reply.raw).catch(() => undefined);
+  if (closes) await discardBody(request.raw, answered);
+  else void discardBody(request.raw, answered);
 }
 
 /**
@@ -163,6 +236,20 @@ function recordRefusal(registry: Registry, request: FastifyRequest, status: numb
   } catch (err) {
     request.log.error({ err, requestId: request.id }, 'failed to record refused write');
   }
+}
+
+/** Errors with which node ends a request whose client closed the connection before sending it all. */
+const DISCONNECT_CODES: ReadonlySet<unknown> = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
+
+/**
+ * Whether the request failed because its client went away mid-request: the request never arrived
+ * whole, its connection is gone, and the error is the one node raises for that (a storage failure
+ * that also ends the connection keeps its own error, and stays a server error).
+ */
+function clientDisconnected(request: FastifyRequest, error: unknown): boolean {
+  const raw = request.raw;
+  if (raw.complete || !(raw.socket?.destroyed ?? true)) return false;
+  return DISCONNECT_CODES.has((error as { code?: unknown } | undefined)?.code);
 }
 
 function errorKind(error: unknown): ErrorKind {

@@ -1,6 +1,7 @@
 // One handler per endpoint of routes.ts. Handlers translate HTTP (headers, query, status) to
 // registry calls and back; they hold no storage or SQL logic and never build error bodies.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ANONYMOUS } from '../auth/types.js';
 import type { EventContext } from '../events/types.js';
 import { RegistryError } from '../oci/errors.js';
 import { MAX_MANIFEST_BYTES, type Registry } from '../registry/registry.js';
@@ -11,11 +12,10 @@ import type { Endpoint, Route } from './routes.js';
 
 type Handler = (registry: Registry, route: Route, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
-const ANONYMOUS = 'anonymous';
-
-/** Who sent the request, as events record it (the error handler records refused writes so too). */
+/** Who sent the request and how they authenticated, as events record it (refused writes too). */
 export function context(request: FastifyRequest): EventContext {
-  return { identity: ANONYMOUS, client: request.ip, requestId: request.id };
+  const identity = request.access?.identity ?? ANONYMOUS;
+  return { identity: identity.name, authMethod: identity.method, client: request.ip, requestId: request.id };
 }
 
 function query(request: FastifyRequest): URLSearchParams {
@@ -47,18 +47,25 @@ function sendBlobCreated(reply: FastifyReply, name: string, digest: string): Fas
     .send();
 }
 
+/**
+ * The most entries one page of a list holds: a list asked for without `n` is one page of this size,
+ * and an `n` above it is refused as the distribution registry refuses one above its maximum (it
+ * would otherwise reach SQLite as a number it cannot bind).
+ */
+const MAX_PAGE_ENTRIES = 1_000_000_000;
+
 /** `n` and `last` of the paginated lists; n absent means everything. */
 function pagination(params: URLSearchParams): { n: number | undefined; last: string } {
   const raw = params.get('n');
   let n: number | undefined;
   if (raw !== null) {
-    if (!/^\d+$/.test(raw)) throw new RegistryError('PAGINATION_INVALID', `n must be a non-negative integer, not ${JSON.stringify(raw)}`);
-    n = Number(raw);
+    n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!(n <= MAX_PAGE_ENTRIES)) {
+      throw new RegistryError('PAGINATION_INVALID', `n must be an integer from 0 to ${MAX_PAGE_ENTRIES}, not ${JSON.stringify(raw)}`, { n: raw });
+    }
   }
   return { n, last: params.get('last') ?? '' };
 }
-
-const UNBOUNDED = 1_000_000_000;
 
 function linkNext(reply: FastifyReply, path: string, n: number, last: string | undefined): void {
   if (last === undefined) return;
@@ -69,14 +76,15 @@ const base: Handler = async (_registry, _route, _request, reply) => reply.code(2
 
 const catalog: Handler = async (registry, _route, request, reply) => {
   const { n, last } = pagination(query(request));
-  const page = registry.catalog(last, n ?? UNBOUNDED);
+  // Only what the identity may read is listed.
+  const page = registry.catalog(last, n ?? MAX_PAGE_ENTRIES, (repo) => request.access.allows(repo, 'read'));
   if (page.more && n !== undefined) linkNext(reply, '/v2/_catalog', n, page.repositories.at(-1));
   return reply.type('application/json').send({ repositories: page.repositories });
 };
 
 const tags: Handler = async (registry, route, request, reply) => {
   const { n, last } = pagination(query(request));
-  const page = registry.tags(route.name, last, n ?? UNBOUNDED);
+  const page = registry.tags(route.name, last, n ?? MAX_PAGE_ENTRIES);
   if (page.more && n !== undefined) linkNext(reply, `/v2/${route.name}/tags/list`, n, page.tags.at(-1));
   return reply.type('application/json').send({ name: route.name, tags: page.tags });
 };
@@ -86,7 +94,9 @@ const uploads: Handler = async (registry, route, request, reply) => {
   const ctx = context(request);
   const mount = params.get('mount');
   const from = params.get('from');
-  if (mount !== null && from !== null) {
+  // A mount needs read on the source; without it the request falls back to a session, as the spec
+  // says of any mount that cannot be made.
+  if (mount !== null && from !== null && request.access.allows(from, 'read')) {
     const mounted = await registry.mountBlob(route.name, mount, from, ctx);
     if (mounted) return sendBlobCreated(reply, route.name, mounted);
   }
@@ -128,7 +138,9 @@ const blob: Handler = async (registry, route, request, reply) => {
     await registry.deleteBlob(route.name, route.reference, context(request));
     return reply.code(202).header('Content-Length', '0').send();
   }
-  const handle = await registry.blob(route.name, route.reference, (size) => parseRangeHeader(request.headers.range, size));
+  const handle = await registry.blob(route.name, route.reference, (size) => parseRangeHeader(request.headers.range, size), {
+    body: request.method !== 'HEAD',
+  });
   reply
     .header('Docker-Content-Digest', handle.digest)
     .header('ETag', `"${handle.digest}"`)
@@ -149,7 +161,7 @@ const blob: Handler = async (registry, route, request, reply) => {
 const manifest: Handler = async (registry, route, request, reply) => {
   switch (request.method) {
     case 'HEAD': {
-      const info = registry.manifestInfo(route.name, route.reference);
+      const info = await registry.manifestInfo(route.name, route.reference);
       return reply
         .header('Docker-Content-Digest', info.digest)
         .header('ETag', `"${info.digest}"`)
@@ -163,7 +175,9 @@ const manifest: Handler = async (registry, route, request, reply) => {
     }
     case 'PUT': {
       const body = await readBodyBounded(request.raw, MAX_MANIFEST_BYTES);
-      const pushed = await registry.putManifest(route.name, route.reference, request.headers['content-type'], body, context(request));
+      const pushed = await registry.putManifest(route.name, route.reference, request.headers['content-type'], body, context(request), {
+        beforeTagMove: () => request.access.require(route.name, ['update']),
+      });
       if (pushed.subject) reply.header('OCI-Subject', pushed.subject);
       return reply
         .code(201)

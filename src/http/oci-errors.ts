@@ -46,6 +46,12 @@ export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
   TOOMANYREQUESTS: { code: 'TOOMANYREQUESTS', status: 429, message: 'too many requests' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'requested range is not satisfiable' },
   PAGINATION_INVALID: { code: 'PAGINATION_NUMBER_INVALID', status: 400, message: 'invalid number of results requested' },
+  // Requests node's HTTP parser refuses (client-errors.ts): the spec has no code for them.
+  REQUEST_MALFORMED: { code: 'UNSUPPORTED', status: 400, message: 'the request is not well-formed HTTP' },
+  HEADERS_TOO_LARGE: { code: 'UNSUPPORTED', status: 431, message: 'the request headers are too large' },
+  REQUEST_TIMEOUT: { code: 'UNSUPPORTED', status: 408, message: 'the request was not received in time' },
+  // Sync on demand: a pull that only an upstream could answer, and no upstream URL could be reached.
+  UPSTREAM_UNAVAILABLE: { code: 'UNKNOWN', status: 502, message: 'the upstream registry could not be reached' },
   INTERNAL: { code: 'UNKNOWN', status: 500, message: 'internal server error' },
 };
 

@@ -10,20 +10,46 @@ export function hasBody(raw: IncomingMessage): boolean {
 }
 
 /**
- * Reads the whole body, refusing (without buffering further) one larger than `limit` bytes. A
- * chunked body found too large is read to its end and dropped: leaving the loop early would stop
- * the connection's reads, and the client's next request on the kept-alive connection would hang.
+ * Reads the whole body, refusing one larger than `limit` bytes as soon as it is known: by its
+ * declared length before any byte is read, or (chunked) once `limit` is passed. The stream is then
+ * left paused, not destroyed, so the answer still reaches the client; what it still sends is
+ * dropped within bounds before the connection is reused or closed (unread-body.ts).
  */
-export async function readBodyBounded(raw: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBodyBounded(raw: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = raw.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) throw new RegistryError('MANIFEST_TOO_LARGE');
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of raw) {
-    const buffer = chunk as Buffer;
-    total += buffer.length;
-    if (total <= limit) chunks.push(buffer);
-  }
-  if (total > limit) throw new RegistryError('MANIFEST_TOO_LARGE');
-  return Buffer.concat(chunks, total);
+  if (declared !== undefined && Number(declared) > limit) return Promise.reject(new RegistryError('MANIFEST_TOO_LARGE'));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const stop = (): void => {
+      raw.off('data', onData);
+      raw.off('end', onEnd);
+      raw.off('error', onError);
+      raw.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > limit) {
+        stop();
+        raw.pause();
+        reject(new RegistryError('MANIFEST_TOO_LARGE'));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      stop();
+      resolve(Buffer.concat(chunks, total));
+    };
+    const onError = (err: Error): void => {
+      stop();
+      reject(err);
+    };
+    // Closed with neither an end nor an error: the body was cut short all the same.
+    const onClose = (): void => onError(Object.assign(new Error('the request closed before its body ended'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    raw.on('data', onData);
+    raw.once('end', onEnd);
+    raw.once('error', onError);
+    raw.once('close', onClose);
+  });
 }

@@ -23,6 +23,10 @@ export type ErrorKind =
   | 'TOOMANYREQUESTS'
   | 'RANGE_INVALID'
   | 'PAGINATION_INVALID'
+  | 'REQUEST_MALFORMED'
+  | 'HEADERS_TOO_LARGE'
+  | 'REQUEST_TIMEOUT'
+  | 'UPSTREAM_UNAVAILABLE'
   | 'INTERNAL';
 
 export class RegistryError extends Error {

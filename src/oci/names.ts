@@ -13,11 +13,21 @@ export const MAX_NAME_LENGTH = 255;
 /** The entries of an OCI image layout (image-spec `image-layout.md`), which zot keeps per repository. */
 export const IMAGE_LAYOUT_ENTRIES = { blobs: 'blobs', index: 'index.json', ociLayout: 'oci-layout' } as const;
 
-/** Why a name is refused, or undefined for a valid one. */
+const LAYOUT_ENTRY_NAMES: ReadonlySet<string> = new Set(Object.values(IMAGE_LAYOUT_ENTRIES));
+
+/**
+ * Why a name is refused, or undefined for a valid one. Each component is a directory of the storage
+ * root, beside the layout entries of the repository above it: one named like an entry (`a/blobs`,
+ * `a/index.json`) would land inside that repository's layout, so it is refused whichever of the two
+ * comes first, and at every depth, so the rule needs no knowledge of which repositories exist.
+ * (`.uploads` and `.zot-ts` cannot match the grammar.)
+ */
 export function nameProblem(name: string): string | undefined {
   if (name.length === 0) return 'the name is empty';
   if (name.length > MAX_NAME_LENGTH) return `the name is longer than ${MAX_NAME_LENGTH} characters`;
   if (!NAME_RE.test(name)) return 'the name does not match the distribution spec grammar';
+  const entry = name.split('/').find((component) => LAYOUT_ENTRY_NAMES.has(component));
+  if (entry !== undefined) return `the component ${JSON.stringify(entry)} is an entry of the storage layout of a repository`;
   return undefined;
 }
 

@@ -1,10 +1,14 @@
 // Committing an upload: the steps from a filled upload session to a blob the repository holds.
 // Read top to bottom, as distribution's blobwriter.Commit:
-//   1. take the last chunk, if the closing PUT carries one;
+//   1. take the last chunk, if the closing PUT carries one, after recording durably the size the
+//      session's PATCHes acknowledged;
 //   2. verify the digest in the worker pool (a mismatch discards the session: DIGEST_INVALID);
-//   3. under the digest's content lock, place the bytes durably at their content address (or
-//      link them to a copy the root holds already, with dedupe);
-//   4. append BlobPushed: the commit point. Until then no reader can see the blob.
+//   3. under the digest's content lock, place the bytes durably at their content address (a second
+//      name for the session's bytes, or a link to a copy the root holds already, with dedupe);
+//   4. append BlobPushed: the commit point. Until then no reader can see the blob;
+//   5. drop the session.
+// Until step 4 the session is kept: any failure before it (other than a digest mismatch) puts the
+// session back as the PATCHes left it, and so does the start after a crash (recoverInterrupted).
 import type { Readable } from 'node:stream';
 import type { EventContext } from '../events/types.js';
 import type { ParsedDigest } from '../oci/digest.js';
@@ -20,61 +24,119 @@ export interface LastChunk {
   range?: ChunkRange;
 }
 
+export interface CommitOptions {
+  /**
+   * The session lives only for this request (a monolithic POST): no client can resume it, so its
+   * acknowledged size is not recorded and the caller discards it on failure.
+   */
+  privateSession?: boolean;
+}
+
+/** DIGEST_INVALID from verification: the session is discarded already, there is nothing to restore. */
+class DigestMismatch extends RegistryError {
+  constructor(message: string) {
+    super('DIGEST_INVALID', message);
+  }
+}
+
 export class BlobCommit {
   constructor(private readonly parts: RegistryParts) {}
 
   /** Commits the session as `digest`; the caller holds the repository (lock order step 1). */
-  commit(repo: string, id: string, digest: ParsedDigest, context: EventContext, lastChunk?: LastChunk): Promise<string> {
+  commit(repo: string, id: string, digest: ParsedDigest, context: EventContext, lastChunk?: LastChunk, options: CommitOptions = {}): Promise<string> {
     const { uploads, locks } = this.parts;
-    return uploads.exclusive(repo, id, async (sizeBefore) => {
-      const size = await this.takeLastChunk(repo, id, sizeBefore, lastChunk);
-      await this.verifyDigest(repo, id, digest);
-      await locks.withContent(repo, digest.value, async () => {
-        if (this.parts.queries.blobSize(repo, digest.value) === size) {
-          // The repository has these bytes already: nothing to place, nothing to record.
-          await uploads.discard(repo, id);
-          return;
-        }
-        const storedIn = await this.placeBlob(repo, digest, id);
-        this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
-      });
+    // Whether the session's acknowledged size is recorded (closing marker) while the PUT runs.
+    const marked = lastChunk !== undefined && !options.privateSession;
+    return uploads.exclusive(repo, id, async (acknowledged) => {
+      try {
+        const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
+        await this.verifyDigest(repo, id, digest, marked);
+        await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, id, digest, size, context));
+      } catch (err) {
+        if (marked && !(err instanceof DigestMismatch)) await this.restoreSession(repo, id, acknowledged);
+        throw err;
+      }
+      await this.dropSession(repo, id, marked);
       return digest.value;
     });
   }
 
-  private async takeLastChunk(repo: string, id: string, sizeBefore: number, lastChunk: LastChunk | undefined): Promise<number> {
-    if (!lastChunk) return sizeBefore;
-    return this.parts.uploads.append(repo, id, sizeBefore, lastChunk.body, lastChunk.range);
+  /**
+   * At start, before any request: a closing PUT a crash interrupted either committed its blob (the
+   * session goes) or did not (the session goes back to its acknowledged size).
+   */
+  async recoverInterrupted(): Promise<number> {
+    const { uploads, queries } = this.parts;
+    return uploads.recoverClosing((marker) => queries.blobSize(marker.repo, marker.digest) !== undefined);
   }
 
-  /** Hashes the staged upload in the worker pool; on mismatch discards it and throws DIGEST_INVALID. */
-  private async verifyDigest(repo: string, id: string, digest: ParsedDigest): Promise<void> {
-    const { uploads, hashPool } = this.parts;
-    const actual = await hashPool.hashFile({ path: uploads.localFile(repo, id), algorithm: digest.algorithm });
-    if (actual !== digest.hex) {
-      await uploads.discard(repo, id);
-      throw new RegistryError('DIGEST_INVALID', `upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
+  private async takeLastChunk(
+    repo: string,
+    id: string,
+    acknowledged: number,
+    digest: ParsedDigest,
+    lastChunk: LastChunk | undefined,
+    marked: boolean,
+  ): Promise<number> {
+    if (!lastChunk) return acknowledged;
+    if (marked) await this.parts.uploads.markClosing(repo, id, acknowledged, digest.value);
+    return this.parts.uploads.append(repo, id, acknowledged, lastChunk.body, lastChunk.range);
+  }
+
+  /** Puts the session back as its PATCHes left it; if that fails too, the next start does it. */
+  private async restoreSession(repo: string, id: string, acknowledged: number): Promise<void> {
+    try {
+      await this.parts.uploads.restore(repo, id, acknowledged);
+    } catch (err) {
+      this.parts.logger?.error({ repo, uploadId: id, err }, 'failed to restore upload session after a failed commit, leaving it to the next start');
     }
   }
 
   /**
+   * The session goes, then its closing marker (a marker left alone is dropped at the next start).
+   * After the commit point a failure here is not the request's: the session then expires idle.
+   */
+  private async dropSession(repo: string, id: string, marked: boolean): Promise<void> {
+    try {
+      await this.parts.uploads.discard(repo, id);
+      if (marked) await this.parts.uploads.unmarkClosing(repo, id);
+    } catch (err) {
+      this.parts.logger?.warn({ repo, uploadId: id, err }, 'failed to remove committed upload session, leaving it to expire');
+    }
+  }
+
+  /** Hashes the staged upload in the worker pool; on a mismatch discards it and throws DIGEST_INVALID. */
+  private async verifyDigest(repo: string, id: string, digest: ParsedDigest, marked: boolean): Promise<void> {
+    const { uploads, hashPool } = this.parts;
+    const actual = await hashPool.hashFile({ path: uploads.localFile(repo, id), algorithm: digest.algorithm });
+    if (actual === digest.hex) return;
+    await uploads.discard(repo, id);
+    if (marked) await uploads.unmarkClosing(repo, id);
+    throw new DigestMismatch(`upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
+  }
+
+  /** Under the content lock: the bytes into place, then BlobPushed, the commit point. */
+  private async placeAndRecord(repo: string, id: string, digest: ParsedDigest, size: number, context: EventContext): Promise<void> {
+    // The repository has these bytes already: nothing to place, nothing to record.
+    if (this.parts.queries.blobSize(repo, digest.value) === size) return;
+    const storedIn = await this.placeBlob(repo, digest, id);
+    this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
+  }
+
+  /**
    * Puts a verified upload at its content address, durably. With dedupe, when another repository
-   * of the root holds the bytes already, the upload is dropped: the filesystem gets a hard link to
-   * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise the staged file
-   * moves into place (a rename, or a multipart upload to S3).
+   * of the root holds the bytes already, the upload is not used: the filesystem gets a hard link to
+   * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise the staged file's
+   * bytes go into place (a second name for them, or a multipart upload to S3); the session stays.
    */
   private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string): Promise<string | undefined> {
     const { roots, uploads } = this.parts;
     const root = roots.for(repo);
     const holder = root.dedupe ? this.bytesHolder(root, repo, digest.value) : undefined;
     if (holder !== undefined) {
-      if (!linksShareBytes(root)) {
-        await uploads.discard(repo, uploadId);
-        return holder;
-      }
+      if (!linksShareBytes(root)) return holder;
       try {
         await root.driver.link(blobPath(holder, digest), blobPath(repo, digest));
-        await uploads.discard(repo, uploadId);
         return undefined;
       } catch (err) {
         // The holder's file went away (a delete in another repository): store this upload instead.
@@ -91,3 +153,4 @@ export class BlobCommit {
     return queries.blobHolders(digest).find((h) => h.storedIn === null && h.repo !== repo && roots.for(h.repo) === root)?.repo;
   }
 }
+

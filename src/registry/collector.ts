@@ -12,18 +12,17 @@
 //      older than its delay, repeated while removing one frees others (an index's children, a
 //      subject's referrers); none in a dry run, which stops here and removes nothing at all;
 //   2. blobs no manifest of the repository references;
-//   3. upload sessions with no write for gcDelay;
-//   4. orphans: blob files no event names (a crash between placing bytes and appending);
-//   5. the repository itself once nothing is left in it.
+//   3. orphans: blob files no event names (a crash between placing bytes and appending);
+//   4. the repository itself once nothing is left in it (no upload session either: idle sessions
+//      expire on their own, GC or not, in upload-expiry.ts).
 import * as fs from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import { SYSTEM_GC_IDENTITY, type EventContext, type RemovalCause } from '../events/types.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
-import { blobPath, blobsDir, indexPath, ociLayoutPath, repoDir, uploadPath, uploadsDir } from '../storage/layout.js';
+import { blobPath, blobsDir, indexPath, ociLayoutPath, repoDir, uploadsDir } from '../storage/layout.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { StorageRoots } from '../storage/roots.js';
-import { RegistryError } from '../oci/errors.js';
 import { DIGEST_ALGORITHMS, digestOfStoredName, parseDigest, type ParsedDigest } from '../oci/digest.js';
 import type { Registry } from './registry.js';
 import type { Retention } from './retention.js';
@@ -34,7 +33,6 @@ const GC_CONTEXT: EventContext = { identity: SYSTEM_GC_IDENTITY };
 export interface RemovedCounts {
   manifests: number;
   blobs: number;
-  uploads: number;
   orphans: number;
   repositories: number;
 }
@@ -71,7 +69,7 @@ export class RepositoryCollector {
     const youngUntil = (since: number): void => {
       waiting.push(since + root.gcDelayMs);
     };
-    const removed: RemovedCounts = { manifests: 0, blobs: 0, uploads: 0, orphans: 0, repositories: 0 };
+    const removed: RemovedCounts = { manifests: 0, blobs: 0, orphans: 0, repositories: 0 };
 
     const tagPass = this.retention.applyToTags(repo, now);
     if (tagPass.nextDueAt !== undefined) waiting.push(tagPass.nextDueAt);
@@ -114,7 +112,6 @@ export class RepositoryCollector {
       if (await this.removeBlob(repo, parseDigest(candidate.digest), cutoff)) removed.blobs++;
     }
 
-    removed.uploads = await this.expireUploads(repo, cutoff, youngUntil);
     removed.orphans = await this.removeOrphans(repo, cutoff, youngUntil);
     if (waiting.length === 0 && (await this.removeRepositoryIfEmpty(repo))) removed.repositories++;
     return this.result(repo, removed, waiting, now);
@@ -154,30 +151,6 @@ export class RepositoryCollector {
       if (err instanceof StillInUse) return false;
       throw err;
     }
-  }
-
-  private async expireUploads(repo: string, cutoff: number, youngUntil: (since: number) => void): Promise<number> {
-    const { staging } = this.roots.for(repo);
-    let removed = 0;
-    for (const id of await staging.list(uploadsDir(repo))) {
-      const info = await staging.stat(uploadPath(repo, id));
-      if (!info || info.isDirectory) continue;
-      const lastWrite = info.modTime.getTime();
-      if (lastWrite > cutoff) {
-        youngUntil(lastWrite);
-        continue;
-      }
-      try {
-        // Held like a request holds it: a session with a request in progress is busy, not stale.
-        await this.registry.uploads.exclusive(repo, id, () => this.registry.uploads.discard(repo, id));
-      } catch (err) {
-        if (err instanceof RegistryError) continue;
-        throw err;
-      }
-      this.store.append([{ type: 'UploadExpired', repo, uploadId: id, size: info.size }], GC_CONTEXT);
-      removed++;
-    }
-    return removed;
   }
 
   private async removeOrphans(repo: string, cutoff: number, youngUntil: (since: number) => void): Promise<number> {

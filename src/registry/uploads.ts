@@ -1,13 +1,20 @@
 // Upload sessions: a file per session under the repository's .uploads directory, in the local
 // staging directory of the repository's storage root (for S3 roots too: the bytes move to the
 // bucket when the blob commits). The session's offset is the file's size, so sessions survive a
-// restart with no other state.
+// restart with no other state. A session being closed by a PUT that carries a last chunk also has a
+// marker (.zot-ts/closing-uploads/ID) holding the size its PATCHes acknowledged, so a failed or
+// interrupted PUT leaves the session as the client last saw it.
+//
+// The open sessions are also indexed in memory (filled from disk at start), for the caps on how
+// many may be open (upload-limits.ts) and for the idle expiry (upload-expiry.ts).
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { SizeMismatchError } from '../storage/driver.js';
 import type { FilesystemDriver } from '../storage/filesystem.js';
-import { uploadPath, uploadsDir } from '../storage/layout.js';
+import { CLOSING_UPLOADS_DIR, closingUploadPath, isLayoutEntry, uploadPath, uploadsDir, UPLOADS_DIR } from '../storage/layout.js';
 import { RegistryError } from '../oci/errors.js';
+import { isValidName } from '../oci/names.js';
+import type { UploadLimits } from './upload-limits.js';
 
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
 
@@ -17,16 +24,127 @@ export interface ChunkRange {
   end: number;
 }
 
+/** What a closing marker records: the session and the size its PATCHes acknowledged. */
+export interface ClosingMarker {
+  repo: string;
+  id: string;
+  acknowledged: number;
+  /** The digest the PUT commits as: when the repository holds it, the commit happened. */
+  digest: string;
+}
+
+/** An open session and when it was last written (ms since the epoch). */
+export interface OpenSession {
+  repo: string;
+  id: string;
+  lastWrite: number;
+}
+
 export class UploadSessions {
   /** Sessions with a request in progress: a second concurrent request on one session is refused. */
   private readonly busy = new Set<string>();
+  /** Open sessions: repository → session id → last write. */
+  private readonly open = new Map<string, Map<string, number>>();
+  private openCount = 0;
 
-  constructor(private readonly stagingFor: (repo: string) => FilesystemDriver) {}
+  constructor(
+    private readonly stagingFor: (repo: string) => FilesystemDriver,
+    /** Every staging directory once (roots may share one). */
+    private readonly allStaging: () => FilesystemDriver[],
+    private readonly limits: Readonly<UploadLimits>,
+  ) {}
 
+  /**
+   * Opens a session, within the caps. Past one the answer is TOOMANYREQUESTS (429), not DENIED:
+   * the condition passes as sessions finish or expire. containers/image (skopeo, podman) retries
+   * TOOMANYREQUESTS and never DENIED; docker retries neither, but shows "toomanyrequests", which
+   * reads as a passing limit rather than a permission to fix.
+   */
   async create(repo: string): Promise<string> {
     const id = randomUUID();
-    await this.stagingFor(repo).putContent(uploadPath(repo, id), Buffer.alloc(0));
+    this.reserve(repo, id);
+    try {
+      await this.stagingFor(repo).putContent(uploadPath(repo, id), Buffer.alloc(0));
+    } catch (err) {
+      this.forget(repo, id);
+      throw err;
+    }
     return id;
+  }
+
+  /** Counts a new session against the caps, synchronously, so concurrent POSTs cannot pass them together. */
+  private reserve(repo: string, id: string): void {
+    const inRepository = this.open.get(repo)?.size ?? 0;
+    if (inRepository >= this.limits.perRepository) {
+      throw new RegistryError(
+        'TOOMANYREQUESTS',
+        `repository ${repo} has ${inRepository} upload sessions open, its limit: finish or cancel one, or retry once idle ones expire`,
+      );
+    }
+    if (this.openCount >= this.limits.overall) {
+      throw new RegistryError(
+        'TOOMANYREQUESTS',
+        `the registry has ${this.openCount} upload sessions open, its limit across all repositories: retry once some finish or expire`,
+      );
+    }
+    this.track(repo, id, Date.now());
+  }
+
+  private track(repo: string, id: string, lastWrite: number): void {
+    let sessions = this.open.get(repo);
+    if (!sessions) {
+      sessions = new Map();
+      this.open.set(repo, sessions);
+    }
+    if (!sessions.has(id)) this.openCount++;
+    sessions.set(id, lastWrite);
+  }
+
+  private forget(repo: string, id: string): void {
+    const sessions = this.open.get(repo);
+    if (!sessions?.delete(id)) return;
+    this.openCount--;
+    if (sessions.size === 0) this.open.delete(repo);
+  }
+
+  /** Marks a session written now (or at `at`, its file's time), if it is open. */
+  touch(repo: string, id: string, at = Date.now()): void {
+    const sessions = this.open.get(repo);
+    if (sessions?.has(id)) sessions.set(id, at);
+  }
+
+  /** Open sessions last written at or before `cutoff(repo)`, oldest first. */
+  idle(cutoff: (repo: string) => number): OpenSession[] {
+    const found: OpenSession[] = [];
+    for (const [repo, sessions] of this.open) {
+      const before = cutoff(repo);
+      for (const [id, lastWrite] of sessions) if (lastWrite <= before) found.push({ repo, id, lastWrite });
+    }
+    return found.sort((a, b) => a.lastWrite - b.lastWrite);
+  }
+
+  /**
+   * At start, before any request: indexes the sessions every staging directory holds (their last
+   * write is their file's time), so the caps and the idle expiry see the sessions of earlier runs.
+   */
+  async load(): Promise<void> {
+    for (const staging of this.allStaging()) await this.loadFrom(staging, '');
+  }
+
+  private async loadFrom(staging: FilesystemDriver, dir: string): Promise<void> {
+    const entries = await staging.list(dir);
+    if (dir !== '' && entries.includes(UPLOADS_DIR) && isValidName(dir) && this.stagingFor(dir) === staging) {
+      for (const id of await staging.list(uploadsDir(dir))) {
+        const info = UPLOAD_ID_RE.test(id) ? await staging.stat(uploadPath(dir, id)) : undefined;
+        if (info && !info.isDirectory) this.track(dir, id, info.modTime.getTime());
+      }
+    }
+    for (const entry of entries) {
+      // Layout entries (blobs, index.json, oci-layout, .uploads, .zot-ts) hold no repositories.
+      if (isLayoutEntry(entry)) continue;
+      const child = dir === '' ? entry : `${dir}/${entry}`;
+      if ((await staging.stat(child))?.isDirectory) await this.loadFrom(staging, child);
+    }
   }
 
   /** Whether the repository has any session open (GC keeps such a repository). */
@@ -80,10 +198,77 @@ export class UploadSessions {
         throw new RegistryError('SIZE_INVALID', `chunk body does not match Content-Range: ${err.message}`);
       }
       throw err;
+    } finally {
+      this.touch(repo, id);
     }
   }
 
   async discard(repo: string, id: string): Promise<void> {
     await this.stagingFor(repo).delete(uploadPath(repo, id));
+    this.forget(repo, id);
+  }
+
+  /**
+   * Records, durably, the size the session's PATCHes acknowledged before a closing PUT appends its
+   * last chunk: whatever stops the PUT (an error, a crash), the session goes back to that size.
+   */
+  async markClosing(repo: string, id: string, acknowledged: number, digest: string): Promise<void> {
+    const marker: ClosingMarker = { repo, id, acknowledged, digest };
+    await this.stagingFor(repo).putContent(closingUploadPath(id), JSON.stringify(marker));
+  }
+
+  /** The PUT is over (committed, or the session discarded): its closing marker goes. */
+  async unmarkClosing(repo: string, id: string): Promise<void> {
+    await this.stagingFor(repo).delete(closingUploadPath(id));
+  }
+
+  /** Cuts the session back to what its PATCHes acknowledged and drops its closing marker. */
+  async restore(repo: string, id: string, acknowledged: number): Promise<void> {
+    const staging = this.stagingFor(repo);
+    await staging.truncate(uploadPath(repo, id), acknowledged);
+    await staging.delete(closingUploadPath(id));
+  }
+
+  /**
+   * At start, before any request: finishes what a crash left of closing PUTs. A session whose
+   * commit happened (`committed` says so) goes; any other goes back to its acknowledged size.
+   * Returns how many sessions were restored.
+   */
+  async recoverClosing(committed: (marker: ClosingMarker) => boolean): Promise<number> {
+    let restored = 0;
+    for (const staging of this.allStaging()) {
+      for (const name of await staging.list(CLOSING_UPLOADS_DIR)) {
+        const marker = parseMarker(await staging.getContent(closingUploadPath(name)).catch(() => undefined));
+        // A marker is written whole (a rename) or not at all: anything else is not ours to act on.
+        if (marker && marker.id === name && UPLOAD_ID_RE.test(name) && isValidName(marker.repo)) {
+          const session = uploadPath(marker.repo, marker.id);
+          const info = await staging.stat(session);
+          if (info && !info.isDirectory) {
+            if (committed(marker)) {
+              await staging.delete(session);
+            } else if (info.size !== marker.acknowledged) {
+              await staging.truncate(session, marker.acknowledged);
+              restored++;
+            }
+          }
+        }
+        await staging.delete(closingUploadPath(name));
+      }
+    }
+    return restored;
+  }
+
+}
+
+function parseMarker(content: Buffer | undefined): ClosingMarker | undefined {
+  if (!content) return undefined;
+  try {
+    const value = JSON.parse(content.toString('utf8')) as Partial<ClosingMarker>;
+    const { repo, id, acknowledged, digest } = value;
+    if (typeof repo !== 'string' || typeof id !== 'string' || typeof digest !== 'string') return undefined;
+    if (typeof acknowledged !== 'number' || !Number.isSafeInteger(acknowledged) || acknowledged < 0) return undefined;
+    return { repo, id, acknowledged, digest };
+  } catch {
+    return undefined;
   }
 }

@@ -59,8 +59,10 @@ export interface StorageDriver {
   /** Moves a file into place atomically and durably, replacing what is there. */
   move(from: string, to: string): Promise<void>;
   /**
-   * Moves a finished local file (an upload staged on local disk) to `to`, durably; the local file
-   * is gone afterwards. A filesystem driver renames it; an object store uploads it in parts.
+   * Puts the bytes of a finished local file (an upload staged on local disk) at `to`, durably. The
+   * local file stays as it is: its owner removes it once the blob is committed, so a commit that
+   * fails half-way still has it. A filesystem driver gives the bytes a second name (a hard link);
+   * an object store uploads them in parts.
    */
   putFile(localFile: string, to: string): Promise<void>;
   /** Makes `to` hold the same bytes as `from`: a hard link where the driver can, else a copy. */

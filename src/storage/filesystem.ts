@@ -4,6 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { ensureDirectory, syncDirectory } from './directories.js';
 import { withinLength } from './exact-length.js';
 import { readAhead } from './read-ahead.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
@@ -35,7 +36,7 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   private async tempFile(): Promise<string> {
-    await fs.mkdir(this.tempDirectory, { recursive: true });
+    await ensureDirectory(this.tempDirectory);
     return path.join(this.tempDirectory, `${randomUUID()}.tmp`);
   }
 
@@ -78,7 +79,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(relative: string, content: Buffer | string): Promise<void> {
     const target = this.full(relative);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     const handle = await fs.open(temp, 'w');
     try {
@@ -106,8 +107,8 @@ export class FilesystemDriver implements StorageDriver {
 
   async append(relative: string, source: Readable, exactLength?: number): Promise<number> {
     const file = this.full(relative);
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    const handle = await fs.open(file, 'a');
+    await ensureDirectory(path.dirname(file));
+    const handle = await this.openOwnCopy(file, 'a');
     const before = (await handle.stat()).size;
     let written = 0;
     let pending: Buffer[] = [];
@@ -148,36 +149,87 @@ export class FilesystemDriver implements StorageDriver {
 
   async move(from: string, to: string): Promise<void> {
     const target = this.full(to);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     await this.renameDurably(this.full(from), target);
   }
 
   async putFile(localFile: string, to: string): Promise<void> {
     const target = this.full(to);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     const handle = await fs.open(localFile, 'r+');
     try {
       await handle.sync();
     } finally {
       await handle.close();
     }
+    // A second name for the bytes, not a rename: the local file stays until its caller commits.
+    const temp = await this.tempFile();
     try {
-      await this.renameDurably(localFile, target);
+      await fs.link(localFile, temp);
     } catch (err) {
-      // A staging directory on another filesystem: copy, make the copy durable, then rename it.
-      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-      const temp = await this.tempFile();
+      // A staging directory on another filesystem (or no hard links): a durable copy instead.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
       await fs.copyFile(localFile, temp);
       await this.sync(path.relative(this.root, temp));
-      await this.renameDurably(temp, target);
-      await fs.rm(localFile, { force: true });
     }
+    await this.renameDurably(temp, target);
+  }
+
+  /**
+   * Cuts a file back to `size` bytes. A file with other names (hard links made by putFile or link)
+   * is not cut in place: a copy of its first `size` bytes takes this name, and the others keep theirs.
+   */
+  async truncate(relative: string, size: number): Promise<void> {
+    const file = this.full(relative);
+    const handle = await fs.open(file, 'r+');
+    try {
+      if ((await handle.stat()).nlink === 1) {
+        await handle.truncate(size);
+        return;
+      }
+    } finally {
+      await handle.close();
+    }
+    await this.replaceWithCopy(file, size);
+  }
+
+  /**
+   * Opens a file for writing such that no write reaches another name of its bytes: a file with
+   * hard links (a staged upload that putFile placed, whose commit did not finish) is first replaced
+   * by a copy of its own.
+   */
+  private async openOwnCopy(file: string, flags: string): Promise<fs.FileHandle> {
+    const handle = await fs.open(file, flags);
+    try {
+      if ((await handle.stat()).nlink <= 1) return handle;
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    await handle.close();
+    await this.replaceWithCopy(file);
+    return fs.open(file, flags);
+  }
+
+  /** Replaces a file by a copy of it (of its first `size` bytes), durably, under the same name. */
+  private async replaceWithCopy(file: string, size?: number): Promise<void> {
+    const temp = await this.tempFile();
+    await fs.copyFile(file, temp);
+    const handle = await fs.open(temp, 'r+');
+    try {
+      if (size !== undefined) await handle.truncate(size);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await this.renameDurably(temp, file);
   }
 
   async link(from: string, to: string): Promise<void> {
     const source = this.full(from);
     const target = this.full(to);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     try {
       await fs.link(source, temp);
@@ -207,11 +259,6 @@ export class FilesystemDriver implements StorageDriver {
   /** rename(2) is atomic; the fsync of the directory makes the new name survive a crash. */
   private async renameDurably(from: string, to: string): Promise<void> {
     await fs.rename(from, to);
-    const dir = await fs.open(path.dirname(to), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await syncDirectory(path.dirname(to));
   }
 }

@@ -4,7 +4,9 @@
 //   ROOT/
 //   ├── .zot-ts/                 registry-private: no valid repository name starts with "."
 //   │   ├── events.db            the event log and its projections (SQLite, WAL)
-//   │   └── tmp/                 files being written, renamed into place when complete
+//   │   ├── tmp/                 files being written, renamed into place when complete
+//   │   └── closing-uploads/ID   an upload session being closed by a PUT with a last chunk: the
+//   │                            size its PATCHes acknowledged, to restore it if the PUT fails
 //   └── REPO/                    one directory per name component, e.g. library/alpine
 //       ├── oci-layout           {"imageLayoutVersion":"1.0.0"}
 //       ├── index.json           manifests and tags as zot keeps them (written by an actor)
@@ -29,6 +31,13 @@ export function eventLogFile(rootDirectory: string): string {
 
 /** Where files are written before their atomic rename into the layout. */
 export const TEMP_DIR = `${PRIVATE_DIR}/tmp`;
+
+/** Markers of upload sessions being closed (in each root's local staging directory). */
+export const CLOSING_UPLOADS_DIR = `${PRIVATE_DIR}/closing-uploads`;
+
+export function closingUploadPath(uploadId: string): string {
+  return `${CLOSING_UPLOADS_DIR}/${uploadId}`;
+}
 
 export function repoDir(repo: string): string {
   return repo;

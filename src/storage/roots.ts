@@ -8,10 +8,10 @@
 //
 // For an S3 root, rootDirectory stays a local directory: upload sessions are staged there and
 // moved to the bucket when they commit.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { StorageConfig, StorageDriverConfig, SubPathConfig } from '../config/types.js';
 import { storeSettings, type StoreKind } from '../config/store-settings.js';
+import { ensureDirectorySync } from './directories.js';
 import type { StorageDriver } from './driver.js';
 import { FilesystemDriver } from './filesystem.js';
 import { TEMP_DIR } from './layout.js';
@@ -98,7 +98,7 @@ export function storageRootsFromConfig(storage: StorageConfig, options: StorageR
   // A subPath takes zot's subPath defaults for what it leaves out, not the default root's settings.
   const build = (route: string, settings: SubPathConfig, kind: StoreKind): StorageRoot => {
     const rootDirectory = path.resolve(settings.rootDirectory);
-    if (options.createDirectories !== false) fs.mkdirSync(rootDirectory, { recursive: true });
+    if (options.createDirectories !== false) ensureDirectorySync(rootDirectory);
     let staging = stagingByDirectory.get(rootDirectory);
     if (!staging) {
       staging = wrap(new FilesystemDriver(rootDirectory, TEMP_DIR), route);

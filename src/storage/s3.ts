@@ -184,7 +184,6 @@ export class S3Driver implements StorageDriver {
     } finally {
       await handle.close();
     }
-    await fs.rm(localFile, { force: true });
   }
 
   async link(from: string, to: string): Promise<void> {

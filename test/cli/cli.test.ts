@@ -103,10 +103,10 @@ describe('zot serve', () => {
   });
 
   it('refuses a config asking for an unbuilt feature, naming it', async () => {
-    const result = await runZot(['serve', 'examples/config-htpasswd.json']);
+    const result = await runZot(['serve', 'examples/config-sync.json']);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /refusing to start/);
-    assert.match(result.stderr, /^\s*http\.auth\.htpasswd: authentication is not built yet$/m);
+    assert.match(result.stderr, /^\s*extensions\.sync: sync is not built yet$/m);
   });
 
   it('drains an in-flight chunked upload on SIGTERM, then exits 0 with a clean event log', async () => {

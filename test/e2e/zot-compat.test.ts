@@ -94,6 +94,9 @@ describe('a storage root written by zot', () => {
     ]);
     writeBlobFile(path.join(root, 'library/alpine'), Buffer.from('these are not the bytes you are looking for'), corruptDigest);
     writeLayout(path.join(root, 'a/b'), [{ manifest: nested, tag: '1.0' }]);
+    // A layout inside a repository's blob folder has a name no repository may take (a/b/blobs/...):
+    // the import, and GC's start-up scan with it, pass it by.
+    writeLayout(path.join(root, 'a/b/blobs/inner'), [{ manifest: layoutImage({ layers: 1 }), tag: 'stray' }]);
     // zot lists an index's children in index.json untagged, next to the tagged index.
     writeLayout(path.join(root, 'multi/arch'), [{ manifest: amd64 }, { manifest: arm64 }, { manifest: index, tag: 'latest' }]);
   });

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { runZot, writeConfig, type TestRegistry } from './registry.js';
 import { sha256 } from './oci.js';
@@ -99,6 +100,49 @@ export function rawRequest(url: string, method: string, rawPath: string, body?: 
     );
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/**
+ * Sends `head` (request line and headers, as written, so duplicates and values node's client would
+ * refuse get through) and then `body` over a plain TCP connection, and reads one answer: its status,
+ * headers and body (by its Content-Length). Rejects if the connection ends before a whole answer.
+ * With `readAfterSending`, nothing is read until the whole body has left, as clients do that write
+ * their request before they look at the answer.
+ */
+export function rawHttp(url: string, head: string, body: Buffer = Buffer.alloc(0), options: { readAfterSending?: boolean } = {}): Promise<RawResponse> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(target.port), target.hostname);
+    if (options.readAfterSending) socket.pause();
+    let received = Buffer.alloc(0);
+    let done = false;
+    const finish = (outcome: RawResponse | Error): void => {
+      if (done) return;
+      done = true;
+      socket.destroy();
+      if (outcome instanceof Error) reject(outcome);
+      else resolve(outcome);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      const end = received.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const [statusLine = '', ...lines] = received.subarray(0, end).toString('latin1').split('\r\n');
+      const headers: http.IncomingHttpHeaders = {};
+      for (const line of lines) {
+        const colon = line.indexOf(':');
+        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      const length = Number(headers['content-length'] ?? 0);
+      if (received.length < end + 4 + length) return;
+      finish({ status: Number(statusLine.split(' ')[1]), headers, body: received.subarray(end + 4, end + 4 + length).toString('utf8') });
+    });
+    socket.on('error', (err) => finish(new Error(`connection failed before a whole answer (${received.length} bytes received): ${err.message}`)));
+    socket.on('close', () => finish(new Error(`connection closed before a whole answer (${received.length} bytes received)`)));
+    // Errors while writing surface on the socket's 'error' above; the answer may still be complete.
+    socket.write(head);
+    socket.end(body, () => socket.resume());
   });
 }
 

@@ -35,6 +35,8 @@ export interface TestConfigOptions {
   log?: Config['log'];
   metrics?: Config['metrics'];
   extensions?: Config['extensions'];
+  /** The seed's top-level form; zot's newer one goes under `http`. */
+  accessControl?: Config['accessControl'];
 }
 
 export function testConfig(options: TestConfigOptions = {}): Config {
@@ -45,6 +47,7 @@ export function testConfig(options: TestConfigOptions = {}): Config {
     log: options.log ?? { level: 'error' },
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.extensions ? { extensions: options.extensions } : {}),
+    ...(options.accessControl ? { accessControl: options.accessControl } : {}),
   };
 }
 
@@ -120,12 +123,18 @@ export function writeConfig(config: Config, dir = makeTempDir()): string {
   return file;
 }
 
+export interface SpawnOptions {
+  /** A command that runs `zot serve` for the test (e.g. strace and its flags); the child is then that command. */
+  runUnder?: string[];
+}
+
 /** Starts `zot serve` as a child process and waits until /v2/ answers. */
-export async function spawnRegistry(options: TestConfigOptions = {}): Promise<RegistryProcess> {
+export async function spawnRegistry(options: TestConfigOptions = {}, spawnOptions: SpawnOptions = {}): Promise<RegistryProcess> {
   const port = options.port ?? (await getFreePort());
   const config = testConfig({ ...options, port, log: options.log ?? { level: 'warn' } });
   const configPath = writeConfig(config);
-  const child = spawn(ZOT_BIN, ['serve', configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command = ZOT_BIN, ...args] = [...(spawnOptions.runUnder ?? []), ZOT_BIN, 'serve', configPath];
+  const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));

@@ -8,12 +8,13 @@
 // out-of-order chunk and for a retried one) and 01_pull_test.go "Error codes" (invalid manifest
 // content answered with an OCI error). The rest goes beyond the suite.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
-import { DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, descriptor, makeImage, pushBlob, pushImage, pushManifest, sha256 } from '../helpers/oci.js';
+import { DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, descriptor, makeImage, pushBlob, pushImage, pushManifest, sha256, type TestImage } from '../helpers/oci.js';
 import {
   assertReplayClean,
   disconnectMidBody,
@@ -21,6 +22,7 @@ import {
   expectOciError,
   openSession,
   patchChunk,
+  rawHttp,
   rawRequest,
   resolveLocation,
   sessionStatus,
@@ -187,7 +189,8 @@ describe('wrong digests', () => {
 
 describe('invalid repository names', () => {
   // Each is sent byte for byte (fetch would resolve `..` and `.` segments).
-  const names = ['Upper/case', 'a/../b', 'a/./b', 'a//b', 'a/b/', '-leading-dash', 'a/-dash', '_leading', '.hidden', 'trailing-', 'a..b', 'x'.repeat(256), 'a/%2E%2E/b'];
+  // The last three are no valid percent-encoding, which fastify's router would answer itself.
+  const names = ['Upper/case', 'a/../b', 'a/./b', 'a//b', 'a/b/', '-leading-dash', 'a/-dash', '_leading', '.hidden', 'trailing-', 'a..b', 'x'.repeat(256), 'a/%2E%2E/b', 'a/%zz', 'a/%C0%AF', '%'];
   const ok = makeImage();
 
   before(async () => {
@@ -228,6 +231,92 @@ describe('invalid repository names', () => {
       await res.arrayBuffer();
     }
   });
+});
+
+describe('repository names that collide with the storage layout', () => {
+  // zot's layout puts blobs/, index.json and oci-layout inside each repository's folder, so a name
+  // with such a component lands inside the layout of the repository above it. It is refused on every
+  // endpoint, whether the outer repository exists already or is pushed afterwards.
+  const entries = ['blobs', 'index.json', 'oci-layout'];
+
+  /** Every endpoint of the API on `name`, each expected to answer 400 NAME_INVALID. */
+  async function expectRefusedEverywhere(name: string, outer: string, image: TestImage): Promise<void> {
+    const config = sha256(image.config);
+    const session = `/v2/${name}/blobs/uploads/${randomUUID()}`;
+    const attempts: [string, string, Buffer | undefined][] = [
+      ['GET', `/v2/${name}/tags/list`, undefined],
+      ['GET', `/v2/${name}/manifests/latest`, undefined],
+      ['HEAD', `/v2/${name}/manifests/${image.digest}`, undefined],
+      ['PUT', `/v2/${name}/manifests/latest`, Buffer.from(image.manifestBytes)],
+      ['DELETE', `/v2/${name}/manifests/${image.digest}`, undefined],
+      ['GET', `/v2/${name}/blobs/${config}`, undefined],
+      ['HEAD', `/v2/${name}/blobs/${config}`, undefined],
+      ['DELETE', `/v2/${name}/blobs/${config}`, undefined],
+      ['POST', `/v2/${name}/blobs/uploads/`, undefined],
+      ['POST', `/v2/${name}/blobs/uploads/?digest=${config}`, image.config],
+      ['POST', `/v2/${name}/blobs/uploads/?mount=${config}&from=${outer}`, undefined],
+      ['GET', session, undefined],
+      ['PATCH', session, image.config],
+      ['PUT', `${session}?digest=${config}`, image.config],
+      ['DELETE', session, undefined],
+      ['GET', `/v2/${name}/referrers/${image.digest}`, undefined],
+    ];
+    for (const [method, target, body] of attempts) {
+      const res = await rawRequest(url, method, target, body, { 'Content-Type': OCI_MANIFEST });
+      assert.equal(res.status, 400, `${method} ${target} answered ${res.status}: ${res.body}`);
+      if (method === 'HEAD') continue;
+      assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'NAME_INVALID', `${method} ${target}: ${res.body}`);
+    }
+  }
+
+  /** The outer repository serves its image, and its folder holds only its own layout. */
+  async function expectOuterIntact(outer: string, image: TestImage): Promise<void> {
+    const manifest = await fetch(`${url}/v2/${outer}/manifests/latest`);
+    assert.equal(manifest.status, 200);
+    assert.equal(await manifest.text(), image.manifestBytes);
+    for (const blob of [image.config, ...image.layers]) {
+      const res = await fetch(`${url}/v2/${outer}/blobs/${sha256(blob)}`);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), blob);
+    }
+    // A later push of the same content to the outer repository still works.
+    assert.equal(await pushBlob(url, outer, image.config), sha256(image.config));
+    assert.equal((await pushManifest(url, outer, 'again', image.manifestBytes)).status, 201);
+    const dir = path.join(registry.root, outer);
+    assert.ok(fs.statSync(path.join(dir, 'index.json')).isFile(), 'index.json is a file');
+    assert.ok(fs.statSync(path.join(dir, 'oci-layout')).isFile(), 'oci-layout is a file');
+    for (const algorithm of fs.readdirSync(path.join(dir, 'blobs'))) {
+      for (const entry of fs.readdirSync(path.join(dir, 'blobs', algorithm))) {
+        assert.match(entry, /^[0-9a-f]{64}$/, `only blobs in ${outer}/blobs/${algorithm}`);
+        assert.ok(fs.statSync(path.join(dir, 'blobs', algorithm, entry)).isFile(), `${entry} is a file`);
+      }
+    }
+  }
+
+  for (const entry of entries) {
+    const inners = (outer: string, image: TestImage): string[] =>
+      entry === 'blobs' ? [`${outer}/blobs`, `${outer}/blobs/sha256`, `${outer}/blobs/sha256/${sha256(image.config).slice(7)}`] : [`${outer}/${entry}`];
+
+    it(`${entry}: the name inside the layout first, then the outer repository: refused, the outer one works, replay clean`, async () => {
+      const outer = `layout/${entry.replace(/\W/g, '')}-x/inner-first`;
+      const image = makeImage();
+      for (const inner of inners(outer, image)) await expectRefusedEverywhere(inner, outer, image);
+      assert.equal((await pushImage(url, outer, 'latest', image)).status, 201);
+      await expectOuterIntact(outer, image);
+      for (const inner of inners(outer, image)) await expectRefusedEverywhere(inner, outer, image);
+      assert.deepEqual((await catalog()).filter((repo) => repo.startsWith(`${outer}/`)), [], 'no repository inside the outer one');
+      await assertReplayClean(registry);
+    });
+
+    it(`${entry}: the outer repository first, then the name inside its layout: refused, the outer one intact, replay clean`, async () => {
+      const outer = `layout/${entry.replace(/\W/g, '')}-x/outer-first`;
+      const image = makeImage();
+      assert.equal((await pushImage(url, outer, 'latest', image)).status, 201);
+      for (const inner of inners(outer, image)) await expectRefusedEverywhere(inner, outer, image);
+      await expectOuterIntact(outer, image);
+      assert.deepEqual((await catalog()).filter((repo) => repo.startsWith(`${outer}/`)), [], 'no repository inside the outer one');
+      await assertReplayClean(registry);
+    });
+  }
 });
 
 describe('bad Content-Range', () => {
@@ -284,6 +373,99 @@ describe('bad Content-Range', () => {
     assert.equal(put.status, 201);
     assert.deepEqual(Buffer.from(await (await fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`)).arrayBuffer()), data);
     await assertReplayClean(registry);
+  });
+});
+
+describe('numbers at the edges of what a number can hold', () => {
+  // Numbers from clients reach SQLite (n) and arithmetic (ranges, lengths). JavaScript numbers are
+  // exact to 2^53, SQLite integers stop at 2^63 - 1, and HTTP parsers at 2^64 - 1: each is tried.
+  const repo = 'bad/numbers';
+  const data = randomBytes(1000);
+  const TWO_63_MINUS_1 = '9223372036854775807';
+  const TWO_63 = '9223372036854775808';
+  const TWO_53_PLUS_1 = '9007199254740993';
+
+  before(async () => {
+    await pushImage(url, repo, 'latest');
+    await pushBlob(url, repo, data);
+  });
+
+  for (const n of [TWO_63_MINUS_1, TWO_63, TWO_53_PLUS_1, '1'.padEnd(40, '0'), '1000000001']) {
+    it(`?n=${n} on _catalog and tags/list: 400 PAGINATION_NUMBER_INVALID naming n`, async () => {
+      for (const list of ['/v2/_catalog', `/v2/${repo}/tags/list`]) {
+        const body = await expectOciError(await fetch(`${url}${list}?n=${n}`), 400, 'PAGINATION_NUMBER_INVALID');
+        assert.deepEqual(body.errors[0]?.detail, { n }, list);
+      }
+    });
+  }
+
+  it('?n=1000000000, the largest page, lists everything with no Link', async () => {
+    const res = await fetch(`${url}/v2/${repo}/tags/list?n=1000000000`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('link'), null);
+    assert.deepEqual(((await res.json()) as { tags: string[] }).tags, ['latest']);
+    const catalogRes = await fetch(`${url}/v2/_catalog?n=1000000000&last=${encodeURIComponent('\u0000')}`);
+    assert.equal(catalogRes.status, 200);
+    assert.ok(((await catalogRes.json()) as { repositories: string[] }).repositories.includes(repo));
+  });
+
+  const blobRange = async (range: string): Promise<Response> => fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`, { headers: { Range: range } });
+
+  for (const start of [TWO_63_MINUS_1, TWO_63, TWO_53_PLUS_1, '9'.repeat(400)]) {
+    it(`Range: bytes=${start.slice(0, 20)}- (start past any blob): 416 RANGE_INVALID with the size`, async () => {
+      const res = await blobRange(`bytes=${start}-`);
+      assert.equal(res.headers.get('content-range'), `bytes */${data.length}`);
+      await expectOciError(res, 416, 'RANGE_INVALID');
+    });
+  }
+
+  for (const end of [TWO_63_MINUS_1, TWO_63, '9'.repeat(400)]) {
+    it(`Range: bytes=10-${end.slice(0, 20)} (end past the blob): 206 up to the last byte`, async () => {
+      const res = await blobRange(`bytes=10-${end}`);
+      assert.equal(res.status, 206);
+      assert.equal(res.headers.get('content-range'), `bytes 10-${data.length - 1}/${data.length}`);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), data.subarray(10));
+    });
+  }
+
+  it(`Range: bytes=-${TWO_63} (a suffix longer than the blob): 206 with the whole blob`, async () => {
+    const res = await blobRange(`bytes=-${TWO_63}`);
+    assert.equal(res.status, 206);
+    assert.equal(res.headers.get('content-range'), `bytes 0-${data.length - 1}/${data.length}`);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), data);
+  });
+
+  for (const range of [`0-${TWO_63_MINUS_1}`, `${TWO_63}-${TWO_63}`, `${TWO_53_PLUS_1}-${TWO_53_PLUS_1}`]) {
+    it(`Content-Range: ${range} on a PATCH: 416 RANGE_INVALID, the session unchanged`, async () => {
+      const session = await openSession(url, repo);
+      assert.equal((await patchChunk(session, data.subarray(0, 100), '0-99')).status, 202);
+      await expectOciError(await patchChunk(session, data.subarray(100, 200), range), 416, 'RANGE_INVALID');
+      assert.equal((await sessionStatus(session)).range, '0-99');
+      await assertReplayClean(registry);
+    });
+  }
+
+  it('Content-Range: 100-9007199254740991 (2^53 - 1, exact) on a PATCH with 100 bytes: 400 SIZE_INVALID, the session unchanged', async () => {
+    const session = await openSession(url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 100), '0-99')).status, 202);
+    await expectOciError(await patchChunk(session, data.subarray(100, 200), '100-9007199254740991'), 400, 'SIZE_INVALID');
+    assert.equal((await sessionStatus(session)).range, '0-99');
+    await assertReplayClean(registry);
+  });
+
+  it(`Content-Length: ${TWO_63_MINUS_1} on a manifest PUT: 413 before any byte is read`, async () => {
+    const res = await rawHttp(url, `PUT /v2/${repo}/manifests/huge HTTP/1.1\r\nHost: registry\r\nContent-Type: ${OCI_MANIFEST}\r\nContent-Length: ${TWO_63_MINUS_1}\r\n\r\n`, Buffer.from('{}'));
+    assert.equal(res.status, 413, res.body);
+    assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'MANIFEST_INVALID');
+    await expectOciError(await fetch(`${url}/v2/${repo}/manifests/huge`), 404, 'MANIFEST_UNKNOWN');
+  });
+
+  it('Content-Length: 18446744073709551616 (2^64, past what HTTP parsers hold): 400 in OCI error JSON', async () => {
+    const res = await rawHttp(url, `POST /v2/${repo}/blobs/uploads/ HTTP/1.1\r\nHost: registry\r\nContent-Length: 18446744073709551616\r\n\r\n`, Buffer.from('x'));
+    assert.equal(res.status, 400, res.body);
+    assert.match(String(res.headers['content-type']), /^application\/json\b/);
+    assert.equal((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]?.code, 'UNSUPPORTED', res.body);
+    assert.equal((await fetch(`${url}/v2/`)).status, 200, 'the registry still answers');
   });
 });
 
@@ -378,6 +560,92 @@ describe('clients that disconnect mid-upload', () => {
     await expectOciError(await fetch(`${url}/v2/${repo}/manifests/cut`), 404, 'MANIFEST_UNKNOWN');
     await expectOciError(await fetch(`${url}/v2/${repo}/manifests/${image.digest}`), 404, 'MANIFEST_UNKNOWN');
     await assertReplayClean(registry);
+  });
+});
+
+describe('a client that disconnects mid-request is no server error', () => {
+  // The registry's log is read line by line: a disconnect is one info line, never an error, and the
+  // upload it cut short answers the size acknowledged before it, with no event appended.
+  interface LogLine {
+    level: number;
+    msg: string;
+    method?: string;
+    path?: string;
+  }
+  const repo = 'bad/disconnect-log';
+  const lines: LogLine[] = [];
+  let logged: TestRegistry;
+  const DISCONNECTED = 'client disconnected before the request completed';
+
+  before(async () => {
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
+    logged = await startTestRegistry({}, { logger });
+  });
+  after(async () => {
+    await logged.stop();
+  });
+
+  /** Runs `cut`, then waits until the registry logged it (as a disconnect or as an error); returns what was logged meanwhile. */
+  async function logOf(cut: () => Promise<void>): Promise<LogLine[]> {
+    const from = lines.length;
+    await cut();
+    await eventually(async () => lines.slice(from).some((line) => line.msg === DISCONNECTED || line.level >= 50), 'the disconnect to be logged');
+    return lines.slice(from);
+  }
+
+  function expectOneInfoLine(logs: LogLine[], method: string, path: string): void {
+    assert.deepEqual(logs.filter((line) => line.level >= 40), [], 'nothing at warn or error');
+    const disconnects = logs.filter((line) => line.msg === DISCONNECTED);
+    assert.equal(disconnects.length, 1, JSON.stringify(logs));
+    assert.equal(disconnects[0]?.level, 30, 'at info');
+    assert.equal(disconnects[0]?.method, method);
+    assert.equal(disconnects[0]?.path, path);
+  }
+
+  async function settled(session: string): Promise<string | null> {
+    await eventually(async () => {
+      const res = await patchChunk(session, Buffer.alloc(0));
+      await res.arrayBuffer();
+      return res.status === 202;
+    }, 'the cut request to release the session');
+    return (await sessionStatus(session)).range;
+  }
+
+  it('mid-PATCH: one info line, the session at its acknowledged size, no event', async () => {
+    const data = randomBytes(4000);
+    const session = await openSession(logged.url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 1000), '0-999')).status, 202);
+    const head = logged.running.store.head();
+    const logs = await logOf(() => disconnectMidBody(session, 'PATCH', 3000, data.subarray(1000, 2500), { 'Content-Range': '1000-3999' }));
+    assert.equal(await settled(session), '0-999');
+    expectOneInfoLine(logs, 'PATCH', new URL(session).pathname);
+    assert.equal(logged.running.store.head(), head, 'nothing appended to the event log');
+    assert.equal((await patchChunk(session, data.subarray(1000), '1000-3999')).status, 202, 'the upload goes on');
+    assert.equal((await fetch(withDigest(session, sha256(data)), { method: 'PUT' })).status, 201);
+  });
+
+  it('mid-PUT closing an upload: one info line, the session at its acknowledged size, no event', async () => {
+    const data = randomBytes(3000);
+    const session = await openSession(logged.url, repo);
+    assert.equal((await patchChunk(session, data.subarray(0, 1000), '0-999')).status, 202);
+    const head = logged.running.store.head();
+    const logs = await logOf(() => disconnectMidBody(withDigest(session, sha256(data)), 'PUT', 2000, data.subarray(1000, 1500), { 'Content-Range': '1000-2999' }));
+    assert.equal(await settled(session), '0-999');
+    expectOneInfoLine(logs, 'PUT', new URL(session).pathname);
+    assert.equal(logged.running.store.head(), head, 'nothing appended to the event log');
+    await expectOciError(await fetch(`${logged.url}/v2/${repo}/blobs/${sha256(data)}`), 404, 'BLOB_UNKNOWN');
+    await assertReplayClean(logged);
+  });
+
+  it('mid-POST of a whole blob and mid-PUT of a manifest: one info line each, no event', async () => {
+    const data = randomBytes(3000);
+    const head = logged.running.store.head();
+    const post = await logOf(() => disconnectMidBody(`${logged.url}/v2/${repo}/blobs/uploads/?digest=${sha256(data)}`, 'POST', data.length, data.subarray(0, 1000)));
+    expectOneInfoLine(post, 'POST', `/v2/${repo}/blobs/uploads/`);
+    const manifest = await logOf(() => disconnectMidBody(`${logged.url}/v2/${repo}/manifests/cut`, 'PUT', 2000, Buffer.alloc(500, 32), { 'Content-Type': OCI_MANIFEST }));
+    expectOneInfoLine(manifest, 'PUT', `/v2/${repo}/manifests/cut`);
+    assert.equal(logged.running.store.head(), head, 'nothing appended to the event log');
+    await assertReplayClean(logged);
   });
 });
 

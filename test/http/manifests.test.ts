@@ -333,11 +333,15 @@ describe('deleting a manifest an index lists (as zot: 405 DENIED)', () => {
 
   it('records the refusal as a WriteRefused event, like other refused writes', async () => {
     await expectOciError(await deleteManifest(repo, arm64.digest), 405, 'DENIED');
+    // Refusals are aggregated per identity, repository and code: the first of this describe's
+    // DENIED deletes was appended at once, the later ones are counted into one event.
     const refusals = [...registry.running.store.read({ repo, type: 'WriteRefused' })];
-    const refusal = refusals.find((event) => event.type === 'WriteRefused' && event.method === 'DELETE' && event.reference === arm64.digest);
+    const refusal = refusals.find((event) => event.type === 'WriteRefused' && event.method === 'DELETE' && event.code === 'DENIED');
     assert.ok(refusal, JSON.stringify(refusals));
     assert.ok(refusal.type === 'WriteRefused');
-    assert.deepEqual([refusal.status, refusal.code, refusal.path], [405, 'DENIED', `/v2/${repo}/manifests/${arm64.digest}`]);
+    const children = [amd64.digest, arm64.digest];
+    assert.ok(children.includes(refusal.reference ?? ''), `the refusal names a child: ${JSON.stringify(refusal)}`);
+    assert.deepEqual([refusal.status, refusal.path], [405, `/v2/${repo}/manifests/${refusal.reference}`]);
   });
 
   it('a tag on a child can still be deleted: that removes the tag only', async () => {

@@ -79,7 +79,7 @@ describe('audit lines', () => {
       `{"level":"info","clientIP":"10.0.0.7","subject":"alice","action":"PUT","object":"/v2/unit/app/blobs/${d1}","status":201,"seq":1,"event":"BlobPushed","repository":"unit/app","digest":"${d1}","size":1,"outcome":"success","requestId":"req-1","time":"${time[0]}","message":"HTTP API Audit"}\n`,
       `{"level":"info","clientIP":"10.0.0.7","subject":"alice","action":"POST","object":"/v2/unit/copy/blobs/uploads/?mount=${d1}&from=unit/app","status":201,"seq":2,"event":"BlobMounted","repository":"unit/copy","digest":"${d1}","from":"unit/app","size":1,"outcome":"success","requestId":"req-1","time":"${time[1]}","message":"HTTP API Audit"}\n`,
       `{"level":"info","clientIP":"","subject":"system:import","action":"PUT","object":"/v2/unit/app/manifests/v1","status":201,"seq":3,"event":"TagSet","repository":"unit/app","digest":"${d2}","tag":"v1","previous":"${d3}","outcome":"success","time":"${time[2]}","message":"HTTP API Audit"}\n`,
-      `{"level":"info","clientIP":"10.0.0.7","subject":"alice","action":"PUT","object":"/v2/Bad/manifests/v1","status":400,"seq":4,"event":"WriteRefused","repository":"","code":"NAME_INVALID","outcome":"refused","requestId":"req-1","time":"${time[3]}","message":"HTTP API Audit"}\n`,
+      `{"level":"info","clientIP":"10.0.0.7","subject":"alice","action":"PUT","object":"/v2/Bad/manifests/v1","status":400,"seq":4,"event":"WriteRefused","repository":"","code":"NAME_INVALID","count":1,"outcome":"refused","requestId":"req-1","time":"${time[3]}","message":"HTTP API Audit"}\n`,
     ];
     assert.deepEqual(appended.map(auditLine), expected);
     assert.deepEqual(readBack.map(auditLine), expected);

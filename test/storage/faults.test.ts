@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import type { StorageDriver } from '../../src/storage/driver.js';
-import { assertReplayClean, eventually, expectOciError } from '../helpers/http.js';
+import { assertReplayClean, eventually, expectOciError, openSession, patchChunk, resolveLocation, sessionStatus, withDigest } from '../helpers/http.js';
 import { makeImage, pushBlob, pushManifest, sha256 } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -84,6 +84,27 @@ describe('storage faults', () => {
     assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobPushed' && event.digest === digest));
     assert.equal(await pushBlob(registry.url, 'faults/app', data), digest);
     assert.equal(await headStatus(`${registry.url}/v2/faults/app/blobs/${digest}`), 200);
+    await assertReplayClean(registry);
+  });
+
+  it('a failing move into place during a closing PUT with a last chunk leaves the session as its PATCHes left it', async () => {
+    const data = Buffer.from('a blob whose closing PUT carries its last chunk and fails to move into place');
+    const digest = sha256(data);
+    const session = await openSession(registry.url, 'faults/closing');
+    const patched = await patchChunk(session, data.subarray(0, 20), '0-19');
+    assert.equal(patched.status, 202);
+    const location = resolveLocation(registry.url, patched);
+    const closing = (): Promise<Response> =>
+      fetch(withDigest(location, digest), { method: 'PUT', headers: { 'Content-Range': `20-${data.length - 1}` }, body: data.subarray(20) });
+    const faultsBefore = faults.seen.get('putFile') ?? 0;
+    faults.fail('putFile', 1);
+    await expectOciError(await closing(), 500, 'UNKNOWN');
+    assert.equal(faults.seen.get('putFile'), faultsBefore + 1);
+    const status = await sessionStatus(location);
+    assert.deepEqual([status.status, status.range], [204, '0-19'], 'the session is as the PATCH left it');
+    assert.equal((await closing()).status, 201);
+    const blob = await fetch(`${registry.url}/v2/faults/closing/blobs/${digest}`);
+    assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
     await assertReplayClean(registry);
   });
 

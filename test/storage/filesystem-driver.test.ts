@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { FilesystemDriver } from '../../src/storage/filesystem.js';
 import { TEMP_DIR } from '../../src/storage/layout.js';
 import { describeDriverSuite, type DriverUnderTest } from './driver-suite.js';
@@ -37,6 +38,30 @@ describe('filesystem driver file identities', () => {
       assert.equal(c?.fileId, a.fileId);
     } finally {
       await cleanup();
+    }
+  });
+
+  it('never writes through to another name of a file: appends and truncates copy a linked file first', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'zot-ts-fs-driver-'));
+    const driver = new FilesystemDriver(dir, TEMP_DIR);
+    const local = (relative: string): string => driver.localPath(relative);
+    try {
+      // An upload staged in the root, placed by putFile (a second name), whose commit then failed.
+      await driver.putContent('repo/.uploads/session', 'acknowledged');
+      await driver.putFile(local('repo/.uploads/session'), 'repo/blobs/sha256/placed');
+      assert.equal((await driver.stat('repo/.uploads/session'))?.fileId, (await driver.stat('repo/blobs/sha256/placed'))?.fileId);
+      await driver.append('repo/.uploads/session', Readable.from([Buffer.from(' and more')]));
+      assert.equal((await driver.getContent('repo/.uploads/session')).toString(), 'acknowledged and more');
+      assert.equal((await driver.getContent('repo/blobs/sha256/placed')).toString(), 'acknowledged');
+
+      await driver.putFile(local('repo/.uploads/session'), 'repo/blobs/sha256/again');
+      await driver.truncate('repo/.uploads/session', 3);
+      assert.equal((await driver.getContent('repo/.uploads/session')).toString(), 'ack');
+      assert.equal((await driver.getContent('repo/blobs/sha256/again')).toString(), 'acknowledged and more');
+      await driver.truncate('repo/.uploads/session', 1);
+      assert.equal((await driver.getContent('repo/.uploads/session')).toString(), 'a');
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
     }
   });
 

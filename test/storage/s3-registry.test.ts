@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createS3Driver } from '../../src/storage/s3.js';
 import type { StorageDriver } from '../../src/storage/driver.js';
-import { assertReplayClean, eventually, pushChunked } from '../helpers/http.js';
+import { assertReplayClean, eventually, expectOciError, openSession, patchChunk, pushChunked, resolveLocation, sessionStatus, uploadFiles, withDigest } from '../helpers/http.js';
 import { readLayoutBlobs, taggedDigest, layoutImage, writeLayout } from '../helpers/layout.js';
 import { makeImage, OCI_MANIFEST, pushBlob, pushImage, sha256 } from '../helpers/oci.js';
 import { makeTempDir, runZot, spawnRegistry, startTestRegistry, writeConfig, type RegistryProcess, type TestRegistry } from '../helpers/registry.js';
@@ -230,5 +230,61 @@ describe('skopeo round trips on S3', () => {
     assert.equal(await bucket.stat(objectKey('local/app', onDisk)), undefined, 'local/app is not');
     assert.ok(fs.existsSync(path.join(localRoot, 'local', 'app', 'blobs', 'sha256', onDisk.slice('sha256:'.length))), 'local/app is on disk');
     assert.ok(!fs.existsSync(path.join(localRoot, 'cloud', 'app', 'blobs')), 'cloud/app is not on disk');
+  });
+});
+
+describe('a closing PUT on S3 whose upload to the bucket fails', () => {
+  let s3: TestS3Server;
+  let registry: TestRegistry;
+  /** How many more putFile calls to the bucket fail. */
+  let failingUploads = 0;
+
+  before(async () => {
+    s3 = await startS3Server();
+    registry = await startTestRegistry(
+      { storage: { dedupe: false, gc: false, storageDriver: s3.driverConfig('/closing') } },
+      {
+        // The bucket's driver with putFile failing on demand (the staging driver stays as it is).
+        wrapDriver: (driver) =>
+          driver.name !== 's3'
+            ? driver
+            : new Proxy(driver, {
+                get: (target, property, receiver) => {
+                  const value = Reflect.get(target, property, receiver) as unknown;
+                  if (property !== 'putFile' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+                  return (...args: unknown[]) => {
+                    if (failingUploads > 0) {
+                      failingUploads--;
+                      return Promise.reject(new Error('injected fault in the upload to the bucket'));
+                    }
+                    return (value as (...a: unknown[]) => Promise<void>).apply(target, args);
+                  };
+                },
+              }),
+      },
+    );
+  });
+  after(async () => {
+    await registry?.stop();
+    await s3?.stop();
+  });
+
+  it('leaves the staged session as its PATCHes left it, and the retry lands in the bucket', async () => {
+    const data = Buffer.from('staged locally, moved to the bucket when the closing PUT commits');
+    const digest = sha256(data);
+    const session = await openSession(registry.url, 's3/closing');
+    const patched = await patchChunk(session, data.subarray(0, 16), '0-15');
+    assert.equal(patched.status, 202);
+    const location = resolveLocation(registry.url, patched);
+    const closing = (): Promise<Response> => fetch(withDigest(location, digest), { method: 'PUT', body: data.subarray(16) });
+    failingUploads = 1;
+    await expectOciError(await closing(), 500, 'UNKNOWN');
+    assert.equal(failingUploads, 0, 'the upload to the bucket was tried');
+    const status = await sessionStatus(location);
+    assert.deepEqual([status.status, status.range], [204, '0-15'], 'the session is as the PATCH left it');
+    assert.equal((await closing()).status, 201);
+    assert.ok((await pull(registry.url, 's3/closing', digest)).equals(data));
+    assert.equal(uploadFiles(registry.root, 's3/closing').length, 0, 'the committed session is gone from staging');
+    await assertReplayClean(registry);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseDigest } from '../../src/oci/digest.js';
-import { isValidName, isValidTag, parseReference } from '../../src/oci/names.js';
+import { IMAGE_LAYOUT_ENTRIES, isValidName, nameProblem, isValidTag, parseReference } from '../../src/oci/names.js';
 import { RegistryError } from '../../src/oci/errors.js';
 
 function kindOf(fn: () => unknown): string | undefined {
@@ -19,6 +19,29 @@ describe('repository names', () => {
   for (const name of valid) it(`accepts ${JSON.stringify(name)}`, () => assert.equal(isValidName(name), true));
   for (const name of invalid) it(`refuses ${JSON.stringify(name.length > 20 ? `${name.slice(0, 10)}…(${name.length})` : name)}`, () => assert.equal(isValidName(name), false));
   it('accepts a name of exactly 255 characters', () => assert.equal(isValidName('a'.repeat(255)), true));
+});
+
+describe('repository names that would land inside a repository layout', () => {
+  const hex = 'e'.repeat(64);
+  it('the layout entries are the three of the image-spec', () => {
+    assert.deepEqual(Object.values(IMAGE_LAYOUT_ENTRIES).sort(), ['blobs', 'index.json', 'oci-layout']);
+  });
+  for (const entry of ['blobs', 'index.json', 'oci-layout']) {
+    for (const name of [entry, `a/${entry}`, `fz/base/${entry}`, `${entry}/a`, `a/${entry}/b`]) {
+      it(`refuses ${JSON.stringify(name)}, naming the component`, () => {
+        assert.equal(isValidName(name), false);
+        assert.match(nameProblem(name) ?? '', new RegExp(`"${entry.replace('.', '\\.')}"`));
+      });
+    }
+  }
+  it('refuses a path into a repository blob folder', () => {
+    for (const name of ['fz/base/blobs/sha256', `b/blobs/sha256/${hex}`]) assert.equal(isValidName(name), false, name);
+  });
+  it('accepts components that only resemble a layout entry', () => {
+    for (const name of ['blob', 'a/blobs2', 'a/my-blobs', 'a/index', 'a/index.jsonx', 'a/json.index', 'oci-layouts', 'a/oci', 'a/layout', 'a/sha256', `a/${hex}`]) {
+      assert.equal(isValidName(name), true, name);
+    }
+  });
 });
 
 describe('tags', () => {

@@ -1,0 +1,150 @@
+// A power cut keeps a blob only if every directory on its path is a durable name in its parent.
+// `zot serve` runs under strace while a blob is pushed into a brand-new nested repository, and the
+// trace must show, for every directory the registry created, its parent opened and fsynced before
+// the next write to the event log's WAL (the append that names the blob).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { sha256 } from '../helpers/oci.js';
+import { openSession, patchChunk, resolveLocation, withDigest } from '../helpers/http.js';
+import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
+
+const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64';
+
+/** One finished system call of the trace, in the order they completed. */
+interface Call {
+  name: string;
+  args: string;
+  result: number;
+  /** Line where it started and where it returned (they differ when another thread interleaved). */
+  startedAt: number;
+  endedAt: number;
+}
+
+/** Parses `strace -f` output, joining `<unfinished ...>` lines with their `<... resumed>` ends. */
+function parseTrace(text: string): Call[] {
+  const calls: Call[] = [];
+  const unfinished = new Map<string, { name: string; args: string; startedAt: number }>();
+  text.split('\n').forEach((line, index) => {
+    const started = /^(\d+)\s+(\w+)\((.*) <unfinished \.\.\.>$/.exec(line);
+    if (started) {
+      unfinished.set(started[1] as string, { name: started[2] as string, args: started[3] as string, startedAt: index });
+      return;
+    }
+    const resumed = /^(\d+)\s+<\.\.\. (\w+) resumed>(.*)\)\s+= (-?\d+)/.exec(line);
+    if (resumed) {
+      const begun = unfinished.get(resumed[1] as string);
+      unfinished.delete(resumed[1] as string);
+      if (begun) calls.push({ name: begun.name, args: begun.args + (resumed[3] as string), result: Number(resumed[4]), startedAt: begun.startedAt, endedAt: index });
+      return;
+    }
+    const whole = /^(\d+)\s+(\w+)\((.*)\)\s+= (-?\d+)/.exec(line);
+    if (whole) calls.push({ name: whole[2] as string, args: whole[3] as string, result: Number(whole[4]), startedAt: index, endedAt: index });
+  });
+  return calls.sort((a, b) => a.endedAt - b.endedAt);
+}
+
+/** The first quoted path of a call's arguments. */
+function pathArgument(args: string): string | undefined {
+  return /"((?:[^"\\]|\\.)*)"/.exec(args)?.[1];
+}
+
+function fdArgument(args: string): number {
+  return Number(args.split(',')[0]);
+}
+
+interface Finding {
+  created: string[];
+  walWrites: number;
+  problems: string[];
+}
+
+/**
+ * For each directory created under `root`: the parent opened and fsynced (on that descriptor,
+ * not closed in between) after the mkdir and before the first WAL write that starts after it.
+ */
+function checkDirectories(calls: Call[], root: string): Finding {
+  const walFds = new Set<number>();
+  const walWrites: Call[] = [];
+  for (const call of calls) {
+    if (call.name === 'openat' && call.result >= 0 && pathArgument(call.args)?.endsWith('events.db-wal')) walFds.add(call.result);
+    if (call.name === 'pwrite64' && walFds.has(fdArgument(call.args))) walWrites.push(call);
+  }
+  const created: string[] = [];
+  const problems: string[] = [];
+  calls.forEach((call, index) => {
+    if ((call.name !== 'mkdir' && call.name !== 'mkdirat') || call.result !== 0) return;
+    const dir = pathArgument(call.args);
+    if (!dir || !(dir === root || dir.startsWith(`${root}/`))) return;
+    created.push(dir);
+    const deadline = walWrites.find((write) => write.startedAt > call.endedAt)?.startedAt ?? Number.POSITIVE_INFINITY;
+    const parent = path.dirname(dir);
+    const open = new Map<number, boolean>();
+    let synced = false;
+    for (const later of calls.slice(index + 1)) {
+      if (later.endedAt >= deadline) break;
+      if (later.name === 'openat' && later.result >= 0) open.set(later.result, pathArgument(later.args) === parent);
+      if (later.name === 'close') open.delete(fdArgument(later.args));
+      if ((later.name === 'fsync' || later.name === 'fdatasync') && later.result === 0 && open.get(fdArgument(later.args)) === true) {
+        synced = true;
+        break;
+      }
+    }
+    if (!synced) problems.push(`${dir} was created but ${parent} was not fsynced before the next write to the event log`);
+  });
+  return { created, walWrites: walWrites.length, problems };
+}
+
+/** Why strace cannot trace here, or undefined when it can. A missing strace is a failure, not a reason. */
+function straceUnavailable(): string | undefined {
+  const probe = spawnSync('strace', ['-f', '-o', '/dev/null', 'true'], { encoding: 'utf8' });
+  if (probe.error) throw new Error(`strace is needed by this test and could not run (${probe.error.message}): apt-get install strace`);
+  if (probe.status !== 0) return `strace cannot trace processes here (ptrace is not permitted): ${probe.stderr.trim()}`;
+  return undefined;
+}
+
+/** The traced process's own pid: strace's child. */
+function tracedPid(stracePid: number): number {
+  const children = fs.readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8').trim().split(/\s+/);
+  assert.equal(children.length, 1, `strace runs one process: ${children.join(' ')}`);
+  return Number(children[0]);
+}
+
+describe('directories created on the way to a new file', () => {
+  it('are fsynced into their parents before the event that names the file', async (t: TestContext) => {
+    const cannot = straceUnavailable();
+    if (cannot) {
+      t.skip(cannot);
+      return;
+    }
+    const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
+    const root = path.join(makeTempDir('zot-ts-durable-'), 'root');
+    const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', '-e', `trace=${TRACED}`, '-o', traceFile] });
+    try {
+      const data = Buffer.from('the first blob of a new repository');
+      const session = await openSession(registry.url, 'a/b/c');
+      const patched = await patchChunk(session, data, `0-${data.length - 1}`);
+      assert.equal(patched.status, 202);
+      const put = await fetch(withDigest(resolveLocation(registry.url, patched), sha256(data)), { method: 'PUT' });
+      assert.equal(put.status, 201, await put.text());
+      const blob = await fetch(`${registry.url}/v2/a/b/c/blobs/${sha256(data)}`);
+      assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
+    } finally {
+      // SIGTERM to the registry itself; strace exits with it once it has written the whole trace.
+      const { child } = registry;
+      if (child.exitCode === null && child.pid !== undefined) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        process.kill(tracedPid(child.pid), 'SIGTERM');
+        await exited;
+      }
+    }
+    const finding = checkDirectories(parseTrace(fs.readFileSync(traceFile, 'utf8')), root);
+    for (const dir of ['a', 'a/b', 'a/b/c', 'a/b/c/.uploads', 'a/b/c/blobs', 'a/b/c/blobs/sha256']) {
+      assert.ok(finding.created.includes(`${root}/${dir}`), `the trace shows ${dir} created (${finding.created.join(', ')})`);
+    }
+    assert.ok(finding.walWrites > 0, 'the trace shows the event log written');
+    assert.deepEqual(finding.problems, []);
+  });
+});
