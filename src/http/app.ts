@@ -27,6 +27,8 @@ export interface HttpAppOptions {
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;
+  /** Told of each manifest pulled, for retention (registry/pull-recorder.ts). */
+  pulls?: { record(repo: string, digest: string): void };
   /** Authentication and authorization; without it every request is anonymous and allowed. */
   auth?: HttpAuth;
   /**
@@ -190,6 +192,17 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   };
 
   if (options.monitoring) registerMonitoringRoutes(app, options.monitoring);
+  const pulls = options.pulls;
+  if (pulls) {
+    // A pull is a manifest GET answered 200, noted under the digest served. A HEAD reads no
+    // manifest, and zot does not count it as a pull either (OnGetManifest runs on GET only).
+    app.addHook('onResponse', async (request, reply) => {
+      const route = request.ociRoute;
+      if (route?.endpoint !== 'manifest' || request.method !== 'GET' || reply.statusCode !== 200) return;
+      const digest = reply.getHeader('Docker-Content-Digest');
+      if (typeof digest === 'string') pulls.record(route.name, digest);
+    });
+  }
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
