@@ -7,7 +7,7 @@ import { isDuration } from './duration.js';
 import { ACCESS_CONTROL_KEYWORDS } from '../auth/access-control.js';
 import { globProblem } from '../auth/glob.js';
 import { bearerCertProblems, htpasswdFileProblems, ldapCredentialsProblems, readableFileProblems, tlsFileProblems } from './files.js';
-import { repositoryGlobError, tagPatternError } from './patterns.js';
+import { tagPatternError } from './patterns.js';
 import { problem, type Problem } from './problems.js';
 import { storeSettings, type StoreSettings } from './store-settings.js';
 import type { SubPathConfig } from './types.js';
@@ -335,7 +335,7 @@ function retentionProblems(path: Path, retention: JsonRecord | undefined): Probl
   arrayAt(retention, 'policies').forEach((policy, i) => {
     const policyPath = [...path, 'policies', i];
     arrayAt(policy, 'repositories').forEach((glob, j) => {
-      const error = typeof glob === 'string' ? repositoryGlobError(glob) : undefined;
+      const error = typeof glob === 'string' ? globProblem(glob) : undefined;
       if (error !== undefined) problems.push(problem([...policyPath, 'repositories', j], `must be a valid repository glob (${error})`));
     });
     arrayAt(policy, 'keepTags').forEach((keep, k) => {

@@ -20,7 +20,8 @@
 //   rules keep untagged manifests deleteUntagged would remove. A referrer whose subject is
 //   present, and a manifest an index of the repository lists, are never candidates.
 import { parseDuration } from '../config/duration.js';
-import { compileTagPattern, matchesRepositoryGlob } from '../config/patterns.js';
+import { compileGlob, type RepositoryGlob } from '../auth/glob.js';
+import { compileTagPattern } from '../config/patterns.js';
 import type { KeepRules, RetentionConfig, RetentionPolicy } from '../config/types.js';
 import type { RemovalReason } from '../events/types.js';
 
@@ -41,7 +42,7 @@ export interface TagKeeper {
 export interface Policy {
   /** Its path in the configuration, such as storage.retention.policies.0. */
   readonly name: string;
-  readonly repositories: readonly string[];
+  readonly repositories: readonly RepositoryGlob[];
   readonly deleteReferrers: boolean;
   readonly deleteUntagged: boolean;
   readonly keepTags: readonly TagKeeper[];
@@ -74,7 +75,7 @@ function compilePolicy(policy: RetentionPolicy, name: string): Policy {
   const keepUntagged = policy.keepUntagged === undefined ? undefined : compileRules(policy.keepUntagged);
   return {
     name,
-    repositories: policy.repositories ?? [],
+    repositories: (policy.repositories ?? []).map(compileGlob),
     deleteReferrers: policy.deleteReferrers ?? false,
     deleteUntagged: policy.deleteUntagged ?? true,
     keepTags: (policy.keepTags ?? []).map((keeper) => {
@@ -109,7 +110,7 @@ function requireDuration(text: string): number {
 
 /** The first policy whose globs match the repository's name. */
 export function policyFor(retention: RootRetention, repo: string): Policy | undefined {
-  return retention.policies.find((policy) => policy.repositories.some((glob) => matchesRepositoryGlob(glob, repo)));
+  return retention.policies.find((policy) => policy.repositories.some((glob) => glob.matches(repo)));
 }
 
 /** Whether pulls or the passing of time alone can change what the policy keeps. */

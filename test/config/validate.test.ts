@@ -114,12 +114,12 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   {
     name: 'retention repository glob with an unclosed class',
     config: configWith({ storage: { retention: { policies: [{ repositories: ['**', 'infra/[ab'] }] } } }),
-    problem: 'storage.retention.policies.0.repositories.1: must be a valid repository glob (a [ class is not closed)',
+    problem: 'storage.retention.policies.0.repositories.1: must be a valid repository glob (has a [ at position 7 with no closing ])',
   },
   {
     name: 'retention repository glob with an unclosed alternative, on a subPath',
     config: configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/a', retention: { policies: [{ repositories: ['a/{x,y'] }] } } } } }),
-    problem: 'storage.subPaths./a.retention.policies.0.repositories.0: must be a valid repository glob (a { alternative is not closed)',
+    problem: 'storage.subPaths./a.retention.policies.0.repositories.0: must be a valid repository glob (has a { with no closing })',
   },
   {
     name: 'retention tag pattern that is no regular expression',
