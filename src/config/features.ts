@@ -58,6 +58,7 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['http.writeTimeout'], name: 'write timeout', description: 'a limit on the time to write a response', status: 'built' },
   { paths: ['http.externalUrl'], name: 'external URL', description: 'the registry\'s public URL (for Location headers)', status: 'built' },
   { paths: ['extensions.events'], name: 'events', description: 'zot\'s events extension (CloudEvents to http and nats sinks)', status: 'built', asks: enabled },
+  { paths: everyStore('retention'), name: 'retention', description: 'retention (which tags and untagged manifests garbage collection keeps)', status: 'built' },
 
   // --- being built --------------------------------------------------------------------------
   { paths: ['http.auth.htpasswd'], name: 'htpasswd authentication', description: 'authentication', status: 'built' },
@@ -74,12 +75,6 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'built' },
   { paths: ['http.accessControl', 'accessControl'], name: 'access control', description: 'access control', status: 'built' },
   { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'built', asks: syncAsked },
-  {
-    paths: everyStore('retention'),
-    name: 'retention',
-    description: 'retention (which tags and untagged manifests garbage collection keeps)',
-    status: 'not built yet',
-  },
   { paths: ['storage.subPaths.*.maxRepos'], name: 'subPath maxRepos', description: 'a limit on the repositories of one subPath', status: 'not built yet' },
   { paths: ['extensions.events.sinks.*.proxy'], name: 'events proxy', description: 'delivering events through a proxy', status: 'not built yet' },
   {

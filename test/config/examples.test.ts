@@ -38,6 +38,7 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-scrub.json': [],
   'config-events.json': [],
   'config-http-options.json': [],
+  'config-retention.json': [],
 };
 
 describe('examples', () => {
