@@ -5,6 +5,7 @@
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
 //   npm run bench -- --only distribution
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
+//   npm run bench -- --only options     # zot-ts with the rate limiter and a NATS events sink, each next to none
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
 //   npm run bench -- --only datapath    # figures 1–3 and 6–8 only: big pushes and pulls, GETs during a push
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
@@ -23,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
 import { measureAuthCost, renderAuthCost } from './auth-cost.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
+import { measureOptionsCost, renderOptionsCost, type OptionsCostResult } from './options-cost.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
 import { measureSync, renderSync } from './sync-scenarios.js';
 import {
@@ -64,7 +66,7 @@ interface Options {
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
    * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries.
    */
-  only: RegistryKind | 'metrics' | 'storage' | 'datapath' | 'auth' | 'sync' | undefined;
+  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'auth' | 'sync' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -78,7 +80,7 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|datapath|auth|sync]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|auth|sync]\n');
     process.exit(0);
   }
   const only = values.only;
@@ -87,12 +89,13 @@ function parseOptions(argv: string[]): Options {
     only !== 'zot' &&
     only !== 'distribution' &&
     only !== 'metrics' &&
+    only !== 'options' &&
     only !== 'storage' &&
     only !== 'datapath' &&
     only !== 'auth' &&
     only !== 'sync'
   ) {
-    throw new Error(`--only must be zot, distribution, metrics, storage, datapath, auth or sync, not ${only}`);
+    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, auth or sync, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -555,6 +558,7 @@ async function main(): Promise<void> {
   const sizes = sizesFor(opts.quick);
   installCleanupHooks();
   if (opts.only === 'metrics') return metricsOnly(sizes);
+  if (opts.only === 'options') return optionsOnly(sizes);
   if (opts.only === 'storage') return storageOnly(opts.quick);
   if (opts.only === 'auth') return authOnly(sizes);
   if (opts.only === 'sync') return syncOnly(opts.quick);
@@ -706,6 +710,13 @@ async function main(): Promise<void> {
     authCost = await measureAuthCost(kinds, sizes, tmpRoot, REPO_ROOT, log);
   }
 
+  // 14. The cost of the rate limiter on GETs and of a NATS events sink on pushes.
+  let optionsCost: OptionsCostResult | undefined;
+  if (kinds.includes('zot') && !datapathOnly) {
+    log('14. zot-ts with the rate limiter and a NATS events sink, each next to none');
+    optionsCost = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
+  }
+
   // Report.
   const figures = buildRows(sizes, collected).filter((r) => !datapathOnly || !/^[45]\./.test(r.figure));
   const rows = [...figures, ...(storage ? storageRows(storage, kinds) : [])];
@@ -730,6 +741,10 @@ async function main(): Promise<void> {
   }
   if (authCost !== undefined) {
     out.push(renderAuthCost(authCost, sizes));
+    out.push('');
+  }
+  if (optionsCost !== undefined) {
+    out.push(renderOptionsCost(optionsCost, sizes));
     out.push('');
   }
   for (const c of contenders) {
@@ -803,6 +818,7 @@ async function main(): Promise<void> {
     storage: storage ?? null,
     metricsOnOff: metricsCost ?? null,
     authentication: authCost ?? null,
+    optionsNextToNone: optionsCost ?? null,
     failures,
     notes,
   };
@@ -889,6 +905,18 @@ async function metricsOnly(sizes: Sizes): Promise<void> {
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
   fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderMetricsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
+}
+
+/** `--only options`: zot-ts with the rate limiter and a NATS events sink, each next to none. */
+async function optionsOnly(sizes: Sizes): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: rate limiter and NATS events sink next to none; temp dir ${tmpRoot}`);
+  const result = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-options-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderOptionsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
 }
 
 main().then(

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
 import { Checkpoints } from './actors/checkpoints.js';
+import { startEventSinks, type EventSinks } from './actors/cloudevents/sinks.js';
 import { clientCertificateRequired, openAuth } from './auth/index.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
@@ -25,6 +26,7 @@ import { openDatabase, openMemoryDatabase, type Db } from './events/database.js'
 import { LogFollower } from './events/log-follower.js';
 import { EventStore, migrateEventTables } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
+import { httpOptionsFromConfig } from './http/options/index.js';
 import { refuseUnverifiedClients, reloadTlsOnChange, tlsServerOptions, type TlsReloader } from './http/tls.js';
 import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
@@ -37,6 +39,7 @@ import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './regis
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
 import { RefusalRecorder } from './registry/refusals.js';
+import { RepositoryQuota } from './registry/repository-quota.js';
 import { Registry } from './registry/registry.js';
 import { UploadExpiry } from './registry/upload-expiry.js';
 import type { UploadLimits } from './registry/upload-limits.js';
@@ -145,6 +148,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
+  // The events sinks' actors, apart from `runners`: a sink that is down stalls its own delivery,
+  // never the registry's start-up or readiness.
+  let eventSinks: EventSinks | undefined;
   const refusals = readOnly
     ? undefined
     : new RefusalRecorder(store, {
@@ -184,6 +190,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(head)));
     }
     for (const runner of runners) runner.stop();
+    await eventSinks?.stop();
     try {
       metrics?.actor.stop();
     } catch (err) {
@@ -200,6 +207,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
 
   try {
     if (!readOnly) await importStorageOnce(roots, store, hashPool, logger);
+    const maxRepos = config.storage.maxRepos ?? 0;
+    const quota = maxRepos > 0 ? new RepositoryQuota(queries, maxRepos) : undefined;
+    if (quota) store.addGuard(quota.guard);
     registry = new Registry({
       logger,
       roots,
@@ -207,6 +217,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       queries,
       hashPool,
       ...(refusals ? { refusals } : {}),
+      ...(quota ? { quota } : {}),
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
       ...(options.uploadLimits ? { uploadLimits: options.uploadLimits } : {}),
       pullThrough: () => sync?.onDemand,
@@ -236,7 +247,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       runners.push(new ActorRunner(garbageCollector, store, checkpoints, logger));
     }
     if (metricsAt !== undefined) {
-      metrics = createMetrics(config, metricsAt, actorDb, store, runners);
+      metrics = createMetrics(config, metricsAt, actorDb, store, () => [...runners, ...(eventSinks?.runners ?? [])]);
       metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
       runners.push(new ActorRunner(metrics.actor, store, checkpoints, logger));
     }
@@ -246,6 +257,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     }
     for (const runner of runners) runner.start();
     follower?.start();
+    const events = config.extensions?.events;
+    if (events?.enable !== false && (events?.sinks?.length ?? 0) > 0) {
+      if (readOnly) logger.warn('events not delivered by a read-only registry: the writing registry delivers them');
+      else eventSinks = startEventSinks(events ?? {}, { db: actorDb, store, checkpoints, logger, queries, registry });
+    }
     if (garbageCollector) {
       // Every repository, and every directory that looks like one, is swept once after start:
       // that finds what a crash left (orphans, sessions) where no new event will point.
@@ -289,6 +305,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      httpOptions: httpOptionsFromConfig(config.http),
       ...(pulls ? { pulls } : {}),
       auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
       ...(tlsFiles ? { https: tlsServerOptions(tlsFiles, { requireClientCert }) } : {}),

@@ -98,10 +98,10 @@ function readPackageVersion(): string {
 }
 
 /**
- * The metrics parts; `runners` is read at each scrape, so actors added later are included.
+ * The metrics parts; `runners` is called at each scrape, so actors added later are included.
  * `actorDb` is the actors' connection, where the metrics actor keeps its tables.
  */
-export function createMetrics(config: Config, path: string, actorDb: Db, store: EventStore, runners: readonly ActorRunner[]): Metrics {
+export function createMetrics(config: Config, path: string, actorDb: Db, store: EventStore, runners: () => readonly ActorRunner[]): Metrics {
   const prometheus = new PrometheusMetrics(
     { commit: '', binaryType: `zot-ts-${PACKAGE_VERSION}`, goVersion: process.version, version: config.distSpecVersion ?? '' },
     {
@@ -109,7 +109,7 @@ export function createMetrics(config: Config, path: string, actorDb: Db, store: 
       // index lookup, where COUNT(*) would scan the log at every scrape).
       length: () => store.head(),
       head: () => store.head(),
-      checkpoints: () => runners.map((runner) => ({ actor: runner.name, checkpoint: runner.checkpoint })),
+      checkpoints: () => runners().map((runner) => ({ actor: runner.name, checkpoint: runner.checkpoint })),
     },
   );
   const actor = new MetricsActor(actorDb, prometheus);

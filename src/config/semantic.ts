@@ -29,6 +29,7 @@ export function semanticProblems(data: unknown, options: SemanticOptions): Probl
     ...accessControlProblems(data),
     ...storageProblems(data),
     ...syncProblems(data),
+    ...eventsProblems(data),
     ...onlyOneOf(data, ['metrics'], ['extensions', 'metrics']),
   ];
 }
@@ -50,6 +51,32 @@ function httpProblems(config: JsonRecord): Problem[] {
       problems.push(problem(['http', 'tls', 'cacert'], 'needs cert and key to be set as well'));
     }
   }
+  const externalUrl = stringAt(http, 'externalUrl');
+  if (externalUrl !== undefined && !isBaseUrl(externalUrl)) {
+    problems.push(problem(['http', 'externalUrl'], 'must be an absolute http or https URL, such as https://registry.example.com'));
+  }
+  return problems;
+}
+
+/** An http(s) URL that paths can be appended to: no query, no fragment. */
+function isBaseUrl(text: string): boolean {
+  return isHttpUrl(text) && !text.includes('?') && !text.includes('#');
+}
+
+// --- events -------------------------------------------------------------------------------
+
+function eventsProblems(config: JsonRecord): Problem[] {
+  const problems: Problem[] = [];
+  arrayAt(recordAt(recordAt(config, 'extensions'), 'events'), 'sinks').forEach((sink, index) => {
+    const path = ['extensions', 'events', 'sinks', index];
+    const type = stringAt(sink, 'type');
+    const address = stringAt(sink, 'address');
+    // NATS has no default subject: zot publishes to `channel`.
+    if (type === 'nats' && !stringAt(sink, 'channel')) problems.push(problem([...path, 'channel'], 'required for a nats sink: the subject events are published on'));
+    if (type === 'http' && address !== undefined && !isHttpUrl(address)) {
+      problems.push(problem([...path, 'address'], 'must be an http or https URL for an http sink'));
+    }
+  });
   return problems;
 }
 

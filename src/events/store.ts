@@ -30,6 +30,12 @@ export interface EventStoreOptions {
   readOnly?: boolean;
 }
 
+/**
+ * A check run inside every append transaction before its events are written, on every path that
+ * appends (a quota); throwing aborts the append.
+ */
+export type AppendGuard = (bodies: readonly EventBody[], context: EventContext) => void;
+
 /** An event body with the context of its own request (refusals counted over many requests). */
 export interface ContextualEvent {
   body: EventBody;
@@ -91,6 +97,8 @@ export class EventStore {
   /** Read-only: the checkpoints of this process's actors. */
   /** Read-only: the last seq published on events$. */
   private lastPublished = 0;
+  private readonly guards: AppendGuard[] = [];
+  private mediaTypeQuery?: import('better-sqlite3').Statement<[string, string, number]>;
 
   constructor(
     readonly db: Db,
@@ -110,6 +118,7 @@ export class EventStore {
     `);
     this.appendAll = db.transaction((bodies: readonly EventBody[], context: EventContext, options: AppendOptions) => {
       options.precondition?.();
+      for (const guard of this.guards) guard(bodies, context);
       const time = new Date().toISOString();
       const stored: StoredEvent[] = [];
       for (const body of bodies) {
@@ -128,6 +137,10 @@ export class EventStore {
         return event;
       });
     });
+  }
+
+  addGuard(guard: AppendGuard): void {
+    this.guards.push(guard);
   }
 
   /**
@@ -210,6 +223,15 @@ export class EventStore {
     yield* readEvents(this.db, filter);
   }
 
+  /** The media type the latest ManifestPushed of the digest before `beforeSeq` recorded. */
+  manifestMediaType(repo: string, digest: string, beforeSeq: number): string | undefined {
+    this.mediaTypeQuery ??= this.db.prepare(
+      "SELECT media_type FROM events WHERE repo = ? AND digest = ? AND type = 'ManifestPushed' AND seq < ? ORDER BY seq DESC LIMIT 1",
+    );
+    const row = this.mediaTypeQuery.get(repo, digest, beforeSeq) as { media_type: string | null } | undefined;
+    return row?.media_type ?? undefined;
+  }
+
   getMeta(key: string): string | undefined {
     const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value;
@@ -242,6 +264,21 @@ export function* readEvents(db: Db, filter: EventFilter = {}): Generator<StoredE
     params.sinceTime = filter.sinceTime;
   }
   const limit = filter.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(filter.limit))}` : '';
-  const statement = db.prepare(`SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq${limit}`);
+  const statement = prepared(db, `SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq${limit}`);
   for (const row of statement.iterate(params) as IterableIterator<EventRow>) yield upcast(row);
+}
+
+// Readers such as the events sinks read a few events at a time, often: each query text is
+// prepared once per connection. The texts are few (one per combination of filters and limit).
+const statements = new WeakMap<Db, Map<string, ReturnType<Db['prepare']>>>();
+
+function prepared(db: Db, sql: string): ReturnType<Db['prepare']> {
+  let byText = statements.get(db);
+  if (!byText) statements.set(db, (byText = new Map()));
+  const cached = byText.get(sql);
+  // One still iterating (a reader of the same text, not finished) cannot run again: a new one can.
+  if (cached && !cached.busy) return cached;
+  const statement = db.prepare(sql);
+  if (!cached) byText.set(sql, statement);
+  return statement;
 }

@@ -10,6 +10,7 @@ import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js
 import type { Registry } from '../registry/registry.js';
 import { authorizeRoute, registerAuthentication, type HttpAuth } from './auth-hook.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
+import { registerHttpOptions, type HttpOptions } from './options/index.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
 import { context, handlers } from './handlers.js';
@@ -27,6 +28,8 @@ export interface HttpAppOptions {
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;
+  /** zot's http options: rate limit, CORS, externalUrl, timeouts (src/http/options). */
+  httpOptions?: HttpOptions;
   /** Told of each manifest pulled, for retention (registry/pull-recorder.ts). */
   pulls?: { record(repo: string, digest: string): void };
   /** Authentication and authorization; without it every request is anonymous and allowed. */
@@ -85,6 +88,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     responses.set(request.raw.socket, reply.raw);
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
+  // zot's http options before authentication, as zot's rate limiter sits in front of its auth
+  // middleware: a flood is refused before any credential is checked.
+  registerHttpOptions(app, options.httpOptions ?? { readTimeoutMs: 0, writeTimeoutMs: 0 }, options.logger);
   registerAuthentication(app, options.auth, options.monitoring?.metrics?.path);
 
   // close() reaps only the keep-alive connections idle at that moment. One whose request is in

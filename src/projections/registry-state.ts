@@ -221,6 +221,7 @@ export class RegistryStateQueries {
   constructor(db: Db) {
     this.s = {
       repoExists: db.prepare('SELECT 1 FROM repositories WHERE name = ?').pluck(),
+      repositoryCount: db.prepare('SELECT COUNT(*) FROM repositories').pluck(),
       blob: db.prepare('SELECT size FROM repo_blobs WHERE repo = ? AND digest = ?').pluck(),
       blobAnywhere: db.prepare('SELECT repo FROM repo_blobs WHERE digest = ? LIMIT 1').pluck(),
       sharedDigests: db.prepare('SELECT digest FROM repo_blobs GROUP BY digest HAVING COUNT(*) > 1 ORDER BY digest').pluck(),
@@ -272,6 +273,11 @@ export class RegistryStateQueries {
 
   repositoryExists(repo: string): boolean {
     return this.s.repoExists.get(repo) !== undefined;
+  }
+
+  /** Repositories in every root. */
+  repositoryCount(): number {
+    return this.s.repositoryCount.get() as number;
   }
 
   blobSize(repo: string, digest: string): number | undefined {

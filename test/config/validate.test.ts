@@ -352,6 +352,34 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     }),
     problem: 'storage.subPaths./b.rootDirectory: is shared with subPath /a, so dedupe, gc, gcDelay and gcInterval must match it',
   },
+  // zot's newer http options and the events extension
+  {
+    name: 'externalUrl that is not an absolute http URL',
+    config: configWith({ http: { externalUrl: 'registry.example.com' } }),
+    problem: 'http.externalUrl: must be an absolute http or https URL, such as https://registry.example.com',
+  },
+  {
+    name: 'a negative rate',
+    config: configWith({ http: { ratelimit: { rate: -1 } } }),
+    problem: 'http.ratelimit.rate: must be at least 0',
+  },
+  {
+    name: 'a per-method rate without its method',
+    config: configWith({ http: { ratelimit: { methods: [{ rate: 5 }] } } }),
+    problem: 'http.ratelimit.methods.0.method: required',
+  },
+  { name: 'a read timeout that is no duration', config: configWith({ http: { readTimeout: '30' } }), problem: `http.readTimeout: ${DURATION}` },
+  { name: 'a negative maxRepos', config: configWith({ storage: { maxRepos: -1 } }), problem: 'storage.maxRepos: must be at least 0' },
+  {
+    name: 'a nats sink without a channel',
+    config: configWith({ extensions: { events: { sinks: [{ type: 'nats', address: 'nats://127.0.0.1:4222' }] } } }),
+    problem: 'extensions.events.sinks.0.channel: required for a nats sink: the subject events are published on',
+  },
+  {
+    name: 'an http sink whose address is no URL',
+    config: configWith({ extensions: { events: { sinks: [{ type: 'http', address: '127.0.0.1:9000' }] } } }),
+    problem: 'extensions.events.sinks.0.address: must be an http or https URL for an http sink',
+  },
 ];
 
 describe('validateConfig rejects', () => {
