@@ -31,6 +31,8 @@ import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.j
 import { createProjections } from './projections/index.js';
 import { RegistryStateQueries } from './projections/registry-state.js';
 import { RepositoryCollector } from './registry/collector.js';
+import { PullRecorder } from './registry/pull-recorder.js';
+import { Retention } from './registry/retention.js';
 import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './registry/scrub-schedule.js';
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
@@ -128,6 +130,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   if (readOnly) migrateEventTables(actorDb);
   const checkpoints = new Checkpoints(actorDb);
   const follower = readOnly ? new LogFollower(store, logger) : undefined;
+  // Pull times for retention, noted by the HTTP layer. A read-only registry notes none: it appends
+  // nothing to the log, so the writer's retention does not see its pulls.
+  const pulls = readOnly ? undefined : new PullRecorder(store);
   const hashPool = new HashPool();
   const runners: ActorRunner[] = [];
   const health = new Health(runners);
@@ -166,6 +171,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       refusals?.stop();
     } catch (err) {
       logger.error({ err }, 'failed to record refused writes');
+    }
+    // The pulls noted since the last batch, likewise.
+    try {
+      pulls?.stop();
+    } catch (err) {
+      logger.error({ err }, 'failed to append the pulls');
     }
     // A read-only registry's actors keep nothing that outlives it: there is nothing to finish.
     if (!readOnly) {
@@ -216,8 +227,10 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       });
       uploadExpiry.start();
     }
-    if (!readOnly && roots.roots.some((root) => root.gc)) {
-      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
+    pulls?.startFlushing((err) => logger.error({ err }, 'failed to append the pulls'));
+    const retention = readOnly ? undefined : new Retention({ storage: config.storage, roots, queries, store, logger, ...(pulls ? { pulls } : {}) });
+    if (retention && roots.roots.some((root) => root.gc)) {
+      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots, retention, logger), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),
       );
       runners.push(new ActorRunner(garbageCollector, store, checkpoints, logger));
@@ -278,6 +291,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      ...(pulls ? { pulls } : {}),
       auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
       ...(tlsFiles ? { https: tlsServerOptions(tlsFiles, { requireClientCert }) } : {}),
       ...(sync?.onDemand ? { mirrorName: sync.onDemand.mirrorName.bind(sync.onDemand) } : {}),

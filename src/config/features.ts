@@ -48,6 +48,7 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['log'], name: 'logs', description: 'log level, log file and audit log', status: 'built' },
   { paths: ['extensions.metrics', 'metrics'], name: 'metrics', description: 'Prometheus metrics in zot\'s names', status: 'built' },
   { paths: ['extensions.scrub'], name: 'scrub', description: 'periodic integrity checks of stored blobs', status: 'built' },
+  { paths: everyStore('retention'), name: 'retention', description: 'retention (which tags and untagged manifests garbage collection keeps)', status: 'built' },
 
   // --- being built --------------------------------------------------------------------------
   { paths: ['http.auth.htpasswd'], name: 'htpasswd authentication', description: 'authentication', status: 'built' },
@@ -64,12 +65,6 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'built' },
   { paths: ['http.accessControl', 'accessControl'], name: 'access control', description: 'access control', status: 'built' },
   { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'built', asks: syncAsked },
-  {
-    paths: everyStore('retention'),
-    name: 'retention',
-    description: 'retention (which tags and untagged manifests garbage collection keeps)',
-    status: 'not built yet',
-  },
   { paths: ['http.ratelimit'], name: 'rate limit', description: 'rate limiting of requests (429 TOOMANYREQUESTS)', status: 'not built yet' },
   { paths: ['http.compat'], name: 'compat', description: 'compatibility with Docker media types (docker2s2)', status: 'not built yet' },
   { paths: everyStore('commit'), name: 'commit', description: 'syncing every write to disk before acknowledging it', status: 'not built yet', asks: isTrue },

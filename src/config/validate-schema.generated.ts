@@ -4,8 +4,8 @@
 import { formats, ucs2length } from './schema-runtime.js';
 export const validate = validate10;
 export default validate10;
-const schema11 = {"$id":"https://zotregistry.dev/zot-ts/config.schema.json","type":"object","additionalProperties":false,"required":["storage"],"properties":{"distSpecVersion":{"type":"string","format":"semver","x-message":"must be a version such as 1.1.0"},"http":{"$ref":"#/$defs/http","default":{}},"storage":{"$ref":"#/$defs/storage"},"log":{"type":"object","additionalProperties":false,"default":{},"properties":{"level":{"enum":["debug","info","warn","error"],"default":"info"},"output":{"type":"string"},"audit":{"type":"string"}}},"metrics":{"$ref":"#/$defs/metrics"},"sync":{"$ref":"#/$defs/sync"},"accessControl":{"$ref":"#/$defs/accessControl"},"extensions":{"$ref":"#/$defs/extensions"},"scheduler":{"type":"object","additionalProperties":false,"properties":{"numWorkers":{"type":"integer","minimum":1}}},"cluster":{"type":"object","additionalProperties":false,"properties":{"members":{"type":"array","items":{"type":"string"}},"hashKey":{"type":"string"},"tls":{"$ref":"#/$defs/tls"}}}},"$defs":{"duration":{"type":"string","format":"duration","x-message":"must be a duration such as 1h, 30m or 10s"},"http":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","default":"127.0.0.1"},"port":{"type":["string","integer"],"default":"8080"},"realm":{"type":"string"},"ReadOnly":{"type":"boolean"},"externalUrl":{"type":"string"},"allowOrigin":{"type":"string"},"readTimeout":{"$ref":"#/$defs/duration"},"writeTimeout":{"$ref":"#/$defs/duration"},"compat":{"type":"array","items":{"enum":["docker2s2"]}},"ratelimit":{"type":"object","additionalProperties":false,"properties":{"rate":{"type":"integer","minimum":0},"methods":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["method","rate"],"properties":{"method":{"type":"string"},"rate":{"type":"integer","minimum":0}}}}}},"tls":{"$ref":"#/$defs/tls"},"auth":{"$ref":"#/$defs/auth"},"accessControl":{"$ref":"#/$defs/accessControl"}}},"tls":{"type":"object","additionalProperties":false,"properties":{"cert":{"type":"string"},"key":{"type":"string"},"cacert":{"type":"string"}}},"auth":{"type":"object","additionalProperties":false,"properties":{"htpasswd":{"type":"object","additionalProperties":false,"required":["path"],"properties":{"path":{"type":"string"}}},"ldap":{"type":"object","additionalProperties":false,"required":["address","baseDN","userAttribute"],"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"insecure":{"type":"boolean"},"startTLS":{"type":"boolean"},"baseDN":{"type":"string","minLength":1},"userAttribute":{"type":"string","minLength":1},"userFilter":{"type":"string"},"userGroupAttribute":{"type":"string"},"bindDN":{"type":"string"},"bindPassword":{"type":"string"},"credentialsFile":{"type":"string"},"skipVerify":{"type":"boolean"},"CACert":{"type":"string"},"subtreeSearch":{"type":"boolean"}}},"bearer":{"type":"object","additionalProperties":false,"required":["realm","service"],"properties":{"realm":{"type":"string"},"service":{"type":"string"},"cert":{"type":"string"},"oidc":{"type":"object","additionalProperties":false,"properties":{"issuer":{"type":"string"},"audiences":{"type":"array","items":{"type":"string"}},"claimMapping":{"type":"object","additionalProperties":{"type":"string"}}}}}},"mtls":{"type":"object","additionalProperties":false,"properties":{"identityAttributes":{"type":"array","minItems":1,"items":{"type":"string"}},"uriSanPattern":{"type":"string"},"uriSanIndex":{"type":"integer","minimum":0},"dnsSanIndex":{"type":"integer","minimum":0},"emailSanIndex":{"type":"integer","minimum":0}}},"openid":{"type":"object","additionalProperties":false,"properties":{"callbackAllowOrigins":{"type":"array","items":{"type":"string"}},"providers":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"credentialsFile":{"type":"string"},"clientid":{"type":"string"},"clientsecret":{"type":"string"},"keypath":{"type":"string"},"issuer":{"type":"string"},"scopes":{"type":"array","items":{"type":"string"}},"claimMapping":{"type":"object","additionalProperties":{"type":"string"}}}}}}},"apikey":{"type":"boolean"},"sessionKeysFile":{"type":"string"},"sessionDriver":{"type":"object"},"secureSession":{"type":"boolean"},"failDelay":{"type":"integer","minimum":0}}},"action":{"enum":["read","create","update","delete"]},"actions":{"type":"array","items":{"$ref":"#/$defs/action"}},"policy":{"type":"object","additionalProperties":false,"required":["actions"],"properties":{"users":{"type":"array","items":{"type":"string"}},"groups":{"type":"array","items":{"type":"string"}},"actions":{"$ref":"#/$defs/actions"}}},"repositoryPolicy":{"type":"object","additionalProperties":false,"properties":{"policies":{"type":"array","items":{"$ref":"#/$defs/policy"}},"defaultPolicy":{"$ref":"#/$defs/actions"},"anonymousPolicy":{"$ref":"#/$defs/actions"}}},"accessControl":{"type":"object","properties":{"repositories":{"type":"object","additionalProperties":{"$ref":"#/$defs/repositoryPolicy"}},"adminPolicy":{"$ref":"#/$defs/policy"},"metrics":{"type":"object","additionalProperties":false,"properties":{"users":{"type":"array","items":{"type":"string"}},"anonymousPolicy":{"$ref":"#/$defs/actions"}}},"groups":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"required":["users"],"properties":{"users":{"type":"array","items":{"type":"string"}}}}}},"additionalProperties":{"$ref":"#/$defs/repositoryPolicy"}},"storage":{"type":"object","additionalProperties":false,"required":["rootDirectory"],"properties":{"rootDirectory":{"type":"string","minLength":1},"dedupe":{"type":"boolean","default":true},"gc":{"type":"boolean","default":true},"gcDelay":{"$ref":"#/$defs/duration","default":"1h"},"gcInterval":{"$ref":"#/$defs/duration","default":"1h"},"subPaths":{"type":"object","additionalProperties":{"$ref":"#/$defs/subPath"}},"storageDriver":{"$ref":"#/$defs/storageDriver"},"cacheDriver":{"type":"object"},"remoteCache":{"type":"boolean"},"commit":{"type":"boolean"},"maxRepos":{"type":"integer","minimum":0},"hydrateBlobOnRead":{"type":"boolean"},"retention":{"$ref":"#/$defs/retention"}}},"subPath":{"type":"object","additionalProperties":false,"required":["rootDirectory"],"properties":{"rootDirectory":{"type":"string","minLength":1},"dedupe":{"type":"boolean"},"gc":{"type":"boolean"},"gcDelay":{"$ref":"#/$defs/duration"},"gcInterval":{"$ref":"#/$defs/duration"},"storageDriver":{"$ref":"#/$defs/storageDriver"},"cacheDriver":{"type":"object"},"remoteCache":{"type":"boolean"},"commit":{"type":"boolean"},"maxRepos":{"type":"integer","minimum":0},"hydrateBlobOnRead":{"type":"boolean"},"retention":{"$ref":"#/$defs/retention"}}},"retention":{"type":"object","additionalProperties":false,"properties":{"dryRun":{"type":"boolean"},"delay":{"$ref":"#/$defs/duration"},"policies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"repositories":{"type":"array","items":{"type":"string"}},"deleteReferrers":{"type":"boolean"},"deleteUntagged":{"type":"boolean"},"keepTags":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"patterns":{"type":"array","items":{"type":"string"}},"pulledWithin":{"$ref":"#/$defs/duration"},"pushedWithin":{"$ref":"#/$defs/duration"},"mostRecentlyPushedCount":{"type":"integer","minimum":0},"mostRecentlyPulledCount":{"type":"integer","minimum":0}}}},"keepUntagged":{"type":"object"}}}}}},"storageDriver":{"type":"object","required":["name"],"properties":{"name":{"type":"string"}},"if":{"properties":{"name":{"const":"s3"}}},"then":{"$ref":"#/$defs/s3Driver"}},"s3Driver":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"rootdirectory":{"type":"string"},"region":{"type":"string"},"regionendpoint":{"type":"string"},"bucket":{"type":"string"},"secure":{"type":"boolean"},"skipverify":{"type":"boolean"},"accesskey":{"type":"string"},"secretkey":{"type":"string"},"chunksize":{"type":"integer","minimum":5242880},"multipartcopychunksize":{"type":"integer","minimum":0},"multipartcopymaxconcurrency":{"type":"integer","minimum":1},"multipartcopythresholdsize":{"type":"integer","minimum":0},"storageclass":{"type":"string"},"objectacl":{"type":"string"},"useragent":{"type":"string"},"encrypt":{"type":"boolean"},"keyid":{"type":"string"},"v4auth":{"type":"boolean"},"forcepathstyle":{"type":"boolean"},"usedualstack":{"type":"boolean"},"usefipsendpoint":{"type":"boolean"},"accelerate":{"type":"boolean"},"loglevel":{"type":"string"}}},"extensions":{"type":"object","additionalProperties":false,"properties":{"sync":{"$ref":"#/$defs/sync"},"metrics":{"$ref":"#/$defs/metrics"},"scrub":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"interval":{"$ref":"#/$defs/duration"}}},"events":{"$ref":"#/$defs/events"},"search":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cve":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"updateInterval":{"$ref":"#/$defs/duration"},"trivy":{"type":"object","additionalProperties":false,"properties":{"dbRepository":{"type":"string"},"javaDBRepository":{"type":"string"},"vulnSeveritySources":{"type":"array","items":{"type":"string"}},"sbom":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"format":{"type":"string"}}}}}}}}},"ui":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"mgmt":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"apikey":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"lint":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"mandatoryAnnotations":{"type":"array","items":{"type":"string"}}}},"trust":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cosign":{"type":"boolean"},"notation":{"type":"boolean"}}}}},"events":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"source":{"type":"string"},"typePrefix":{"type":"string"},"sinks":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["type","address"],"properties":{"type":{"enum":["http","nats"]},"address":{"type":"string"},"channel":{"type":"string"},"timeout":{"$ref":"#/$defs/duration"},"proxy":{"type":"string"},"headers":{"type":"object","additionalProperties":{"type":"string"}},"credentials":{"type":"object","additionalProperties":false,"properties":{"username":{"type":"string"},"password":{"type":"string"},"file":{"type":"string"},"token":{"type":"string"}}},"tls":{"type":"object","additionalProperties":false,"properties":{"caCertFile":{"type":"string"},"certFile":{"type":"string"},"keyFile":{"type":"string"}}}}}}}},"metrics":{"type":"object","additionalProperties":false,"properties":{"enable":{"enum":[true,false,"true","false"],"default":true,"x-message":"must be true or false"},"prometheus":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string"}}}}},"sync":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"credentialsFile":{"type":"string"},"downloadDir":{"type":"string"},"enableStreaming":{"type":"boolean"},"registries":{"type":"array","items":{"$ref":"#/$defs/syncRegistry"}}}},"syncRegistry":{"type":"object","additionalProperties":false,"required":["urls"],"properties":{"urls":{"type":"array","items":{"type":"string"}},"onDemand":{"type":"boolean"},"pollInterval":{"$ref":"#/$defs/duration"},"tlsVerify":{"type":"boolean"},"certDir":{"type":"string"},"maxRetries":{"type":"integer","minimum":0},"retryDelay":{"$ref":"#/$defs/duration"},"maxRetryDelay":{"$ref":"#/$defs/duration"},"syncTimeout":{"$ref":"#/$defs/duration"},"onlySigned":{"type":"boolean"},"syncLegacyCosignTags":{"type":"boolean"},"preserveDigest":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string"}},"credentialHelper":{"type":"string"},"oauth2CredentialHelper":{"type":"object","additionalProperties":false,"properties":{"tokenURL":{"type":"string"},"assertionFile":{"type":"string"},"signingFile":{"type":"string"},"grantType":{"type":"string"},"clientID":{"type":"string"},"clientSecretFile":{"type":"string"},"scopes":{"type":"array","items":{"type":"string"}},"username":{"type":"string"},"audience":{"type":"string"},"subjectTokenType":{"type":"string"},"requestedTokenType":{"type":"string"}}},"content":{"type":"array","items":{"$ref":"#/$defs/syncContent"}}}},"syncContent":{"type":"object","additionalProperties":false,"required":["prefix"],"properties":{"prefix":{"type":"string"},"tags":{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string"},"excludeRegex":{"type":"string"},"semver":{"type":"boolean"}}},"destination":{"type":"string"},"stripPrefix":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string","pattern":"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$","x-message":"must be os/architecture or os/architecture/variant, such as linux/arm64/v8"}}}}}};
-const schema34 = {"type":"object","additionalProperties":false,"properties":{"enable":{"enum":[true,false,"true","false"],"default":true,"x-message":"must be true or false"},"prometheus":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string"}}}}};
+const schema11 = {"$id":"https://zotregistry.dev/zot-ts/config.schema.json","type":"object","additionalProperties":false,"required":["storage"],"properties":{"distSpecVersion":{"type":"string","format":"semver","x-message":"must be a version such as 1.1.0"},"http":{"$ref":"#/$defs/http","default":{}},"storage":{"$ref":"#/$defs/storage"},"log":{"type":"object","additionalProperties":false,"default":{},"properties":{"level":{"enum":["debug","info","warn","error"],"default":"info"},"output":{"type":"string"},"audit":{"type":"string"}}},"metrics":{"$ref":"#/$defs/metrics"},"sync":{"$ref":"#/$defs/sync"},"accessControl":{"$ref":"#/$defs/accessControl"},"extensions":{"$ref":"#/$defs/extensions"},"scheduler":{"type":"object","additionalProperties":false,"properties":{"numWorkers":{"type":"integer","minimum":1}}},"cluster":{"type":"object","additionalProperties":false,"properties":{"members":{"type":"array","items":{"type":"string"}},"hashKey":{"type":"string"},"tls":{"$ref":"#/$defs/tls"}}}},"$defs":{"duration":{"type":"string","format":"duration","x-message":"must be a duration such as 1h, 30m or 10s"},"http":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","default":"127.0.0.1"},"port":{"type":["string","integer"],"default":"8080"},"realm":{"type":"string"},"ReadOnly":{"type":"boolean"},"externalUrl":{"type":"string"},"allowOrigin":{"type":"string"},"readTimeout":{"$ref":"#/$defs/duration"},"writeTimeout":{"$ref":"#/$defs/duration"},"compat":{"type":"array","items":{"enum":["docker2s2"]}},"ratelimit":{"type":"object","additionalProperties":false,"properties":{"rate":{"type":"integer","minimum":0},"methods":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["method","rate"],"properties":{"method":{"type":"string"},"rate":{"type":"integer","minimum":0}}}}}},"tls":{"$ref":"#/$defs/tls"},"auth":{"$ref":"#/$defs/auth"},"accessControl":{"$ref":"#/$defs/accessControl"}}},"tls":{"type":"object","additionalProperties":false,"properties":{"cert":{"type":"string"},"key":{"type":"string"},"cacert":{"type":"string"}}},"auth":{"type":"object","additionalProperties":false,"properties":{"htpasswd":{"type":"object","additionalProperties":false,"required":["path"],"properties":{"path":{"type":"string"}}},"ldap":{"type":"object","additionalProperties":false,"required":["address","baseDN","userAttribute"],"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"insecure":{"type":"boolean"},"startTLS":{"type":"boolean"},"baseDN":{"type":"string","minLength":1},"userAttribute":{"type":"string","minLength":1},"userFilter":{"type":"string"},"userGroupAttribute":{"type":"string"},"bindDN":{"type":"string"},"bindPassword":{"type":"string"},"credentialsFile":{"type":"string"},"skipVerify":{"type":"boolean"},"CACert":{"type":"string"},"subtreeSearch":{"type":"boolean"}}},"bearer":{"type":"object","additionalProperties":false,"required":["realm","service"],"properties":{"realm":{"type":"string"},"service":{"type":"string"},"cert":{"type":"string"},"oidc":{"type":"object","additionalProperties":false,"properties":{"issuer":{"type":"string"},"audiences":{"type":"array","items":{"type":"string"}},"claimMapping":{"type":"object","additionalProperties":{"type":"string"}}}}}},"mtls":{"type":"object","additionalProperties":false,"properties":{"identityAttributes":{"type":"array","minItems":1,"items":{"type":"string"}},"uriSanPattern":{"type":"string"},"uriSanIndex":{"type":"integer","minimum":0},"dnsSanIndex":{"type":"integer","minimum":0},"emailSanIndex":{"type":"integer","minimum":0}}},"openid":{"type":"object","additionalProperties":false,"properties":{"callbackAllowOrigins":{"type":"array","items":{"type":"string"}},"providers":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"credentialsFile":{"type":"string"},"clientid":{"type":"string"},"clientsecret":{"type":"string"},"keypath":{"type":"string"},"issuer":{"type":"string"},"scopes":{"type":"array","items":{"type":"string"}},"claimMapping":{"type":"object","additionalProperties":{"type":"string"}}}}}}},"apikey":{"type":"boolean"},"sessionKeysFile":{"type":"string"},"sessionDriver":{"type":"object"},"secureSession":{"type":"boolean"},"failDelay":{"type":"integer","minimum":0}}},"action":{"enum":["read","create","update","delete"]},"actions":{"type":"array","items":{"$ref":"#/$defs/action"}},"policy":{"type":"object","additionalProperties":false,"required":["actions"],"properties":{"users":{"type":"array","items":{"type":"string"}},"groups":{"type":"array","items":{"type":"string"}},"actions":{"$ref":"#/$defs/actions"}}},"repositoryPolicy":{"type":"object","additionalProperties":false,"properties":{"policies":{"type":"array","items":{"$ref":"#/$defs/policy"}},"defaultPolicy":{"$ref":"#/$defs/actions"},"anonymousPolicy":{"$ref":"#/$defs/actions"}}},"accessControl":{"type":"object","properties":{"repositories":{"type":"object","additionalProperties":{"$ref":"#/$defs/repositoryPolicy"}},"adminPolicy":{"$ref":"#/$defs/policy"},"metrics":{"type":"object","additionalProperties":false,"properties":{"users":{"type":"array","items":{"type":"string"}},"anonymousPolicy":{"$ref":"#/$defs/actions"}}},"groups":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"required":["users"],"properties":{"users":{"type":"array","items":{"type":"string"}}}}}},"additionalProperties":{"$ref":"#/$defs/repositoryPolicy"}},"storage":{"type":"object","additionalProperties":false,"required":["rootDirectory"],"properties":{"rootDirectory":{"type":"string","minLength":1},"dedupe":{"type":"boolean","default":true},"gc":{"type":"boolean","default":true},"gcDelay":{"$ref":"#/$defs/duration","default":"1h"},"gcInterval":{"$ref":"#/$defs/duration","default":"1h"},"subPaths":{"type":"object","additionalProperties":{"$ref":"#/$defs/subPath"}},"storageDriver":{"$ref":"#/$defs/storageDriver"},"cacheDriver":{"type":"object"},"remoteCache":{"type":"boolean"},"commit":{"type":"boolean"},"maxRepos":{"type":"integer","minimum":0},"hydrateBlobOnRead":{"type":"boolean"},"retention":{"$ref":"#/$defs/retention"}}},"subPath":{"type":"object","additionalProperties":false,"required":["rootDirectory"],"properties":{"rootDirectory":{"type":"string","minLength":1},"dedupe":{"type":"boolean"},"gc":{"type":"boolean"},"gcDelay":{"$ref":"#/$defs/duration"},"gcInterval":{"$ref":"#/$defs/duration"},"storageDriver":{"$ref":"#/$defs/storageDriver"},"cacheDriver":{"type":"object"},"remoteCache":{"type":"boolean"},"commit":{"type":"boolean"},"maxRepos":{"type":"integer","minimum":0},"hydrateBlobOnRead":{"type":"boolean"},"retention":{"$ref":"#/$defs/retention"}}},"retention":{"type":"object","additionalProperties":false,"properties":{"dryRun":{"type":"boolean"},"delay":{"$ref":"#/$defs/duration"},"policies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"repositories":{"type":"array","items":{"type":"string"}},"deleteReferrers":{"type":"boolean"},"deleteUntagged":{"type":"boolean"},"keepTags":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"patterns":{"type":"array","items":{"type":"string"}},"pulledWithin":{"$ref":"#/$defs/duration"},"pushedWithin":{"$ref":"#/$defs/duration"},"mostRecentlyPushedCount":{"type":"integer","minimum":0},"mostRecentlyPulledCount":{"type":"integer","minimum":0}}}},"keepUntagged":{"type":"object","additionalProperties":false,"properties":{"pulledWithin":{"$ref":"#/$defs/duration"},"pushedWithin":{"$ref":"#/$defs/duration"},"mostRecentlyPushedCount":{"type":"integer","minimum":0},"mostRecentlyPulledCount":{"type":"integer","minimum":0}}}}}}}},"storageDriver":{"type":"object","required":["name"],"properties":{"name":{"type":"string"}},"if":{"properties":{"name":{"const":"s3"}}},"then":{"$ref":"#/$defs/s3Driver"}},"s3Driver":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"rootdirectory":{"type":"string"},"region":{"type":"string"},"regionendpoint":{"type":"string"},"bucket":{"type":"string"},"secure":{"type":"boolean"},"skipverify":{"type":"boolean"},"accesskey":{"type":"string"},"secretkey":{"type":"string"},"chunksize":{"type":"integer","minimum":5242880},"multipartcopychunksize":{"type":"integer","minimum":0},"multipartcopymaxconcurrency":{"type":"integer","minimum":1},"multipartcopythresholdsize":{"type":"integer","minimum":0},"storageclass":{"type":"string"},"objectacl":{"type":"string"},"useragent":{"type":"string"},"encrypt":{"type":"boolean"},"keyid":{"type":"string"},"v4auth":{"type":"boolean"},"forcepathstyle":{"type":"boolean"},"usedualstack":{"type":"boolean"},"usefipsendpoint":{"type":"boolean"},"accelerate":{"type":"boolean"},"loglevel":{"type":"string"}}},"extensions":{"type":"object","additionalProperties":false,"properties":{"sync":{"$ref":"#/$defs/sync"},"metrics":{"$ref":"#/$defs/metrics"},"scrub":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"interval":{"$ref":"#/$defs/duration"}}},"events":{"$ref":"#/$defs/events"},"search":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cve":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"updateInterval":{"$ref":"#/$defs/duration"},"trivy":{"type":"object","additionalProperties":false,"properties":{"dbRepository":{"type":"string"},"javaDBRepository":{"type":"string"},"vulnSeveritySources":{"type":"array","items":{"type":"string"}},"sbom":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"format":{"type":"string"}}}}}}}}},"ui":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"mgmt":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"apikey":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"lint":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"mandatoryAnnotations":{"type":"array","items":{"type":"string"}}}},"trust":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cosign":{"type":"boolean"},"notation":{"type":"boolean"}}}}},"events":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"source":{"type":"string"},"typePrefix":{"type":"string"},"sinks":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["type","address"],"properties":{"type":{"enum":["http","nats"]},"address":{"type":"string"},"channel":{"type":"string"},"timeout":{"$ref":"#/$defs/duration"},"proxy":{"type":"string"},"headers":{"type":"object","additionalProperties":{"type":"string"}},"credentials":{"type":"object","additionalProperties":false,"properties":{"username":{"type":"string"},"password":{"type":"string"},"file":{"type":"string"},"token":{"type":"string"}}},"tls":{"type":"object","additionalProperties":false,"properties":{"caCertFile":{"type":"string"},"certFile":{"type":"string"},"keyFile":{"type":"string"}}}}}}}},"metrics":{"type":"object","additionalProperties":false,"properties":{"enable":{"enum":[true,false,"true","false"],"default":true,"x-message":"must be true or false"},"prometheus":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string"}}}}},"sync":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"credentialsFile":{"type":"string"},"downloadDir":{"type":"string"},"enableStreaming":{"type":"boolean"},"registries":{"type":"array","items":{"$ref":"#/$defs/syncRegistry"}}}},"syncRegistry":{"type":"object","additionalProperties":false,"required":["urls"],"properties":{"urls":{"type":"array","items":{"type":"string"}},"onDemand":{"type":"boolean"},"pollInterval":{"$ref":"#/$defs/duration"},"tlsVerify":{"type":"boolean"},"certDir":{"type":"string"},"maxRetries":{"type":"integer","minimum":0},"retryDelay":{"$ref":"#/$defs/duration"},"maxRetryDelay":{"$ref":"#/$defs/duration"},"syncTimeout":{"$ref":"#/$defs/duration"},"onlySigned":{"type":"boolean"},"syncLegacyCosignTags":{"type":"boolean"},"preserveDigest":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string"}},"credentialHelper":{"type":"string"},"oauth2CredentialHelper":{"type":"object","additionalProperties":false,"properties":{"tokenURL":{"type":"string"},"assertionFile":{"type":"string"},"signingFile":{"type":"string"},"grantType":{"type":"string"},"clientID":{"type":"string"},"clientSecretFile":{"type":"string"},"scopes":{"type":"array","items":{"type":"string"}},"username":{"type":"string"},"audience":{"type":"string"},"subjectTokenType":{"type":"string"},"requestedTokenType":{"type":"string"}}},"content":{"type":"array","items":{"$ref":"#/$defs/syncContent"}}}},"syncContent":{"type":"object","additionalProperties":false,"required":["prefix"],"properties":{"prefix":{"type":"string"},"tags":{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string"},"excludeRegex":{"type":"string"},"semver":{"type":"boolean"}}},"destination":{"type":"string"},"stripPrefix":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string","pattern":"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$","x-message":"must be os/architecture or os/architecture/variant, such as linux/arm64/v8"}}}}}};
+const schema36 = {"type":"object","additionalProperties":false,"properties":{"enable":{"enum":[true,false,"true","false"],"default":true,"x-message":"must be true or false"},"prometheus":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string"}}}}};
 const schema15 = {"type":"object","additionalProperties":false,"properties":{"cert":{"type":"string"},"key":{"type":"string"},"cacert":{"type":"string"}}};
 const func2 = Object.prototype.hasOwnProperty;
 const formats0 = formats.semver;
@@ -2333,7 +2333,7 @@ validate28.errors = vErrors;
 return errors === 0;
 }
 
-const schema30 = {"type":"object","additionalProperties":false,"properties":{"dryRun":{"type":"boolean"},"delay":{"$ref":"#/$defs/duration"},"policies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"repositories":{"type":"array","items":{"type":"string"}},"deleteReferrers":{"type":"boolean"},"deleteUntagged":{"type":"boolean"},"keepTags":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"patterns":{"type":"array","items":{"type":"string"}},"pulledWithin":{"$ref":"#/$defs/duration"},"pushedWithin":{"$ref":"#/$defs/duration"},"mostRecentlyPushedCount":{"type":"integer","minimum":0},"mostRecentlyPulledCount":{"type":"integer","minimum":0}}}},"keepUntagged":{"type":"object"}}}}}};
+const schema30 = {"type":"object","additionalProperties":false,"properties":{"dryRun":{"type":"boolean"},"delay":{"$ref":"#/$defs/duration"},"policies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"repositories":{"type":"array","items":{"type":"string"}},"deleteReferrers":{"type":"boolean"},"deleteUntagged":{"type":"boolean"},"keepTags":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"patterns":{"type":"array","items":{"type":"string"}},"pulledWithin":{"$ref":"#/$defs/duration"},"pushedWithin":{"$ref":"#/$defs/duration"},"mostRecentlyPushedCount":{"type":"integer","minimum":0},"mostRecentlyPulledCount":{"type":"integer","minimum":0}}}},"keepUntagged":{"type":"object","additionalProperties":false,"properties":{"pulledWithin":{"$ref":"#/$defs/duration"},"pushedWithin":{"$ref":"#/$defs/duration"},"mostRecentlyPushedCount":{"type":"integer","minimum":0},"mostRecentlyPulledCount":{"type":"integer","minimum":0}}}}}}}};
 
 function validate30(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -2637,8 +2637,10 @@ errors++;
 }
 if(data3.keepUntagged !== undefined){
 let data16 = data3.keepUntagged;
-if(!(data16 && typeof data16 == "object" && !Array.isArray(data16))){
-const err22 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged",schemaPath:"#/properties/policies/items/properties/keepUntagged/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema30.properties.policies.items.properties.keepUntagged.type,parentSchema:schema30.properties.policies.items.properties.keepUntagged,data:data16};
+if(data16 && typeof data16 == "object" && !Array.isArray(data16)){
+for(const key3 in data16){
+if(!((((key3 === "pulledWithin") || (key3 === "pushedWithin")) || (key3 === "mostRecentlyPushedCount")) || (key3 === "mostRecentlyPulledCount"))){
+const err22 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged",schemaPath:"#/properties/policies/items/properties/keepUntagged/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema30.properties.policies.items.properties.keepUntagged,data:data16};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -2648,9 +2650,11 @@ vErrors.push(err22);
 errors++;
 }
 }
-}
-else {
-const err23 = {instancePath:instancePath+"/policies/" + i0,schemaPath:"#/properties/policies/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema30.properties.policies.items.type,parentSchema:schema30.properties.policies.items,data:data3};
+if(data16.pulledWithin !== undefined){
+let data17 = data16.pulledWithin;
+if(typeof data17 === "string"){
+if(!(formats2(data17))){
+const err23 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/pulledWithin",schemaPath:"#/$defs/duration/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\"",schema:"duration",parentSchema:schema13,data:data17};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -2660,9 +2664,8 @@ vErrors.push(err23);
 errors++;
 }
 }
-}
 else {
-const err24 = {instancePath:instancePath+"/policies",schemaPath:"#/properties/policies/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema30.properties.policies.type,parentSchema:schema30.properties.policies,data:data2};
+const err24 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/pulledWithin",schemaPath:"#/$defs/duration/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema13.type,parentSchema:schema13,data:data17};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -2672,14 +2675,125 @@ vErrors.push(err24);
 errors++;
 }
 }
-}
-else {
-const err25 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema30.type,parentSchema:schema30,data};
+if(data16.pushedWithin !== undefined){
+let data18 = data16.pushedWithin;
+if(typeof data18 === "string"){
+if(!(formats2(data18))){
+const err25 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/pushedWithin",schemaPath:"#/$defs/duration/format",keyword:"format",params:{format: "duration"},message:"must match format \""+"duration"+"\"",schema:"duration",parentSchema:schema13,data:data18};
 if(vErrors === null){
 vErrors = [err25];
 }
 else {
 vErrors.push(err25);
+}
+errors++;
+}
+}
+else {
+const err26 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/pushedWithin",schemaPath:"#/$defs/duration/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema13.type,parentSchema:schema13,data:data18};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+}
+if(data16.mostRecentlyPushedCount !== undefined){
+let data19 = data16.mostRecentlyPushedCount;
+if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
+const err27 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/mostRecentlyPushedCount",schemaPath:"#/properties/policies/items/properties/keepUntagged/properties/mostRecentlyPushedCount/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema30.properties.policies.items.properties.keepUntagged.properties.mostRecentlyPushedCount.type,parentSchema:schema30.properties.policies.items.properties.keepUntagged.properties.mostRecentlyPushedCount,data:data19};
+if(vErrors === null){
+vErrors = [err27];
+}
+else {
+vErrors.push(err27);
+}
+errors++;
+}
+if((typeof data19 == "number") && (isFinite(data19))){
+if(data19 < 0 || isNaN(data19)){
+const err28 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/mostRecentlyPushedCount",schemaPath:"#/properties/policies/items/properties/keepUntagged/properties/mostRecentlyPushedCount/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema30.properties.policies.items.properties.keepUntagged.properties.mostRecentlyPushedCount,data:data19};
+if(vErrors === null){
+vErrors = [err28];
+}
+else {
+vErrors.push(err28);
+}
+errors++;
+}
+}
+}
+if(data16.mostRecentlyPulledCount !== undefined){
+let data20 = data16.mostRecentlyPulledCount;
+if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
+const err29 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/mostRecentlyPulledCount",schemaPath:"#/properties/policies/items/properties/keepUntagged/properties/mostRecentlyPulledCount/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema30.properties.policies.items.properties.keepUntagged.properties.mostRecentlyPulledCount.type,parentSchema:schema30.properties.policies.items.properties.keepUntagged.properties.mostRecentlyPulledCount,data:data20};
+if(vErrors === null){
+vErrors = [err29];
+}
+else {
+vErrors.push(err29);
+}
+errors++;
+}
+if((typeof data20 == "number") && (isFinite(data20))){
+if(data20 < 0 || isNaN(data20)){
+const err30 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged/mostRecentlyPulledCount",schemaPath:"#/properties/policies/items/properties/keepUntagged/properties/mostRecentlyPulledCount/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema30.properties.policies.items.properties.keepUntagged.properties.mostRecentlyPulledCount,data:data20};
+if(vErrors === null){
+vErrors = [err30];
+}
+else {
+vErrors.push(err30);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err31 = {instancePath:instancePath+"/policies/" + i0+"/keepUntagged",schemaPath:"#/properties/policies/items/properties/keepUntagged/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema30.properties.policies.items.properties.keepUntagged.type,parentSchema:schema30.properties.policies.items.properties.keepUntagged,data:data16};
+if(vErrors === null){
+vErrors = [err31];
+}
+else {
+vErrors.push(err31);
+}
+errors++;
+}
+}
+}
+else {
+const err32 = {instancePath:instancePath+"/policies/" + i0,schemaPath:"#/properties/policies/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema30.properties.policies.items.type,parentSchema:schema30.properties.policies.items,data:data3};
+if(vErrors === null){
+vErrors = [err32];
+}
+else {
+vErrors.push(err32);
+}
+errors++;
+}
+}
+}
+else {
+const err33 = {instancePath:instancePath+"/policies",schemaPath:"#/properties/policies/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema30.properties.policies.type,parentSchema:schema30.properties.policies,data:data2};
+if(vErrors === null){
+vErrors = [err33];
+}
+else {
+vErrors.push(err33);
+}
+errors++;
+}
+}
+}
+else {
+const err34 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema30.type,parentSchema:schema30,data};
+if(vErrors === null){
+vErrors = [err34];
+}
+else {
+vErrors.push(err34);
 }
 errors++;
 }
@@ -3176,9 +3290,9 @@ validate26.errors = vErrors;
 return errors === 0;
 }
 
-const schema35 = {"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"credentialsFile":{"type":"string"},"downloadDir":{"type":"string"},"enableStreaming":{"type":"boolean"},"registries":{"type":"array","items":{"$ref":"#/$defs/syncRegistry"}}}};
-const schema36 = {"type":"object","additionalProperties":false,"required":["urls"],"properties":{"urls":{"type":"array","items":{"type":"string"}},"onDemand":{"type":"boolean"},"pollInterval":{"$ref":"#/$defs/duration"},"tlsVerify":{"type":"boolean"},"certDir":{"type":"string"},"maxRetries":{"type":"integer","minimum":0},"retryDelay":{"$ref":"#/$defs/duration"},"maxRetryDelay":{"$ref":"#/$defs/duration"},"syncTimeout":{"$ref":"#/$defs/duration"},"onlySigned":{"type":"boolean"},"syncLegacyCosignTags":{"type":"boolean"},"preserveDigest":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string"}},"credentialHelper":{"type":"string"},"oauth2CredentialHelper":{"type":"object","additionalProperties":false,"properties":{"tokenURL":{"type":"string"},"assertionFile":{"type":"string"},"signingFile":{"type":"string"},"grantType":{"type":"string"},"clientID":{"type":"string"},"clientSecretFile":{"type":"string"},"scopes":{"type":"array","items":{"type":"string"}},"username":{"type":"string"},"audience":{"type":"string"},"subjectTokenType":{"type":"string"},"requestedTokenType":{"type":"string"}}},"content":{"type":"array","items":{"$ref":"#/$defs/syncContent"}}}};
-const schema41 = {"type":"object","additionalProperties":false,"required":["prefix"],"properties":{"prefix":{"type":"string"},"tags":{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string"},"excludeRegex":{"type":"string"},"semver":{"type":"boolean"}}},"destination":{"type":"string"},"stripPrefix":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string","pattern":"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$","x-message":"must be os/architecture or os/architecture/variant, such as linux/arm64/v8"}}}};
+const schema37 = {"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"credentialsFile":{"type":"string"},"downloadDir":{"type":"string"},"enableStreaming":{"type":"boolean"},"registries":{"type":"array","items":{"$ref":"#/$defs/syncRegistry"}}}};
+const schema38 = {"type":"object","additionalProperties":false,"required":["urls"],"properties":{"urls":{"type":"array","items":{"type":"string"}},"onDemand":{"type":"boolean"},"pollInterval":{"$ref":"#/$defs/duration"},"tlsVerify":{"type":"boolean"},"certDir":{"type":"string"},"maxRetries":{"type":"integer","minimum":0},"retryDelay":{"$ref":"#/$defs/duration"},"maxRetryDelay":{"$ref":"#/$defs/duration"},"syncTimeout":{"$ref":"#/$defs/duration"},"onlySigned":{"type":"boolean"},"syncLegacyCosignTags":{"type":"boolean"},"preserveDigest":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string"}},"credentialHelper":{"type":"string"},"oauth2CredentialHelper":{"type":"object","additionalProperties":false,"properties":{"tokenURL":{"type":"string"},"assertionFile":{"type":"string"},"signingFile":{"type":"string"},"grantType":{"type":"string"},"clientID":{"type":"string"},"clientSecretFile":{"type":"string"},"scopes":{"type":"array","items":{"type":"string"}},"username":{"type":"string"},"audience":{"type":"string"},"subjectTokenType":{"type":"string"},"requestedTokenType":{"type":"string"}}},"content":{"type":"array","items":{"$ref":"#/$defs/syncContent"}}}};
+const schema43 = {"type":"object","additionalProperties":false,"required":["prefix"],"properties":{"prefix":{"type":"string"},"tags":{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string"},"excludeRegex":{"type":"string"},"semver":{"type":"boolean"}}},"destination":{"type":"string"},"stripPrefix":{"type":"boolean"},"platforms":{"type":"array","items":{"type":"string","pattern":"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$","x-message":"must be os/architecture or os/architecture/variant, such as linux/arm64/v8"}}}};
 const pattern0 = new RegExp("^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$", "u");
 
 function validate37(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -3186,7 +3300,7 @@ let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
 if(data.urls === undefined){
-const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "urls"},message:"must have required property '"+"urls"+"'",schema:schema36.required,parentSchema:schema36,data};
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "urls"},message:"must have required property '"+"urls"+"'",schema:schema38.required,parentSchema:schema38,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -3196,8 +3310,8 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(func2.call(schema36.properties, key0))){
-const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema36,data};
+if(!(func2.call(schema38.properties, key0))){
+const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema38,data};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -3214,7 +3328,7 @@ const len0 = data0.length;
 for(let i0=0; i0<len0; i0++){
 let data1 = data0[i0];
 if(typeof data1 !== "string"){
-const err2 = {instancePath:instancePath+"/urls/" + i0,schemaPath:"#/properties/urls/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.urls.items.type,parentSchema:schema36.properties.urls.items,data:data1};
+const err2 = {instancePath:instancePath+"/urls/" + i0,schemaPath:"#/properties/urls/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.urls.items.type,parentSchema:schema38.properties.urls.items,data:data1};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -3226,7 +3340,7 @@ errors++;
 }
 }
 else {
-const err3 = {instancePath:instancePath+"/urls",schemaPath:"#/properties/urls/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema36.properties.urls.type,parentSchema:schema36.properties.urls,data:data0};
+const err3 = {instancePath:instancePath+"/urls",schemaPath:"#/properties/urls/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.properties.urls.type,parentSchema:schema38.properties.urls,data:data0};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -3239,7 +3353,7 @@ errors++;
 if(data.onDemand !== undefined){
 let data2 = data.onDemand;
 if(typeof data2 !== "boolean"){
-const err4 = {instancePath:instancePath+"/onDemand",schemaPath:"#/properties/onDemand/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.onDemand.type,parentSchema:schema36.properties.onDemand,data:data2};
+const err4 = {instancePath:instancePath+"/onDemand",schemaPath:"#/properties/onDemand/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema38.properties.onDemand.type,parentSchema:schema38.properties.onDemand,data:data2};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -3277,7 +3391,7 @@ errors++;
 if(data.tlsVerify !== undefined){
 let data4 = data.tlsVerify;
 if(typeof data4 !== "boolean"){
-const err7 = {instancePath:instancePath+"/tlsVerify",schemaPath:"#/properties/tlsVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.tlsVerify.type,parentSchema:schema36.properties.tlsVerify,data:data4};
+const err7 = {instancePath:instancePath+"/tlsVerify",schemaPath:"#/properties/tlsVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema38.properties.tlsVerify.type,parentSchema:schema38.properties.tlsVerify,data:data4};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -3290,7 +3404,7 @@ errors++;
 if(data.certDir !== undefined){
 let data5 = data.certDir;
 if(typeof data5 !== "string"){
-const err8 = {instancePath:instancePath+"/certDir",schemaPath:"#/properties/certDir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.certDir.type,parentSchema:schema36.properties.certDir,data:data5};
+const err8 = {instancePath:instancePath+"/certDir",schemaPath:"#/properties/certDir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.certDir.type,parentSchema:schema38.properties.certDir,data:data5};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -3303,7 +3417,7 @@ errors++;
 if(data.maxRetries !== undefined){
 let data6 = data.maxRetries;
 if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
-const err9 = {instancePath:instancePath+"/maxRetries",schemaPath:"#/properties/maxRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema36.properties.maxRetries.type,parentSchema:schema36.properties.maxRetries,data:data6};
+const err9 = {instancePath:instancePath+"/maxRetries",schemaPath:"#/properties/maxRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema38.properties.maxRetries.type,parentSchema:schema38.properties.maxRetries,data:data6};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -3314,7 +3428,7 @@ errors++;
 }
 if((typeof data6 == "number") && (isFinite(data6))){
 if(data6 < 0 || isNaN(data6)){
-const err10 = {instancePath:instancePath+"/maxRetries",schemaPath:"#/properties/maxRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema36.properties.maxRetries,data:data6};
+const err10 = {instancePath:instancePath+"/maxRetries",schemaPath:"#/properties/maxRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema38.properties.maxRetries,data:data6};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -3403,7 +3517,7 @@ errors++;
 if(data.onlySigned !== undefined){
 let data10 = data.onlySigned;
 if(typeof data10 !== "boolean"){
-const err17 = {instancePath:instancePath+"/onlySigned",schemaPath:"#/properties/onlySigned/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.onlySigned.type,parentSchema:schema36.properties.onlySigned,data:data10};
+const err17 = {instancePath:instancePath+"/onlySigned",schemaPath:"#/properties/onlySigned/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema38.properties.onlySigned.type,parentSchema:schema38.properties.onlySigned,data:data10};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -3416,7 +3530,7 @@ errors++;
 if(data.syncLegacyCosignTags !== undefined){
 let data11 = data.syncLegacyCosignTags;
 if(typeof data11 !== "boolean"){
-const err18 = {instancePath:instancePath+"/syncLegacyCosignTags",schemaPath:"#/properties/syncLegacyCosignTags/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.syncLegacyCosignTags.type,parentSchema:schema36.properties.syncLegacyCosignTags,data:data11};
+const err18 = {instancePath:instancePath+"/syncLegacyCosignTags",schemaPath:"#/properties/syncLegacyCosignTags/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema38.properties.syncLegacyCosignTags.type,parentSchema:schema38.properties.syncLegacyCosignTags,data:data11};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -3429,7 +3543,7 @@ errors++;
 if(data.preserveDigest !== undefined){
 let data12 = data.preserveDigest;
 if(typeof data12 !== "boolean"){
-const err19 = {instancePath:instancePath+"/preserveDigest",schemaPath:"#/properties/preserveDigest/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema36.properties.preserveDigest.type,parentSchema:schema36.properties.preserveDigest,data:data12};
+const err19 = {instancePath:instancePath+"/preserveDigest",schemaPath:"#/properties/preserveDigest/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema38.properties.preserveDigest.type,parentSchema:schema38.properties.preserveDigest,data:data12};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -3446,7 +3560,7 @@ const len1 = data13.length;
 for(let i1=0; i1<len1; i1++){
 let data14 = data13[i1];
 if(typeof data14 !== "string"){
-const err20 = {instancePath:instancePath+"/platforms/" + i1,schemaPath:"#/properties/platforms/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.platforms.items.type,parentSchema:schema36.properties.platforms.items,data:data14};
+const err20 = {instancePath:instancePath+"/platforms/" + i1,schemaPath:"#/properties/platforms/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.platforms.items.type,parentSchema:schema38.properties.platforms.items,data:data14};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -3458,7 +3572,7 @@ errors++;
 }
 }
 else {
-const err21 = {instancePath:instancePath+"/platforms",schemaPath:"#/properties/platforms/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema36.properties.platforms.type,parentSchema:schema36.properties.platforms,data:data13};
+const err21 = {instancePath:instancePath+"/platforms",schemaPath:"#/properties/platforms/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.properties.platforms.type,parentSchema:schema38.properties.platforms,data:data13};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -3471,7 +3585,7 @@ errors++;
 if(data.credentialHelper !== undefined){
 let data15 = data.credentialHelper;
 if(typeof data15 !== "string"){
-const err22 = {instancePath:instancePath+"/credentialHelper",schemaPath:"#/properties/credentialHelper/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.credentialHelper.type,parentSchema:schema36.properties.credentialHelper,data:data15};
+const err22 = {instancePath:instancePath+"/credentialHelper",schemaPath:"#/properties/credentialHelper/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.credentialHelper.type,parentSchema:schema38.properties.credentialHelper,data:data15};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -3485,8 +3599,8 @@ if(data.oauth2CredentialHelper !== undefined){
 let data16 = data.oauth2CredentialHelper;
 if(data16 && typeof data16 == "object" && !Array.isArray(data16)){
 for(const key1 in data16){
-if(!(func2.call(schema36.properties.oauth2CredentialHelper.properties, key1))){
-const err23 = {instancePath:instancePath+"/oauth2CredentialHelper",schemaPath:"#/properties/oauth2CredentialHelper/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.oauth2CredentialHelper,data:data16};
+if(!(func2.call(schema38.properties.oauth2CredentialHelper.properties, key1))){
+const err23 = {instancePath:instancePath+"/oauth2CredentialHelper",schemaPath:"#/properties/oauth2CredentialHelper/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema38.properties.oauth2CredentialHelper,data:data16};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -3499,7 +3613,7 @@ errors++;
 if(data16.tokenURL !== undefined){
 let data17 = data16.tokenURL;
 if(typeof data17 !== "string"){
-const err24 = {instancePath:instancePath+"/oauth2CredentialHelper/tokenURL",schemaPath:"#/properties/oauth2CredentialHelper/properties/tokenURL/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.tokenURL.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.tokenURL,data:data17};
+const err24 = {instancePath:instancePath+"/oauth2CredentialHelper/tokenURL",schemaPath:"#/properties/oauth2CredentialHelper/properties/tokenURL/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.tokenURL.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.tokenURL,data:data17};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -3512,7 +3626,7 @@ errors++;
 if(data16.assertionFile !== undefined){
 let data18 = data16.assertionFile;
 if(typeof data18 !== "string"){
-const err25 = {instancePath:instancePath+"/oauth2CredentialHelper/assertionFile",schemaPath:"#/properties/oauth2CredentialHelper/properties/assertionFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.assertionFile.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.assertionFile,data:data18};
+const err25 = {instancePath:instancePath+"/oauth2CredentialHelper/assertionFile",schemaPath:"#/properties/oauth2CredentialHelper/properties/assertionFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.assertionFile.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.assertionFile,data:data18};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -3525,7 +3639,7 @@ errors++;
 if(data16.signingFile !== undefined){
 let data19 = data16.signingFile;
 if(typeof data19 !== "string"){
-const err26 = {instancePath:instancePath+"/oauth2CredentialHelper/signingFile",schemaPath:"#/properties/oauth2CredentialHelper/properties/signingFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.signingFile.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.signingFile,data:data19};
+const err26 = {instancePath:instancePath+"/oauth2CredentialHelper/signingFile",schemaPath:"#/properties/oauth2CredentialHelper/properties/signingFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.signingFile.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.signingFile,data:data19};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -3538,7 +3652,7 @@ errors++;
 if(data16.grantType !== undefined){
 let data20 = data16.grantType;
 if(typeof data20 !== "string"){
-const err27 = {instancePath:instancePath+"/oauth2CredentialHelper/grantType",schemaPath:"#/properties/oauth2CredentialHelper/properties/grantType/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.grantType.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.grantType,data:data20};
+const err27 = {instancePath:instancePath+"/oauth2CredentialHelper/grantType",schemaPath:"#/properties/oauth2CredentialHelper/properties/grantType/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.grantType.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.grantType,data:data20};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -3551,7 +3665,7 @@ errors++;
 if(data16.clientID !== undefined){
 let data21 = data16.clientID;
 if(typeof data21 !== "string"){
-const err28 = {instancePath:instancePath+"/oauth2CredentialHelper/clientID",schemaPath:"#/properties/oauth2CredentialHelper/properties/clientID/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.clientID.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.clientID,data:data21};
+const err28 = {instancePath:instancePath+"/oauth2CredentialHelper/clientID",schemaPath:"#/properties/oauth2CredentialHelper/properties/clientID/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.clientID.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.clientID,data:data21};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -3564,7 +3678,7 @@ errors++;
 if(data16.clientSecretFile !== undefined){
 let data22 = data16.clientSecretFile;
 if(typeof data22 !== "string"){
-const err29 = {instancePath:instancePath+"/oauth2CredentialHelper/clientSecretFile",schemaPath:"#/properties/oauth2CredentialHelper/properties/clientSecretFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.clientSecretFile.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.clientSecretFile,data:data22};
+const err29 = {instancePath:instancePath+"/oauth2CredentialHelper/clientSecretFile",schemaPath:"#/properties/oauth2CredentialHelper/properties/clientSecretFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.clientSecretFile.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.clientSecretFile,data:data22};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -3581,7 +3695,7 @@ const len2 = data23.length;
 for(let i2=0; i2<len2; i2++){
 let data24 = data23[i2];
 if(typeof data24 !== "string"){
-const err30 = {instancePath:instancePath+"/oauth2CredentialHelper/scopes/" + i2,schemaPath:"#/properties/oauth2CredentialHelper/properties/scopes/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.scopes.items.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.scopes.items,data:data24};
+const err30 = {instancePath:instancePath+"/oauth2CredentialHelper/scopes/" + i2,schemaPath:"#/properties/oauth2CredentialHelper/properties/scopes/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.scopes.items.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.scopes.items,data:data24};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -3593,7 +3707,7 @@ errors++;
 }
 }
 else {
-const err31 = {instancePath:instancePath+"/oauth2CredentialHelper/scopes",schemaPath:"#/properties/oauth2CredentialHelper/properties/scopes/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema36.properties.oauth2CredentialHelper.properties.scopes.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.scopes,data:data23};
+const err31 = {instancePath:instancePath+"/oauth2CredentialHelper/scopes",schemaPath:"#/properties/oauth2CredentialHelper/properties/scopes/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.properties.oauth2CredentialHelper.properties.scopes.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.scopes,data:data23};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -3606,7 +3720,7 @@ errors++;
 if(data16.username !== undefined){
 let data25 = data16.username;
 if(typeof data25 !== "string"){
-const err32 = {instancePath:instancePath+"/oauth2CredentialHelper/username",schemaPath:"#/properties/oauth2CredentialHelper/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.username.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.username,data:data25};
+const err32 = {instancePath:instancePath+"/oauth2CredentialHelper/username",schemaPath:"#/properties/oauth2CredentialHelper/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.username.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.username,data:data25};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -3619,7 +3733,7 @@ errors++;
 if(data16.audience !== undefined){
 let data26 = data16.audience;
 if(typeof data26 !== "string"){
-const err33 = {instancePath:instancePath+"/oauth2CredentialHelper/audience",schemaPath:"#/properties/oauth2CredentialHelper/properties/audience/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.audience.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.audience,data:data26};
+const err33 = {instancePath:instancePath+"/oauth2CredentialHelper/audience",schemaPath:"#/properties/oauth2CredentialHelper/properties/audience/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.audience.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.audience,data:data26};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -3632,7 +3746,7 @@ errors++;
 if(data16.subjectTokenType !== undefined){
 let data27 = data16.subjectTokenType;
 if(typeof data27 !== "string"){
-const err34 = {instancePath:instancePath+"/oauth2CredentialHelper/subjectTokenType",schemaPath:"#/properties/oauth2CredentialHelper/properties/subjectTokenType/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.subjectTokenType.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.subjectTokenType,data:data27};
+const err34 = {instancePath:instancePath+"/oauth2CredentialHelper/subjectTokenType",schemaPath:"#/properties/oauth2CredentialHelper/properties/subjectTokenType/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.subjectTokenType.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.subjectTokenType,data:data27};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -3645,7 +3759,7 @@ errors++;
 if(data16.requestedTokenType !== undefined){
 let data28 = data16.requestedTokenType;
 if(typeof data28 !== "string"){
-const err35 = {instancePath:instancePath+"/oauth2CredentialHelper/requestedTokenType",schemaPath:"#/properties/oauth2CredentialHelper/properties/requestedTokenType/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.oauth2CredentialHelper.properties.requestedTokenType.type,parentSchema:schema36.properties.oauth2CredentialHelper.properties.requestedTokenType,data:data28};
+const err35 = {instancePath:instancePath+"/oauth2CredentialHelper/requestedTokenType",schemaPath:"#/properties/oauth2CredentialHelper/properties/requestedTokenType/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.properties.oauth2CredentialHelper.properties.requestedTokenType.type,parentSchema:schema38.properties.oauth2CredentialHelper.properties.requestedTokenType,data:data28};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -3657,7 +3771,7 @@ errors++;
 }
 }
 else {
-const err36 = {instancePath:instancePath+"/oauth2CredentialHelper",schemaPath:"#/properties/oauth2CredentialHelper/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.oauth2CredentialHelper.type,parentSchema:schema36.properties.oauth2CredentialHelper,data:data16};
+const err36 = {instancePath:instancePath+"/oauth2CredentialHelper",schemaPath:"#/properties/oauth2CredentialHelper/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema38.properties.oauth2CredentialHelper.type,parentSchema:schema38.properties.oauth2CredentialHelper,data:data16};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -3675,7 +3789,7 @@ for(let i3=0; i3<len3; i3++){
 let data30 = data29[i3];
 if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
 if(data30.prefix === undefined){
-const err37 = {instancePath:instancePath+"/content/" + i3,schemaPath:"#/$defs/syncContent/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'",schema:schema41.required,parentSchema:schema41,data:data30};
+const err37 = {instancePath:instancePath+"/content/" + i3,schemaPath:"#/$defs/syncContent/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'",schema:schema43.required,parentSchema:schema43,data:data30};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -3686,7 +3800,7 @@ errors++;
 }
 for(const key2 in data30){
 if(!(((((key2 === "prefix") || (key2 === "tags")) || (key2 === "destination")) || (key2 === "stripPrefix")) || (key2 === "platforms"))){
-const err38 = {instancePath:instancePath+"/content/" + i3,schemaPath:"#/$defs/syncContent/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema41,data:data30};
+const err38 = {instancePath:instancePath+"/content/" + i3,schemaPath:"#/$defs/syncContent/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema43,data:data30};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -3699,7 +3813,7 @@ errors++;
 if(data30.prefix !== undefined){
 let data31 = data30.prefix;
 if(typeof data31 !== "string"){
-const err39 = {instancePath:instancePath+"/content/" + i3+"/prefix",schemaPath:"#/$defs/syncContent/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.properties.prefix.type,parentSchema:schema41.properties.prefix,data:data31};
+const err39 = {instancePath:instancePath+"/content/" + i3+"/prefix",schemaPath:"#/$defs/syncContent/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.properties.prefix.type,parentSchema:schema43.properties.prefix,data:data31};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -3714,7 +3828,7 @@ let data32 = data30.tags;
 if(data32 && typeof data32 == "object" && !Array.isArray(data32)){
 for(const key3 in data32){
 if(!(((key3 === "regex") || (key3 === "excludeRegex")) || (key3 === "semver"))){
-const err40 = {instancePath:instancePath+"/content/" + i3+"/tags",schemaPath:"#/$defs/syncContent/properties/tags/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema41.properties.tags,data:data32};
+const err40 = {instancePath:instancePath+"/content/" + i3+"/tags",schemaPath:"#/$defs/syncContent/properties/tags/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema43.properties.tags,data:data32};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -3727,7 +3841,7 @@ errors++;
 if(data32.regex !== undefined){
 let data33 = data32.regex;
 if(typeof data33 !== "string"){
-const err41 = {instancePath:instancePath+"/content/" + i3+"/tags/regex",schemaPath:"#/$defs/syncContent/properties/tags/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.properties.tags.properties.regex.type,parentSchema:schema41.properties.tags.properties.regex,data:data33};
+const err41 = {instancePath:instancePath+"/content/" + i3+"/tags/regex",schemaPath:"#/$defs/syncContent/properties/tags/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.properties.tags.properties.regex.type,parentSchema:schema43.properties.tags.properties.regex,data:data33};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -3740,7 +3854,7 @@ errors++;
 if(data32.excludeRegex !== undefined){
 let data34 = data32.excludeRegex;
 if(typeof data34 !== "string"){
-const err42 = {instancePath:instancePath+"/content/" + i3+"/tags/excludeRegex",schemaPath:"#/$defs/syncContent/properties/tags/properties/excludeRegex/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.properties.tags.properties.excludeRegex.type,parentSchema:schema41.properties.tags.properties.excludeRegex,data:data34};
+const err42 = {instancePath:instancePath+"/content/" + i3+"/tags/excludeRegex",schemaPath:"#/$defs/syncContent/properties/tags/properties/excludeRegex/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.properties.tags.properties.excludeRegex.type,parentSchema:schema43.properties.tags.properties.excludeRegex,data:data34};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -3753,7 +3867,7 @@ errors++;
 if(data32.semver !== undefined){
 let data35 = data32.semver;
 if(typeof data35 !== "boolean"){
-const err43 = {instancePath:instancePath+"/content/" + i3+"/tags/semver",schemaPath:"#/$defs/syncContent/properties/tags/properties/semver/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema41.properties.tags.properties.semver.type,parentSchema:schema41.properties.tags.properties.semver,data:data35};
+const err43 = {instancePath:instancePath+"/content/" + i3+"/tags/semver",schemaPath:"#/$defs/syncContent/properties/tags/properties/semver/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema43.properties.tags.properties.semver.type,parentSchema:schema43.properties.tags.properties.semver,data:data35};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -3765,7 +3879,7 @@ errors++;
 }
 }
 else {
-const err44 = {instancePath:instancePath+"/content/" + i3+"/tags",schemaPath:"#/$defs/syncContent/properties/tags/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema41.properties.tags.type,parentSchema:schema41.properties.tags,data:data32};
+const err44 = {instancePath:instancePath+"/content/" + i3+"/tags",schemaPath:"#/$defs/syncContent/properties/tags/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.properties.tags.type,parentSchema:schema43.properties.tags,data:data32};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -3778,7 +3892,7 @@ errors++;
 if(data30.destination !== undefined){
 let data36 = data30.destination;
 if(typeof data36 !== "string"){
-const err45 = {instancePath:instancePath+"/content/" + i3+"/destination",schemaPath:"#/$defs/syncContent/properties/destination/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.properties.destination.type,parentSchema:schema41.properties.destination,data:data36};
+const err45 = {instancePath:instancePath+"/content/" + i3+"/destination",schemaPath:"#/$defs/syncContent/properties/destination/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.properties.destination.type,parentSchema:schema43.properties.destination,data:data36};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -3791,7 +3905,7 @@ errors++;
 if(data30.stripPrefix !== undefined){
 let data37 = data30.stripPrefix;
 if(typeof data37 !== "boolean"){
-const err46 = {instancePath:instancePath+"/content/" + i3+"/stripPrefix",schemaPath:"#/$defs/syncContent/properties/stripPrefix/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema41.properties.stripPrefix.type,parentSchema:schema41.properties.stripPrefix,data:data37};
+const err46 = {instancePath:instancePath+"/content/" + i3+"/stripPrefix",schemaPath:"#/$defs/syncContent/properties/stripPrefix/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema43.properties.stripPrefix.type,parentSchema:schema43.properties.stripPrefix,data:data37};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -3809,7 +3923,7 @@ for(let i4=0; i4<len4; i4++){
 let data39 = data38[i4];
 if(typeof data39 === "string"){
 if(!pattern0.test(data39)){
-const err47 = {instancePath:instancePath+"/content/" + i3+"/platforms/" + i4,schemaPath:"#/$defs/syncContent/properties/platforms/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$"},message:"must match pattern \""+"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$"+"\"",schema:"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",parentSchema:schema41.properties.platforms.items,data:data39};
+const err47 = {instancePath:instancePath+"/content/" + i3+"/platforms/" + i4,schemaPath:"#/$defs/syncContent/properties/platforms/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$"},message:"must match pattern \""+"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$"+"\"",schema:"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",parentSchema:schema43.properties.platforms.items,data:data39};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -3820,7 +3934,7 @@ errors++;
 }
 }
 else {
-const err48 = {instancePath:instancePath+"/content/" + i3+"/platforms/" + i4,schemaPath:"#/$defs/syncContent/properties/platforms/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.properties.platforms.items.type,parentSchema:schema41.properties.platforms.items,data:data39};
+const err48 = {instancePath:instancePath+"/content/" + i3+"/platforms/" + i4,schemaPath:"#/$defs/syncContent/properties/platforms/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.properties.platforms.items.type,parentSchema:schema43.properties.platforms.items,data:data39};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -3832,7 +3946,7 @@ errors++;
 }
 }
 else {
-const err49 = {instancePath:instancePath+"/content/" + i3+"/platforms",schemaPath:"#/$defs/syncContent/properties/platforms/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema41.properties.platforms.type,parentSchema:schema41.properties.platforms,data:data38};
+const err49 = {instancePath:instancePath+"/content/" + i3+"/platforms",schemaPath:"#/$defs/syncContent/properties/platforms/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema43.properties.platforms.type,parentSchema:schema43.properties.platforms,data:data38};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -3844,7 +3958,7 @@ errors++;
 }
 }
 else {
-const err50 = {instancePath:instancePath+"/content/" + i3,schemaPath:"#/$defs/syncContent/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema41.type,parentSchema:schema41,data:data30};
+const err50 = {instancePath:instancePath+"/content/" + i3,schemaPath:"#/$defs/syncContent/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data:data30};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -3856,7 +3970,7 @@ errors++;
 }
 }
 else {
-const err51 = {instancePath:instancePath+"/content",schemaPath:"#/properties/content/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema36.properties.content.type,parentSchema:schema36.properties.content,data:data29};
+const err51 = {instancePath:instancePath+"/content",schemaPath:"#/properties/content/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.properties.content.type,parentSchema:schema38.properties.content,data:data29};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -3868,7 +3982,7 @@ errors++;
 }
 }
 else {
-const err52 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.type,parentSchema:schema36,data};
+const err52 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema38.type,parentSchema:schema38,data};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -3891,7 +4005,7 @@ data.enable = true;
 }
 for(const key0 in data){
 if(!(((((key0 === "enable") || (key0 === "credentialsFile")) || (key0 === "downloadDir")) || (key0 === "enableStreaming")) || (key0 === "registries"))){
-const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema35,data};
+const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema37,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -3903,7 +4017,7 @@ errors++;
 }
 let data0 = data.enable;
 if(typeof data0 !== "boolean"){
-const err1 = {instancePath:instancePath+"/enable",schemaPath:"#/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema35.properties.enable.type,parentSchema:schema35.properties.enable,data:data0};
+const err1 = {instancePath:instancePath+"/enable",schemaPath:"#/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema37.properties.enable.type,parentSchema:schema37.properties.enable,data:data0};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -3915,7 +4029,7 @@ errors++;
 if(data.credentialsFile !== undefined){
 let data1 = data.credentialsFile;
 if(typeof data1 !== "string"){
-const err2 = {instancePath:instancePath+"/credentialsFile",schemaPath:"#/properties/credentialsFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.properties.credentialsFile.type,parentSchema:schema35.properties.credentialsFile,data:data1};
+const err2 = {instancePath:instancePath+"/credentialsFile",schemaPath:"#/properties/credentialsFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.properties.credentialsFile.type,parentSchema:schema37.properties.credentialsFile,data:data1};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -3928,7 +4042,7 @@ errors++;
 if(data.downloadDir !== undefined){
 let data2 = data.downloadDir;
 if(typeof data2 !== "string"){
-const err3 = {instancePath:instancePath+"/downloadDir",schemaPath:"#/properties/downloadDir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.properties.downloadDir.type,parentSchema:schema35.properties.downloadDir,data:data2};
+const err3 = {instancePath:instancePath+"/downloadDir",schemaPath:"#/properties/downloadDir/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.properties.downloadDir.type,parentSchema:schema37.properties.downloadDir,data:data2};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -3941,7 +4055,7 @@ errors++;
 if(data.enableStreaming !== undefined){
 let data3 = data.enableStreaming;
 if(typeof data3 !== "boolean"){
-const err4 = {instancePath:instancePath+"/enableStreaming",schemaPath:"#/properties/enableStreaming/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema35.properties.enableStreaming.type,parentSchema:schema35.properties.enableStreaming,data:data3};
+const err4 = {instancePath:instancePath+"/enableStreaming",schemaPath:"#/properties/enableStreaming/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema37.properties.enableStreaming.type,parentSchema:schema37.properties.enableStreaming,data:data3};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -3963,7 +4077,7 @@ errors = vErrors.length;
 }
 }
 else {
-const err5 = {instancePath:instancePath+"/registries",schemaPath:"#/properties/registries/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema35.properties.registries.type,parentSchema:schema35.properties.registries,data:data4};
+const err5 = {instancePath:instancePath+"/registries",schemaPath:"#/properties/registries/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema37.properties.registries.type,parentSchema:schema37.properties.registries,data:data4};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -3975,7 +4089,7 @@ errors++;
 }
 }
 else {
-const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema35.type,parentSchema:schema35,data};
+const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema37.type,parentSchema:schema37,data};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -3988,8 +4102,8 @@ validate36.errors = vErrors;
 return errors === 0;
 }
 
-const schema42 = {"type":"object","additionalProperties":false,"properties":{"sync":{"$ref":"#/$defs/sync"},"metrics":{"$ref":"#/$defs/metrics"},"scrub":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"interval":{"$ref":"#/$defs/duration"}}},"events":{"$ref":"#/$defs/events"},"search":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cve":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"updateInterval":{"$ref":"#/$defs/duration"},"trivy":{"type":"object","additionalProperties":false,"properties":{"dbRepository":{"type":"string"},"javaDBRepository":{"type":"string"},"vulnSeveritySources":{"type":"array","items":{"type":"string"}},"sbom":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"format":{"type":"string"}}}}}}}}},"ui":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"mgmt":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"apikey":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"lint":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"mandatoryAnnotations":{"type":"array","items":{"type":"string"}}}},"trust":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cosign":{"type":"boolean"},"notation":{"type":"boolean"}}}}};
-const schema45 = {"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"source":{"type":"string"},"typePrefix":{"type":"string"},"sinks":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["type","address"],"properties":{"type":{"enum":["http","nats"]},"address":{"type":"string"},"channel":{"type":"string"},"timeout":{"$ref":"#/$defs/duration"},"proxy":{"type":"string"},"headers":{"type":"object","additionalProperties":{"type":"string"}},"credentials":{"type":"object","additionalProperties":false,"properties":{"username":{"type":"string"},"password":{"type":"string"},"file":{"type":"string"},"token":{"type":"string"}}},"tls":{"type":"object","additionalProperties":false,"properties":{"caCertFile":{"type":"string"},"certFile":{"type":"string"},"keyFile":{"type":"string"}}}}}}}};
+const schema44 = {"type":"object","additionalProperties":false,"properties":{"sync":{"$ref":"#/$defs/sync"},"metrics":{"$ref":"#/$defs/metrics"},"scrub":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean","default":true},"interval":{"$ref":"#/$defs/duration"}}},"events":{"$ref":"#/$defs/events"},"search":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cve":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"updateInterval":{"$ref":"#/$defs/duration"},"trivy":{"type":"object","additionalProperties":false,"properties":{"dbRepository":{"type":"string"},"javaDBRepository":{"type":"string"},"vulnSeveritySources":{"type":"array","items":{"type":"string"}},"sbom":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"format":{"type":"string"}}}}}}}}},"ui":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"mgmt":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"apikey":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"}}},"lint":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"mandatoryAnnotations":{"type":"array","items":{"type":"string"}}}},"trust":{"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"cosign":{"type":"boolean"},"notation":{"type":"boolean"}}}}};
+const schema47 = {"type":"object","additionalProperties":false,"properties":{"enable":{"type":"boolean"},"source":{"type":"string"},"typePrefix":{"type":"string"},"sinks":{"type":"array","items":{"type":"object","additionalProperties":false,"required":["type","address"],"properties":{"type":{"enum":["http","nats"]},"address":{"type":"string"},"channel":{"type":"string"},"timeout":{"$ref":"#/$defs/duration"},"proxy":{"type":"string"},"headers":{"type":"object","additionalProperties":{"type":"string"}},"credentials":{"type":"object","additionalProperties":false,"properties":{"username":{"type":"string"},"password":{"type":"string"},"file":{"type":"string"},"token":{"type":"string"}}},"tls":{"type":"object","additionalProperties":false,"properties":{"caCertFile":{"type":"string"},"certFile":{"type":"string"},"keyFile":{"type":"string"}}}}}}}};
 
 function validate43(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -3997,7 +4111,7 @@ let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
 if(!((((key0 === "enable") || (key0 === "source")) || (key0 === "typePrefix")) || (key0 === "sinks"))){
-const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema45,data};
+const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema47,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -4010,7 +4124,7 @@ errors++;
 if(data.enable !== undefined){
 let data0 = data.enable;
 if(typeof data0 !== "boolean"){
-const err1 = {instancePath:instancePath+"/enable",schemaPath:"#/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema45.properties.enable.type,parentSchema:schema45.properties.enable,data:data0};
+const err1 = {instancePath:instancePath+"/enable",schemaPath:"#/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema47.properties.enable.type,parentSchema:schema47.properties.enable,data:data0};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -4023,7 +4137,7 @@ errors++;
 if(data.source !== undefined){
 let data1 = data.source;
 if(typeof data1 !== "string"){
-const err2 = {instancePath:instancePath+"/source",schemaPath:"#/properties/source/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.source.type,parentSchema:schema45.properties.source,data:data1};
+const err2 = {instancePath:instancePath+"/source",schemaPath:"#/properties/source/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.source.type,parentSchema:schema47.properties.source,data:data1};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -4036,7 +4150,7 @@ errors++;
 if(data.typePrefix !== undefined){
 let data2 = data.typePrefix;
 if(typeof data2 !== "string"){
-const err3 = {instancePath:instancePath+"/typePrefix",schemaPath:"#/properties/typePrefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.typePrefix.type,parentSchema:schema45.properties.typePrefix,data:data2};
+const err3 = {instancePath:instancePath+"/typePrefix",schemaPath:"#/properties/typePrefix/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.typePrefix.type,parentSchema:schema47.properties.typePrefix,data:data2};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -4054,7 +4168,7 @@ for(let i0=0; i0<len0; i0++){
 let data4 = data3[i0];
 if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
 if(data4.type === undefined){
-const err4 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema45.properties.sinks.items.required,parentSchema:schema45.properties.sinks.items,data:data4};
+const err4 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema47.properties.sinks.items.required,parentSchema:schema47.properties.sinks.items,data:data4};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -4064,7 +4178,7 @@ vErrors.push(err4);
 errors++;
 }
 if(data4.address === undefined){
-const err5 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'",schema:schema45.properties.sinks.items.required,parentSchema:schema45.properties.sinks.items,data:data4};
+const err5 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'",schema:schema47.properties.sinks.items.required,parentSchema:schema47.properties.sinks.items,data:data4};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -4075,7 +4189,7 @@ errors++;
 }
 for(const key1 in data4){
 if(!((((((((key1 === "type") || (key1 === "address")) || (key1 === "channel")) || (key1 === "timeout")) || (key1 === "proxy")) || (key1 === "headers")) || (key1 === "credentials")) || (key1 === "tls"))){
-const err6 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema45.properties.sinks.items,data:data4};
+const err6 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema47.properties.sinks.items,data:data4};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -4088,7 +4202,7 @@ errors++;
 if(data4.type !== undefined){
 let data5 = data4.type;
 if(!((data5 === "http") || (data5 === "nats"))){
-const err7 = {instancePath:instancePath+"/sinks/" + i0+"/type",schemaPath:"#/properties/sinks/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema45.properties.sinks.items.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema45.properties.sinks.items.properties.type.enum,parentSchema:schema45.properties.sinks.items.properties.type,data:data5};
+const err7 = {instancePath:instancePath+"/sinks/" + i0+"/type",schemaPath:"#/properties/sinks/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema47.properties.sinks.items.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema47.properties.sinks.items.properties.type.enum,parentSchema:schema47.properties.sinks.items.properties.type,data:data5};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -4101,7 +4215,7 @@ errors++;
 if(data4.address !== undefined){
 let data6 = data4.address;
 if(typeof data6 !== "string"){
-const err8 = {instancePath:instancePath+"/sinks/" + i0+"/address",schemaPath:"#/properties/sinks/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.address.type,parentSchema:schema45.properties.sinks.items.properties.address,data:data6};
+const err8 = {instancePath:instancePath+"/sinks/" + i0+"/address",schemaPath:"#/properties/sinks/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.address.type,parentSchema:schema47.properties.sinks.items.properties.address,data:data6};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -4114,7 +4228,7 @@ errors++;
 if(data4.channel !== undefined){
 let data7 = data4.channel;
 if(typeof data7 !== "string"){
-const err9 = {instancePath:instancePath+"/sinks/" + i0+"/channel",schemaPath:"#/properties/sinks/items/properties/channel/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.channel.type,parentSchema:schema45.properties.sinks.items.properties.channel,data:data7};
+const err9 = {instancePath:instancePath+"/sinks/" + i0+"/channel",schemaPath:"#/properties/sinks/items/properties/channel/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.channel.type,parentSchema:schema47.properties.sinks.items.properties.channel,data:data7};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -4152,7 +4266,7 @@ errors++;
 if(data4.proxy !== undefined){
 let data9 = data4.proxy;
 if(typeof data9 !== "string"){
-const err12 = {instancePath:instancePath+"/sinks/" + i0+"/proxy",schemaPath:"#/properties/sinks/items/properties/proxy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.proxy.type,parentSchema:schema45.properties.sinks.items.properties.proxy,data:data9};
+const err12 = {instancePath:instancePath+"/sinks/" + i0+"/proxy",schemaPath:"#/properties/sinks/items/properties/proxy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.proxy.type,parentSchema:schema47.properties.sinks.items.properties.proxy,data:data9};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -4168,7 +4282,7 @@ if(data10 && typeof data10 == "object" && !Array.isArray(data10)){
 for(const key2 in data10){
 let data11 = data10[key2];
 if(typeof data11 !== "string"){
-const err13 = {instancePath:instancePath+"/sinks/" + i0+"/headers/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/sinks/items/properties/headers/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.headers.additionalProperties.type,parentSchema:schema45.properties.sinks.items.properties.headers.additionalProperties,data:data11};
+const err13 = {instancePath:instancePath+"/sinks/" + i0+"/headers/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/sinks/items/properties/headers/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.headers.additionalProperties.type,parentSchema:schema47.properties.sinks.items.properties.headers.additionalProperties,data:data11};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -4180,7 +4294,7 @@ errors++;
 }
 }
 else {
-const err14 = {instancePath:instancePath+"/sinks/" + i0+"/headers",schemaPath:"#/properties/sinks/items/properties/headers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema45.properties.sinks.items.properties.headers.type,parentSchema:schema45.properties.sinks.items.properties.headers,data:data10};
+const err14 = {instancePath:instancePath+"/sinks/" + i0+"/headers",schemaPath:"#/properties/sinks/items/properties/headers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.properties.sinks.items.properties.headers.type,parentSchema:schema47.properties.sinks.items.properties.headers,data:data10};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -4195,7 +4309,7 @@ let data12 = data4.credentials;
 if(data12 && typeof data12 == "object" && !Array.isArray(data12)){
 for(const key3 in data12){
 if(!((((key3 === "username") || (key3 === "password")) || (key3 === "file")) || (key3 === "token"))){
-const err15 = {instancePath:instancePath+"/sinks/" + i0+"/credentials",schemaPath:"#/properties/sinks/items/properties/credentials/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema45.properties.sinks.items.properties.credentials,data:data12};
+const err15 = {instancePath:instancePath+"/sinks/" + i0+"/credentials",schemaPath:"#/properties/sinks/items/properties/credentials/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema47.properties.sinks.items.properties.credentials,data:data12};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -4208,7 +4322,7 @@ errors++;
 if(data12.username !== undefined){
 let data13 = data12.username;
 if(typeof data13 !== "string"){
-const err16 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/username",schemaPath:"#/properties/sinks/items/properties/credentials/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.credentials.properties.username.type,parentSchema:schema45.properties.sinks.items.properties.credentials.properties.username,data:data13};
+const err16 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/username",schemaPath:"#/properties/sinks/items/properties/credentials/properties/username/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.credentials.properties.username.type,parentSchema:schema47.properties.sinks.items.properties.credentials.properties.username,data:data13};
 if(vErrors === null){
 vErrors = [err16];
 }
@@ -4221,7 +4335,7 @@ errors++;
 if(data12.password !== undefined){
 let data14 = data12.password;
 if(typeof data14 !== "string"){
-const err17 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/password",schemaPath:"#/properties/sinks/items/properties/credentials/properties/password/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.credentials.properties.password.type,parentSchema:schema45.properties.sinks.items.properties.credentials.properties.password,data:data14};
+const err17 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/password",schemaPath:"#/properties/sinks/items/properties/credentials/properties/password/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.credentials.properties.password.type,parentSchema:schema47.properties.sinks.items.properties.credentials.properties.password,data:data14};
 if(vErrors === null){
 vErrors = [err17];
 }
@@ -4234,7 +4348,7 @@ errors++;
 if(data12.file !== undefined){
 let data15 = data12.file;
 if(typeof data15 !== "string"){
-const err18 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/file",schemaPath:"#/properties/sinks/items/properties/credentials/properties/file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.credentials.properties.file.type,parentSchema:schema45.properties.sinks.items.properties.credentials.properties.file,data:data15};
+const err18 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/file",schemaPath:"#/properties/sinks/items/properties/credentials/properties/file/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.credentials.properties.file.type,parentSchema:schema47.properties.sinks.items.properties.credentials.properties.file,data:data15};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -4247,7 +4361,7 @@ errors++;
 if(data12.token !== undefined){
 let data16 = data12.token;
 if(typeof data16 !== "string"){
-const err19 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/token",schemaPath:"#/properties/sinks/items/properties/credentials/properties/token/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.credentials.properties.token.type,parentSchema:schema45.properties.sinks.items.properties.credentials.properties.token,data:data16};
+const err19 = {instancePath:instancePath+"/sinks/" + i0+"/credentials/token",schemaPath:"#/properties/sinks/items/properties/credentials/properties/token/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.credentials.properties.token.type,parentSchema:schema47.properties.sinks.items.properties.credentials.properties.token,data:data16};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -4259,7 +4373,7 @@ errors++;
 }
 }
 else {
-const err20 = {instancePath:instancePath+"/sinks/" + i0+"/credentials",schemaPath:"#/properties/sinks/items/properties/credentials/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema45.properties.sinks.items.properties.credentials.type,parentSchema:schema45.properties.sinks.items.properties.credentials,data:data12};
+const err20 = {instancePath:instancePath+"/sinks/" + i0+"/credentials",schemaPath:"#/properties/sinks/items/properties/credentials/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.properties.sinks.items.properties.credentials.type,parentSchema:schema47.properties.sinks.items.properties.credentials,data:data12};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -4274,7 +4388,7 @@ let data17 = data4.tls;
 if(data17 && typeof data17 == "object" && !Array.isArray(data17)){
 for(const key4 in data17){
 if(!(((key4 === "caCertFile") || (key4 === "certFile")) || (key4 === "keyFile"))){
-const err21 = {instancePath:instancePath+"/sinks/" + i0+"/tls",schemaPath:"#/properties/sinks/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema45.properties.sinks.items.properties.tls,data:data17};
+const err21 = {instancePath:instancePath+"/sinks/" + i0+"/tls",schemaPath:"#/properties/sinks/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema47.properties.sinks.items.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -4287,7 +4401,7 @@ errors++;
 if(data17.caCertFile !== undefined){
 let data18 = data17.caCertFile;
 if(typeof data18 !== "string"){
-const err22 = {instancePath:instancePath+"/sinks/" + i0+"/tls/caCertFile",schemaPath:"#/properties/sinks/items/properties/tls/properties/caCertFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.tls.properties.caCertFile.type,parentSchema:schema45.properties.sinks.items.properties.tls.properties.caCertFile,data:data18};
+const err22 = {instancePath:instancePath+"/sinks/" + i0+"/tls/caCertFile",schemaPath:"#/properties/sinks/items/properties/tls/properties/caCertFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.tls.properties.caCertFile.type,parentSchema:schema47.properties.sinks.items.properties.tls.properties.caCertFile,data:data18};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -4300,7 +4414,7 @@ errors++;
 if(data17.certFile !== undefined){
 let data19 = data17.certFile;
 if(typeof data19 !== "string"){
-const err23 = {instancePath:instancePath+"/sinks/" + i0+"/tls/certFile",schemaPath:"#/properties/sinks/items/properties/tls/properties/certFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.tls.properties.certFile.type,parentSchema:schema45.properties.sinks.items.properties.tls.properties.certFile,data:data19};
+const err23 = {instancePath:instancePath+"/sinks/" + i0+"/tls/certFile",schemaPath:"#/properties/sinks/items/properties/tls/properties/certFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.tls.properties.certFile.type,parentSchema:schema47.properties.sinks.items.properties.tls.properties.certFile,data:data19};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -4313,7 +4427,7 @@ errors++;
 if(data17.keyFile !== undefined){
 let data20 = data17.keyFile;
 if(typeof data20 !== "string"){
-const err24 = {instancePath:instancePath+"/sinks/" + i0+"/tls/keyFile",schemaPath:"#/properties/sinks/items/properties/tls/properties/keyFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema45.properties.sinks.items.properties.tls.properties.keyFile.type,parentSchema:schema45.properties.sinks.items.properties.tls.properties.keyFile,data:data20};
+const err24 = {instancePath:instancePath+"/sinks/" + i0+"/tls/keyFile",schemaPath:"#/properties/sinks/items/properties/tls/properties/keyFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.properties.sinks.items.properties.tls.properties.keyFile.type,parentSchema:schema47.properties.sinks.items.properties.tls.properties.keyFile,data:data20};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -4325,7 +4439,7 @@ errors++;
 }
 }
 else {
-const err25 = {instancePath:instancePath+"/sinks/" + i0+"/tls",schemaPath:"#/properties/sinks/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema45.properties.sinks.items.properties.tls.type,parentSchema:schema45.properties.sinks.items.properties.tls,data:data17};
+const err25 = {instancePath:instancePath+"/sinks/" + i0+"/tls",schemaPath:"#/properties/sinks/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.properties.sinks.items.properties.tls.type,parentSchema:schema47.properties.sinks.items.properties.tls,data:data17};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -4337,7 +4451,7 @@ errors++;
 }
 }
 else {
-const err26 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema45.properties.sinks.items.type,parentSchema:schema45.properties.sinks.items,data:data4};
+const err26 = {instancePath:instancePath+"/sinks/" + i0,schemaPath:"#/properties/sinks/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.properties.sinks.items.type,parentSchema:schema47.properties.sinks.items,data:data4};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -4349,7 +4463,7 @@ errors++;
 }
 }
 else {
-const err27 = {instancePath:instancePath+"/sinks",schemaPath:"#/properties/sinks/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema45.properties.sinks.type,parentSchema:schema45.properties.sinks,data:data3};
+const err27 = {instancePath:instancePath+"/sinks",schemaPath:"#/properties/sinks/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema47.properties.sinks.type,parentSchema:schema47.properties.sinks,data:data3};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -4361,7 +4475,7 @@ errors++;
 }
 }
 else {
-const err28 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema45.type,parentSchema:schema45,data};
+const err28 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -4380,8 +4494,8 @@ let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-if(!(func2.call(schema42.properties, key0))){
-const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema42,data};
+if(!(func2.call(schema44.properties, key0))){
+const err0 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema44,data};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -4405,7 +4519,7 @@ data1.enable = true;
 }
 for(const key1 in data1){
 if(!((key1 === "enable") || (key1 === "prometheus"))){
-const err1 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema34,data:data1};
+const err1 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema36,data:data1};
 if(vErrors === null){
 vErrors = [err1];
 }
@@ -4417,7 +4531,7 @@ errors++;
 }
 let data2 = data1.enable;
 if(!((((data2 === true) || (data2 === false)) || (data2 === "true")) || (data2 === "false"))){
-const err2 = {instancePath:instancePath+"/metrics/enable",schemaPath:"#/$defs/metrics/properties/enable/enum",keyword:"enum",params:{allowedValues: schema34.properties.enable.enum},message:"must be equal to one of the allowed values",schema:schema34.properties.enable.enum,parentSchema:schema34.properties.enable,data:data2};
+const err2 = {instancePath:instancePath+"/metrics/enable",schemaPath:"#/$defs/metrics/properties/enable/enum",keyword:"enum",params:{allowedValues: schema36.properties.enable.enum},message:"must be equal to one of the allowed values",schema:schema36.properties.enable.enum,parentSchema:schema36.properties.enable,data:data2};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -4431,7 +4545,7 @@ let data3 = data1.prometheus;
 if(data3 && typeof data3 == "object" && !Array.isArray(data3)){
 for(const key2 in data3){
 if(!(key2 === "path")){
-const err3 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema34.properties.prometheus,data:data3};
+const err3 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.prometheus,data:data3};
 if(vErrors === null){
 vErrors = [err3];
 }
@@ -4444,7 +4558,7 @@ errors++;
 if(data3.path !== undefined){
 let data4 = data3.path;
 if(typeof data4 !== "string"){
-const err4 = {instancePath:instancePath+"/metrics/prometheus/path",schemaPath:"#/$defs/metrics/properties/prometheus/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema34.properties.prometheus.properties.path.type,parentSchema:schema34.properties.prometheus.properties.path,data:data4};
+const err4 = {instancePath:instancePath+"/metrics/prometheus/path",schemaPath:"#/$defs/metrics/properties/prometheus/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.prometheus.properties.path.type,parentSchema:schema36.properties.prometheus.properties.path,data:data4};
 if(vErrors === null){
 vErrors = [err4];
 }
@@ -4456,7 +4570,7 @@ errors++;
 }
 }
 else {
-const err5 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema34.properties.prometheus.type,parentSchema:schema34.properties.prometheus,data:data3};
+const err5 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.prometheus.type,parentSchema:schema36.properties.prometheus,data:data3};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -4468,7 +4582,7 @@ errors++;
 }
 }
 else {
-const err6 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema34.type,parentSchema:schema34,data:data1};
+const err6 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.type,parentSchema:schema36,data:data1};
 if(vErrors === null){
 vErrors = [err6];
 }
@@ -4486,7 +4600,7 @@ data5.enable = true;
 }
 for(const key3 in data5){
 if(!((key3 === "enable") || (key3 === "interval"))){
-const err7 = {instancePath:instancePath+"/scrub",schemaPath:"#/properties/scrub/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.scrub,data:data5};
+const err7 = {instancePath:instancePath+"/scrub",schemaPath:"#/properties/scrub/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.scrub,data:data5};
 if(vErrors === null){
 vErrors = [err7];
 }
@@ -4498,7 +4612,7 @@ errors++;
 }
 let data6 = data5.enable;
 if(typeof data6 !== "boolean"){
-const err8 = {instancePath:instancePath+"/scrub/enable",schemaPath:"#/properties/scrub/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.scrub.properties.enable.type,parentSchema:schema42.properties.scrub.properties.enable,data:data6};
+const err8 = {instancePath:instancePath+"/scrub/enable",schemaPath:"#/properties/scrub/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.scrub.properties.enable.type,parentSchema:schema44.properties.scrub.properties.enable,data:data6};
 if(vErrors === null){
 vErrors = [err8];
 }
@@ -4534,7 +4648,7 @@ errors++;
 }
 }
 else {
-const err11 = {instancePath:instancePath+"/scrub",schemaPath:"#/properties/scrub/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.scrub.type,parentSchema:schema42.properties.scrub,data:data5};
+const err11 = {instancePath:instancePath+"/scrub",schemaPath:"#/properties/scrub/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.scrub.type,parentSchema:schema44.properties.scrub,data:data5};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -4555,7 +4669,7 @@ let data9 = data.search;
 if(data9 && typeof data9 == "object" && !Array.isArray(data9)){
 for(const key4 in data9){
 if(!((key4 === "enable") || (key4 === "cve"))){
-const err12 = {instancePath:instancePath+"/search",schemaPath:"#/properties/search/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.search,data:data9};
+const err12 = {instancePath:instancePath+"/search",schemaPath:"#/properties/search/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.search,data:data9};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -4568,7 +4682,7 @@ errors++;
 if(data9.enable !== undefined){
 let data10 = data9.enable;
 if(typeof data10 !== "boolean"){
-const err13 = {instancePath:instancePath+"/search/enable",schemaPath:"#/properties/search/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.search.properties.enable.type,parentSchema:schema42.properties.search.properties.enable,data:data10};
+const err13 = {instancePath:instancePath+"/search/enable",schemaPath:"#/properties/search/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.search.properties.enable.type,parentSchema:schema44.properties.search.properties.enable,data:data10};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -4583,7 +4697,7 @@ let data11 = data9.cve;
 if(data11 && typeof data11 == "object" && !Array.isArray(data11)){
 for(const key5 in data11){
 if(!(((key5 === "enable") || (key5 === "updateInterval")) || (key5 === "trivy"))){
-const err14 = {instancePath:instancePath+"/search/cve",schemaPath:"#/properties/search/properties/cve/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.search.properties.cve,data:data11};
+const err14 = {instancePath:instancePath+"/search/cve",schemaPath:"#/properties/search/properties/cve/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.search.properties.cve,data:data11};
 if(vErrors === null){
 vErrors = [err14];
 }
@@ -4596,7 +4710,7 @@ errors++;
 if(data11.enable !== undefined){
 let data12 = data11.enable;
 if(typeof data12 !== "boolean"){
-const err15 = {instancePath:instancePath+"/search/cve/enable",schemaPath:"#/properties/search/properties/cve/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.search.properties.cve.properties.enable.type,parentSchema:schema42.properties.search.properties.cve.properties.enable,data:data12};
+const err15 = {instancePath:instancePath+"/search/cve/enable",schemaPath:"#/properties/search/properties/cve/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.search.properties.cve.properties.enable.type,parentSchema:schema44.properties.search.properties.cve.properties.enable,data:data12};
 if(vErrors === null){
 vErrors = [err15];
 }
@@ -4636,7 +4750,7 @@ let data14 = data11.trivy;
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 for(const key6 in data14){
 if(!((((key6 === "dbRepository") || (key6 === "javaDBRepository")) || (key6 === "vulnSeveritySources")) || (key6 === "sbom"))){
-const err18 = {instancePath:instancePath+"/search/cve/trivy",schemaPath:"#/properties/search/properties/cve/properties/trivy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.search.properties.cve.properties.trivy,data:data14};
+const err18 = {instancePath:instancePath+"/search/cve/trivy",schemaPath:"#/properties/search/properties/cve/properties/trivy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.search.properties.cve.properties.trivy,data:data14};
 if(vErrors === null){
 vErrors = [err18];
 }
@@ -4649,7 +4763,7 @@ errors++;
 if(data14.dbRepository !== undefined){
 let data15 = data14.dbRepository;
 if(typeof data15 !== "string"){
-const err19 = {instancePath:instancePath+"/search/cve/trivy/dbRepository",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/dbRepository/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema42.properties.search.properties.cve.properties.trivy.properties.dbRepository.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.dbRepository,data:data15};
+const err19 = {instancePath:instancePath+"/search/cve/trivy/dbRepository",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/dbRepository/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema44.properties.search.properties.cve.properties.trivy.properties.dbRepository.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.dbRepository,data:data15};
 if(vErrors === null){
 vErrors = [err19];
 }
@@ -4662,7 +4776,7 @@ errors++;
 if(data14.javaDBRepository !== undefined){
 let data16 = data14.javaDBRepository;
 if(typeof data16 !== "string"){
-const err20 = {instancePath:instancePath+"/search/cve/trivy/javaDBRepository",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/javaDBRepository/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema42.properties.search.properties.cve.properties.trivy.properties.javaDBRepository.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.javaDBRepository,data:data16};
+const err20 = {instancePath:instancePath+"/search/cve/trivy/javaDBRepository",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/javaDBRepository/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema44.properties.search.properties.cve.properties.trivy.properties.javaDBRepository.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.javaDBRepository,data:data16};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -4679,7 +4793,7 @@ const len0 = data17.length;
 for(let i0=0; i0<len0; i0++){
 let data18 = data17[i0];
 if(typeof data18 !== "string"){
-const err21 = {instancePath:instancePath+"/search/cve/trivy/vulnSeveritySources/" + i0,schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/vulnSeveritySources/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema42.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources.items.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources.items,data:data18};
+const err21 = {instancePath:instancePath+"/search/cve/trivy/vulnSeveritySources/" + i0,schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/vulnSeveritySources/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema44.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources.items.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources.items,data:data18};
 if(vErrors === null){
 vErrors = [err21];
 }
@@ -4691,7 +4805,7 @@ errors++;
 }
 }
 else {
-const err22 = {instancePath:instancePath+"/search/cve/trivy/vulnSeveritySources",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/vulnSeveritySources/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema42.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources,data:data17};
+const err22 = {instancePath:instancePath+"/search/cve/trivy/vulnSeveritySources",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/vulnSeveritySources/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema44.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.vulnSeveritySources,data:data17};
 if(vErrors === null){
 vErrors = [err22];
 }
@@ -4706,7 +4820,7 @@ let data19 = data14.sbom;
 if(data19 && typeof data19 == "object" && !Array.isArray(data19)){
 for(const key7 in data19){
 if(!((key7 === "enable") || (key7 === "format"))){
-const err23 = {instancePath:instancePath+"/search/cve/trivy/sbom",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.sbom,data:data19};
+const err23 = {instancePath:instancePath+"/search/cve/trivy/sbom",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.sbom,data:data19};
 if(vErrors === null){
 vErrors = [err23];
 }
@@ -4719,7 +4833,7 @@ errors++;
 if(data19.enable !== undefined){
 let data20 = data19.enable;
 if(typeof data20 !== "boolean"){
-const err24 = {instancePath:instancePath+"/search/cve/trivy/sbom/enable",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.search.properties.cve.properties.trivy.properties.sbom.properties.enable.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.sbom.properties.enable,data:data20};
+const err24 = {instancePath:instancePath+"/search/cve/trivy/sbom/enable",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.search.properties.cve.properties.trivy.properties.sbom.properties.enable.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.sbom.properties.enable,data:data20};
 if(vErrors === null){
 vErrors = [err24];
 }
@@ -4732,7 +4846,7 @@ errors++;
 if(data19.format !== undefined){
 let data21 = data19.format;
 if(typeof data21 !== "string"){
-const err25 = {instancePath:instancePath+"/search/cve/trivy/sbom/format",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/properties/format/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema42.properties.search.properties.cve.properties.trivy.properties.sbom.properties.format.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.sbom.properties.format,data:data21};
+const err25 = {instancePath:instancePath+"/search/cve/trivy/sbom/format",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/properties/format/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema44.properties.search.properties.cve.properties.trivy.properties.sbom.properties.format.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.sbom.properties.format,data:data21};
 if(vErrors === null){
 vErrors = [err25];
 }
@@ -4744,7 +4858,7 @@ errors++;
 }
 }
 else {
-const err26 = {instancePath:instancePath+"/search/cve/trivy/sbom",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.search.properties.cve.properties.trivy.properties.sbom.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy.properties.sbom,data:data19};
+const err26 = {instancePath:instancePath+"/search/cve/trivy/sbom",schemaPath:"#/properties/search/properties/cve/properties/trivy/properties/sbom/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.search.properties.cve.properties.trivy.properties.sbom.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy.properties.sbom,data:data19};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -4756,7 +4870,7 @@ errors++;
 }
 }
 else {
-const err27 = {instancePath:instancePath+"/search/cve/trivy",schemaPath:"#/properties/search/properties/cve/properties/trivy/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.search.properties.cve.properties.trivy.type,parentSchema:schema42.properties.search.properties.cve.properties.trivy,data:data14};
+const err27 = {instancePath:instancePath+"/search/cve/trivy",schemaPath:"#/properties/search/properties/cve/properties/trivy/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.search.properties.cve.properties.trivy.type,parentSchema:schema44.properties.search.properties.cve.properties.trivy,data:data14};
 if(vErrors === null){
 vErrors = [err27];
 }
@@ -4768,7 +4882,7 @@ errors++;
 }
 }
 else {
-const err28 = {instancePath:instancePath+"/search/cve",schemaPath:"#/properties/search/properties/cve/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.search.properties.cve.type,parentSchema:schema42.properties.search.properties.cve,data:data11};
+const err28 = {instancePath:instancePath+"/search/cve",schemaPath:"#/properties/search/properties/cve/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.search.properties.cve.type,parentSchema:schema44.properties.search.properties.cve,data:data11};
 if(vErrors === null){
 vErrors = [err28];
 }
@@ -4780,7 +4894,7 @@ errors++;
 }
 }
 else {
-const err29 = {instancePath:instancePath+"/search",schemaPath:"#/properties/search/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.search.type,parentSchema:schema42.properties.search,data:data9};
+const err29 = {instancePath:instancePath+"/search",schemaPath:"#/properties/search/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.search.type,parentSchema:schema44.properties.search,data:data9};
 if(vErrors === null){
 vErrors = [err29];
 }
@@ -4795,7 +4909,7 @@ let data22 = data.ui;
 if(data22 && typeof data22 == "object" && !Array.isArray(data22)){
 for(const key8 in data22){
 if(!(key8 === "enable")){
-const err30 = {instancePath:instancePath+"/ui",schemaPath:"#/properties/ui/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.ui,data:data22};
+const err30 = {instancePath:instancePath+"/ui",schemaPath:"#/properties/ui/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.ui,data:data22};
 if(vErrors === null){
 vErrors = [err30];
 }
@@ -4808,7 +4922,7 @@ errors++;
 if(data22.enable !== undefined){
 let data23 = data22.enable;
 if(typeof data23 !== "boolean"){
-const err31 = {instancePath:instancePath+"/ui/enable",schemaPath:"#/properties/ui/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.ui.properties.enable.type,parentSchema:schema42.properties.ui.properties.enable,data:data23};
+const err31 = {instancePath:instancePath+"/ui/enable",schemaPath:"#/properties/ui/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.ui.properties.enable.type,parentSchema:schema44.properties.ui.properties.enable,data:data23};
 if(vErrors === null){
 vErrors = [err31];
 }
@@ -4820,7 +4934,7 @@ errors++;
 }
 }
 else {
-const err32 = {instancePath:instancePath+"/ui",schemaPath:"#/properties/ui/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.ui.type,parentSchema:schema42.properties.ui,data:data22};
+const err32 = {instancePath:instancePath+"/ui",schemaPath:"#/properties/ui/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.ui.type,parentSchema:schema44.properties.ui,data:data22};
 if(vErrors === null){
 vErrors = [err32];
 }
@@ -4835,7 +4949,7 @@ let data24 = data.mgmt;
 if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
 for(const key9 in data24){
 if(!(key9 === "enable")){
-const err33 = {instancePath:instancePath+"/mgmt",schemaPath:"#/properties/mgmt/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.mgmt,data:data24};
+const err33 = {instancePath:instancePath+"/mgmt",schemaPath:"#/properties/mgmt/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.mgmt,data:data24};
 if(vErrors === null){
 vErrors = [err33];
 }
@@ -4848,7 +4962,7 @@ errors++;
 if(data24.enable !== undefined){
 let data25 = data24.enable;
 if(typeof data25 !== "boolean"){
-const err34 = {instancePath:instancePath+"/mgmt/enable",schemaPath:"#/properties/mgmt/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.mgmt.properties.enable.type,parentSchema:schema42.properties.mgmt.properties.enable,data:data25};
+const err34 = {instancePath:instancePath+"/mgmt/enable",schemaPath:"#/properties/mgmt/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.mgmt.properties.enable.type,parentSchema:schema44.properties.mgmt.properties.enable,data:data25};
 if(vErrors === null){
 vErrors = [err34];
 }
@@ -4860,7 +4974,7 @@ errors++;
 }
 }
 else {
-const err35 = {instancePath:instancePath+"/mgmt",schemaPath:"#/properties/mgmt/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.mgmt.type,parentSchema:schema42.properties.mgmt,data:data24};
+const err35 = {instancePath:instancePath+"/mgmt",schemaPath:"#/properties/mgmt/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.mgmt.type,parentSchema:schema44.properties.mgmt,data:data24};
 if(vErrors === null){
 vErrors = [err35];
 }
@@ -4875,7 +4989,7 @@ let data26 = data.apikey;
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
 for(const key10 in data26){
 if(!(key10 === "enable")){
-const err36 = {instancePath:instancePath+"/apikey",schemaPath:"#/properties/apikey/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.apikey,data:data26};
+const err36 = {instancePath:instancePath+"/apikey",schemaPath:"#/properties/apikey/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.apikey,data:data26};
 if(vErrors === null){
 vErrors = [err36];
 }
@@ -4888,7 +5002,7 @@ errors++;
 if(data26.enable !== undefined){
 let data27 = data26.enable;
 if(typeof data27 !== "boolean"){
-const err37 = {instancePath:instancePath+"/apikey/enable",schemaPath:"#/properties/apikey/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.apikey.properties.enable.type,parentSchema:schema42.properties.apikey.properties.enable,data:data27};
+const err37 = {instancePath:instancePath+"/apikey/enable",schemaPath:"#/properties/apikey/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.apikey.properties.enable.type,parentSchema:schema44.properties.apikey.properties.enable,data:data27};
 if(vErrors === null){
 vErrors = [err37];
 }
@@ -4900,7 +5014,7 @@ errors++;
 }
 }
 else {
-const err38 = {instancePath:instancePath+"/apikey",schemaPath:"#/properties/apikey/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.apikey.type,parentSchema:schema42.properties.apikey,data:data26};
+const err38 = {instancePath:instancePath+"/apikey",schemaPath:"#/properties/apikey/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.apikey.type,parentSchema:schema44.properties.apikey,data:data26};
 if(vErrors === null){
 vErrors = [err38];
 }
@@ -4915,7 +5029,7 @@ let data28 = data.lint;
 if(data28 && typeof data28 == "object" && !Array.isArray(data28)){
 for(const key11 in data28){
 if(!((key11 === "enable") || (key11 === "mandatoryAnnotations"))){
-const err39 = {instancePath:instancePath+"/lint",schemaPath:"#/properties/lint/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.lint,data:data28};
+const err39 = {instancePath:instancePath+"/lint",schemaPath:"#/properties/lint/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.lint,data:data28};
 if(vErrors === null){
 vErrors = [err39];
 }
@@ -4928,7 +5042,7 @@ errors++;
 if(data28.enable !== undefined){
 let data29 = data28.enable;
 if(typeof data29 !== "boolean"){
-const err40 = {instancePath:instancePath+"/lint/enable",schemaPath:"#/properties/lint/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.lint.properties.enable.type,parentSchema:schema42.properties.lint.properties.enable,data:data29};
+const err40 = {instancePath:instancePath+"/lint/enable",schemaPath:"#/properties/lint/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.lint.properties.enable.type,parentSchema:schema44.properties.lint.properties.enable,data:data29};
 if(vErrors === null){
 vErrors = [err40];
 }
@@ -4945,7 +5059,7 @@ const len1 = data30.length;
 for(let i1=0; i1<len1; i1++){
 let data31 = data30[i1];
 if(typeof data31 !== "string"){
-const err41 = {instancePath:instancePath+"/lint/mandatoryAnnotations/" + i1,schemaPath:"#/properties/lint/properties/mandatoryAnnotations/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema42.properties.lint.properties.mandatoryAnnotations.items.type,parentSchema:schema42.properties.lint.properties.mandatoryAnnotations.items,data:data31};
+const err41 = {instancePath:instancePath+"/lint/mandatoryAnnotations/" + i1,schemaPath:"#/properties/lint/properties/mandatoryAnnotations/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema44.properties.lint.properties.mandatoryAnnotations.items.type,parentSchema:schema44.properties.lint.properties.mandatoryAnnotations.items,data:data31};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -4957,7 +5071,7 @@ errors++;
 }
 }
 else {
-const err42 = {instancePath:instancePath+"/lint/mandatoryAnnotations",schemaPath:"#/properties/lint/properties/mandatoryAnnotations/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema42.properties.lint.properties.mandatoryAnnotations.type,parentSchema:schema42.properties.lint.properties.mandatoryAnnotations,data:data30};
+const err42 = {instancePath:instancePath+"/lint/mandatoryAnnotations",schemaPath:"#/properties/lint/properties/mandatoryAnnotations/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema44.properties.lint.properties.mandatoryAnnotations.type,parentSchema:schema44.properties.lint.properties.mandatoryAnnotations,data:data30};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -4969,7 +5083,7 @@ errors++;
 }
 }
 else {
-const err43 = {instancePath:instancePath+"/lint",schemaPath:"#/properties/lint/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.lint.type,parentSchema:schema42.properties.lint,data:data28};
+const err43 = {instancePath:instancePath+"/lint",schemaPath:"#/properties/lint/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.lint.type,parentSchema:schema44.properties.lint,data:data28};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -4984,7 +5098,7 @@ let data32 = data.trust;
 if(data32 && typeof data32 == "object" && !Array.isArray(data32)){
 for(const key12 in data32){
 if(!(((key12 === "enable") || (key12 === "cosign")) || (key12 === "notation"))){
-const err44 = {instancePath:instancePath+"/trust",schemaPath:"#/properties/trust/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties",schema:false,parentSchema:schema42.properties.trust,data:data32};
+const err44 = {instancePath:instancePath+"/trust",schemaPath:"#/properties/trust/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties",schema:false,parentSchema:schema44.properties.trust,data:data32};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -4997,7 +5111,7 @@ errors++;
 if(data32.enable !== undefined){
 let data33 = data32.enable;
 if(typeof data33 !== "boolean"){
-const err45 = {instancePath:instancePath+"/trust/enable",schemaPath:"#/properties/trust/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.trust.properties.enable.type,parentSchema:schema42.properties.trust.properties.enable,data:data33};
+const err45 = {instancePath:instancePath+"/trust/enable",schemaPath:"#/properties/trust/properties/enable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.trust.properties.enable.type,parentSchema:schema44.properties.trust.properties.enable,data:data33};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -5010,7 +5124,7 @@ errors++;
 if(data32.cosign !== undefined){
 let data34 = data32.cosign;
 if(typeof data34 !== "boolean"){
-const err46 = {instancePath:instancePath+"/trust/cosign",schemaPath:"#/properties/trust/properties/cosign/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.trust.properties.cosign.type,parentSchema:schema42.properties.trust.properties.cosign,data:data34};
+const err46 = {instancePath:instancePath+"/trust/cosign",schemaPath:"#/properties/trust/properties/cosign/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.trust.properties.cosign.type,parentSchema:schema44.properties.trust.properties.cosign,data:data34};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -5023,7 +5137,7 @@ errors++;
 if(data32.notation !== undefined){
 let data35 = data32.notation;
 if(typeof data35 !== "boolean"){
-const err47 = {instancePath:instancePath+"/trust/notation",schemaPath:"#/properties/trust/properties/notation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.properties.trust.properties.notation.type,parentSchema:schema42.properties.trust.properties.notation,data:data35};
+const err47 = {instancePath:instancePath+"/trust/notation",schemaPath:"#/properties/trust/properties/notation/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema44.properties.trust.properties.notation.type,parentSchema:schema44.properties.trust.properties.notation,data:data35};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -5035,7 +5149,7 @@ errors++;
 }
 }
 else {
-const err48 = {instancePath:instancePath+"/trust",schemaPath:"#/properties/trust/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.properties.trust.type,parentSchema:schema42.properties.trust,data:data32};
+const err48 = {instancePath:instancePath+"/trust",schemaPath:"#/properties/trust/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.properties.trust.type,parentSchema:schema44.properties.trust,data:data32};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -5047,7 +5161,7 @@ errors++;
 }
 }
 else {
-const err49 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema42.type,parentSchema:schema42,data};
+const err49 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.type,parentSchema:schema44,data};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -5202,7 +5316,7 @@ data7.enable = true;
 }
 for(const key2 in data7){
 if(!((key2 === "enable") || (key2 === "prometheus"))){
-const err9 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema34,data:data7};
+const err9 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties",schema:false,parentSchema:schema36,data:data7};
 if(vErrors === null){
 vErrors = [err9];
 }
@@ -5214,7 +5328,7 @@ errors++;
 }
 let data8 = data7.enable;
 if(!((((data8 === true) || (data8 === false)) || (data8 === "true")) || (data8 === "false"))){
-const err10 = {instancePath:instancePath+"/metrics/enable",schemaPath:"#/$defs/metrics/properties/enable/enum",keyword:"enum",params:{allowedValues: schema34.properties.enable.enum},message:"must be equal to one of the allowed values",schema:schema34.properties.enable.enum,parentSchema:schema34.properties.enable,data:data8};
+const err10 = {instancePath:instancePath+"/metrics/enable",schemaPath:"#/$defs/metrics/properties/enable/enum",keyword:"enum",params:{allowedValues: schema36.properties.enable.enum},message:"must be equal to one of the allowed values",schema:schema36.properties.enable.enum,parentSchema:schema36.properties.enable,data:data8};
 if(vErrors === null){
 vErrors = [err10];
 }
@@ -5228,7 +5342,7 @@ let data9 = data7.prometheus;
 if(data9 && typeof data9 == "object" && !Array.isArray(data9)){
 for(const key3 in data9){
 if(!(key3 === "path")){
-const err11 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema34.properties.prometheus,data:data9};
+const err11 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties",schema:false,parentSchema:schema36.properties.prometheus,data:data9};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -5241,7 +5355,7 @@ errors++;
 if(data9.path !== undefined){
 let data10 = data9.path;
 if(typeof data10 !== "string"){
-const err12 = {instancePath:instancePath+"/metrics/prometheus/path",schemaPath:"#/$defs/metrics/properties/prometheus/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema34.properties.prometheus.properties.path.type,parentSchema:schema34.properties.prometheus.properties.path,data:data10};
+const err12 = {instancePath:instancePath+"/metrics/prometheus/path",schemaPath:"#/$defs/metrics/properties/prometheus/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.properties.prometheus.properties.path.type,parentSchema:schema36.properties.prometheus.properties.path,data:data10};
 if(vErrors === null){
 vErrors = [err12];
 }
@@ -5253,7 +5367,7 @@ errors++;
 }
 }
 else {
-const err13 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema34.properties.prometheus.type,parentSchema:schema34.properties.prometheus,data:data9};
+const err13 = {instancePath:instancePath+"/metrics/prometheus",schemaPath:"#/$defs/metrics/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.properties.prometheus.type,parentSchema:schema36.properties.prometheus,data:data9};
 if(vErrors === null){
 vErrors = [err13];
 }
@@ -5265,7 +5379,7 @@ errors++;
 }
 }
 else {
-const err14 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema34.type,parentSchema:schema34,data:data7};
+const err14 = {instancePath:instancePath+"/metrics",schemaPath:"#/$defs/metrics/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema36.type,parentSchema:schema36,data:data7};
 if(vErrors === null){
 vErrors = [err14];
 }

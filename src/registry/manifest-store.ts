@@ -2,7 +2,7 @@
 // tag) in one append, and removed with their tags.
 import { createHash } from 'node:crypto';
 import { manifestPushedEvent } from '../events/manifest-pushed.js';
-import type { EventBody, EventContext } from '../events/types.js';
+import type { EventBody, EventContext, RemovalCause } from '../events/types.js';
 import { CANONICAL_DIGEST_ALGORITHM, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
@@ -185,12 +185,12 @@ export class ManifestStore {
 
   /**
    * Removes a manifest and every tag on it; the caller holds the content lock, and `precondition`
-   * re-checks inside the append that the removal is still allowed.
+   * re-checks inside the append that the removal is still allowed. `cause`: why GC removes it.
    */
-  async remove(repo: string, digest: string, context: EventContext, precondition: () => void): Promise<void> {
+  async remove(repo: string, digest: string, context: EventContext, precondition: () => void, cause?: RemovalCause): Promise<void> {
     const { store, queries, files } = this.parts;
     const events: EventBody[] = queries.tagsOf(repo, digest).map((tag) => ({ type: 'TagRemoved', repo, tag, digest }));
-    events.push({ type: 'ManifestDeleted', repo, digest });
+    events.push({ type: 'ManifestDeleted', repo, digest, ...cause });
     store.append(events, context, { precondition });
     // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
     if (!files.ownPathNamed(repo, digest)) await files.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));

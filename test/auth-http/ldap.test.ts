@@ -127,6 +127,21 @@ describe('LDAP authentication through HTTP', () => {
     }
   });
 
+  it('serves a registry over StartTLS with CACert, and refuses the directory without it', async () => {
+    const ldap = { address: '127.0.0.1', port: slapd.ldapPort, startTLS: true, baseDN: PEOPLE_DN, userAttribute: 'uid', bindDN: SEARCHER_DN, bindPassword: SEARCHER_PASSWORD };
+    const trusted = await startTestRegistry({ http: { auth: { ldap: { ...ldap, CACert: slapd.ca.cert } } } });
+    const untrusted = await startTestRegistry({ http: { auth: { ldap } } });
+    try {
+      assert.equal((await fetch(`${trusted.url}/v2/`, { headers: basic('alice', passwordOf('alice')) })).status, 200, 'StartTLS with the CA');
+      await expectOciError(await fetch(`${trusted.url}/v2/`, { headers: basic('alice', 'wrong') }), 401, 'UNAUTHORIZED');
+      // The directory's CA is not among the system's: the upgrade fails, so alice is refused.
+      await expectOciError(await fetch(`${untrusted.url}/v2/`, { headers: basic('alice', passwordOf('alice')) }), 401, 'UNAUTHORIZED');
+    } finally {
+      await trusted.stop();
+      await untrusted.stop();
+    }
+  });
+
   it('writes no password or Authorization header to the debug log or the audit file', async () => {
     await registry.running.actorsCaughtUp();
     registry.running.logger.flush();

@@ -36,6 +36,7 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-sync.json': [],
   'config-metrics.json': [],
   'config-scrub.json': [],
+  'config-retention.json': [],
 };
 
 describe('examples', () => {

@@ -113,15 +113,15 @@ describe('the feature table', () => {
     const config = valid({
       extensions: { search: { enable: true, cve: { updateInterval: '24h' } }, ui: { enable: true } },
       storage: {
-        retention: { policies: [{ repositories: ['**'], deleteUntagged: true }] },
-        subPaths: { '/a': { rootDirectory: '/tmp/a', retention: { dryRun: true }, storageDriver: { name: 'gcs', bucket: 'b', credentialsFile: '/etc/gcs.json' } } },
+        remoteCache: true,
+        subPaths: { '/a': { rootDirectory: '/tmp/a', hydrateBlobOnRead: true, storageDriver: { name: 'gcs', bucket: 'b', credentialsFile: '/etc/gcs.json' } } },
       },
     });
     assert.deepEqual(unbuiltFeatures(config).sort(), [
       'extensions.search: zot\'s search and UI extension (GraphQL, CVE scanning) is not supported',
       'extensions.ui: zot\'s web UI is not supported',
-      'storage.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
-      'storage.subPaths./a.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
+      'storage.remoteCache: a dedupe cache shared between zot instances is not supported',
+      'storage.subPaths./a.hydrateBlobOnRead: serving a repository a blob only another repository holds is not supported',
       'storage.subPaths./a.storageDriver: the gcs storage driver (Google Cloud Storage) is not supported',
     ]);
   });
