@@ -10,6 +10,7 @@
 //   npm run bench -- --only datapath    # figures 1–3 and 6–8 only: big pushes and pulls, GETs during a push
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
 //   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
+//   npm run bench -- --only startup     # cold start and idle RSS only, both registries, median of 7
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
 // os.tmpdir() whose path is printed at the end.
@@ -26,6 +27,7 @@ import { measureAuthCost, renderAuthCost } from './auth-cost.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
 import { measureOptionsCost, renderOptionsCost, type OptionsCostResult } from './options-cost.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
+import { measureStartup, renderStartup } from './startup-scenarios.js';
 import { measureSync, renderSync } from './sync-scenarios.js';
 import {
   latencyUnderPush,
@@ -52,6 +54,7 @@ import {
   REGISTRY_LABEL,
   removeTempDir,
   startRegistry,
+  treeRssMiB,
   type RegistryKind,
   type ServerHandle,
 } from './servers.js';
@@ -66,7 +69,7 @@ interface Options {
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
    * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries.
    */
-  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'auth' | 'sync' | undefined;
+  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'auth' | 'sync' | 'startup' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -80,7 +83,7 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|auth|sync]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|auth|sync|startup]\n');
     process.exit(0);
   }
   const only = values.only;
@@ -93,9 +96,10 @@ function parseOptions(argv: string[]): Options {
     only !== 'storage' &&
     only !== 'datapath' &&
     only !== 'auth' &&
-    only !== 'sync'
+    only !== 'sync' &&
+    only !== 'startup'
   ) {
-    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, auth or sync, not ${only}`);
+    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, auth, sync or startup, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -129,6 +133,8 @@ interface Failure {
 class Contender {
   server: ServerHandle | undefined;
   startupMs: number[] = [];
+  /** RSS (MiB) of each started instance once idle, before its first scenario. */
+  idleRssMiB: number[] = [];
   startErrors: string[] = [];
   /** Peak RSS (MiB) of every instance that ran scenarios (normally one). */
   rssPeaksMiB: number[] = [];
@@ -277,6 +283,7 @@ interface Row {
 
 interface Collected {
   startup: Cell;
+  idleRss: Cell;
   pushMono: ThroughputResult[];
   pushMonoErr: string[];
   pushChunked: ThroughputResult[];
@@ -292,6 +299,7 @@ interface Collected {
 function emptyCollected(): Collected {
   return {
     startup: {},
+    idleRss: {},
     pushMono: [],
     pushMonoErr: [],
     pushChunked: [],
@@ -368,6 +376,7 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     row(`6. the ${big} push itself (under GET load)`, 'MiB/s', 'higher', 1, (c) => fromResult(c.underLoad, (v) => v.pushMiBPerS)),
     row(`7. peak RSS of the server over the run`, 'MiB', 'lower', 1, (c) => c.rss),
     row(`8. start-up, spawn to first 200 on /v2/ (median of 3)`, 'ms', 'lower', 0, (c) => c.startup),
+    row(`8. idle RSS after start (median of 3)`, 'MiB', 'lower', 1, (c) => c.idleRss),
   ];
 }
 
@@ -562,6 +571,7 @@ async function main(): Promise<void> {
   if (opts.only === 'storage') return storageOnly(opts.quick);
   if (opts.only === 'auth') return authOnly(sizes);
   if (opts.only === 'sync') return syncOnly(opts.quick);
+  if (opts.only === 'startup') return startupOnly(opts.quick);
   const datapathOnly = opts.only === 'datapath';
   const kinds = KINDS.filter((k) => opts.only === undefined || datapathOnly || k === opts.only);
 
@@ -587,6 +597,9 @@ async function main(): Promise<void> {
         try {
           const server = await c.start();
           c.startupMs.push(server.startupMs);
+          // Idle: start-up's background work settles before the resident set is read.
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          c.idleRssMiB.push(treeRssMiB(server.pid));
           if (i < 2) await c.retire(server, false);
           else c.server = server;
         } catch (err) {
@@ -606,6 +619,7 @@ async function main(): Promise<void> {
         c.failures.push({ registry: c.label, scenario: '8. start-up', error: c.startErrors[0] ?? '' });
       }
       got(c.kind).startup = cell;
+      got(c.kind).idleRss = c.idleRssMiB.length > 0 ? { value: median(c.idleRssMiB) } : { error: 'did not start' };
     }
 
     // 1–3: big blob push (monolithic, chunked) and pull, interleaving registries per repetition.
@@ -803,6 +817,7 @@ async function main(): Promise<void> {
           c.label,
           {
             startupMs: c.startupMs,
+            idleRssMiB: c.idleRssMiB,
             pushMonolithic: d.pushMono,
             pushChunked: d.pushChunked,
             pull: d.pull,
@@ -893,6 +908,22 @@ async function syncOnly(quick: boolean): Promise<void> {
   const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version} | ${quick ? 'quick' : 'full'} run`;
   const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
   process.stdout.write(`\n${header}\n${load}\n\n${renderSync(result)}\n\nResults as JSON: ${resultPath}\n`);
+}
+
+/** `--only startup`: cold start and idle RSS (startup-scenarios.ts), and nothing else. */
+async function startupOnly(quick: boolean): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  const runs = quick ? 3 : 7;
+  log(`zot-ts bench${quick ? ' (--quick)' : ''}: start-up figures; temp dir ${tmpRoot}`);
+  const result = await measureStartup(KINDS, runs, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-startup-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), distribution: await distributionVersion(), ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version}`;
+  const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
+  process.stdout.write(`\n${header}\n${load}\n\n${renderStartup(result, KINDS)}\n\nResults as JSON: ${resultPath}\n`);
+  removeTempDir(tmpRoot);
 }
 
 /** `--only metrics`: zot-ts with metrics and audit log off and on, and nothing else. */

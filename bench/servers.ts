@@ -187,6 +187,13 @@ export function cpuSeconds(pid: number): number {
   return processCounters(pid).cpuS;
 }
 
+/** Current RSS (MiB) of a process and its descendants. */
+export function treeRssMiB(pid: number): number {
+  let kib = 0;
+  for (const p of processTree(pid)) kib += readStatusKiB(p, 'VmRSS') ?? 0;
+  return kib / 1024;
+}
+
 /** Polls VmRSS of a process tree every intervalMs; keeps the peak. Reads VmHWM on demand. */
 export class RssSampler {
   private timer: NodeJS.Timeout | undefined;

@@ -45,9 +45,9 @@ import { UploadExpiry } from './registry/upload-expiry.js';
 import type { UploadLimits } from './registry/upload-limits.js';
 import { eventLogFile } from './storage/layout.js';
 import { ensureDirectorySync } from './storage/directories.js';
-import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
+import { openStorageRoots, type StorageRootOptions } from './storage/roots.js';
 import type { OnDemandOptions } from './sync/on-demand.js';
-import { SyncService } from './sync/sync-service.js';
+import type { SyncService } from './sync/sync-service.js';
 import { syncSection, syncSettings } from './sync/sync-settings.js';
 import { HashPool } from './workers/pool.js';
 
@@ -111,7 +111,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   // First: a method that cannot start (a bad htpasswd file) stops the start before anything opens.
   const auth = await openAuth(config, logger);
   const readOnly = config.http.ReadOnly === true;
-  const roots = storageRootsFromConfig(config.storage, {
+  const roots = await openStorageRoots(config.storage, {
     ...(options.wrapDriver ? { wrapDriver: options.wrapDriver } : {}),
     createDirectories: !readOnly,
   });
@@ -247,7 +247,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       runners.push(new ActorRunner(garbageCollector, store, checkpoints, logger));
     }
     if (metricsAt !== undefined) {
-      metrics = createMetrics(config, metricsAt, actorDb, store, () => [...runners, ...(eventSinks?.runners ?? [])]);
+      metrics = await createMetrics(config, metricsAt, actorDb, store, () => [...runners, ...(eventSinks?.runners ?? [])]);
       metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
       runners.push(new ActorRunner(metrics.actor, store, checkpoints, logger));
     }
@@ -285,6 +285,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     const syncConfig = syncSection(config);
     if (syncConfig !== undefined && readOnly) logger.warn('sync is off: the registry is read-only (http.ReadOnly)');
     if (syncConfig !== undefined && !readOnly) {
+      // Loaded only when sync is configured, as are S3, LDAP, bearer tokens and metrics.
+      const { SyncService } = await import('./sync/sync-service.js');
       sync = new SyncService(syncSettings(syncConfig), {
         registry,
         queries,

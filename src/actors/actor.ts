@@ -22,7 +22,7 @@
 // better-sqlite3 runs each transaction synchronously, so their write transactions never overlap;
 // nothing toggles a pragma on a connection that another part shares.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BehaviorSubject, Subscription, combineLatest, concat, concatMap, defer, filter, firstValueFrom, from } from 'rxjs';
+import { BehaviorSubject, Subscription, combineLatest, concat, concatMap, defer, filter, firstValueFrom, from } from '../events/rx.js';
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import type { EventType, StoredEvent } from '../events/types.js';

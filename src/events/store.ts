@@ -1,7 +1,7 @@
 // The event store: an append-only SQLite table with a global sequence, the inline projections
 // updated in the same transaction as each append (the commit point of every write), and the
 // RxJS stream on which committed events are published to the actors.
-import { Observable, Subject } from 'rxjs';
+import { Observable, Subject } from './rx.js';
 import type { Db } from './database.js';
 import { upcast, type EventRow } from './upcast.js';
 import { EVENT_SCHEMA_VERSION, type EventBody, type EventContext, type StoredEvent } from './types.js';

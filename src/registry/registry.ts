@@ -167,6 +167,11 @@ export class Registry {
     return this.blobRemoval.deleteBlob(repo, digestText, context);
   }
 
+  /** Mount without `from`, from a readable repository of the same root that holds the blob (mounts.ts). */
+  mountFromReadableHolder(repo: string, digestText: string, mayRead: (repo: string) => boolean, context: EventContext): Promise<string | undefined> {
+    return this.mounts.mountFromReadableHolder(repo, digestText, mayRead, context);
+  }
+
   /** Cross-repository mount; undefined when the source does not hold the blob (then: a session). */
   mountBlob(repo: string, digestText: string, from: string, context: EventContext): Promise<string | undefined> {
     return this.mounts.mountBlob(repo, digestText, from, context);
