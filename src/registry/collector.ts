@@ -132,7 +132,7 @@ export class RepositoryCollector {
         const gone = await this.registry.locks.withContent(repo, digest.value, async () => {
           if (this.registry.files.ownPathNamed(repo, digest.value)) return false;
           await driver.delete(path);
-          this.store.append([{ type: 'OrphanRemoved', repo, digest: digest.value, size: info.size }], GC_CONTEXT);
+          await this.store.append([{ type: 'OrphanRemoved', repo, digest: digest.value, size: info.size }], GC_CONTEXT);
           return true;
         });
         if (gone) removed++;
@@ -153,7 +153,7 @@ export class RepositoryCollector {
       if ((await staging.list(uploadsDir(repo))).length > 0) return false;
       for (const algorithm of DIGEST_ALGORITHMS) if ((await driver.list(blobsDir(repo, algorithm))).length > 0) return false;
       const known = this.queries.repositoryExists(repo);
-      if (known) this.store.append([{ type: 'RepositoryRemoved', repo }], GC_CONTEXT);
+      if (known) await this.store.append([{ type: 'RepositoryRemoved', repo }], GC_CONTEXT);
       this.registry.files.forget(repo);
       await driver.delete(ociLayoutPath(repo));
       await driver.delete(indexPath(repo));
