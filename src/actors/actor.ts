@@ -143,13 +143,11 @@ export class ActorRunner {
   }
 
   private async run(): Promise<void> {
+    this.stopping.signal.addEventListener('abort', () => this.wake?.(), { once: true });
     while (!this.stopping.signal.aborted) {
       const batch = this.nextBatch();
       if (batch.length === 0) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          this.stopping.signal.addEventListener('abort', () => resolve(), { once: true });
-        });
+        await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
         continue;
       }
