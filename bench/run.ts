@@ -6,6 +6,7 @@
 //   npm run bench -- --only distribution
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
+//   npm run bench -- --only scale       # zot-ts with 100,000 manifests and ~1,000,000 events (--quick: a tenth)
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
 // os.tmpdir() whose path is printed at the end.
@@ -19,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
+import { measureScale, renderScale } from './scale.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
 import {
   latencyUnderPush,
@@ -57,9 +59,9 @@ interface Options {
   quick: boolean;
   /**
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
-   * figures 10–12, both registries.
+   * figures 10–12, both registries; `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
    */
-  only: RegistryKind | 'metrics' | 'storage' | undefined;
+  only: RegistryKind | 'metrics' | 'storage' | 'scale' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -73,12 +75,12 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|scale]\n');
     process.exit(0);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage') {
-    throw new Error(`--only must be zot, distribution, metrics or storage, not ${only}`);
+  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage' && only !== 'scale') {
+    throw new Error(`--only must be zot, distribution, metrics, storage or scale, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -525,6 +527,7 @@ async function main(): Promise<void> {
   installCleanupHooks();
   if (opts.only === 'metrics') return metricsOnly(sizes);
   if (opts.only === 'storage') return storageOnly(opts.quick);
+  if (opts.only === 'scale') return scaleOnly(opts.quick);
   const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
 
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
@@ -793,6 +796,21 @@ async function storageOnly(quick: boolean): Promise<void> {
   }
   out.push('', `Results as JSON: ${resultPath}`);
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+/** `--only scale`: zot-ts at 100,000 manifests and about 1,000,000 events (bench/scale.ts). */
+async function scaleOnly(quick: boolean): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${quick ? ' (--quick)' : ''}: scale; temp dir ${tmpRoot}`);
+  try {
+    const result = await measureScale(quick, tmpRoot, REPO_ROOT, log);
+    const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-scale-latest.json');
+    fs.writeFileSync(resultPath, `${JSON.stringify({ startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), ...result }, errorsAsText, 2)}\n`);
+    process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderScale(result)}\n\nResults as JSON: ${resultPath}\n`);
+  } finally {
+    removeTempDir(tmpRoot);
+  }
 }
 
 /** `--only metrics`: zot-ts with metrics and audit log off and on, and nothing else. */
