@@ -64,12 +64,15 @@ function describeResponse(res: HttpResult): string {
 export interface ClientOptions {
   /** Per-request inactivity timeout (socket idle), milliseconds. */
   timeoutMs?: number;
+  /** An Authorization header sent with every request (HTTP Basic for the authentication figures). */
+  authorization?: string;
 }
 
 export class OciClient {
   readonly base: URL;
   readonly agent: http.Agent;
   private readonly timeoutMs: number;
+  private readonly authorization: string | undefined;
 
   constructor(baseUrl: string | URL, agent: http.Agent, options: ClientOptions = {}) {
     this.base = new URL(baseUrl);
@@ -78,6 +81,7 @@ export class OciClient {
     }
     this.agent = agent;
     this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.authorization = options.authorization;
   }
 
   /** Resolves a path or a Location header against the base URL; refuses other hosts. */
@@ -107,6 +111,7 @@ export class OciClient {
         reject(err instanceof HttpError ? err : new HttpError(method, label, undefined, err.message));
       };
       const allHeaders: http.OutgoingHttpHeaders = { ...headers };
+      if (this.authorization !== undefined) allHeaders.authorization = this.authorization;
       if (body.kind === 'buffer') allHeaders['content-length'] = body.data.length;
       else if (body.kind === 'file') allHeaders['content-length'] = body.end - body.start + 1;
       else if (method === 'PUT' || method === 'POST' || method === 'PATCH') allHeaders['content-length'] = 0;

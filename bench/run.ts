@@ -6,6 +6,8 @@
 //   npm run bench -- --only distribution
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
+//   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
+//   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
 //   npm run bench -- --only scale       # zot-ts with 100,000 manifests and ~1,000,000 events (--quick: a tenth)
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
@@ -19,9 +21,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
+import { measureAuthCost, renderAuthCost } from './auth-cost.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
 import { measureScale, renderScale } from './scale.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
+import { measureSync, renderSync } from './sync-scenarios.js';
 import {
   latencyUnderPush,
   manifestGets,
@@ -61,7 +65,7 @@ interface Options {
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
    * figures 10–12, both registries; `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
    */
-  only: RegistryKind | 'metrics' | 'storage' | 'scale' | undefined;
+  only: RegistryKind | 'metrics' | 'storage' | 'auth' | 'sync' | 'scale' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -75,12 +79,12 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|scale]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|auth|sync|scale]\n');
     process.exit(0);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage' && only !== 'scale') {
-    throw new Error(`--only must be zot, distribution, metrics, storage or scale, not ${only}`);
+  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage' && only !== 'auth' && only !== 'sync' && only !== 'scale') {
+    throw new Error(`--only must be zot, distribution, metrics, storage, auth, sync or scale, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -527,6 +531,8 @@ async function main(): Promise<void> {
   installCleanupHooks();
   if (opts.only === 'metrics') return metricsOnly(sizes);
   if (opts.only === 'storage') return storageOnly(opts.quick);
+  if (opts.only === 'auth') return authOnly(sizes);
+  if (opts.only === 'sync') return syncOnly(opts.quick);
   if (opts.only === 'scale') return scaleOnly(opts.quick);
   const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
 
@@ -660,6 +666,10 @@ async function main(): Promise<void> {
     metricsCost = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
   }
 
+  // 13. Authentication: manifest GETs anonymous and with htpasswd (bcrypt cost 10).
+  log('13. manifest GETs anonymous and with htpasswd');
+  const authCost = await measureAuthCost(kinds, sizes, tmpRoot, REPO_ROOT, log);
+
   // Report.
   const rows = [...buildRows(sizes, collected), ...storageRows(storage, kinds)];
   const failures = [...contenders.flatMap((c) => c.failures), ...storage.failures];
@@ -681,6 +691,8 @@ async function main(): Promise<void> {
     out.push(renderMetricsCost(metricsCost, sizes));
     out.push('');
   }
+  out.push(renderAuthCost(authCost, sizes));
+  out.push('');
   for (const c of contenders) {
     const d = got(c.kind);
     const runs = (xs: ThroughputResult[]): string => (xs.length === 0 ? '—' : xs.map((x) => x.mibPerS.toFixed(1)).join(', '));
@@ -751,6 +763,7 @@ async function main(): Promise<void> {
     ),
     storage,
     metricsOnOff: metricsCost ?? null,
+    authentication: authCost,
     failures,
     notes,
   };
@@ -811,6 +824,35 @@ async function scaleOnly(quick: boolean): Promise<void> {
   } finally {
     removeTempDir(tmpRoot);
   }
+}
+
+/** `--only auth`: manifest GETs anonymous and with htpasswd, for both registries, and nothing else. */
+async function authOnly(sizes: Sizes): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: manifest GETs anonymous vs. htpasswd; temp dir ${tmpRoot}`);
+  const result = await measureAuthCost(KINDS, sizes, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-auth-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  process.stdout.write(
+    `\nzot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version}\n` +
+      `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n${renderAuthCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`,
+  );
+}
+
+/** `--only sync`: the sync figures (sync-scenarios.ts), and nothing else. */
+async function syncOnly(quick: boolean): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${quick ? ' (--quick)' : ''}: sync figures; temp dir ${tmpRoot}`);
+  const result = await measureSync(quick, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-sync-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), distribution: await distributionVersion(), ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version} | ${quick ? 'quick' : 'full'} run`;
+  const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
+  process.stdout.write(`\n${header}\n${load}\n\n${renderSync(result)}\n\nResults as JSON: ${resultPath}\n`);
 }
 
 /** `--only metrics`: zot-ts with metrics and audit log off and on, and nothing else. */

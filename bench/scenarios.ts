@@ -351,10 +351,10 @@ export async function manifestGetLoop(client: OciClient, target: ManifestTarget,
 }
 
 /** Scenario 5: GET manifest by tag at concurrency 50 for a fixed time (after a short warm-up). */
-export async function manifestGets(baseUrl: string, sizes: Sizes): Promise<LatencyStats> {
+export async function manifestGets(baseUrl: string, sizes: Sizes, authorization?: string): Promise<LatencyStats> {
   const agent = keepAliveAgent(sizes.getConcurrency);
   try {
-    const client = new OciClient(baseUrl, agent, { timeoutMs: 30_000 });
+    const client = new OciClient(baseUrl, agent, { timeoutMs: 30_000, ...(authorization !== undefined ? { authorization } : {}) });
     const target = await pushHotImage(client);
     await manifestGetLoop(client, target, sizes.getConcurrency, { durationMs: 1_000, maxRequests: 2_000 });
     return await manifestGetLoop(client, target, sizes.getConcurrency, {

@@ -246,6 +246,13 @@ export interface StartOptions {
   zotStorage?: Record<string, unknown>;
   /** distribution's s3 driver parameters, in place of its filesystem driver. */
   distributionS3?: Record<string, string | number | boolean>;
+  /** distribution as a pull-through cache (its `proxy: remoteurl:`) of this upstream URL. */
+  distributionProxy?: string;
+  /**
+   * An htpasswd file both registries authenticate against (zot-ts: http.auth.htpasswd,
+   * distribution: auth.htpasswd); GET /v2/ then answers 401 until the client authenticates.
+   */
+  htpasswd?: string;
   /**
    * An existing storage root to serve (the caller creates and removes it), so a second server
    * with other settings can take over the first one's content.
@@ -253,7 +260,7 @@ export interface StartOptions {
   dataDir?: string;
 }
 
-function distributionConfig(dataDir: string, port: number, s3?: Record<string, string | number | boolean>): string {
+function distributionConfig(dataDir: string, port: number, s3?: Record<string, string | number | boolean>, htpasswd?: string, proxy?: string): string {
   // With s3, blob GETs are served by the registry (redirect disabled), as zot-ts serves them,
   // instead of a 307 to the object store that the bench client would refuse to follow.
   const driver =
@@ -275,15 +282,17 @@ function distributionConfig(dataDir: string, port: number, s3?: Record<string, s
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  secret: zot-ts-bench-not-a-secret',
+    ...(htpasswd === undefined ? [] : ['auth:', '  htpasswd:', '    realm: zot-ts-bench', `    path: ${htpasswd}`]),
+    ...(proxy === undefined ? [] : ['proxy:', `  remoteurl: ${proxy}`]),
     '',
   ].join('\n');
 }
 
-function zotConfig(dataDir: string, port: number, extra: Record<string, unknown> = {}, storage: Record<string, unknown> = {}): string {
+function zotConfig(dataDir: string, port: number, extra: Record<string, unknown> = {}, storage: Record<string, unknown> = {}, htpasswd?: string): string {
   return `${JSON.stringify(
     {
       distSpecVersion: '1.1.0',
-      http: { address: '127.0.0.1', port: String(port) },
+      http: { address: '127.0.0.1', port: String(port), ...(htpasswd === undefined ? {} : { auth: { htpasswd: { path: htpasswd } } }) },
       storage: { rootDirectory: dataDir, dedupe: false, gc: false, ...storage },
       log: { level: 'warn' },
       ...extra,
@@ -321,7 +330,7 @@ function serverEnv(opts: StartOptions): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Starts one registry on a free port and waits for GET /v2/ to answer 200. */
+/** Starts one registry on a free port and waits for GET /v2/ to answer 200 (401 with htpasswd). */
 export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
   installCleanupHooks();
   const dir = fs.mkdtempSync(path.join(opts.tmpRoot, `${opts.kind}-`));
@@ -333,12 +342,12 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
   let configPath: string;
   if (opts.kind === 'distribution') {
     configPath = path.join(dir, 'config.yml');
-    fs.writeFileSync(configPath, distributionConfig(dataDir, port, opts.distributionS3));
+    fs.writeFileSync(configPath, distributionConfig(dataDir, port, opts.distributionS3, opts.htpasswd, opts.distributionProxy));
     command = opts.distributionBinary ?? '/usr/bin/docker-registry';
     args = ['serve', configPath];
   } else {
     configPath = path.join(dir, 'config.json');
-    fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig, opts.zotStorage));
+    fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig, opts.zotStorage, opts.htpasswd));
     // Run directly, as users do, so the node flags of its shebang apply.
     command = path.join(opts.repoRoot, 'bin', 'zot.js');
     args = ['serve', configPath];
@@ -405,7 +414,8 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
       throw new Error(`${REGISTRY_LABEL[opts.kind]} ${st} before answering GET /v2/; log tail:\n${tail.slice(-4000).trim()}`);
     }
     lastStatus = await probe(port);
-    if (lastStatus === 200) break;
+    // With authentication the base endpoint asks for credentials: the server is up.
+    if (lastStatus === 200 || (opts.htpasswd !== undefined && lastStatus === 401)) break;
     if (performance.now() > deadline) {
       await stop();
       throw new Error(

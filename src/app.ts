@@ -11,11 +11,13 @@
 // the writer appends. Its reads query the writer's projection tables and so stay current.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
 import { Checkpoints } from './actors/checkpoints.js';
+import { clientCertificateRequired, openAuth } from './auth/index.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
@@ -23,6 +25,7 @@ import { openDatabase, openMemoryDatabase, type Db } from './events/database.js'
 import { LogFollower } from './events/log-follower.js';
 import { EventStore, migrateEventTables } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
+import { refuseUnverifiedClients, reloadTlsOnChange, tlsServerOptions, type TlsReloader } from './http/tls.js';
 import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
 import { createProjections } from './projections/index.js';
@@ -38,6 +41,9 @@ import type { UploadLimits } from './registry/upload-limits.js';
 import { eventLogFile } from './storage/layout.js';
 import { ensureDirectorySync } from './storage/directories.js';
 import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
+import type { OnDemandOptions } from './sync/on-demand.js';
+import { SyncService } from './sync/sync-service.js';
+import { syncSection, syncSettings } from './sync/sync-settings.js';
 import { HashPool } from './workers/pool.js';
 
 export interface RunningRegistry {
@@ -46,9 +52,14 @@ export interface RunningRegistry {
   port: number;
   rootDirectory: string;
   store: EventStore;
+  /** The commands and queries HTTP calls, for tools and tests that drive the registry in-process. */
+  registry: Registry;
+  queries: RegistryStateQueries;
   logger: Logger;
   /** Resolves when dedupe's background pass over existing content has finished. */
   dedupeFinished(): Promise<void>;
+  /** Sync from upstream registries, when `extensions.sync` (or `sync`) is on. */
+  sync?: SyncService;
   /** Resolves when every actor has handled every event appended so far. */
   actorsCaughtUp(): Promise<void>;
   /** SIGHUP: reopens the audit log and the `log.output` file by name, after a rotation moved them. */
@@ -65,6 +76,8 @@ export interface StartOptions {
   refusalIntervalMs?: number;
   /** Upload session caps and idle expiry other than upload-limits.ts's defaults (tests). */
   uploadLimits?: Partial<UploadLimits>;
+  /** Bounds of on-demand sync's upstream checks (tests shorten them). */
+  syncOnDemand?: OnDemandOptions;
 }
 
 export function openEventStore(db: Db, options: { readOnly?: boolean } = {}): { store: EventStore; queries: RegistryStateQueries } {
@@ -90,6 +103,8 @@ function openEventLog(rootDirectory: string, readOnly: boolean): Db {
 
 export async function startRegistry(config: Config, options: StartOptions = {}): Promise<RunningRegistry> {
   const logger = options.logger ?? createLogger(config.log);
+  // First: a method that cannot start (a bad htpasswd file) stops the start before anything opens.
+  const auth = await openAuth(config, logger);
   const readOnly = config.http.ReadOnly === true;
   const roots = storageRootsFromConfig(config.storage, {
     ...(options.wrapDriver ? { wrapDriver: options.wrapDriver } : {}),
@@ -121,6 +136,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   const auditWriter = config.log?.audit && !readOnly ? new AuditWriter(path.resolve(config.log.audit), store, checkpoints, logger) : undefined;
   if (config.log?.audit && readOnly) logger.warn({ audit: config.log.audit }, 'audit log not written by a read-only registry: it records no events');
   let app: ReturnType<typeof buildHttpApp> | undefined;
+  let registry: Registry | undefined;
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
@@ -132,10 +148,14 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
         ...(options.refusalIntervalMs !== undefined ? { intervalMs: options.refusalIntervalMs } : {}),
       });
   let uploadExpiry: UploadExpiry | undefined;
+  let tlsReloader: TlsReloader | undefined;
+  let sync: SyncService | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
+    tlsReloader?.stop();
     await app?.close();
+    await sync?.stop();
     await garbageCollector?.stop();
     await uploadExpiry?.stop();
     await dedupePass?.stop();
@@ -164,11 +184,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     roots.close();
     actorDb.close();
     db.close();
+    await auth.close();
   };
 
   try {
     if (!readOnly) await importStorageOnce(roots, store, hashPool, logger);
-    const registry = new Registry({
+    registry = new Registry({
       logger,
       roots,
       store,
@@ -177,6 +198,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       ...(refusals ? { refusals } : {}),
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
       ...(options.uploadLimits ? { uploadLimits: options.uploadLimits } : {}),
+      pullThrough: () => sync?.onDemand,
     });
     if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
     if (!readOnly) {
@@ -231,18 +253,39 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       if (raised) logger.warn({ interval: scrub.interval, intervalMs }, 'scrub interval is shorter than 2h, using 2h');
       scrubSchedule = startScrubSchedule({ roots, queries, hashPool, intervalMs, logger });
     }
+    const syncConfig = syncSection(config);
+    if (syncConfig !== undefined && readOnly) logger.warn('sync is off: the registry is read-only (http.ReadOnly)');
+    if (syncConfig !== undefined && !readOnly) {
+      sync = new SyncService(syncSettings(syncConfig), {
+        registry,
+        queries,
+        logger,
+        ...(metrics ? { promRegistry: metrics.promRegistry } : {}),
+        ...(options.syncOnDemand ? { onDemand: options.syncOnDemand } : {}),
+      });
+      sync.start();
+    }
     const headAtStart = store.head();
     health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
 
     const tls = config.http.tls;
+    const tlsFiles = tls?.cert && tls.key ? { cert: tls.cert, key: tls.key, ...(tls.cacert !== undefined ? { cacert: tls.cacert } : {}) } : undefined;
+    const requireClientCert = clientCertificateRequired(config);
     app = buildHttpApp({
       registry,
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
-      ...(tls?.cert && tls.key ? { https: { cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } } : {}),
+      auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
+      ...(tlsFiles ? { https: tlsServerOptions(tlsFiles, { requireClientCert }) } : {}),
+      ...(sync?.onDemand ? { mirrorName: sync.onDemand.mirrorName.bind(sync.onDemand) } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });
+    if (tlsFiles) {
+      const server = app.server as HttpsServer;
+      if (tlsFiles.cacert !== undefined && !requireClientCert) refuseUnverifiedClients(server, logger);
+      tlsReloader = reloadTlsOnChange(server, tlsFiles, logger);
+    }
   } catch (err) {
     await shutdown().catch(() => undefined);
     throw err;
@@ -257,7 +300,10 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     port: address.port,
     rootDirectory,
     store,
+    registry,
+    queries,
     logger,
+    ...(sync ? { sync } : {}),
     dedupeFinished: async () => {
       await dedupePass?.finished();
     },

@@ -2,14 +2,29 @@
 import { pino, type Logger } from 'pino';
 import type { LogConfig } from './config/types.js';
 
-/** Field paths whose values never reach a log line, at any level. */
+/**
+ * Field paths whose values never reach a log line, at any level: credentials a request carries
+ * (Authorization, cookies), configured secrets (bindPassword, S3 keys), tokens and password
+ * hashes. The code logs none of them; this catches a field added by mistake, or an object (a
+ * request, a config section) logged whole.
+ */
 export const REDACTED_PATHS = [
   'req.headers.authorization',
+  'req.headers["proxy-authorization"]',
+  'req.headers.cookie',
   'headers.authorization',
+  'headers["proxy-authorization"]',
+  'headers.cookie',
+  'authorization',
+  '*.authorization',
   'password',
   '*.password',
+  'passwordHash',
+  '*.passwordHash',
   'bindPassword',
   '*.bindPassword',
+  'credentials',
+  '*.credentials',
   'secretkey',
   '*.secretkey',
   'accesskey',

@@ -75,6 +75,8 @@ export class Health implements Probes {
 
 export interface Metrics {
   actor: MetricsActor;
+  /** The prom-client registry /metrics renders, for parts that keep counters of their own (sync). */
+  promRegistry: PrometheusMetrics['registry'];
   http: HttpMetrics;
   /** zot_gc_*: one garbage-collection sweep of a repository. */
   observeGcRun(failed: boolean, seconds: number, removed?: Record<string, number>): void;
@@ -113,6 +115,7 @@ export function createMetrics(config: Config, path: string, actorDb: Db, store: 
   const actor = new MetricsActor(actorDb, prometheus);
   return {
     actor,
+    promRegistry: prometheus.registry,
     observeGcRun: (failed, seconds, removed) => prometheus.observeGcRun(failed, seconds, removed),
     observeRefusal: (code) => prometheus.refusedWrites.inc({ code }),
     observeUploadsExpired: (count) => prometheus.observeGcDeleted('uploads', count),

@@ -33,6 +33,8 @@ export interface AuditRecord {
   level: 'info';
   clientIP: string;
   subject: string;
+  /** How the subject authenticated; absent for anonymous and system actions. */
+  authMethod?: string;
   action: string;
   object: string;
   status?: number;
@@ -54,6 +56,10 @@ export interface AuditRecord {
   folded?: boolean;
   outcome: 'success' | 'refused';
   requestId?: string;
+  /** Synced content: the upstream URL, repository and digest it came from. */
+  upstream?: string;
+  upstreamRepository?: string;
+  upstreamDigest?: string;
   time: string;
   message: typeof AUDIT_MESSAGE;
 }
@@ -106,6 +112,7 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     level: 'info',
     clientIP: event.client ?? '',
     subject: event.identity,
+    ...(event.authMethod !== undefined && event.authMethod !== 'anonymous' ? { authMethod: event.authMethod } : {}),
     action: request.action,
     object: request.object,
     ...(request.status !== undefined ? { status: request.status } : {}),
@@ -125,6 +132,9 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     ...(refused && event.folded ? { folded: true } : {}),
     outcome: refused ? 'refused' : 'success',
     ...optional('requestId', event.requestId),
+    ...optional('upstream', event.source?.url),
+    ...optional('upstreamRepository', event.source?.repo),
+    ...optional('upstreamDigest', event.source?.digest),
     time: event.time,
     message: AUDIT_MESSAGE,
   };

@@ -36,7 +36,8 @@ function reference(event: StoredEvent): string {
 
 export function formatEvent(event: StoredEvent): string {
   const digest = 'digest' in event ? event.digest : '';
-  return [String(event.seq).padStart(6), event.time, event.type.padEnd(15), event.repo, reference(event), digest, event.identity, event.client ?? '']
+  const source = event.source ? `from ${event.source.url} ${event.source.repo}@${event.source.digest}` : '';
+  return [String(event.seq).padStart(6), event.time, event.type.padEnd(15), event.repo, reference(event), digest, event.identity, event.client ?? '', source]
     .filter((field, i) => field !== '' || i < 4)
     .join('  ');
 }

@@ -50,20 +50,20 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['extensions.scrub'], name: 'scrub', description: 'periodic integrity checks of stored blobs', status: 'built' },
 
   // --- being built --------------------------------------------------------------------------
-  { paths: ['http.auth.htpasswd'], name: 'htpasswd authentication', description: 'authentication', status: 'not built yet' },
-  { paths: ['http.auth.ldap'], name: 'LDAP authentication', description: 'authentication', status: 'not built yet' },
-  { paths: ['http.auth.bearer'], name: 'bearer-token authentication', description: 'authentication', status: 'not built yet' },
+  { paths: ['http.auth.htpasswd'], name: 'htpasswd authentication', description: 'authentication', status: 'built' },
+  { paths: ['http.auth.ldap'], name: 'LDAP authentication', description: 'authentication', status: 'built' },
+  { paths: ['http.auth.bearer'], name: 'bearer-token authentication', description: 'authentication', status: 'built' },
   {
     // failDelay alone still asks for authentication to exist.
     paths: ['http.auth'],
     name: 'authentication',
     description: 'authentication',
-    status: 'not built yet',
+    status: 'built',
     asks: (auth) => isRecord(auth) && !AUTH_METHODS.some((method) => auth[method] !== undefined),
   },
-  { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'not built yet' },
-  { paths: ['http.accessControl', 'accessControl'], name: 'access control', description: 'access control', status: 'not built yet' },
-  { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'not built yet', asks: syncAsked },
+  { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'built' },
+  { paths: ['http.accessControl', 'accessControl'], name: 'access control', description: 'access control', status: 'built' },
+  { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'built', asks: syncAsked },
   {
     paths: everyStore('retention'),
     name: 'retention',

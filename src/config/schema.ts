@@ -138,20 +138,20 @@ export const configSchema: SchemaObject = {
           additionalProperties: false,
           required: ['address', 'baseDN', 'userAttribute'],
           properties: {
-            address: string,
+            address: { type: 'string', minLength: 1 },
             port: { type: 'integer', minimum: 1, maximum: 65535 },
+            insecure: boolean,
             startTLS: boolean,
-            baseDN: string,
-            userAttribute: string,
+            baseDN: { type: 'string', minLength: 1 },
+            userAttribute: { type: 'string', minLength: 1 },
+            userFilter: string,
             userGroupAttribute: string,
             bindDN: string,
             bindPassword: string,
             credentialsFile: string,
             skipVerify: boolean,
+            CACert: string,
             subtreeSearch: boolean,
-            insecure: boolean,
-            userFilter: string,
-            cacert: string,
           },
         },
         bearer: {
@@ -173,7 +173,13 @@ export const configSchema: SchemaObject = {
         mtls: {
           type: 'object',
           additionalProperties: false,
-          properties: { identityAttributes: stringList, uriSanPattern: string },
+          properties: {
+            identityAttributes: { type: 'array', minItems: 1, items: string },
+            uriSanPattern: string,
+            uriSanIndex: { type: 'integer', minimum: 0 },
+            dnsSanIndex: { type: 'integer', minimum: 0 },
+            emailSanIndex: { type: 'integer', minimum: 0 },
+          },
         },
         openid: {
           type: 'object',
@@ -227,7 +233,7 @@ export const configSchema: SchemaObject = {
         anonymousPolicy: ref('actions'),
       },
     },
-    // Two forms share this object: the seed's, where every key other than the three below is
+    // Two forms share this object: the seed's, where every key other than the four below is
     // a repository glob, and the newer one, where the globs sit under `repositories`.
     accessControl: {
       type: 'object',
@@ -534,6 +540,10 @@ export const configSchema: SchemaObject = {
         },
         destination: string,
         stripPrefix: boolean,
+        platforms: {
+          type: 'array',
+          items: { type: 'string', pattern: '^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$', 'x-message': 'must be os/architecture or os/architecture/variant, such as linux/arm64/v8' },
+        },
       },
     },
   },

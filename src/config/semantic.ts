@@ -4,6 +4,9 @@
 // schema reports those violations, these rules only add what it cannot see.
 
 import { isDuration } from './duration.js';
+import { ACCESS_CONTROL_KEYWORDS } from '../auth/access-control.js';
+import { globProblem } from '../auth/glob.js';
+import { bearerCertProblems, htpasswdFileProblems, ldapCredentialsProblems, readableFileProblems, tlsFileProblems } from './files.js';
 import { problem, type Problem } from './problems.js';
 import { storeSettings, type StoreSettings } from './store-settings.js';
 import type { SubPathConfig } from './types.js';
@@ -11,10 +14,17 @@ import { arrayAt, isRecord, recordAt, stringAt, type JsonRecord } from './values
 
 type Path = readonly (string | number)[];
 
-export function semanticProblems(data: unknown): Problem[] {
+export interface SemanticOptions {
+  /** Read the files the config names (htpasswd, certificates, ...); off to check a file's shape alone. */
+  checkFiles: boolean;
+}
+
+export function semanticProblems(data: unknown, options: SemanticOptions): Problem[] {
   if (!isRecord(data)) return [];
   return [
     ...httpProblems(data),
+    ...authMethodProblems(data),
+    ...(options.checkFiles ? authFileProblems(data) : []),
     ...accessControlProblems(data),
     ...storageProblems(data),
     ...syncProblems(data),
@@ -42,8 +52,92 @@ function httpProblems(config: JsonRecord): Problem[] {
   return problems;
 }
 
+// --- authentication methods -------------------------------------------------------------
+
+/** zot's names for the parts of a client certificate that can name the client (case-insensitive). */
+export const MTLS_IDENTITY_ATTRIBUTES = ['commonname', 'cn', 'subject', 'dn', 'email', 'rfc822name', 'uri', 'url', 'dnsname', 'dns'];
+
+function authMethodProblems(config: JsonRecord): Problem[] {
+  const http = recordAt(config, 'http');
+  const auth = recordAt(http, 'auth');
+  const problems: Problem[] = [];
+  const ldap = recordAt(auth, 'ldap');
+  if (ldap !== undefined) {
+    const path = ['http', 'auth', 'ldap'];
+    // zot reads the search account from credentialsFile; two sources would leave one ignored.
+    for (const key of ['bindDN', 'bindPassword']) {
+      if (ldap[key] !== undefined && ldap['credentialsFile'] !== undefined) {
+        problems.push(problem([...path, key], 'cannot be set together with credentialsFile; keep one of them'));
+      }
+    }
+    if (ldap['bindPassword'] !== undefined && ldap['bindDN'] === undefined && ldap['credentialsFile'] === undefined) {
+      problems.push(problem([...path, 'bindDN'], 'required when bindPassword is set'));
+    }
+    const filter = stringAt(ldap, 'userFilter');
+    if (filter !== undefined && !balancedFilter(filter)) {
+      problems.push(problem([...path, 'userFilter'], 'must be an LDAP filter with balanced parentheses, such as (objectClass=person)'));
+    }
+    if (ldap['insecure'] === true && ldap['startTLS'] === true) {
+      problems.push(problem([...path, 'startTLS'], 'cannot be set together with insecure (plain LDAP)'));
+    }
+  }
+  const mtls = recordAt(auth, 'mtls');
+  if (mtls !== undefined) {
+    const path = ['http', 'auth', 'mtls'];
+    if (recordAt(http, 'tls')?.['cacert'] === undefined) {
+      problems.push(problem(path, 'needs http.tls.cacert: client certificates are verified against it'));
+    }
+    arrayAt(mtls, 'identityAttributes').forEach((name, i) => {
+      if (typeof name === 'string' && !MTLS_IDENTITY_ATTRIBUTES.includes(name.toLowerCase())) {
+        problems.push(problem([...path, 'identityAttributes', i], 'must be one of CommonName, Subject, Email, URI, DNSName'));
+      }
+    });
+    const pattern = stringAt(mtls, 'uriSanPattern');
+    const error = pattern === undefined ? undefined : regexError(pattern);
+    if (error !== undefined) problems.push(problem([...path, 'uriSanPattern'], `must be a valid regular expression (${error})`));
+  }
+  return problems;
+}
+
+/** Parentheses open and close in order and the whole filter is one parenthesised expression. */
+function balancedFilter(filter: string): boolean {
+  const text = filter.trim();
+  if (text === '') return false;
+  if (!text.startsWith('(')) return !/[()]/.test(text);
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\\') i += 1;
+    else if (c === '(') depth += 1;
+    else if (c === ')' && --depth < 0) return false;
+    if (depth === 0 && i < text.length - 1) return false;
+  }
+  return depth === 0;
+}
+
 function isPort(text: string): boolean {
   return /^\d{1,5}$/.test(text) && Number(text) <= 65535;
+}
+
+// --- authentication -----------------------------------------------------------------------
+
+function authFileProblems(config: JsonRecord): Problem[] {
+  const http = recordAt(config, 'http');
+  const auth = recordAt(http, 'auth');
+  const problems: Problem[] = [];
+  const checkFile = (path: Path, file: string | undefined, check: (path: Path, file: string) => Problem[]): void => {
+    if (file !== undefined) problems.push(...check(path, file));
+  };
+  checkFile(['http', 'auth', 'htpasswd', 'path'], stringAt(recordAt(auth, 'htpasswd'), 'path'), htpasswdFileProblems);
+  checkFile(['http', 'auth', 'bearer', 'cert'], stringAt(recordAt(auth, 'bearer'), 'cert'), bearerCertProblems);
+  const ldap = recordAt(auth, 'ldap');
+  checkFile(['http', 'auth', 'ldap', 'CACert'], stringAt(ldap, 'CACert'), readableFileProblems);
+  checkFile(['http', 'auth', 'ldap', 'credentialsFile'], stringAt(ldap, 'credentialsFile'), ldapCredentialsProblems);
+  const tls = recordAt(http, 'tls');
+  if (tls !== undefined) {
+    problems.push(...tlsFileProblems({ cert: stringAt(tls, 'cert'), key: stringAt(tls, 'key'), cacert: stringAt(tls, 'cacert') }));
+  }
+  return problems;
 }
 
 // --- access control ---------------------------------------------------------------------
@@ -59,29 +153,55 @@ function accessControlProblems(config: JsonRecord): Problem[] {
   if (topLevel !== undefined) sections.push([['accessControl'], topLevel]);
 
   const problems = onlyOneOf(config, ['accessControl'], ['http', 'accessControl']);
-  const authenticated = hasAuthMethod(recordAt(http, 'auth')) || recordAt(http, 'tls')?.['cacert'] !== undefined;
+  const authenticated = hasAuthMethod(http);
   for (const [path, accessControl] of sections) {
     problems.push(...readRuleProblems(path, accessControl));
+    problems.push(...globProblems(path, accessControl));
+    problems.push(...mixedFormProblems(path, accessControl));
     // zot: identities come from an auth method; without one only anonymous access can be granted.
     if (!authenticated && !grantsOnlyAnonymousAccess(accessControl)) {
-      problems.push(
-        problem(path, 'needs an http.auth method (htpasswd, ldap or bearer) unless it only sets anonymousPolicy'),
-      );
+      problems.push(problem(path, `needs an authentication method (${AUTH_METHODS}) unless it only sets anonymousPolicy`));
     }
   }
   return problems;
 }
 
-// zot also takes OpenID logins, API keys and client certificates (mutual TLS) as identities.
-function hasAuthMethod(auth: JsonRecord | undefined): boolean {
-  return ['htpasswd', 'ldap', 'bearer', 'openid', 'mtls'].some((method) => isRecord(auth?.[method])) || auth?.['apikey'] === true;
+const AUTH_METHODS = 'http.auth htpasswd, ldap or bearer, or client certificates with http.tls.cacert';
+
+// zot also takes OpenID logins, API keys and client certificates (http.auth.mtls) as identities.
+const IDENTITY_METHODS = ['htpasswd', 'ldap', 'bearer', 'openid', 'mtls'];
+
+function hasAuthMethod(http: JsonRecord | undefined): boolean {
+  const auth = recordAt(http, 'auth');
+  const mutualTls = stringAt(recordAt(http, 'tls'), 'cacert') !== undefined;
+  return mutualTls || IDENTITY_METHODS.some((method) => isRecord(auth?.[method])) || auth?.['apikey'] === true;
+}
+
+// Globs as zot matches them (src/auth/glob.ts); one that cannot match is a mistake worth naming.
+function globProblems(path: Path, accessControl: JsonRecord): Problem[] {
+  const problems: Problem[] = [];
+  for (const [globPath] of repositoryPolicies(path, accessControl)) {
+    const glob = String(globPath.at(-1));
+    const why = globProblem(glob);
+    if (why !== undefined) problems.push(problem(globPath, `is not a valid repository glob: it ${why}`));
+  }
+  return problems;
+}
+
+// Globs directly under the section (the seed's form) and under `repositories` (zot's newer form)
+// would compete for the longest match in ways a reader of the file cannot see.
+function mixedFormProblems(path: Path, accessControl: JsonRecord): Problem[] {
+  if (recordAt(accessControl, 'repositories') === undefined) return [];
+  const seedGlobs = Object.keys(accessControl).filter((key) => !ACCESS_CONTROL_KEYWORDS.has(key));
+  if (seedGlobs.length === 0) return [];
+  return [problem([...path, 'repositories'], `cannot be used with repository globs directly under ${path.join('.')} (${seedGlobs.join(', ')}); keep one form`)];
 }
 
 /** Each repository policy with its path, from both the seed form and `repositories`. */
 function repositoryPolicies(path: Path, accessControl: JsonRecord): [Path, JsonRecord][] {
   const found: [Path, JsonRecord][] = [];
   for (const [key, value] of Object.entries(accessControl)) {
-    if (key === 'adminPolicy' || key === 'groups' || key === 'metrics') continue;
+    if (ACCESS_CONTROL_KEYWORDS.has(key) && key !== 'repositories') continue;
     if (key === 'repositories') {
       for (const [glob, policy] of Object.entries(recordAt(accessControl, key) ?? {})) {
         if (isRecord(policy)) found.push([[...path, key, glob], policy]);
@@ -113,6 +233,7 @@ function readRuleProblems(path: Path, accessControl: JsonRecord): Problem[] {
 function grantsOnlyAnonymousAccess(accessControl: JsonRecord): boolean {
   const admin = recordAt(accessControl, 'adminPolicy');
   if (arrayAt(admin, 'users').length + arrayAt(admin, 'actions').length > 0) return false;
+  if (arrayAt(recordAt(accessControl, 'metrics'), 'users').length > 0) return false;
   let anonymous = false;
   for (const [, repo] of repositoryPolicies([], accessControl)) {
     if (arrayAt(repo, 'defaultPolicy').length > 0) return false;

@@ -18,13 +18,25 @@ export interface HtpasswdConfig {
 
 export interface LdapConfig {
   address: string;
+  /** 636 for LDAPS, 389 for plain LDAP and StartTLS, when unset. */
   port?: number;
+  /** Plain LDAP, no TLS at all (zot's `insecure`). */
+  insecure?: boolean;
+  /** Without `insecure`: StartTLS on the plain port when set, LDAPS when not. */
   startTLS?: boolean;
   baseDN: string;
   userAttribute: string;
+  /** An extra LDAP filter the user's entry must match, such as (objectClass=person). */
+  userFilter?: string;
+  /** The attribute of the user's entry that lists their groups, such as memberOf. */
+  userGroupAttribute?: string;
   bindDN?: string;
   bindPassword?: string;
+  /** A JSON or YAML file holding bindDN and bindPassword, instead of the two keys above. */
+  credentialsFile?: string;
   skipVerify?: boolean;
+  /** CA certificates (PEM) trusted for the directory's TLS certificate, instead of the system's. */
+  CACert?: string;
   subtreeSearch?: boolean;
   [key: string]: unknown;
 }
@@ -35,10 +47,22 @@ export interface BearerConfig {
   cert: string;
 }
 
+/** zot's `http.auth.mtls`: which part of a verified client certificate names the client. */
+export interface MtlsConfig {
+  /** Tried in order; the first one the certificate has wins. Default: CommonName. */
+  identityAttributes?: string[];
+  /** A regular expression whose first group is the identity taken from the URI SAN. */
+  uriSanPattern?: string;
+  uriSanIndex?: number;
+  dnsSanIndex?: number;
+  emailSanIndex?: number;
+}
+
 export interface AuthConfig {
   htpasswd?: HtpasswdConfig;
   ldap?: LdapConfig;
   bearer?: BearerConfig;
+  mtls?: MtlsConfig;
   failDelay?: number;
   [key: string]: unknown;
 }
@@ -61,6 +85,8 @@ export interface AccessControlConfig {
   repositories?: Record<string, RepositoryPolicy>;
   adminPolicy?: Policy;
   groups?: Record<string, { users: string[] }>;
+  /** Who may read the metrics endpoint; unset: anyone who passes authentication. */
+  metrics?: { users?: string[]; anonymousPolicy?: string[] };
   /** The seed's older form keeps repository patterns at this level. */
   [pattern: string]: unknown;
 }
@@ -171,9 +197,11 @@ export interface MetricsConfig {
 
 export interface SyncContent {
   prefix: string;
-  tags?: { regex?: string; semver?: boolean };
+  tags?: { regex?: string; excludeRegex?: string; semver?: boolean };
   destination?: string;
   stripPrefix?: boolean;
+  /** `os/architecture[/variant]` of an index's images to sync (zot-ts; zot syncs every platform). */
+  platforms?: string[];
 }
 
 export interface SyncRegistryConfig {

@@ -33,12 +33,17 @@ export interface ValidationResult {
   problems: string[];
 }
 
-export function validateConfig(raw: unknown): ValidationResult {
+export interface ValidationOptions {
+  /** Also check the files the config names, as verify and serve do (default true). */
+  checkFiles?: boolean;
+}
+
+export function validateConfig(raw: unknown, options: ValidationOptions = {}): ValidationResult {
   // ajv writes defaults into the value it checks; work on a copy so the caller's is untouched.
   const { data, problems } = canonicalizeKeys(structuredClone(raw), configSchema);
   if (!matchesSchema(data)) problems.push(...fromAjvErrors(matchesSchema.errors ?? []));
   normalize(data);
-  problems.push(...semanticProblems(data));
+  problems.push(...semanticProblems(data, { checkFiles: options.checkFiles ?? true }));
 
   const formatted = formatProblems(problems);
   // The schema and the rules above have accepted every field that Config declares.

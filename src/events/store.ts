@@ -98,6 +98,9 @@ export function migrateEventTables(db: Db): void {
       value TEXT NOT NULL
     );
   `);
+  // How each event's identity authenticated; logs from before it have NULL (read as anonymous).
+  const columns = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('events') as string[];
+  if (!columns.includes('auth_method')) db.exec('ALTER TABLE events ADD COLUMN auth_method TEXT');
 }
 
 /** What an append records: its events, or a function that computes them inside its savepoint. */
@@ -164,8 +167,8 @@ export class EventStore {
     this.lastPublished = this.head();
     this.walFd = this.readOnly ? undefined : openWalForSync(db);
     this.insert = db.prepare(`
-      INSERT INTO events (type, version, time, repo, digest, media_type, size, tag, client, request_id, identity, data)
-      VALUES (@type, @version, @time, @repo, @digest, @media_type, @size, @tag, @client, @request_id, @identity, @data)
+      INSERT INTO events (type, version, time, repo, digest, media_type, size, tag, client, request_id, identity, auth_method, data)
+      VALUES (@type, @version, @time, @repo, @digest, @media_type, @size, @tag, @client, @request_id, @identity, @auth_method, @data)
     `);
     this.appendOne = db.transaction((entries: Entries, options: AppendOptions, time: string): StoredEvent[] => {
       options.precondition?.();
@@ -310,10 +313,12 @@ export class EventStore {
 
   private toStored(body: EventBody, context: EventContext, time: string): StoredEvent {
     const record = body as Record<string, unknown>;
+    const authMethod = context.authMethod ?? 'anonymous';
     const data: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(record)) {
       if (!COLUMNS.has(key) && value !== undefined) data[key] = value;
     }
+    if (context.source !== undefined) data.source = context.source;
     const result = this.insert.run({
       type: body.type,
       version: EVENT_SCHEMA_VERSION,
@@ -326,9 +331,10 @@ export class EventStore {
       client: context.client ?? null,
       request_id: context.requestId ?? null,
       identity: context.identity,
+      auth_method: authMethod,
       data: JSON.stringify(data),
     });
-    const event = { ...body, ...context, seq: Number(result.lastInsertRowid), version: EVENT_SCHEMA_VERSION, time };
+    const event = { ...body, ...context, authMethod, seq: Number(result.lastInsertRowid), version: EVENT_SCHEMA_VERSION, time };
     return event as StoredEvent;
   }
 

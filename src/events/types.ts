@@ -1,6 +1,7 @@
 // Every fact the registry records, as one discriminated union of past-tense events.
 // Events are never edited: a change of shape gets a new schema version and an upcast in
 // upcast.ts, so old logs keep reading.
+import type { AuthMethod } from '../auth/types.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -84,11 +85,27 @@ export const EVENT_TYPES: readonly EventType[] = [
   'WriteRefused',
 ];
 
-/** Who caused an event and through which request; `identity` is "anonymous" until auth lands. */
+/** Where synced content came from: the upstream URL that served it, its repository and digest there. */
+export interface EventSource {
+  url: string;
+  repo: string;
+  digest: string;
+}
+
+/**
+ * Who caused an event and through which request: `identity` is the user name, the certificate's
+ * CN, the token's subject, "anonymous", "sync", or a system identity (system:gc, …); `authMethod`
+ * is how the request authenticated (a request's events always name it; events written before it
+ * was recorded, and system events, read as "anonymous"). Named apart from WriteRefused's `method`,
+ * the HTTP method. `source` names the upstream of content that sync brought in (identity `sync`);
+ * it is kept with each event of the append.
+ */
 export interface EventContext {
   identity: string;
+  authMethod?: AuthMethod;
   client?: string;
   requestId?: string;
+  source?: EventSource;
 }
 
 export const SYSTEM_IMPORT_IDENTITY = 'system:import';
@@ -98,6 +115,8 @@ export const SYSTEM_GC_IDENTITY = 'system:gc';
 export const SYSTEM_DEDUPE_IDENTITY = 'system:dedupe';
 /** The identity of refusals counted together because too many identities were refused at once. */
 export const SYSTEM_REFUSALS_IDENTITY = 'system:refusals';
+/** The identity of content brought in from upstream registries (src/sync). */
+export const SYNC_IDENTITY = 'sync';
 
 export type StoredEvent = EventBody &
   EventContext & {

@@ -16,6 +16,8 @@ export interface EventRow {
   client: string | null;
   request_id: string | null;
   identity: string;
+  /** Absent from logs written before it was recorded. */
+  auth_method?: string | null;
   data: string;
 }
 
@@ -32,6 +34,7 @@ export function upcast(row: EventRow): StoredEvent {
     type: row.type,
     repo: row.repo,
     identity: row.identity,
+    authMethod: row.auth_method ?? 'anonymous',
   };
   if (row.digest !== null) event.digest = row.digest;
   if (row.media_type !== null) event.mediaType = row.media_type;

@@ -8,6 +8,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import type { Logger } from 'pino';
 import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js';
 import type { Registry } from '../registry/registry.js';
+import { authorizeRoute, registerAuthentication, type HttpAuth } from './auth-hook.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
@@ -21,10 +22,18 @@ export const API_VERSION = 'registry/2.0';
 export interface HttpAppOptions {
   registry: Registry;
   logger: Logger;
-  https?: { cert: Buffer; key: Buffer };
+  /** node:https server options: certificate, key, and for mutual TLS the CA and client certificate rule. */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;
+  /** Authentication and authorization; without it every request is anonymous and allowed. */
+  auth?: HttpAuth;
+  /**
+   * Sync on demand: the local repository a containerd mirror request `?ns=<upstream host>` for
+   * `name` reads, or undefined to read `name` itself.
+   */
+  mirrorName?: (ns: string, name: string) => string | undefined;
 }
 
 declare module 'fastify' {
@@ -65,6 +74,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     responses.set(request.raw.socket, reply.raw);
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
+  registerAuthentication(app, options.auth, options.monitoring?.metrics?.path);
 
   // close() reaps only the keep-alive connections idle at that moment. One whose request is in
   // flight (a slow upload, a download still streaming) would stay open after its answer until
@@ -115,9 +125,6 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (kind === 'INTERNAL') request.log.error({ err: error, requestId: request.id }, 'failed to handle request');
     const registryError = isRegistryError(error) ? error : undefined;
     addRangeHeaders(request, reply, registryError);
-    // Reading stopped part-way through the body (one past its bound): the connection closes after
-    // the answer instead of staying open, paused, with the rest of the body unread.
-    if (request.raw.readableDidRead && !request.raw.complete) reply.header('Connection', 'close');
     // A RegistryError thrown without a message carries its kind as message: answer the table's.
     const message = kind === 'INTERNAL' || registryError?.message === registryError?.kind ? undefined : registryError?.message;
     const { status, body } = renderOciError(kind, message, publicDetail(registryError));
@@ -135,12 +142,13 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     // The raw URL, not fastify's decoded params: each segment is decoded once, after routing.
     const path = request.url.split('?')[0] ?? '';
-    const route = resolveRoute(path.replace(/^\/v2\/?/, ''));
+    const route = mirrored(resolveRoute(path.replace(/^\/v2\/?/, '')), request, options.mirrorName);
     request.ociRoute = route;
     if (!METHODS[route.endpoint].includes(request.method)) {
       reply.header('Allow', METHODS[route.endpoint].join(', '));
       throw new RegistryError('METHOD_UNKNOWN', `${request.method} is not allowed on this endpoint`);
     }
+    authorizeRoute(request, route, options.registry);
     if (options.readOnly && WRITE_METHODS.has(request.method)) {
       throw new RegistryError('UNSUPPORTED', 'the registry is read-only (http.ReadOnly): writes are refused');
     }
@@ -152,6 +160,14 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });
   return app;
+}
+
+/** A read with containerd's `?ns=<upstream host>` goes to the repository sync keeps that host's images in. */
+function mirrored(route: Route, request: FastifyRequest, mirrorName: HttpAppOptions['mirrorName']): Route {
+  if (!mirrorName || route.name === '' || (request.method !== 'GET' && request.method !== 'HEAD')) return route;
+  const ns = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '').get('ns');
+  const name = ns ? mirrorName(ns, route.name) : undefined;
+  return name === undefined ? route : { ...route, name };
 }
 
 /**

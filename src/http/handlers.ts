@@ -1,6 +1,7 @@
 // One handler per endpoint of routes.ts. Handlers translate HTTP (headers, query, status) to
 // registry calls and back; they hold no storage or SQL logic and never build error bodies.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ANONYMOUS } from '../auth/types.js';
 import type { EventContext } from '../events/types.js';
 import { RegistryError } from '../oci/errors.js';
 import { MAX_MANIFEST_BYTES, type Registry } from '../registry/registry.js';
@@ -11,11 +12,10 @@ import type { Endpoint, Route } from './routes.js';
 
 type Handler = (registry: Registry, route: Route, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
-const ANONYMOUS = 'anonymous';
-
-/** Who sent the request, as events record it (the error handler records refused writes so too). */
+/** Who sent the request and how they authenticated, as events record it (refused writes too). */
 export function context(request: FastifyRequest): EventContext {
-  return { identity: ANONYMOUS, client: request.ip, requestId: request.id };
+  const identity = request.access?.identity ?? ANONYMOUS;
+  return { identity: identity.name, authMethod: identity.method, client: request.ip, requestId: request.id };
 }
 
 function query(request: FastifyRequest): URLSearchParams {
@@ -76,7 +76,8 @@ const base: Handler = async (_registry, _route, _request, reply) => reply.code(2
 
 const catalog: Handler = async (registry, _route, request, reply) => {
   const { n, last } = pagination(query(request));
-  const page = registry.catalog(last, n ?? MAX_PAGE_ENTRIES);
+  // Only what the identity may read is listed.
+  const page = registry.catalog(last, n ?? MAX_PAGE_ENTRIES, (repo) => request.access.allows(repo, 'read'));
   if (page.more && n !== undefined) linkNext(reply, '/v2/_catalog', n, page.repositories.at(-1));
   return reply.type('application/json').send({ repositories: page.repositories });
 };
@@ -93,7 +94,9 @@ const uploads: Handler = async (registry, route, request, reply) => {
   const ctx = context(request);
   const mount = params.get('mount');
   const from = params.get('from');
-  if (mount !== null && from !== null) {
+  // A mount needs read on the source; without it the request falls back to a session, as the spec
+  // says of any mount that cannot be made.
+  if (mount !== null && from !== null && request.access.allows(from, 'read')) {
     const mounted = await registry.mountBlob(route.name, mount, from, ctx);
     if (mounted) return sendBlobCreated(reply, route.name, mounted);
   }
@@ -135,7 +138,9 @@ const blob: Handler = async (registry, route, request, reply) => {
     await registry.deleteBlob(route.name, route.reference, context(request));
     return reply.code(202).header('Content-Length', '0').send();
   }
-  const handle = await registry.blob(route.name, route.reference, (size) => parseRangeHeader(request.headers.range, size));
+  const handle = await registry.blob(route.name, route.reference, (size) => parseRangeHeader(request.headers.range, size), {
+    body: request.method !== 'HEAD',
+  });
   reply
     .header('Docker-Content-Digest', handle.digest)
     .header('ETag', `"${handle.digest}"`)
@@ -156,7 +161,7 @@ const blob: Handler = async (registry, route, request, reply) => {
 const manifest: Handler = async (registry, route, request, reply) => {
   switch (request.method) {
     case 'HEAD': {
-      const info = registry.manifestInfo(route.name, route.reference);
+      const info = await registry.manifestInfo(route.name, route.reference);
       return reply
         .header('Docker-Content-Digest', info.digest)
         .header('ETag', `"${info.digest}"`)
@@ -170,7 +175,9 @@ const manifest: Handler = async (registry, route, request, reply) => {
     }
     case 'PUT': {
       const body = await readBodyBounded(request.raw, MAX_MANIFEST_BYTES);
-      const pushed = await registry.putManifest(route.name, route.reference, request.headers['content-type'], body, context(request));
+      const pushed = await registry.putManifest(route.name, route.reference, request.headers['content-type'], body, context(request), {
+        beforeTagMove: () => request.access.require(route.name, ['update']),
+      });
       if (pushed.subject) reply.header('OCI-Subject', pushed.subject);
       return reply
         .code(201)

@@ -50,6 +50,8 @@ export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
   REQUEST_MALFORMED: { code: 'UNSUPPORTED', status: 400, message: 'the request is not well-formed HTTP' },
   HEADERS_TOO_LARGE: { code: 'UNSUPPORTED', status: 431, message: 'the request headers are too large' },
   REQUEST_TIMEOUT: { code: 'UNSUPPORTED', status: 408, message: 'the request was not received in time' },
+  // Sync on demand: a pull that only an upstream could answer, and no upstream URL could be reached.
+  UPSTREAM_UNAVAILABLE: { code: 'UNKNOWN', status: 502, message: 'the upstream registry could not be reached' },
   INTERNAL: { code: 'UNKNOWN', status: 500, message: 'internal server error' },
 };
 

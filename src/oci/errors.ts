@@ -26,6 +26,7 @@ export type ErrorKind =
   | 'REQUEST_MALFORMED'
   | 'HEADERS_TOO_LARGE'
   | 'REQUEST_TIMEOUT'
+  | 'UPSTREAM_UNAVAILABLE'
   | 'INTERNAL';
 
 export class RegistryError extends Error {

@@ -30,6 +30,16 @@ export interface PushedManifest {
   subject?: string;
 }
 
+export interface PutManifestOptions {
+  /** Called, inside the append, when the push moves an existing tag; throws to refuse (access control). */
+  beforeTagMove?: () => void;
+  /**
+   * An index synced for some of its platforms (sync's content `platforms`): its bytes are kept
+   * as they are, and the child manifests it lists need not all be in the repository.
+   */
+  partialIndex?: boolean;
+}
+
 export interface Referrer {
   mediaType: string;
   digest: string;
@@ -90,7 +100,14 @@ export class ManifestStore {
    * Stores a manifest byte-exact under its digest and records it (and the tag) in one append.
    * Every blob and child manifest it references must already be in the repository.
    */
-  async put(repo: string, reference: string, contentType: string | undefined, content: Buffer, context: EventContext): Promise<PushedManifest> {
+  async put(
+    repo: string,
+    reference: string,
+    contentType: string | undefined,
+    content: Buffer,
+    context: EventContext,
+    options: PutManifestOptions = {},
+  ): Promise<PushedManifest> {
     assertValidName(repo);
     const ref = parseReference(reference);
     if (content.length > MAX_MANIFEST_BYTES) throw new RegistryError('MANIFEST_TOO_LARGE');
@@ -105,7 +122,7 @@ export class ManifestStore {
     const referencesPresent = (): void => {
       const missingBlob = parsed.blobs.find((b) => queries.blobSize(repo, b) === undefined);
       if (missingBlob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${missingBlob} is not in ${repo}`, { digest: missingBlob });
-      const missingChild = parsed.manifests.find((m) => queries.manifest(repo, m) === undefined);
+      const missingChild = options.partialIndex ? undefined : parsed.manifests.find((m) => queries.manifest(repo, m) === undefined);
       if (missingChild) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${missingChild} is not in ${repo}`, { digest: missingChild });
     };
     referencesPresent();
@@ -117,8 +134,17 @@ export class ManifestStore {
         // Bytes already at the path are trusted only when an event names them; whatever else is
         // there (even of the right size) is replaced by the content just hashed.
         if (!files.ownPathNamed(repo, digest.value)) await driver.putContent(blobPath(repo, digest), content);
-        // The events from the state inside the append: another push may move the tag meanwhile.
-        await store.append(() => this.pushEvents(repo, ref, digest.value, parsed, content.length), context, { precondition: referencesPresent });
+        // The events from the state inside the append: another push may move the tag meanwhile;
+        // a tag move is authorized there too, in the same transaction.
+        await store.append(
+          () => {
+            const events = this.pushEvents(repo, ref, digest.value, parsed, content.length);
+            if (events.some((event) => event.type === 'TagSet' && event.previous !== undefined)) options.beforeTagMove?.();
+            return events;
+          },
+          context,
+          { precondition: referencesPresent },
+        );
       });
     });
     this.cache.set(digest.value, content);

@@ -17,13 +17,14 @@ import { parseDigest, type ParsedDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { assertValidName } from '../oci/names.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
-import { PathNotFoundError, type ByteRange } from '../storage/driver.js';
+import { PathNotFoundError } from '../storage/driver.js';
 import type { StorageRoots } from '../storage/roots.js';
 import type { HashPool } from '../workers/pool.js';
 import { BlobCommit, type LastChunk } from './blob-commit.js';
 import { BlobRemoval } from './blob-removal.js';
 import { RegistryLocks } from './locks.js';
-import { ManifestStore, type ManifestContent, type PushedManifest, type Referrer } from './manifest-store.js';
+import { clipRange, type BlobHandle, type BlobReadOptions, type PullThrough, type RangeFor } from './pull-through.js';
+import { ManifestStore, type ManifestContent, type PushedManifest, type PutManifestOptions, type Referrer } from './manifest-store.js';
 import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
 import type { RefusalRecorder, RefusedWrite } from './refusals.js';
@@ -32,15 +33,12 @@ import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
 export { MAX_MANIFEST_BYTES } from './manifest-store.js';
-export type { ManifestContent, PushedManifest, Referrer, RefusedWrite };
+export type { ManifestContent, PushedManifest, PutManifestOptions, Referrer, RefusedWrite };
 
-export interface BlobHandle {
-  size: number;
-  digest: string;
-  /** The requested range, clipped to the blob, when one was asked for. */
-  range?: ByteRange;
-  open(): Promise<Readable>;
-}
+/** Repositories read per query while a filtered catalog page is collected. */
+const CATALOG_BATCH = 500;
+
+export type { BlobHandle, PullThrough } from './pull-through.js';
 
 export interface RegistryDeps {
   logger?: Logger;
@@ -54,6 +52,8 @@ export interface RegistryDeps {
   refusals?: RefusalRecorder;
   /** Caps and idle expiry of upload sessions; DEFAULT_UPLOAD_LIMITS where not given (tests lower them). */
   uploadLimits?: Partial<UploadLimits>;
+  /** Answers manifest and blob reads that miss locally (sync on demand), when configured. */
+  pullThrough?: () => PullThrough | undefined;
 }
 
 export class Registry {
@@ -86,9 +86,28 @@ export class Registry {
 
   // ---- repositories -------------------------------------------------------------------------
 
-  catalog(last: string, limit: number): { repositories: string[]; more: boolean } {
-    const rows = this.deps.queries.repositories(last, limit + 1);
-    return { repositories: rows.slice(0, limit), more: rows.length > limit };
+  /** Repositories after `last`, at most `limit`; with `visible`, only those it accepts (access control). */
+  catalog(last: string, limit: number, visible?: (repo: string) => boolean): { repositories: string[]; more: boolean } {
+    if (visible === undefined) {
+      const rows = this.deps.queries.repositories(last, limit + 1);
+      return { repositories: rows.slice(0, limit), more: rows.length > limit };
+    }
+    const found: string[] = [];
+    for (let cursor = last; ; ) {
+      const rows = this.deps.queries.repositories(cursor, CATALOG_BATCH);
+      for (const repo of rows) {
+        if (!visible(repo)) continue;
+        if (found.length === limit) return { repositories: found, more: true };
+        found.push(repo);
+      }
+      const lastRow = rows.at(-1);
+      if (rows.length < CATALOG_BATCH || lastRow === undefined) return { repositories: found, more: false };
+      cursor = lastRow;
+    }
+  }
+
+  tagExists(repo: string, tag: string): boolean {
+    return this.deps.queries.tagDigest(repo, tag) !== undefined;
   }
 
   tags(repo: string, last: string, limit: number): { tags: string[]; more: boolean } {
@@ -108,22 +127,20 @@ export class Registry {
    * A blob of the repository (or one of its manifests, which are blobs too), for GET and HEAD.
    * `rangeFor` gets the blob's size and answers the byte range asked for, if any.
    */
-  async blob(repo: string, digestText: string, rangeFor?: (size: number) => { start: number; end?: number } | undefined): Promise<BlobHandle> {
+  async blob(repo: string, digestText: string, rangeFor?: RangeFor, options: BlobReadOptions = {}): Promise<BlobHandle> {
+    const pullThrough = this.deps.pullThrough?.();
+    const local = (): Promise<BlobHandle> => this.localBlob(repo, digestText, rangeFor);
+    return pullThrough ? pullThrough.blob(repo, digestText, rangeFor, options, local) : local();
+  }
+
+  private async localBlob(repo: string, digestText: string, rangeFor: RangeFor | undefined): Promise<BlobHandle> {
     assertValidName(repo);
     const digest = parseDigest(digestText);
     const { queries, roots } = this.deps;
     const { driver } = roots.for(repo);
     const size = queries.blobSize(repo, digest.value) ?? queries.manifest(repo, digest.value)?.size;
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} is not in ${repo}`);
-    let clipped: ByteRange | undefined;
-    const range = rangeFor?.(size);
-    if (range) {
-      const end = Math.min(range.end ?? size - 1, size - 1);
-      if (range.start >= size || end < range.start) {
-        throw new RegistryError('RANGE_INVALID', `range ${range.start}-${range.end ?? ''} is outside a blob of ${size} bytes`, { size });
-      }
-      clipped = { start: range.start, end };
-    }
+    const clipped = clipRange(size, rangeFor);
     const path = this.files.contentPath(repo, digest);
     return {
       size,
@@ -208,16 +225,28 @@ export class Registry {
 
   // ---- manifests ----------------------------------------------------------------------------
 
-  manifestInfo(repo: string, reference: string): { digest: string; mediaType: string; size: number } {
-    return this.manifests.info(repo, reference);
+  /** Media type, digest and size without the content, for HEAD. */
+  async manifestInfo(repo: string, reference: string): Promise<{ digest: string; mediaType: string; size: number }> {
+    if (!this.deps.pullThrough?.()) return this.manifests.info(repo, reference);
+    const { digest, mediaType, size } = await this.manifest(repo, reference);
+    return { digest, mediaType, size };
   }
 
   manifest(repo: string, reference: string): Promise<ManifestContent> {
-    return this.manifests.get(repo, reference);
+    const pullThrough = this.deps.pullThrough?.();
+    const local = (): Promise<ManifestContent> => this.manifests.get(repo, reference);
+    return pullThrough ? pullThrough.manifest(repo, reference, local) : local();
   }
 
-  putManifest(repo: string, reference: string, contentType: string | undefined, content: Buffer, context: EventContext): Promise<PushedManifest> {
-    return this.manifests.put(repo, reference, contentType, content, context);
+  putManifest(
+    repo: string,
+    reference: string,
+    contentType: string | undefined,
+    content: Buffer,
+    context: EventContext,
+    options: PutManifestOptions = {},
+  ): Promise<PushedManifest> {
+    return this.manifests.put(repo, reference, contentType, content, context, options);
   }
 
   deleteManifest(repo: string, reference: string, context: EventContext): Promise<void> {

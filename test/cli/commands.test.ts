@@ -125,7 +125,7 @@ describe('zot verify', () => {
   it('prints https for a TLS listener, and accepts lower-case keys and TOML', async () => {
     const file = writeFile(
       'tls.toml',
-      ['[http]', 'address = "0.0.0.0"', 'port = 8443', '[http.tls]', 'cert = "/etc/zot/server.crt"', 'key = "/etc/zot/server.key"', '[storage]', 'rootdirectory = "/srv/zot"', 'dedupe = false', ''].join('\n'),
+      ['[http]', 'address = "0.0.0.0"', 'port = 8443', '[http.tls]', `cert = ${JSON.stringify(path.resolve('examples/tls/server.crt'))}`, `key = ${JSON.stringify(path.resolve('examples/tls/server.key'))}`, '[storage]', 'rootdirectory = "/srv/zot"', 'dedupe = false', ''].join('\n'),
     );
     const result = await runZot(['verify', file]);
     assert.equal(result.code, 0, result.stderr);

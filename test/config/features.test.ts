@@ -2,6 +2,7 @@
 // checked in examples.test.ts, files shaped like zot's own examples in zot-shapes.test.ts.
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { FEATURES, unbuiltFeatures } from '../../src/config/features.js';
@@ -9,9 +10,10 @@ import { validateConfig } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema.js';
 import type { Config } from '../../src/config/types.js';
 import { configWith, type JsonObject } from './helpers.js';
+import { exampleTls, examplesDir } from './paths.js';
 
 function valid(patch: JsonObject): Config {
-  const { config, problems } = validateConfig(configWith(patch));
+  const { config, problems } = validateConfig(configWith(patch), { checkFiles: false });
   assert.deepEqual(problems, []);
   assert.ok(config !== undefined);
   return config;
@@ -20,7 +22,7 @@ function valid(patch: JsonObject): Config {
 describe('unbuiltFeatures', () => {
   it('is empty for settings this release builds', () => {
     const config = valid({
-      http: { tls: { cert: 'c', key: 'k' }, ReadOnly: true, realm: 'zot' },
+      http: { tls: { cert: exampleTls.cert, key: exampleTls.key }, ReadOnly: true, realm: 'zot' },
       storage: { dedupe: false, gc: false, gcDelay: '2h' },
       extensions: { metrics: { enable: true, prometheus: { path: '/metrics' } } },
       log: { level: 'debug', output: '/tmp/zot.log', audit: '/tmp/zot-audit.log' },
@@ -28,21 +30,40 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names mutual TLS and the seed form of sync, not the seed form of metrics', () => {
+  it('is empty for mutual TLS and the seed forms of sync and metrics', () => {
     const config = valid({
-      http: { tls: { cert: 'c', key: 'k', cacert: 'ca' } },
+      http: { tls: { ...exampleTls } },
       log: { audit: '/tmp/audit.log' },
-      sync: { registries: [{ urls: ['https://r'] }] },
+      sync: { registries: [{ urls: ['https://r'], pollInterval: '1h', content: [{ prefix: '**' }] }] },
       metrics: { enable: 'true' },
     });
-    assert.deepEqual(unbuiltFeatures(config).sort(), [
-      'http.tls.cacert: mutual TLS is not built yet',
-      'sync: sync is not built yet',
-    ]);
+    assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names authentication when only failDelay is set', () => {
-    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: { failDelay: 5 } } })), ['http.auth: authentication is not built yet']);
+  it('is empty for on-demand sync, in either form of the section', () => {
+    assert.deepEqual(unbuiltFeatures(valid({ sync: { registries: [{ urls: ['https://r'], onDemand: true }] } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { registries: [{ urls: ['https://r'], onDemand: true }] } } })), []);
+  });
+
+  it('is empty for htpasswd, failDelay and both forms of accessControl', () => {
+    const htpasswd = { htpasswd: { path: join(examplesDir, 'htpasswd') }, failDelay: 5 };
+    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: htpasswd, accessControl: { repositories: { '**': { defaultPolicy: ['read'] } } } } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: htpasswd }, accessControl: { '**': { anonymousPolicy: ['read'] } } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ http: { auth: { failDelay: 5 } } })), []);
+  });
+
+  it('is empty for LDAP, bearer tokens and client certificates', () => {
+    const config = valid({
+      http: {
+        tls: { ...exampleTls },
+        auth: {
+          ldap: { address: 'ldap.example.org', baseDN: 'dc=example,dc=org', userAttribute: 'uid' },
+          bearer: { realm: 'https://auth', service: 's', cert: join(examplesDir, 'tls', 'token-signer.crt') },
+          mtls: { identityAttributes: ['CommonName'] },
+        },
+      },
+    });
+    assert.deepEqual(unbuiltFeatures(config), []);
   });
 
   it('is empty for every storage option: subPaths, S3 drivers, dedupe, gc and scrub', () => {
@@ -67,9 +88,10 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(config), []);
   });
 
-  it('names sync that is switched off but still lists registries', () => {
-    const config = valid({ extensions: { sync: { enable: false, registries: [{ urls: ['https://r'] }] } } });
-    assert.deepEqual(unbuiltFeatures(config), ['extensions.sync: sync is not built yet']);
+  it('is empty for periodic sync, on or switched off', () => {
+    const registries = [{ urls: ['https://r'], pollInterval: '6h', content: [{ prefix: '/a/**', tags: { excludeRegex: '-rc' } }] }];
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { registries } } })), []);
+    assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { enable: false, registries } } })), []);
   });
 });
 
@@ -110,7 +132,7 @@ describe('the feature table', () => {
       storage: { commit: false, remoteCache: false, hydrateBlobOnRead: false },
       http: { auth: { htpasswd: { path: 'h' }, apikey: false } },
     });
-    assert.deepEqual(unbuiltFeatures(config), ['http.auth.htpasswd: authentication is not built yet']);
+    assert.deepEqual(unbuiltFeatures(config), []);
   });
 });
 

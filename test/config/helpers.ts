@@ -1,5 +1,9 @@
 // Building test configurations: a small valid one, changed field by field per case.
 
+import { join } from 'node:path';
+
+import { examplesDir } from './paths.js';
+
 export type Json = string | number | boolean | null | Json[] | JsonObject;
 export interface JsonObject {
   [key: string]: Json | undefined;
@@ -36,4 +40,4 @@ function isObject(value: Json): value is JsonObject {
 }
 
 /** Basic authentication, which access-control cases need so that only the rule under test fails. */
-export const htpasswdAuth: JsonObject = { htpasswd: { path: '/etc/zot/htpasswd' } };
+export const htpasswdAuth: JsonObject = { htpasswd: { path: join(examplesDir, 'htpasswd') } };

@@ -2,13 +2,26 @@
 // sees; several problems reported together; zot's defaults and loose forms normalised.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { validateConfig } from '../../src/config/load.js';
+import { exampleTls } from './paths.js';
 import { configWith, htpasswdAuth, type JsonObject } from './helpers.js';
 
 const DURATION = 'must be a duration such as 1h, 30m or 10s';
 const NEEDS_READ = 'must include read when it includes create, update or delete';
+const NEEDS_AUTH =
+  'needs an authentication method (http.auth htpasswd, ldap or bearer, or client certificates with http.tls.cacert) unless it only sets anonymousPolicy';
+
+// htpasswd files for the file cases: one with an entry that is not bcrypt (an Apache MD5 hash).
+const fixtures = mkdtempSync(join(tmpdir(), 'zot-ts-validate-'));
+process.on('exit', () => rmSync(fixtures, { recursive: true, force: true }));
+const md5Htpasswd = join(fixtures, 'htpasswd-md5');
+const BCRYPT = '$2b$10$KNdGHxqcojP5njzVTagZp.K1XJiUxnwfIxr6GGLczjQuOfvvd0uJ6';
+writeFileSync(md5Htpasswd, `alice:${BCRYPT}\nbob:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/\n`);
 
 const syncWith = (registry: JsonObject): JsonObject => ({ extensions: { sync: { registries: [registry] } } });
 
@@ -23,7 +36,7 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   },
   {
     name: 'unknown tls key',
-    config: configWith({ http: { tls: { cert: 'c', key: 'k', ca: 'x' } } }),
+    config: configWith({ http: { tls: { cert: exampleTls.cert, key: exampleTls.key, ca: 'x' } } }),
     problem: 'http.tls.ca: unknown key',
   },
   {
@@ -96,7 +109,7 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     config: configWith({ http: { auth: htpasswdAuth, accessControl: { repositories: { '**': { defaultPolicy: ['write'] } } } } }),
     problem: 'http.accessControl.repositories.**.defaultPolicy.0: must be one of read, create, update, delete',
   },
-  { name: 'negative failDelay', config: configWith({ http: { auth: { htpasswd: { path: 'h' }, failDelay: -1 } } }), problem: 'http.auth.failDelay: must be at least 0' },
+  { name: 'negative failDelay', config: configWith({ http: { auth: { ...htpasswdAuth, failDelay: -1 } } }), problem: 'http.auth.failDelay: must be at least 0' },
   // sync rules
   {
     name: 'bad tag regex',
@@ -107,6 +120,16 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     name: 'bad tag exclusion regex',
     config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { excludeRegex: '(' } }] })),
     problem: 'extensions.sync.registries.0.content.0.tags.excludeRegex: must be a valid regular expression (Unterminated group)',
+  },
+  {
+    name: 'bad tag excludeRegex',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', tags: { excludeRegex: '*rc' } }] })),
+    problem: 'extensions.sync.registries.0.content.0.tags.excludeRegex: must be a valid regular expression (Nothing to repeat)',
+  },
+  {
+    name: 'sync platform that is not os/architecture',
+    config: configWith(syncWith({ urls: ['https://r'], content: [{ prefix: '/a', platforms: ['linux/amd64', 'amd64'] }] })),
+    problem: 'extensions.sync.registries.0.content.0.platforms.1: must be os/architecture or os/architecture/variant, such as linux/arm64/v8',
   },
   {
     name: 'maxRetries without retryDelay',
@@ -168,7 +191,70 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
   {
     name: 'access control without authentication',
     config: configWith({ http: { accessControl: { repositories: { '**': { defaultPolicy: ['read'] } } } } }),
-    problem: 'http.accessControl: needs an http.auth method (htpasswd, ldap or bearer) unless it only sets anonymousPolicy',
+    problem: `http.accessControl: ${NEEDS_AUTH}`,
+  },
+  {
+    name: 'metrics users without authentication',
+    config: configWith({ http: { accessControl: { repositories: { '**': { anonymousPolicy: ['read'] } }, metrics: { users: ['ops'] } } } }),
+    problem: `http.accessControl: ${NEEDS_AUTH}`,
+  },
+  {
+    name: 'unknown key in accessControl.metrics',
+    config: configWith({ http: { auth: htpasswdAuth, accessControl: { metrics: { users: ['ops'], groups: ['ops'] } } } }),
+    problem: 'http.accessControl.metrics.groups: unknown key',
+  },
+  {
+    name: 'unknown action in a user policy',
+    config: configWith({ http: { auth: htpasswdAuth, accessControl: { repositories: { 'a/*': { policies: [{ users: ['u'], actions: ['read', 'push'] }] } } } } }),
+    problem: 'http.accessControl.repositories.a/*.policies.0.actions.1: must be one of read, create, update, delete',
+  },
+  {
+    name: 'unclosed character class in a seed-form glob',
+    config: configWith({ http: { auth: htpasswdAuth }, accessControl: { 'infra/[ab': { defaultPolicy: ['read'] } } }),
+    problem: 'accessControl.infra/[ab: is not a valid repository glob: it has a [ at position 7 with no closing ]',
+  },
+  {
+    name: 'unclosed brace in a repositories glob',
+    config: configWith({ http: { auth: htpasswdAuth, accessControl: { repositories: { '{a,b/**': { defaultPolicy: ['read'] } } } } }),
+    problem: 'http.accessControl.repositories.{a,b/**: is not a valid repository glob: it has a { with no closing }',
+  },
+  {
+    name: 'glob with a leading slash',
+    config: configWith({ http: { auth: htpasswdAuth, accessControl: { repositories: { '/infra/**': { defaultPolicy: ['read'] } } } } }),
+    problem: 'http.accessControl.repositories./infra/**: is not a valid repository glob: it starts with /, which no repository name does',
+  },
+  {
+    name: 'glob with an empty segment',
+    config: configWith({ http: { auth: htpasswdAuth }, accessControl: { 'a//b': { defaultPolicy: ['read'] } } }),
+    problem: 'accessControl.a//b: is not a valid repository glob: it has an empty path segment (//)',
+  },
+  {
+    name: 'glob ending in an escape',
+    config: configWith({ http: { auth: htpasswdAuth }, accessControl: { 'a\\': { defaultPolicy: ['read'] } } }),
+    problem: 'accessControl.a\\: is not a valid repository glob: it ends with an escape character (\\)',
+  },
+  {
+    name: 'both forms of repository globs in one section',
+    config: configWith({
+      http: { auth: htpasswdAuth, accessControl: { repositories: { '**': { defaultPolicy: ['read'] } }, 'infra/*': { defaultPolicy: ['read'] } } },
+    }),
+    problem: 'http.accessControl.repositories: cannot be used with repository globs directly under http.accessControl (infra/*); keep one form',
+  },
+  // authentication files
+  {
+    name: 'missing htpasswd file',
+    config: configWith({ http: { auth: { htpasswd: { path: '/nonexistent/zot-ts/htpasswd' } } } }),
+    problem: 'http.auth.htpasswd.path: no such file: /nonexistent/zot-ts/htpasswd',
+  },
+  {
+    name: 'htpasswd path that is a directory',
+    config: configWith({ http: { auth: { htpasswd: { path: fixtures } } } }),
+    problem: `http.auth.htpasswd.path: is not a file: ${fixtures}`,
+  },
+  {
+    name: 'htpasswd entry that is not bcrypt',
+    config: configWith({ http: { auth: { htpasswd: { path: md5Htpasswd } } } }),
+    problem: `http.auth.htpasswd.path: ${md5Htpasswd}: line 2: the entry of user "bob" is not a bcrypt hash (only bcrypt entries are accepted: htpasswd -B)`,
   },
   {
     name: 'both access-control forms',
@@ -179,9 +265,9 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'accessControl: cannot be set together with http.accessControl; keep one of them',
   },
   // tls
-  { name: 'tls key without cert', config: configWith({ http: { tls: { key: 'k' } } }), problem: 'http.tls.cert: required when key is set' },
-  { name: 'tls cert without key', config: configWith({ http: { tls: { cert: 'c' } } }), problem: 'http.tls.key: required when cert is set' },
-  { name: 'tls cacert alone', config: configWith({ http: { tls: { cacert: 'ca' } } }), problem: 'http.tls.cacert: needs cert and key to be set as well' },
+  { name: 'tls key without cert', config: configWith({ http: { tls: { key: exampleTls.key } } }), problem: 'http.tls.cert: required when key is set' },
+  { name: 'tls cert without key', config: configWith({ http: { tls: { cert: exampleTls.cert } } }), problem: 'http.tls.key: required when cert is set' },
+  { name: 'tls cacert alone', config: configWith({ http: { tls: { cacert: exampleTls.cacert } } }), problem: 'http.tls.cacert: needs cert and key to be set as well' },
   // storage
   {
     name: 's3 without bucket',
@@ -241,7 +327,7 @@ describe('validateConfig', () => {
   it('reports every problem at once, sorted by path', () => {
     const result = validateConfig(
       configWith({
-        http: { port: true, tls: { key: 'k' }, accessControl: { '**': { defaultPolicy: ['create'] } } },
+        http: { port: true, tls: { key: exampleTls.key }, accessControl: { '**': { defaultPolicy: ['create'] } } },
         storage: { dedup: true, gcDelay: 'soon', subPaths: { '/a': {} } },
         log: { level: 'verbose' },
         extensions: { sync: { registries: [{ urls: ['https://r'], maxRetries: 1, content: [{ prefix: '/a', tags: { regex: '[' } }] }] } },
@@ -250,7 +336,7 @@ describe('validateConfig', () => {
     assert.deepEqual(result.problems, [
       'extensions.sync.registries.0.content.0.tags.regex: must be a valid regular expression (Unterminated character class)',
       'extensions.sync.registries.0.retryDelay: required when maxRetries is set',
-      'http.accessControl: needs an http.auth method (htpasswd, ldap or bearer) unless it only sets anonymousPolicy',
+      `http.accessControl: ${NEEDS_AUTH}`,
       `http.accessControl.**.defaultPolicy: ${NEEDS_READ}`,
       'http.port: must be a string or integer',
       'http.tls.cert: required when key is set',
@@ -335,12 +421,31 @@ describe('validateConfig', () => {
       { auth: { openid: { providers: { oidc: { issuer: 'https://sso' } } } } },
       { auth: { apikey: true } },
     ] as JsonObject[]) {
-      assert.deepEqual(validateConfig(configWith({ http: { ...http, accessControl: policies } })).problems, [], JSON.stringify(http));
+      assert.deepEqual(validateConfig(configWith({ http: { ...http, accessControl: policies } }), { checkFiles: false }).problems, [], JSON.stringify(http));
     }
   });
 
   it('accepts access control that only grants anonymous access without authentication', () => {
     const result = validateConfig(configWith({ http: { accessControl: { repositories: { '**': { anonymousPolicy: ['read'] } } } } }));
+    assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts users, groups and metrics users when client certificates are the authentication', () => {
+    const result = validateConfig(
+      configWith({
+        http: {
+          tls: { ...exampleTls },
+          accessControl: { repositories: { 'team/**': { policies: [{ users: ['build-bot'], actions: ['read', 'create'] }] } }, metrics: { users: ['prometheus'] } },
+        },
+      }),
+    );
+    assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts the globs zot documents and its pattern syntax', () => {
+    const globs = ['**', '*', 'tmp/**', 'infra/*', 'repos2/repo', '**/cache', 'a/**/b', '{dev,test}/**', 'team-[0-9]*/app', 'a?c', 'x\\*y'];
+    const repositories = Object.fromEntries(globs.map((glob) => [glob, { defaultPolicy: ['read'] }]));
+    const result = validateConfig(configWith({ http: { auth: htpasswdAuth, accessControl: { repositories } } }));
     assert.deepEqual(result.problems, []);
   });
 

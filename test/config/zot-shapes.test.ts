@@ -17,8 +17,6 @@ const fixturesDir = join(repoRoot, 'test', 'config', 'fixtures');
 const notBuilt = (path: string, what: string) => `${path}: ${what} is not built yet`;
 const notSupported = (path: string, what: string) => `${path}: ${what} is not supported`;
 
-const AUTHENTICATION = 'authentication';
-const ACCESS_CONTROL = 'access control';
 const SEARCH = "zot's search and UI extension (GraphQL, CVE scanning)";
 const UI = "zot's web UI";
 const RETENTION = 'retention (which tags and untagged manifests garbage collection keeps)';
@@ -40,7 +38,7 @@ const expected: Record<string, string[]> = {
   // config-s3, config-sync-ecr-credential-helper's storage
   's3.json': [],
   // config-example.yaml (lower case), config-example.json, config-ldap
-  'example-lower-case.yaml': [notBuilt('http.auth.htpasswd', AUTHENTICATION), notBuilt('http.auth.ldap', AUTHENTICATION)],
+  'example-lower-case.yaml': [],
   // config-all-remote, config-dynamodb, config-sync-cloud-storage
   'remote-cache.json': [
     notSupported('storage.remoteCache', 'a dedupe cache shared between zot instances'),
@@ -82,7 +80,6 @@ const expected: Record<string, string[]> = {
   'lint.json': [notSupported('extensions.lint', "zot's lint extension (annotations a pushed manifest must have)")],
   // config-allextensions, config-metricsbug
   'all-extensions.json': [
-    notBuilt('extensions.sync', 'sync'),
     notSupported('extensions.mgmt', "zot's management extension (the configuration served to clients)"),
     notSupported('extensions.search', SEARCH),
     notSupported('extensions.ui', UI),
@@ -93,32 +90,27 @@ const expected: Record<string, string[]> = {
   ],
   // config-openid, config-openid-claim-mapping
   'openid.json': [
-    notBuilt('http.accessControl', ACCESS_CONTROL),
     notSupported('http.auth.apikey', "zot's API key authentication"),
-    notBuilt('http.auth.htpasswd', AUTHENTICATION),
     notSupported('http.auth.openid', "zot's OpenID Connect and OAuth2 login (Google, GitHub, GitLab, dex)"),
     notSupported('http.auth.sessionKeysFile', SESSIONS),
     notBuilt('http.externalUrl', EXTERNAL_URL),
   ],
   // config-bearer-auth, config-bearer-oidc-workload
   'bearer-oidc.yaml': [
-    notBuilt('http.accessControl', ACCESS_CONTROL),
-    notBuilt('http.auth.bearer', AUTHENTICATION),
     notSupported('http.auth.bearer.oidc', 'checking bearer tokens against an OpenID Connect issuer'),
   ],
   // config-mtls, config-mtls-spiffe
-  'mtls.toml': [notBuilt('http.accessControl', ACCESS_CONTROL), notBuilt('http.auth.mtls', 'mutual TLS'), notBuilt('http.tls.cacert', 'mutual TLS')],
+  'mtls.toml': [],
   // config-policy, config-metrics-authz, config-metrics-authn-anonymous-access, config-user-namespaces
-  'access-control.json': [notBuilt('http.accessControl', ACCESS_CONTROL), notBuilt('http.auth.htpasswd', AUTHENTICATION)],
+  'access-control.json': [],
   // config-anonymous-authz, config-default-authz
-  'anonymous-seed-form.yaml': [notBuilt('http.accessControl', ACCESS_CONTROL)],
+  'anonymous-seed-form.yaml': [],
   // config-sync, -architectures, -platforms, -localhost, -ecr/-gcp/-oauth2 helpers, config-docker-compat-sync, config-popular-registries
-  'sync.json': [notBuilt('extensions.sync', 'sync'), notBuilt('http.compat', COMPAT)],
+  'sync.json': [notBuilt('http.compat', COMPAT)],
   // config-remote-session-store-redis
   'session-redis.yaml': [
     notSupported('extensions.search', SEARCH),
     notSupported('extensions.ui', UI),
-    notBuilt('http.auth.htpasswd', AUTHENTICATION),
     notSupported('http.auth.sessionDriver', SESSIONS),
   ],
   // config-scheduler
@@ -141,7 +133,7 @@ describe('files shaped like zot\'s examples', () => {
 
   for (const name of fixtures) {
     it(`${name} loads, and serve refuses exactly the features it asks for that are not built`, () => {
-      const { config, problems } = validateConfig(parseConfigFile(join(fixturesDir, name)));
+      const { config, problems } = validateConfig(parseConfigFile(join(fixturesDir, name)), { checkFiles: false });
       assert.deepEqual(problems, []);
       assert.ok(config !== undefined);
       assert.deepEqual(unbuiltFeatures(config).sort(), [...(expected[name] ?? ['missing from the table'])].sort());

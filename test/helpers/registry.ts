@@ -35,6 +35,8 @@ export interface TestConfigOptions {
   log?: Config['log'];
   metrics?: Config['metrics'];
   extensions?: Config['extensions'];
+  /** The seed's top-level form; zot's newer one goes under `http`. */
+  accessControl?: Config['accessControl'];
 }
 
 export function testConfig(options: TestConfigOptions = {}): Config {
@@ -45,6 +47,7 @@ export function testConfig(options: TestConfigOptions = {}): Config {
     log: options.log ?? { level: 'error' },
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.extensions ? { extensions: options.extensions } : {}),
+    ...(options.accessControl ? { accessControl: options.accessControl } : {}),
   };
 }
 
