@@ -6,6 +6,7 @@
 //   npm run bench -- --only distribution
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
+//   npm run bench -- --only datapath    # figures 1–3 and 6–8 only: big pushes and pulls, GETs during a push
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
 //   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
 //   npm run bench -- --only scale       # zot-ts with 100,000 manifests and ~1,000,000 events (--quick: a tenth)
@@ -43,7 +44,7 @@ import {
   type UnderLoadResult,
 } from './scenarios.js';
 import {
-  cpuSeconds,
+  processCounters,
   distributionVersion,
   lastLoggedError,
   installCleanupHooks,
@@ -63,9 +64,10 @@ interface Options {
   quick: boolean;
   /**
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
-   * figures 10–12, both registries; `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
+   * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries;
+   * `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
    */
-  only: RegistryKind | 'metrics' | 'storage' | 'auth' | 'sync' | 'scale' | undefined;
+  only: RegistryKind | 'metrics' | 'storage' | 'datapath' | 'auth' | 'sync' | 'scale' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -79,12 +81,22 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|auth|sync|scale]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|datapath|auth|sync|scale]\n');
     process.exit(0);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'zot' && only !== 'distribution' && only !== 'metrics' && only !== 'storage' && only !== 'auth' && only !== 'sync' && only !== 'scale') {
-    throw new Error(`--only must be zot, distribution, metrics, storage, auth, sync or scale, not ${only}`);
+  if (
+    only !== undefined &&
+    only !== 'zot' &&
+    only !== 'distribution' &&
+    only !== 'metrics' &&
+    only !== 'storage' &&
+    only !== 'datapath' &&
+    only !== 'auth' &&
+    only !== 'sync' &&
+    only !== 'scale'
+  ) {
+    throw new Error(`--only must be zot, distribution, metrics, storage, datapath, auth, sync or scale, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -104,6 +116,8 @@ interface CpuRecord {
   scenario: string;
   wallS: number;
   serverCpuS: number;
+  /** Page faults of the server, minor and major. */
+  serverFaults: number;
   clientCpuS: number;
 }
 
@@ -174,7 +188,7 @@ class Contender {
     }
     const logMark = server.logMark();
     const wall0 = performance.now();
-    const server0 = cpuSeconds(server.pid);
+    const server0 = processCounters(server.pid);
     const client0 = process.cpuUsage();
     try {
       return await fn(server);
@@ -191,10 +205,12 @@ class Contender {
       return err instanceof Error ? err : new Error(error);
     } finally {
       const client = process.cpuUsage(client0);
+      const server1 = processCounters(server.pid);
       this.cpu.push({
         scenario,
         wallS: (performance.now() - wall0) / 1000,
-        serverCpuS: cpuSeconds(server.pid) - server0,
+        serverCpuS: server1.cpuS - server0.cpuS,
+        serverFaults: server1.faults - server0.faults,
         clientCpuS: (client.user + client.system) / 1e6,
       });
     }
@@ -290,9 +306,13 @@ function emptyCollected(): Collected {
   };
 }
 
-function medianCell(values: ThroughputResult[], errors: string[], reps: number): Cell {
-  if (values.length === 0) return { error: errors[0] ?? 'not run' };
-  const cell: Cell = { value: median(values.map((v) => v.mibPerS)) };
+function medianCell(values: ThroughputResult[], errors: string[], reps: number, pick: (r: ThroughputResult) => number | undefined = (r) => r.mibPerS): Cell {
+  const picked = values.flatMap((v) => {
+    const x = pick(v);
+    return x === undefined ? [] : [x];
+  });
+  if (picked.length === 0) return { error: errors[0] ?? 'not run' };
+  const cell: Cell = { value: median(picked) };
   if (errors.length > 0) {
     cell.note = `${errors.length}/${reps} failed`;
     cell.failedRuns = errors;
@@ -320,12 +340,20 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     }
     return { figure, unit, better, digits, cells };
   };
+  // What the registry process spent per MiB moved (all its threads, from /proc/<pid>/stat).
+  const serverCostRows = (what: string, runs: (c: Collected) => [ThroughputResult[], string[]]): Row[] => [
+    row(`${what}: registry CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverCpuMsPerMiB)),
+    row(`${what}: registry page faults per MiB (median)`, 'faults', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverFaultsPerMiB)),
+  ];
   return [
     row(`1. push ${blob} monolithic (median of ${reps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pushMono, c.pushMonoErr, reps)),
     row(`2. push ${blob} in ${sizes.chunkBytes / MiB} MiB chunks (median of ${reps})`, 'MiB/s', 'higher', 1, (c) =>
       medianCell(c.pushChunked, c.pushChunkedErr, reps),
     ),
     row(`3. pull ${blob} (median of ${reps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pull, c.pullErr, reps)),
+    ...serverCostRows('1. monolithic push', (c) => [c.pushMono, c.pushMonoErr]),
+    ...serverCostRows('2. chunked push', (c) => [c.pushChunked, c.pushChunkedErr]),
+    ...serverCostRows('3. pull', (c) => [c.pull, c.pullErr]),
     row(`4. push ${sizes.smallImages} small images, c=${sizes.smallConcurrency}`, 'images/s', 'higher', 1, (c) =>
       fromResult(c.small, (v) => v.imagesPerS),
     ),
@@ -522,7 +550,8 @@ function gitCommit(): string {
 }
 
 function fmtRun(r: ThroughputResult): string {
-  return `${r.mibPerS.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s${r.patches === undefined ? '' : `, ${r.patches} PATCHes`})`;
+  const cost = r.serverCpuMsPerMiB === undefined ? '' : `; registry ${r.serverCpuMsPerMiB.toFixed(2)} ms CPU and ${(r.serverFaultsPerMiB ?? 0).toFixed(2)} faults per MiB`;
+  return `${r.mibPerS.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s${r.patches === undefined ? '' : `, ${r.patches} PATCHes`}${cost})`;
 }
 
 async function main(): Promise<void> {
@@ -534,7 +563,8 @@ async function main(): Promise<void> {
   if (opts.only === 'auth') return authOnly(sizes);
   if (opts.only === 'sync') return syncOnly(opts.quick);
   if (opts.only === 'scale') return scaleOnly(opts.quick);
-  const kinds = KINDS.filter((k) => opts.only === undefined || k === opts.only);
+  const datapathOnly = opts.only === 'datapath';
+  const kinds = KINDS.filter((k) => opts.only === undefined || datapathOnly || k === opts.only);
 
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
   const contenders = kinds.map((k) => new Contender(k, tmpRoot));
@@ -596,6 +626,11 @@ async function main(): Promise<void> {
           const r = await c.measure(sc.name, (s) => sc.run(s, rep));
           if (r instanceof Error) sc.err(got(c.kind)).push(r.message);
           else {
+            const cost = c.cpu.at(-1);
+            if (cost !== undefined) {
+              r.serverCpuMsPerMiB = (cost.serverCpuS * 1000) / (r.bytes / MiB);
+              r.serverFaultsPerMiB = cost.serverFaults / (r.bytes / MiB);
+            }
             sc.ok(got(c.kind)).push(r);
             log(`${c.label} ${sc.name} ${rep + 1}/${sizes.reps}: ${fmtRun(r)}`);
           }
@@ -604,7 +639,7 @@ async function main(): Promise<void> {
     }
 
     // 4. Small images.
-    for (const c of contenders) {
+    for (const c of datapathOnly ? [] : contenders) {
       const r = await c.measure('4. small images', (s) => pushSmallImages(s.baseUrl, sizes));
       got(c.kind).small = r;
       if (!(r instanceof Error)) {
@@ -613,7 +648,7 @@ async function main(): Promise<void> {
     }
 
     // 5. Manifest GET throughput.
-    for (const c of contenders) {
+    for (const c of datapathOnly ? [] : contenders) {
       const r = await c.measure('5. manifest GETs', (s) => manifestGets(s.baseUrl, sizes));
       got(c.kind).gets = r;
       if (!(r instanceof Error)) {
@@ -656,23 +691,30 @@ async function main(): Promise<void> {
   }
 
   // 10–12. Storage: dedupe on disk, S3 next to the filesystem, manifest GETs during GC.
-  log('10–12. storage: dedupe on disk, S3 next to the filesystem, manifest GETs while GC removes blobs');
-  const storage = await measureStorage(kinds, opts.quick, tmpRoot, REPO_ROOT, log);
+  let storage: StorageResult | undefined;
+  if (!datapathOnly) {
+    log('10–12. storage: dedupe on disk, S3 next to the filesystem, manifest GETs while GC removes blobs');
+    storage = await measureStorage(kinds, opts.quick, tmpRoot, REPO_ROOT, log);
+  }
 
   // 9. The cost of metrics and audit on the hot path: zot-ts with metrics and audit log off and on.
   let metricsCost: MetricsCostResult | undefined;
-  if (kinds.includes('zot')) {
+  if (kinds.includes('zot') && !datapathOnly) {
     log('9. zot-ts with metrics and audit log off and on');
     metricsCost = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
   }
 
   // 13. Authentication: manifest GETs anonymous and with htpasswd (bcrypt cost 10).
-  log('13. manifest GETs anonymous and with htpasswd');
-  const authCost = await measureAuthCost(kinds, sizes, tmpRoot, REPO_ROOT, log);
+  let authCost: Awaited<ReturnType<typeof measureAuthCost>> | undefined;
+  if (!datapathOnly) {
+    log('13. manifest GETs anonymous and with htpasswd');
+    authCost = await measureAuthCost(kinds, sizes, tmpRoot, REPO_ROOT, log);
+  }
 
   // Report.
-  const rows = [...buildRows(sizes, collected), ...storageRows(storage, kinds)];
-  const failures = [...contenders.flatMap((c) => c.failures), ...storage.failures];
+  const figures = buildRows(sizes, collected).filter((r) => !datapathOnly || !/^[45]\./.test(r.figure));
+  const rows = [...figures, ...(storage ? storageRows(storage, kinds) : [])];
+  const failures = [...contenders.flatMap((c) => c.failures), ...(storage?.failures ?? [])];
   const table = renderTable(rows, failures);
   const notes = contenders.flatMap((c) => [...c.notes, ...c.clientBoundNotes()]);
   const out: string[] = [];
@@ -685,14 +727,16 @@ async function main(): Promise<void> {
   out.push(`load average (1/5/15 min) at start ${fmtLoad(loadAtStart)}, at end ${fmtLoad(os.loadavg())} — the machine is shared; compare ratios, not absolutes`);
   out.push('');
   out.push(table);
-  out.push(...storageNotes(storage));
+  if (storage) out.push(...storageNotes(storage));
   out.push('');
   if (metricsCost !== undefined) {
     out.push(renderMetricsCost(metricsCost, sizes));
     out.push('');
   }
-  out.push(renderAuthCost(authCost, sizes));
-  out.push('');
+  if (authCost !== undefined) {
+    out.push(renderAuthCost(authCost, sizes));
+    out.push('');
+  }
   for (const c of contenders) {
     const d = got(c.kind);
     const runs = (xs: ThroughputResult[]): string => (xs.length === 0 ? '—' : xs.map((x) => x.mibPerS.toFixed(1)).join(', '));
@@ -761,9 +805,9 @@ async function main(): Promise<void> {
         ];
       }),
     ),
-    storage,
+    storage: storage ?? null,
     metricsOnOff: metricsCost ?? null,
-    authentication: authCost,
+    authentication: authCost ?? null,
     failures,
     notes,
   };

@@ -204,6 +204,10 @@ export interface ThroughputResult {
   mibPerS: number;
   /** Number of PATCH requests (chunked push only). */
   patches?: number;
+  /** CPU milliseconds the registry process spent per MiB moved (set by the runner, which knows the process). */
+  serverCpuMsPerMiB?: number;
+  /** Page faults (minor and major) of the registry process per MiB moved. */
+  serverFaultsPerMiB?: number;
 }
 
 function throughput(bytes: number, ms: number): ThroughputResult {

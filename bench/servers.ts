@@ -146,25 +146,45 @@ function processTree(pid: number): number[] {
 
 let clockTicks: number | undefined;
 
-/** CPU seconds (user + system, all threads) used so far by a process and its descendants. */
-export function cpuSeconds(pid: number): number {
+function ticksPerSecond(): number {
   if (clockTicks === undefined) {
     const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
     const n = Number(r.stdout?.trim());
     clockTicks = r.status === 0 && Number.isFinite(n) && n > 0 ? n : 100;
   }
+  return clockTicks;
+}
+
+/** What the kernel has counted for a process tree so far (every thread included). */
+export interface ProcessCounters {
+  /** CPU seconds, user + system. */
+  cpuS: number;
+  /** Page faults, minor + major. */
+  faults: number;
+}
+
+/** CPU time and page faults so far of a process and its descendants, from /proc/<pid>/stat. */
+export function processCounters(pid: number): ProcessCounters {
   let ticks = 0;
+  let faults = 0;
   for (const p of processTree(pid)) {
     try {
-      // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
+      // Fields after the ")" that closes the command name, from field 3 (state) on: minflt is
+      // field 10, majflt 12, utime 14, stime 15.
       const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      faults += Number(fields[7] ?? 0) + Number(fields[9] ?? 0);
       ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
     } catch {
       // process gone
     }
   }
-  return ticks / clockTicks;
+  return { cpuS: ticks / ticksPerSecond(), faults };
+}
+
+/** CPU seconds (user + system, all threads) used so far by a process and its descendants. */
+export function cpuSeconds(pid: number): number {
+  return processCounters(pid).cpuS;
 }
 
 /** Polls VmRSS of a process tree every intervalMs; keeps the peak. Reads VmHWM on demand. */

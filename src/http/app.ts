@@ -40,6 +40,15 @@ declare module 'fastify' {
   interface FastifyRequest {
     ociRoute?: Route;
   }
+  interface FastifyReply {
+    /**
+     * Answers with the status and headers set on the reply and a body that `writeBody` writes to
+     * the response itself, past fastify's payload handling (the reply is hijacked; the onResponse
+     * hooks still run once the response finishes). Headers get what the onSend hook gives every
+     * answer. A body that fails half-way, or whose client goes away, ends the connection.
+     */
+    sendBody(writeBody: (response: ServerResponse) => Promise<void>): Promise<void>;
+  }
 }
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -84,10 +93,35 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (request, reply, payload) => {
+  // What every answer gets before it goes, fastify's or one that sendBody writes.
+  const beforeAnswer = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (closing) reply.header('Connection', 'close');
     if (hasUnreadBody(request.raw)) await dropUnreadBody(request, reply, closing);
+  };
+  app.addHook('onSend', async (request, reply, payload) => {
+    await beforeAnswer(request, reply);
     return payload;
+  });
+  app.decorateReply('sendBody', async function sendBody(this: FastifyReply, writeBody: (response: ServerResponse) => Promise<void>): Promise<void> {
+    const { request } = this;
+    await beforeAnswer(request, this);
+    this.hijack();
+    const response = this.raw;
+    for (const [name, value] of Object.entries(this.getHeaders())) if (value !== undefined) response.setHeader(name, value);
+    response.writeHead(this.statusCode);
+    try {
+      await writeBody(response);
+      response.end();
+    } catch (err) {
+      const fields = { method: request.method, path: request.url.split('?')[0], client: request.ip, requestId: request.id };
+      if (response.destroyed || (err as { code?: unknown }).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+        request.log.info(fields, 'client disconnected before the response completed');
+      } else {
+        request.log.error({ ...fields, err }, 'failed to send response body');
+      }
+      // The headers promised bytes that will not come: only closing the connection says so.
+      response.destroy();
+    }
   });
   app.addHook('onResponse', async (request) => {
     if (!closing) return;

@@ -6,6 +6,7 @@ import type { EventContext } from '../events/types.js';
 import { RegistryError } from '../oci/errors.js';
 import { MAX_MANIFEST_BYTES, type Registry } from '../registry/registry.js';
 import { MediaTypes } from '../oci/media-types.js';
+import { writeFileBody } from './file-body.js';
 import { parseContentRange, parseRangeHeader } from './ranges.js';
 import { hasBody, readBodyBounded } from './request-body.js';
 import type { Endpoint, Route } from './routes.js';
@@ -155,7 +156,14 @@ const blob: Handler = async (registry, route, request, reply) => {
     reply.code(200).header('Content-Length', String(handle.size));
   }
   if (request.method === 'HEAD') return reply.send();
-  return reply.send(await handle.open());
+  const content = await handle.open();
+  if ('stream' in content) return reply.send(content.stream);
+  // A local file goes to the socket from reused buffers, past fastify's stream piping.
+  try {
+    return await reply.sendBody((response) => writeFileBody(response, content.file, content.start, content.end));
+  } finally {
+    await content.file.close();
+  }
 };
 
 const manifest: Handler = async (registry, route, request, reply) => {

@@ -2,7 +2,8 @@
 // Read top to bottom, as distribution's blobwriter.Commit:
 //   1. take the last chunk, if the closing PUT carries one, after recording durably the size the
 //      session's PATCHes acknowledged;
-//   2. verify the digest in the worker pool (a mismatch discards the session: DIGEST_INVALID);
+//   2. verify the digest: the running hash the worker pool kept as the chunks arrived (a mismatch
+//      discards the session: DIGEST_INVALID);
 //   3. under the digest's content lock, place the bytes durably at their content address (a second
 //      name for the session's bytes, or a link to a copy the root holds already, with dedupe);
 //   4. append BlobPushed: the commit point. Until then no reader can see the blob;
@@ -50,7 +51,7 @@ export class BlobCommit {
     return uploads.exclusive(repo, id, async (acknowledged) => {
       try {
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
-        await this.verifyDigest(repo, id, digest, marked);
+        await this.verifyDigest(repo, id, digest, size, marked);
         await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, id, digest, size, context));
       } catch (err) {
         if (marked && !(err instanceof DigestMismatch)) await this.restoreSession(repo, id, acknowledged);
@@ -105,10 +106,13 @@ export class BlobCommit {
     }
   }
 
-  /** Hashes the staged upload in the worker pool; on a mismatch discards it and throws DIGEST_INVALID. */
-  private async verifyDigest(repo: string, id: string, digest: ParsedDigest, marked: boolean): Promise<void> {
-    const { uploads, hashPool } = this.parts;
-    const actual = await hashPool.hashFile({ path: uploads.localFile(repo, id), algorithm: digest.algorithm });
+  /**
+   * The digest of the staged upload, from the running hash the worker pool kept as its chunks
+   * arrived; on a mismatch discards the session and throws DIGEST_INVALID.
+   */
+  private async verifyDigest(repo: string, id: string, digest: ParsedDigest, size: number, marked: boolean): Promise<void> {
+    const { uploads } = this.parts;
+    const actual = await uploads.digest(repo, id, size, digest.algorithm);
     if (actual === digest.hex) return;
     await uploads.discard(repo, id);
     if (marked) await uploads.unmarkClosing(repo, id);

@@ -1,6 +1,8 @@
 // The seam through which reads that miss locally may still be answered from elsewhere: sync's
 // on-demand pulls (src/sync/on-demand.ts) implement it; the registry calls it for manifest and
 // blob reads when it is there, handing it the local read to try first.
+import type { FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { RegistryError } from '../oci/errors.js';
 import type { ByteRange } from '../storage/driver.js';
 import type { ManifestContent } from './manifest-store.js';
@@ -10,8 +12,14 @@ export interface BlobHandle {
   digest: string;
   /** The requested range, clipped to the blob, when one was asked for. */
   range?: ByteRange;
-  open(): Promise<import('node:stream').Readable>;
+  open(): Promise<BlobContent>;
 }
+
+/**
+ * The bytes of a blob (of its range), to send: a local file with the inclusive byte range to read
+ * from it (the caller closes it), or a stream where there is no local file (S3, an upstream).
+ */
+export type BlobContent = { file: FileHandle; start: number; end: number } | { stream: Readable };
 
 export type RangeFor = (size: number) => { start: number; end?: number } | undefined;
 

@@ -23,12 +23,13 @@ import type { HashPool } from '../workers/pool.js';
 import { BlobCommit, type LastChunk } from './blob-commit.js';
 import { BlobRemoval } from './blob-removal.js';
 import { RegistryLocks } from './locks.js';
-import { clipRange, type BlobHandle, type BlobReadOptions, type PullThrough, type RangeFor } from './pull-through.js';
+import { clipRange, type BlobContent, type BlobHandle, type BlobReadOptions, type PullThrough, type RangeFor } from './pull-through.js';
 import { ManifestStore, type ManifestContent, type PushedManifest, type PutManifestOptions, type Referrer } from './manifest-store.js';
 import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
 import type { RefusalRecorder, RefusedWrite } from './refusals.js';
 import { RepositoryFiles } from './repository-files.js';
+import { UploadHashes } from './upload-hashes.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
@@ -38,7 +39,7 @@ export type { ManifestContent, PushedManifest, PutManifestOptions, Referrer, Ref
 /** Repositories read per query while a filtered catalog page is collected. */
 const CATALOG_BATCH = 500;
 
-export type { BlobHandle, PullThrough } from './pull-through.js';
+export type { BlobContent, BlobHandle, PullThrough } from './pull-through.js';
 
 export interface RegistryDeps {
   logger?: Logger;
@@ -74,6 +75,7 @@ export class Registry {
       (repo) => roots.for(repo).staging,
       () => [...new Set(roots.roots.map((root) => root.staging))],
       this.uploadLimits,
+      new UploadHashes(hashPool, logger),
     );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);
@@ -146,9 +148,10 @@ export class Registry {
       size,
       digest: digest.value,
       ...(clipped ? { range: clipped } : {}),
-      open: async () => {
+      open: async (): Promise<BlobContent> => {
         try {
-          return await driver.reader(path, clipped);
+          if (driver.openFile) return { file: await driver.openFile(path), start: clipped?.start ?? 0, end: clipped?.end ?? size - 1 };
+          return { stream: await driver.reader(path, clipped) };
         } catch (err) {
           if (err instanceof PathNotFoundError) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} is missing from storage`);
           throw err;

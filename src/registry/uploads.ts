@@ -12,8 +12,10 @@ import type { Readable } from 'node:stream';
 import { SizeMismatchError } from '../storage/driver.js';
 import type { FilesystemDriver } from '../storage/filesystem.js';
 import { CLOSING_UPLOADS_DIR, closingUploadPath, isLayoutEntry, uploadPath, uploadsDir, UPLOADS_DIR } from '../storage/layout.js';
+import type { DigestAlgorithm } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { isValidName } from '../oci/names.js';
+import type { UploadHashes } from './upload-hashes.js';
 import type { UploadLimits } from './upload-limits.js';
 
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
@@ -52,6 +54,8 @@ export class UploadSessions {
     /** Every staging directory once (roots may share one). */
     private readonly allStaging: () => FilesystemDriver[],
     private readonly limits: Readonly<UploadLimits>,
+    /** The running hash of each session, kept as its bytes are written (upload-hashes.ts). */
+    private readonly hashes: UploadHashes,
   ) {}
 
   /**
@@ -64,7 +68,9 @@ export class UploadSessions {
     const id = randomUUID();
     this.reserve(repo, id);
     try {
-      await this.stagingFor(repo).putContent(uploadPath(repo, id), Buffer.alloc(0));
+      // Not synced: a session's bytes are made durable once, when it commits (its PATCHes are not
+      // synced either); a power cut may lose an open session, and its client then starts again.
+      await this.stagingFor(repo).createEmpty(uploadPath(repo, id));
     } catch (err) {
       this.forget(repo, id);
       throw err;
@@ -157,6 +163,14 @@ export class UploadSessions {
     return this.stagingFor(repo).localPath(uploadPath(repo, id));
   }
 
+  /**
+   * Hex digest of the session's `size` bytes, from the running hash its writes kept (rebuilt from
+   * the file when this process has none). The caller holds the session.
+   */
+  digest(repo: string, id: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
+    return this.hashes.digest({ repo, id, file: this.localFile(repo, id) }, size, algorithm);
+  }
+
   /** Current size of the session, or BLOB_UPLOAD_UNKNOWN. */
   async size(repo: string, id: string): Promise<number> {
     if (!UPLOAD_ID_RE.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
@@ -190,10 +204,13 @@ export class UploadSessions {
       }
     }
     const expected = range ? range.end - range.start + 1 : undefined;
+    const upload = { repo, id, file: this.localFile(repo, id) };
     try {
-      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected);
+      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, (from, to) => this.hashes.written(upload, from, to));
       return currentSize + written;
     } catch (err) {
+      // The file is back at currentSize: what the running hash took of the failed write is not in it.
+      this.hashes.invalidate(upload);
       if (err instanceof SizeMismatchError) {
         throw new RegistryError('SIZE_INVALID', `chunk body does not match Content-Range: ${err.message}`);
       }
@@ -206,6 +223,7 @@ export class UploadSessions {
   async discard(repo: string, id: string): Promise<void> {
     await this.stagingFor(repo).delete(uploadPath(repo, id));
     this.forget(repo, id);
+    this.hashes.forget({ repo, id });
   }
 
   /**
@@ -225,6 +243,7 @@ export class UploadSessions {
   /** Cuts the session back to what its PATCHes acknowledged and drops its closing marker. */
   async restore(repo: string, id: string, acknowledged: number): Promise<void> {
     const staging = this.stagingFor(repo);
+    this.hashes.invalidate({ repo, id });
     await staging.truncate(uploadPath(repo, id), acknowledged);
     await staging.delete(closingUploadPath(id));
   }

@@ -1,6 +1,7 @@
 // The one storage-driver interface. Drivers are small and path-keyed: every path is relative to
 // the driver's root, uses "/" separators, and is built only by layout.ts. Uploads, the image
 // layout and dedupe live above the driver, once, for every driver.
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 export interface FileInfo {
@@ -48,6 +49,12 @@ export interface StorageDriver {
   putContent(path: string, content: Buffer | string): Promise<void>;
   /** A stream of the file, or of one inclusive byte range of it. Throws PathNotFoundError. */
   reader(path: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * The file opened for positional reads, where the driver keeps it on a local filesystem: a
+   * download then reads into buffers of its own rather than a stream's fresh ones. The caller
+   * closes it. Throws PathNotFoundError.
+   */
+  openFile?(path: string): Promise<FileHandle>;
   /**
    * Appends the stream to the file at path (creating it), returning the bytes written. With
    * `exactLength` a stream longer or shorter than that fails with SizeMismatchError. On any error

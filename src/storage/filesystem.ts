@@ -91,34 +91,64 @@ export class FilesystemDriver implements StorageDriver {
     await this.renameDurably(temp, target);
   }
 
-  async reader(relative: string, range?: ByteRange): Promise<Readable> {
+  /**
+   * Creates an empty file (its directory durably, if new), or fails if one is there, without
+   * syncing it: for a file whose bytes are synced once, by whoever makes them durable (an upload
+   * session: putFile at its commit).
+   */
+  async createEmpty(relative: string): Promise<void> {
     const file = this.full(relative);
-    // Open first so a missing file is reported before any byte of the response is written.
-    let handle: fs.FileHandle;
+    await ensureDirectory(path.dirname(file));
+    await (await fs.open(file, 'wx')).close();
+  }
+
+  async openFile(relative: string): Promise<fs.FileHandle> {
     try {
-      handle = await fs.open(file, 'r');
+      return await fs.open(this.full(relative), 'r');
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(relative);
       throw err;
     }
+  }
+
+  async reader(relative: string, range?: ByteRange): Promise<Readable> {
+    // Open first so a missing file is reported before any byte of the response is written.
+    const handle = await this.openFile(relative);
     const end = range ? range.end : (await handle.stat()).size - 1;
     return readAhead(handle, range?.start ?? 0, end, READ_BUFFER_BYTES, READ_AHEAD_DEPTH);
   }
 
-  async append(relative: string, source: Readable, exactLength?: number): Promise<number> {
+  /**
+   * As the driver contract says, and: the next batch is read from the source while the last one is
+   * written (one write in flight), and `afterWrite` hears of each range once it is in the file
+   * (absolute offsets), before the next write starts. No fsync: the commit syncs the file once.
+   */
+  async append(relative: string, source: Readable, exactLength?: number, afterWrite?: (from: number, to: number) => Promise<void>): Promise<number> {
     const file = this.full(relative);
     await ensureDirectory(path.dirname(file));
     const handle = await this.openOwnCopy(file, 'a');
     const before = (await handle.stat()).size;
     let written = 0;
+    let inFile = before;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
-    const flush = async (): Promise<void> => {
+    let writing: Promise<void> = Promise.resolve();
+    const flush = (): void => {
       if (pendingBytes === 0) return;
       const buffers = pending;
+      const length = pendingBytes;
       pending = [];
       pendingBytes = 0;
-      await handle.writev(buffers);
+      writing = writing.then(async () => {
+        await handle.writev(buffers);
+        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old generation.
+        buffers.length = 0;
+        const from = inFile;
+        inFile += length;
+        await afterWrite?.(from, inFile);
+      });
+      // Seen now, thrown at the next await of `writing`: a failure is never an unhandled rejection.
+      writing.catch(() => undefined);
     };
     try {
       // Chunks are gathered into ~1 MiB writes.
@@ -126,11 +156,16 @@ export class FilesystemDriver implements StorageDriver {
         written += buffer.length;
         pending.push(buffer);
         pendingBytes += buffer.length;
-        if (pendingBytes >= WRITE_BUFFER_BYTES) await flush();
+        if (pendingBytes >= WRITE_BUFFER_BYTES) {
+          await writing;
+          flush();
+        }
       }
-      await flush();
+      flush();
+      await writing;
       return written;
     } catch (err) {
+      await writing.catch(() => undefined);
       await handle.truncate(before).catch(() => undefined);
       throw err;
     } finally {

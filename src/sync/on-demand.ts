@@ -327,7 +327,7 @@ export class OnDemand implements PullThrough {
       }
       const size = fetch.size;
       const range = clipRange(size, rangeFor);
-      return { size, digest, ...(range ? { range } : {}), open: async () => fetch.reader(range) };
+      return { size, digest, ...(range ? { range } : {}), open: async () => ({ stream: await fetch.reader(range) }) };
     }
     if (unreachable !== undefined) throw new RegistryError('UPSTREAM_UNAVAILABLE', `no upstream could be asked for blob ${digest} of ${repo}: ${(unreachable as Error).message}`);
     throw miss;

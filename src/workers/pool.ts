@@ -1,15 +1,27 @@
-// The piscina pool that hashes and verifies blobs off the event loop.
+// The piscina pool that hashes and verifies blobs off the event loop. Whole files go to the least
+// busy thread; the tasks of one upload session all go to the thread that keeps its running hash
+// (hash-worker.cts), picked by the pool's load balancer from the session key each task carries.
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import { Piscina, type PiscinaTask } from 'piscina';
 import { RegistryError } from '../oci/errors.js';
-import type { HashFileTask } from './hash-worker.cjs';
+import type { ForgetUploadTask, HashFileTask, UploadHashResult, UploadHashTask } from './hash-worker.cjs';
 
 /** Hashes waiting for a thread; past this the registry answers 429 rather than queue without bound. */
 export const MAX_QUEUED_HASHES = 1024;
 
+type LoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
+type PiscinaWorker = Parameters<LoadBalancer>[1][number];
+
+/** What the balancer reads from a task: the upload session it belongs to. */
+interface SessionQueueOptions {
+  session: string;
+}
+
 export class HashPool {
   private readonly pool: Piscina;
+  /** Upload session → the id of the thread that keeps its hash. */
+  private readonly threadOf = new Map<string, number>();
 
   // One core is left to the event loop, which streams the uploads that the pool then hashes.
   constructor(readonly maxThreads = Math.max(1, availableParallelism() - 1)) {
@@ -19,8 +31,9 @@ export class HashPool {
       maxThreads,
       maxQueue: MAX_QUEUED_HASHES,
       idleTimeout: 30_000,
-      // A hashing thread holds one read buffer and little else; a small heap keeps its RSS small.
+      // A hashing thread holds a read buffer or two and little else; a small heap keeps its RSS small.
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
+      loadBalancer: (task, workers) => this.pick(task, workers),
     });
   }
 
@@ -31,7 +44,43 @@ export class HashPool {
     return this.pool.run(task, { name: 'hashFile', ...(signal ? { signal } : {}) }) as Promise<string>;
   }
 
+  /** Brings the running hash of an upload session up to `task.size` bytes (hash-worker.cts). */
+  hashUpload(task: UploadHashTask): Promise<UploadHashResult> {
+    return this.pool.run(withSession(task, task.session), { name: 'hashUpload' }) as Promise<UploadHashResult>;
+  }
+
+  /** Drops the running hash of a session that is over. */
+  async forgetUpload(session: string): Promise<void> {
+    // No thread was given the session (none hashed it in this process): nothing to drop.
+    if (!this.threadOf.has(session)) return;
+    const task: ForgetUploadTask = { session };
+    await this.pool.run(withSession(task, session), { name: 'forgetUpload' });
+  }
+
   async close(): Promise<void> {
     await this.pool.destroy();
   }
+
+  private pick(task: PiscinaTask, workers: PiscinaWorker[]): PiscinaWorker | null {
+    const session = (task[Piscina.queueOptionsSymbol as keyof PiscinaTask] as SessionQueueOptions | null | undefined)?.session;
+    const live = workers.filter((w) => !w.terminating && !w.destroyed);
+    // A whole file waits for an idle thread (piscina's own rule): the pool then grows up to maxThreads.
+    if (session === undefined) return live.find((w) => w.currentUsage === 0) ?? null;
+    const bound = this.threadOf.get(session);
+    // A thread runs the tasks of its sessions even while busy: they are short, and in order there.
+    let chosen = live.find((w) => w.id === bound);
+    if (!chosen) {
+      // Unbound, or its thread exited: a new thread rebuilds the hash from the file.
+      chosen = live.reduce<PiscinaWorker | undefined>((best, w) => (best === undefined || w.currentUsage < best.currentUsage ? w : best), undefined);
+      if (chosen) this.threadOf.set(session, chosen.id);
+    }
+    if (task.name === 'forgetUpload') this.threadOf.delete(session);
+    return chosen ?? null;
+  }
+}
+
+/** The task with its session where the balancer reads it (a symbol key: not sent to the thread). */
+function withSession<T extends object>(task: T, session: string): T {
+  const options: SessionQueueOptions = { session };
+  return Object.assign(task, { [Piscina.queueOptionsSymbol]: options });
 }

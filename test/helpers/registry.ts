@@ -126,6 +126,8 @@ export function writeConfig(config: Config, dir = makeTempDir()): string {
 export interface SpawnOptions {
   /** A command that runs `zot serve` for the test (e.g. strace and its flags); the child is then that command. */
   runUnder?: string[];
+  /** The child's environment (the test's own when not given). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Starts `zot serve` as a child process and waits until /v2/ answers. */
@@ -134,7 +136,7 @@ export async function spawnRegistry(options: TestConfigOptions = {}, spawnOption
   const config = testConfig({ ...options, port, log: options.log ?? { level: 'warn' } });
   const configPath = writeConfig(config);
   const [command = ZOT_BIN, ...args] = [...(spawnOptions.runUnder ?? []), ZOT_BIN, 'serve', configPath];
-  const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...(spawnOptions.env ? { env: spawnOptions.env } : {}) });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));

@@ -3,13 +3,13 @@
 // trace must show, for every directory the registry created, its parent opened and fsynced before
 // the next write to the event log's WAL (the append that names the blob).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { sha256 } from '../helpers/oci.js';
 import { openSession, patchChunk, resolveLocation, withDigest } from '../helpers/http.js';
 import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
+import { straceUnavailable, tracedPid } from '../helpers/strace.js';
 
 const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64';
 
@@ -95,21 +95,6 @@ function checkDirectories(calls: Call[], root: string): Finding {
     if (!synced) problems.push(`${dir} was created but ${parent} was not fsynced before the next write to the event log`);
   });
   return { created, walWrites: walWrites.length, problems };
-}
-
-/** Why strace cannot trace here, or undefined when it can. A missing strace is a failure, not a reason. */
-function straceUnavailable(): string | undefined {
-  const probe = spawnSync('strace', ['-f', '-o', '/dev/null', 'true'], { encoding: 'utf8' });
-  if (probe.error) throw new Error(`strace is needed by this test and could not run (${probe.error.message}): apt-get install strace`);
-  if (probe.status !== 0) return `strace cannot trace processes here (ptrace is not permitted): ${probe.stderr.trim()}`;
-  return undefined;
-}
-
-/** The traced process's own pid: strace's child. */
-function tracedPid(stracePid: number): number {
-  const children = fs.readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8').trim().split(/\s+/);
-  assert.equal(children.length, 1, `strace runs one process: ${children.join(' ')}`);
-  return Number(children[0]);
 }
 
 describe('directories created on the way to a new file', () => {

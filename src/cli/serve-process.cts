@@ -1,0 +1,16 @@
+// What the `zot serve` process needs set before Node starts libuv's thread pool, which happens at
+// the first file read, so before any ES module loads: bin/zot.js, CommonJS on purpose, applies it
+// and only then imports the CLI.
+
+/**
+ * libuv threads for `zot serve`: every fsync, file read and file write of the registry holds one
+ * while it runs, and the default 4 queues the fsyncs of concurrent pushes (and the reads of
+ * concurrent pulls) behind each other. Idle threads cost their stacks' address space, little RSS.
+ */
+export const SERVE_THREADPOOL_SIZE = 16;
+
+/** Sets the thread pool's size for `zot serve`, unless the operator set UV_THREADPOOL_SIZE. */
+export function prepareServeProcess(args: readonly string[], env: NodeJS.ProcessEnv): void {
+  if (args[0] !== 'serve') return;
+  env.UV_THREADPOOL_SIZE ??= String(SERVE_THREADPOOL_SIZE);
+}

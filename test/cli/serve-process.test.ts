@@ -1,0 +1,30 @@
+// What `zot serve` sets up in its own process before the CLI loads (src/cli/serve-process.cts,
+// applied by bin/zot.js): libuv's thread pool sized for concurrent fsyncs, unless the operator
+// chose a size. The pool's threads are counted in /proc: they all start at once, with the first
+// file read, long before /v2/ answers.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { describe, it } from 'node:test';
+import { SERVE_THREADPOOL_SIZE } from '../../src/cli/serve-process.cjs';
+import { spawnRegistry } from '../helpers/registry.js';
+
+async function threadsOfServe(threadpoolSize: string | undefined): Promise<number> {
+  const env = { ...process.env };
+  if (threadpoolSize === undefined) delete env.UV_THREADPOOL_SIZE;
+  else env.UV_THREADPOOL_SIZE = threadpoolSize;
+  const registry = await spawnRegistry({}, { env });
+  try {
+    return fs.readdirSync(`/proc/${registry.child.pid}/task`).length;
+  } finally {
+    await registry.stop();
+  }
+}
+
+describe('zot serve process settings', () => {
+  it('runs libuv with SERVE_THREADPOOL_SIZE threads, or the operator\'s UV_THREADPOOL_SIZE', { skip: !fs.existsSync('/proc/self/task') }, async () => {
+    const chosen = await threadsOfServe(undefined);
+    const operators = await threadsOfServe('4');
+    assert.ok(SERVE_THREADPOOL_SIZE > 4);
+    assert.equal(chosen - operators, SERVE_THREADPOOL_SIZE - 4, `threads: ${chosen} by default, ${operators} with UV_THREADPOOL_SIZE=4`);
+  });
+});

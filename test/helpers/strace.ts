@@ -1,0 +1,19 @@
+// Running `zot serve` under strace: whether strace can trace here, and the traced process's pid.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+
+/** Why strace cannot trace here, or undefined when it can. A missing strace is a failure, not a reason. */
+export function straceUnavailable(): string | undefined {
+  const probe = spawnSync('strace', ['-f', '-o', '/dev/null', 'true'], { encoding: 'utf8' });
+  if (probe.error) throw new Error(`strace is needed by this test and could not run (${probe.error.message}): apt-get install strace`);
+  if (probe.status !== 0) return `strace cannot trace processes here (ptrace is not permitted): ${probe.stderr.trim()}`;
+  return undefined;
+}
+
+/** The traced process's own pid: strace's child. */
+export function tracedPid(stracePid: number): number {
+  const children = fs.readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8').trim().split(/\s+/);
+  assert.equal(children.length, 1, `strace runs one process: ${children.join(' ')}`);
+  return Number(children[0]);
+}
