@@ -162,8 +162,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // A RegistryError thrown without a message carries its kind as message: answer the table's.
     const message = kind === 'INTERNAL' || registryError?.message === registryError?.kind ? undefined : registryError?.message;
     const { status, body } = renderOciError(kind, message, publicDetail(registryError));
+    // Queued in this turn, answered without waiting for its commit: a refusal acknowledges no
+    // write, and an answer given before the body was read must not wait (unread-body.ts).
     if (WRITE_METHODS.has(request.method) && status >= 400 && status < 500) {
-      await recordRefusal(options.registry, request, status, body.errors[0]?.code ?? kind);
+      void recordRefusal(options.registry, request, status, body.errors[0]?.code ?? kind);
     }
     return reply.code(status).type('application/json').send(body);
   });
