@@ -5,10 +5,12 @@
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
 //   npm run bench -- --only distribution
 //   npm run bench -- --only metrics     # zot-ts with metrics and audit log off and on, nothing else
+//   npm run bench -- --only options     # zot-ts with the rate limiter and a NATS events sink, each next to none
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
 //   npm run bench -- --only datapath    # figures 1–3 and 6–8 only: big pushes and pulls, GETs during a push
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
 //   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
+//   npm run bench -- --only startup     # cold start and idle RSS only, both registries, median of 7
 //   npm run bench -- --only scale       # zot-ts with 100,000 manifests and ~1,000,000 events (--quick: a tenth)
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
@@ -24,8 +26,10 @@ import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
 import { measureAuthCost, renderAuthCost } from './auth-cost.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
+import { measureOptionsCost, renderOptionsCost, type OptionsCostResult } from './options-cost.js';
 import { measureScale, renderScale } from './scale.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
+import { measureStartup, renderStartup } from './startup-scenarios.js';
 import { measureSync, renderSync } from './sync-scenarios.js';
 import {
   latencyUnderPush,
@@ -52,6 +56,7 @@ import {
   REGISTRY_LABEL,
   removeTempDir,
   startRegistry,
+  treeRssMiB,
   type RegistryKind,
   type ServerHandle,
 } from './servers.js';
@@ -67,7 +72,7 @@ interface Options {
    * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries;
    * `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
    */
-  only: RegistryKind | 'metrics' | 'storage' | 'datapath' | 'auth' | 'sync' | 'scale' | undefined;
+  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'auth' | 'sync' | 'startup' | 'scale' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -81,7 +86,7 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|storage|datapath|auth|sync|scale]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|auth|sync|startup|scale]\n');
     process.exit(0);
   }
   const only = values.only;
@@ -90,13 +95,15 @@ function parseOptions(argv: string[]): Options {
     only !== 'zot' &&
     only !== 'distribution' &&
     only !== 'metrics' &&
+    only !== 'options' &&
     only !== 'storage' &&
     only !== 'datapath' &&
     only !== 'auth' &&
     only !== 'sync' &&
+    only !== 'startup' &&
     only !== 'scale'
   ) {
-    throw new Error(`--only must be zot, distribution, metrics, storage, datapath, auth, sync or scale, not ${only}`);
+    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, auth, sync, startup or scale, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -130,6 +137,8 @@ interface Failure {
 class Contender {
   server: ServerHandle | undefined;
   startupMs: number[] = [];
+  /** RSS (MiB) of each started instance once idle, before its first scenario. */
+  idleRssMiB: number[] = [];
   startErrors: string[] = [];
   /** Peak RSS (MiB) of every instance that ran scenarios (normally one). */
   rssPeaksMiB: number[] = [];
@@ -278,6 +287,7 @@ interface Row {
 
 interface Collected {
   startup: Cell;
+  idleRss: Cell;
   pushMono: ThroughputResult[];
   pushMonoErr: string[];
   pushChunked: ThroughputResult[];
@@ -293,6 +303,7 @@ interface Collected {
 function emptyCollected(): Collected {
   return {
     startup: {},
+    idleRss: {},
     pushMono: [],
     pushMonoErr: [],
     pushChunked: [],
@@ -369,6 +380,7 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     row(`6. the ${big} push itself (under GET load)`, 'MiB/s', 'higher', 1, (c) => fromResult(c.underLoad, (v) => v.pushMiBPerS)),
     row(`7. peak RSS of the server over the run`, 'MiB', 'lower', 1, (c) => c.rss),
     row(`8. start-up, spawn to first 200 on /v2/ (median of 3)`, 'ms', 'lower', 0, (c) => c.startup),
+    row(`8. idle RSS after start (median of 3)`, 'MiB', 'lower', 1, (c) => c.idleRss),
   ];
 }
 
@@ -559,9 +571,11 @@ async function main(): Promise<void> {
   const sizes = sizesFor(opts.quick);
   installCleanupHooks();
   if (opts.only === 'metrics') return metricsOnly(sizes);
+  if (opts.only === 'options') return optionsOnly(sizes);
   if (opts.only === 'storage') return storageOnly(opts.quick);
   if (opts.only === 'auth') return authOnly(sizes);
   if (opts.only === 'sync') return syncOnly(opts.quick);
+  if (opts.only === 'startup') return startupOnly(opts.quick);
   if (opts.only === 'scale') return scaleOnly(opts.quick);
   const datapathOnly = opts.only === 'datapath';
   const kinds = KINDS.filter((k) => opts.only === undefined || datapathOnly || k === opts.only);
@@ -588,6 +602,9 @@ async function main(): Promise<void> {
         try {
           const server = await c.start();
           c.startupMs.push(server.startupMs);
+          // Idle: start-up's background work settles before the resident set is read.
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          c.idleRssMiB.push(treeRssMiB(server.pid));
           if (i < 2) await c.retire(server, false);
           else c.server = server;
         } catch (err) {
@@ -607,6 +624,7 @@ async function main(): Promise<void> {
         c.failures.push({ registry: c.label, scenario: '8. start-up', error: c.startErrors[0] ?? '' });
       }
       got(c.kind).startup = cell;
+      got(c.kind).idleRss = c.idleRssMiB.length > 0 ? { value: median(c.idleRssMiB) } : { error: 'did not start' };
     }
 
     // 1–3: big blob push (monolithic, chunked) and pull, interleaving registries per repetition.
@@ -711,6 +729,13 @@ async function main(): Promise<void> {
     authCost = await measureAuthCost(kinds, sizes, tmpRoot, REPO_ROOT, log);
   }
 
+  // 14. The cost of the rate limiter on GETs and of a NATS events sink on pushes.
+  let optionsCost: OptionsCostResult | undefined;
+  if (kinds.includes('zot') && !datapathOnly) {
+    log('14. zot-ts with the rate limiter and a NATS events sink, each next to none');
+    optionsCost = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
+  }
+
   // Report.
   const figures = buildRows(sizes, collected).filter((r) => !datapathOnly || !/^[45]\./.test(r.figure));
   const rows = [...figures, ...(storage ? storageRows(storage, kinds) : [])];
@@ -735,6 +760,10 @@ async function main(): Promise<void> {
   }
   if (authCost !== undefined) {
     out.push(renderAuthCost(authCost, sizes));
+    out.push('');
+  }
+  if (optionsCost !== undefined) {
+    out.push(renderOptionsCost(optionsCost, sizes));
     out.push('');
   }
   for (const c of contenders) {
@@ -793,6 +822,7 @@ async function main(): Promise<void> {
           c.label,
           {
             startupMs: c.startupMs,
+            idleRssMiB: c.idleRssMiB,
             pushMonolithic: d.pushMono,
             pushChunked: d.pushChunked,
             pull: d.pull,
@@ -808,6 +838,7 @@ async function main(): Promise<void> {
     storage: storage ?? null,
     metricsOnOff: metricsCost ?? null,
     authentication: authCost ?? null,
+    optionsNextToNone: optionsCost ?? null,
     failures,
     notes,
   };
@@ -899,6 +930,22 @@ async function syncOnly(quick: boolean): Promise<void> {
   process.stdout.write(`\n${header}\n${load}\n\n${renderSync(result)}\n\nResults as JSON: ${resultPath}\n`);
 }
 
+/** `--only startup`: cold start and idle RSS (startup-scenarios.ts), and nothing else. */
+async function startupOnly(quick: boolean): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  const runs = quick ? 3 : 7;
+  log(`zot-ts bench${quick ? ' (--quick)' : ''}: start-up figures; temp dir ${tmpRoot}`);
+  const result = await measureStartup(KINDS, runs, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-startup-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), distribution: await distributionVersion(), ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version}`;
+  const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
+  process.stdout.write(`\n${header}\n${load}\n\n${renderStartup(result, KINDS)}\n\nResults as JSON: ${resultPath}\n`);
+  removeTempDir(tmpRoot);
+}
+
 /** `--only metrics`: zot-ts with metrics and audit log off and on, and nothing else. */
 async function metricsOnly(sizes: Sizes): Promise<void> {
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
@@ -909,6 +956,18 @@ async function metricsOnly(sizes: Sizes): Promise<void> {
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
   fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderMetricsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
+}
+
+/** `--only options`: zot-ts with the rate limiter and a NATS events sink, each next to none. */
+async function optionsOnly(sizes: Sizes): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: rate limiter and NATS events sink next to none; temp dir ${tmpRoot}`);
+  const result = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
+  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-options-latest.json');
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
+  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
+  process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderOptionsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
 }
 
 main().then(

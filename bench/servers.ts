@@ -187,6 +187,13 @@ export function cpuSeconds(pid: number): number {
   return processCounters(pid).cpuS;
 }
 
+/** Current RSS (MiB) of a process and its descendants. */
+export function treeRssMiB(pid: number): number {
+  let kib = 0;
+  for (const p of processTree(pid)) kib += readStatusKiB(p, 'VmRSS') ?? 0;
+  return kib / 1024;
+}
+
 /** Polls VmRSS of a process tree every intervalMs; keeps the peak. Reads VmHWM on demand. */
 export class RssSampler {
   private timer: NodeJS.Timeout | undefined;
@@ -264,6 +271,8 @@ export interface StartOptions {
    * `{ dedupe: true }` or `{ storageDriver: { name: 's3', ... } }`.
    */
   zotStorage?: Record<string, unknown>;
+  /** Keys merged into zot-ts's `http` section over address and port, e.g. `{ ratelimit: { rate: 10 } }`. */
+  zotHttp?: Record<string, unknown>;
   /** distribution's s3 driver parameters, in place of its filesystem driver. */
   distributionS3?: Record<string, string | number | boolean>;
   /** distribution as a pull-through cache (its `proxy: remoteurl:`) of this upstream URL. */
@@ -308,11 +317,18 @@ function distributionConfig(dataDir: string, port: number, s3?: Record<string, s
   ].join('\n');
 }
 
-function zotConfig(dataDir: string, port: number, extra: Record<string, unknown> = {}, storage: Record<string, unknown> = {}, htpasswd?: string): string {
+function zotConfig(
+  dataDir: string,
+  port: number,
+  extra: Record<string, unknown> = {},
+  storage: Record<string, unknown> = {},
+  http: Record<string, unknown> = {},
+  htpasswd?: string,
+): string {
   return `${JSON.stringify(
     {
       distSpecVersion: '1.1.0',
-      http: { address: '127.0.0.1', port: String(port), ...(htpasswd === undefined ? {} : { auth: { htpasswd: { path: htpasswd } } }) },
+      http: { address: '127.0.0.1', port: String(port), ...http, ...(htpasswd === undefined ? {} : { auth: { htpasswd: { path: htpasswd } } }) },
       storage: { rootDirectory: dataDir, dedupe: false, gc: false, ...storage },
       log: { level: 'warn' },
       ...extra,
@@ -367,7 +383,7 @@ export async function startRegistry(opts: StartOptions): Promise<ServerHandle> {
     args = ['serve', configPath];
   } else {
     configPath = path.join(dir, 'config.json');
-    fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig, opts.zotStorage, opts.htpasswd));
+    fs.writeFileSync(configPath, zotConfig(dataDir, port, opts.zotConfig, opts.zotStorage, opts.zotHttp, opts.htpasswd));
     // Run directly, as users do, so the node flags of its shebang apply.
     command = path.join(opts.repoRoot, 'bin', 'zot.js');
     args = ['serve', configPath];

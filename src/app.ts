@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
 import { Checkpoints } from './actors/checkpoints.js';
+import { startEventSinks, type EventSinks } from './actors/cloudevents/sinks.js';
 import { clientCertificateRequired, openAuth } from './auth/index.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
@@ -25,24 +26,28 @@ import { openDatabase, openMemoryDatabase, type Db } from './events/database.js'
 import { LogFollower } from './events/log-follower.js';
 import { EventStore, migrateEventTables } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
+import { httpOptionsFromConfig } from './http/options/index.js';
 import { refuseUnverifiedClients, reloadTlsOnChange, tlsServerOptions, type TlsReloader } from './http/tls.js';
 import { createLogger, reopenLogOutput } from './logging.js';
 import { createMetrics, Health, metricsPath, type Metrics } from './monitoring.js';
 import { createProjections } from './projections/index.js';
 import { RegistryStateQueries } from './projections/registry-state.js';
 import { RepositoryCollector } from './registry/collector.js';
+import { PullRecorder } from './registry/pull-recorder.js';
+import { Retention } from './registry/retention.js';
 import { scrubIntervalMs, startScrubSchedule, type ScrubSchedule } from './registry/scrub-schedule.js';
 import { DedupePass } from './registry/dedupe-pass.js';
 import { findRepositories, importStorageOnce } from './registry/import.js';
 import { RefusalRecorder } from './registry/refusals.js';
+import { RepositoryQuota } from './registry/repository-quota.js';
 import { Registry } from './registry/registry.js';
 import { UploadExpiry } from './registry/upload-expiry.js';
 import type { UploadLimits } from './registry/upload-limits.js';
 import { eventLogFile } from './storage/layout.js';
 import { ensureDirectorySync } from './storage/directories.js';
-import { storageRootsFromConfig, type StorageRootOptions } from './storage/roots.js';
+import { openStorageRoots, type StorageRootOptions } from './storage/roots.js';
 import type { OnDemandOptions } from './sync/on-demand.js';
-import { SyncService } from './sync/sync-service.js';
+import type { SyncService } from './sync/sync-service.js';
 import { syncSection, syncSettings } from './sync/sync-settings.js';
 import { HashPool } from './workers/pool.js';
 
@@ -106,7 +111,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   // First: a method that cannot start (a bad htpasswd file) stops the start before anything opens.
   const auth = await openAuth(config, logger);
   const readOnly = config.http.ReadOnly === true;
-  const roots = storageRootsFromConfig(config.storage, {
+  const roots = await openStorageRoots(config.storage, {
     ...(options.wrapDriver ? { wrapDriver: options.wrapDriver } : {}),
     createDirectories: !readOnly,
   });
@@ -128,6 +133,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   if (readOnly) migrateEventTables(actorDb);
   const checkpoints = new Checkpoints(actorDb);
   const follower = readOnly ? new LogFollower(store, logger) : undefined;
+  // Pull times for retention, noted by the HTTP layer. A read-only registry notes none: it appends
+  // nothing to the log, so the writer's retention does not see its pulls.
+  const pulls = readOnly ? undefined : new PullRecorder(store);
   const hashPool = new HashPool();
   const runners: ActorRunner[] = [];
   const health = new Health(runners);
@@ -140,6 +148,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let garbageCollector: GarbageCollector | undefined;
   let dedupePass: DedupePass | undefined;
   let scrubSchedule: ScrubSchedule | undefined;
+  // The events sinks' actors, apart from `runners`: a sink that is down stalls its own delivery,
+  // never the registry's start-up or readiness.
+  let eventSinks: EventSinks | undefined;
   const refusals = readOnly
     ? undefined
     : new RefusalRecorder(store, {
@@ -167,12 +178,19 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     } catch (err) {
       logger.error({ err }, 'failed to record refused writes');
     }
+    // The pulls noted since the last batch, likewise.
+    try {
+      await pulls?.stop();
+    } catch (err) {
+      logger.error({ err }, 'failed to append the pulls');
+    }
     // A read-only registry's actors keep nothing that outlives it: there is nothing to finish.
     if (!readOnly) {
       const head = store.head();
       await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(head)));
     }
     for (const runner of runners) runner.stop();
+    await eventSinks?.stop();
     try {
       metrics?.actor.stop();
     } catch (err) {
@@ -189,6 +207,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
 
   try {
     if (!readOnly) await importStorageOnce(roots, store, hashPool, logger);
+    const maxRepos = config.storage.maxRepos ?? 0;
+    const quota = maxRepos > 0 ? new RepositoryQuota(queries, maxRepos) : undefined;
+    if (quota) store.addGuard(quota.guard);
     registry = new Registry({
       logger,
       roots,
@@ -196,6 +217,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       queries,
       hashPool,
       ...(refusals ? { refusals } : {}),
+      ...(quota ? { quota } : {}),
       onUploadStarted: (repo) => garbageCollector?.schedule(repo, Date.now() + roots.for(repo).gcDelayMs),
       ...(options.uploadLimits ? { uploadLimits: options.uploadLimits } : {}),
       pullThrough: () => sync?.onDemand,
@@ -216,14 +238,16 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       });
       uploadExpiry.start();
     }
-    if (!readOnly && roots.roots.some((root) => root.gc)) {
-      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots), roots, logger, (outcome) =>
+    pulls?.startFlushing((err) => logger.error({ err }, 'failed to append the pulls'));
+    const retention = readOnly ? undefined : new Retention({ storage: config.storage, roots, queries, store, logger, ...(pulls ? { pulls } : {}) });
+    if (retention && roots.roots.some((root) => root.gc)) {
+      garbageCollector = new GarbageCollector(new RepositoryCollector(registry, queries, store, roots, retention, logger), roots, logger, (outcome) =>
         metrics?.observeGcRun(outcome.failed, outcome.seconds, outcome.removed ? { ...outcome.removed } : undefined),
       );
       runners.push(new ActorRunner(garbageCollector, store, checkpoints, logger));
     }
     if (metricsAt !== undefined) {
-      metrics = createMetrics(config, metricsAt, actorDb, store, runners);
+      metrics = await createMetrics(config, metricsAt, actorDb, store, () => [...runners, ...(eventSinks?.runners ?? [])]);
       metrics.actor.startFlushing((err) => logger.error({ err }, 'failed to store the download counts'));
       runners.push(new ActorRunner(metrics.actor, store, checkpoints, logger));
     }
@@ -233,6 +257,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     }
     for (const runner of runners) runner.start();
     follower?.start();
+    const events = config.extensions?.events;
+    if (events?.enable !== false && (events?.sinks?.length ?? 0) > 0) {
+      if (readOnly) logger.warn('events not delivered by a read-only registry: the writing registry delivers them');
+      else eventSinks = startEventSinks(events ?? {}, { db: actorDb, store, checkpoints, logger, queries, registry });
+    }
     if (garbageCollector) {
       // Every repository, and every directory that looks like one, is swept once after start:
       // that finds what a crash left (orphans, sessions) where no new event will point.
@@ -256,6 +285,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     const syncConfig = syncSection(config);
     if (syncConfig !== undefined && readOnly) logger.warn('sync is off: the registry is read-only (http.ReadOnly)');
     if (syncConfig !== undefined && !readOnly) {
+      // Loaded only when sync is configured, as are S3, LDAP, bearer tokens and metrics.
+      const { SyncService } = await import('./sync/sync-service.js');
       sync = new SyncService(syncSettings(syncConfig), {
         registry,
         queries,
@@ -276,6 +307,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger,
       readOnly,
       monitoring: { probes: health, ...(metrics ? { metrics: metrics.http } : {}) },
+      httpOptions: httpOptionsFromConfig(config.http),
+      ...(pulls ? { pulls } : {}),
       auth: { authentication: auth.authentication, authorizer: auth.authorizer, failDelayMs: auth.failDelayMs },
       ...(tlsFiles ? { https: tlsServerOptions(tlsFiles, { requireClientCert }) } : {}),
       ...(sync?.onDemand ? { mirrorName: sync.onDemand.mirrorName.bind(sync.onDemand) } : {}),

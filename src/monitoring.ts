@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { ActorRunner } from './actors/actor.js';
 import { MetricsActor } from './actors/metrics-actor.js';
-import { PrometheusMetrics } from './actors/prometheus.js';
+import type { PrometheusMetrics } from './actors/prometheus.js';
 import type { Config } from './config/types.js';
 import type { Db } from './events/database.js';
 import type { EventStore } from './events/store.js';
@@ -98,10 +98,12 @@ function readPackageVersion(): string {
 }
 
 /**
- * The metrics parts; `runners` is read at each scrape, so actors added later are included.
- * `actorDb` is the actors' connection, where the metrics actor keeps its tables.
+ * The metrics parts; `runners` is called at each scrape, so actors added later are included.
+ * `actorDb` is the actors' connection, where the metrics actor keeps its tables. prom-client
+ * (with OpenTelemetry's API, about 80 modules) is loaded only here, when metrics are on.
  */
-export function createMetrics(config: Config, path: string, actorDb: Db, store: EventStore, runners: readonly ActorRunner[]): Metrics {
+export async function createMetrics(config: Config, path: string, actorDb: Db, store: EventStore, runners: () => readonly ActorRunner[]): Promise<Metrics> {
+  const { PrometheusMetrics } = await import('./actors/prometheus.js');
   const prometheus = new PrometheusMetrics(
     { commit: '', binaryType: `zot-ts-${PACKAGE_VERSION}`, goVersion: process.version, version: config.distSpecVersion ?? '' },
     {
@@ -109,7 +111,7 @@ export function createMetrics(config: Config, path: string, actorDb: Db, store: 
       // index lookup, where COUNT(*) would scan the log at every scrape).
       length: () => store.head(),
       head: () => store.head(),
-      checkpoints: () => runners.map((runner) => ({ actor: runner.name, checkpoint: runner.checkpoint })),
+      checkpoints: () => runners().map((runner) => ({ actor: runner.name, checkpoint: runner.checkpoint })),
     },
   );
   const actor = new MetricsActor(actorDb, prometheus);

@@ -30,7 +30,7 @@
 // transaction synchronously, so their write transactions never overlap; nothing toggles a pragma
 // on a connection that another part shares.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BehaviorSubject, Subscription, combineLatest, filter, firstValueFrom } from 'rxjs';
+import { BehaviorSubject, Subscription, combineLatest, filter, firstValueFrom } from '../events/rx.js';
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import type { EventType, StoredEvent } from '../events/types.js';

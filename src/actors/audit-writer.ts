@@ -1,10 +1,12 @@
 // Writes the audit log (`log.audit`): one JSON line per action that changed the registry, or
-// that a client tried and was refused, from the event stream. A line is a pure function of its
+// that a client tried and was refused, from the event stream. Pulls (ManifestsPulled) are reads
+// and are not audited, as in zot. A line is a pure function of its
 // event, so `zot audit --rebuild-audit-log` regenerates the same bytes from the event log.
 //
 // The fields are zot's where zot has them (pkg/log `NewAuditLogger`, pkg/api `SessionAuditLogger`:
 // level, clientIP, subject, action, object, status, time, message), plus ours: seq, event,
-// repository, digest, tag, reference, outcome, code, requestId, and for a refusal its `count`
+// repository, digest, tag, reference, outcome, code, requestId, the reason and policy of a removal
+// by GC or retention, and for a refusal its `count`
 // (refusals are aggregated: one event, and line, may stand for many; its clientIP, requestId,
 // action and object are the last one's) with firstTime, lastTime and folded. zot writes the request's method
 // and path; an event knows what changed, so `action` and `object` are the request that makes
@@ -54,6 +56,9 @@ export interface AuditRecord {
   lastTime?: string;
   /** Refusals of one identity across repositories and codes (past the recorder's bound of keys). */
   folded?: boolean;
+  /** What removed a tag or manifest for GC or retention, and the policy's path (events.RemovalCause). */
+  reason?: string;
+  policy?: string;
   outcome: 'success' | 'refused';
   requestId?: string;
   /** Synced content: the upstream URL, repository and digest it came from. */
@@ -68,6 +73,14 @@ interface Request {
   action: string;
   object: string;
   status?: number;
+}
+
+/** The event types the audit log records: all but the reads. */
+export const AUDITED_TYPES: readonly EventType[] = EVENT_TYPES.filter((type) => type !== 'ManifestsPulled');
+const AUDITED: ReadonlySet<string> = new Set(AUDITED_TYPES);
+
+export function isAudited(event: StoredEvent): boolean {
+  return AUDITED.has(event.type);
 }
 
 /** The request that makes the change an event records, as zot's audit line names it. */
@@ -130,6 +143,8 @@ export function auditRecord(event: StoredEvent): AuditRecord {
     ...optional('firstTime', refused ? event.firstTime : undefined),
     ...optional('lastTime', refused ? event.lastTime : undefined),
     ...(refused && event.folded ? { folded: true } : {}),
+    ...optional('reason', stringField(event, 'reason')),
+    ...optional('policy', stringField(event, 'policy')),
     outcome: refused ? 'refused' : 'success',
     ...optional('requestId', event.requestId),
     ...optional('upstream', event.source?.url),
@@ -181,8 +196,8 @@ export async function readAuditTail(handle: fs.promises.FileHandle, size: number
 
 export class AuditWriter implements Actor {
   readonly name = 'audit-writer';
-  /** Every event is an action to audit, including types added after this file was written. */
-  readonly handles: readonly EventType[] = EVENT_TYPES;
+  /** Every change is an action to audit, including types added after this file was written. */
+  readonly handles: readonly EventType[] = AUDITED_TYPES;
 
   private handle_?: fs.promises.FileHandle;
   private identity?: { dev: number; ino: number };
@@ -299,7 +314,7 @@ export class AuditWriter implements Actor {
   private async backfill(afterSeq: number, throughSeq: number): Promise<void> {
     // Read synchronously into memory: a statement left open across an await would keep the
     // connection busy for the appends.
-    const events = Array.from(this.store.read({ afterSeq, limit: throughSeq - afterSeq })).filter((event) => event.seq <= throughSeq);
+    const events = Array.from(this.store.read({ afterSeq, limit: throughSeq - afterSeq })).filter((event) => event.seq <= throughSeq && isAudited(event));
     if (events.length === 0) return;
     await this.append(events.map(auditLine).join(''));
     this.logger.info({ file: this.file, afterSeq, throughSeq, lines: events.length }, 'audit log filled in from the event log');

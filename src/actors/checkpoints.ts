@@ -18,6 +18,11 @@ export class Checkpoints {
     });
   }
 
+  /** Whether the actor has a checkpoint: it ran before. */
+  has(name: string): boolean {
+    return this.select.get(name) !== undefined;
+  }
+
   /** Sequence number of the last event the actor finished with; 0 before its first. */
   get(name: string): number {
     return (this.select.get(name) as { seq: number } | undefined)?.seq ?? 0;

@@ -52,7 +52,7 @@ export class GarbageCollector implements Actor {
     const root = this.roots.for(event.repo);
     if (!root.gc) return;
     const at = Date.parse(event.time);
-    this.schedule(event.repo, ADDING.has(event.type) ? at + root.gcDelayMs : at);
+    this.schedule(event.repo, ADDING.has(event.type) ? at + this.collector.delayAfterAdding(event.repo) : at);
   }
 
   /** Marks a repository for a sweep at `at` (or earlier, if it is due earlier already). */

@@ -4,11 +4,8 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { AccessControlConfig, Config } from '../config/types.js';
 import { AccessControlAuthorizer, repositoryPolicies } from './access-control.js';
-import { BearerAuthenticator } from './bearer.js';
 import { readBearerPublicKey } from './bearer-key.js';
 import { AuthenticationChain, DEFAULT_REALM, type Authentication } from './chain.js';
-import { HtpasswdAuthenticator } from './htpasswd.js';
-import { LdapAuthenticator } from './ldap.js';
 import { MtlsAuthenticator } from './mtls.js';
 import type { Authenticator, Authorizer } from './types.js';
 
@@ -25,7 +22,11 @@ export function accessControlOf(config: Config): AccessControlConfig | undefined
   return config.http.accessControl ?? config.accessControl;
 }
 
-/** Opens every configured method; a method that cannot start (a bad htpasswd file) throws, naming why. */
+/**
+ * Opens every configured method; a method that cannot start (a bad htpasswd file) throws, naming
+ * why. Each method's module (and its library: ldapts, bcryptjs, jsonwebtoken) is loaded only when
+ * the configuration uses it, which keeps them out of a registry's start-up time and memory.
+ */
 export async function openAuth(config: Config, logger: Logger): Promise<AuthSetup> {
   const auth = config.http.auth;
   const authenticators: Authenticator[] = [];
@@ -34,10 +35,17 @@ export async function openAuth(config: Config, logger: Logger): Promise<AuthSetu
     // htpasswd, bearer tokens, and the client certificate.
     if (auth?.ldap) {
       const caCert = auth.ldap.CACert !== undefined ? fs.readFileSync(auth.ldap.CACert) : undefined;
+      const { LdapAuthenticator } = await import('./ldap.js');
       authenticators.push(new LdapAuthenticator({ config: auth.ldap, logger, ...(caCert ? { caCert } : {}) }));
     }
-    if (auth?.htpasswd) authenticators.push(HtpasswdAuthenticator.open(auth.htpasswd.path, logger));
-    if (auth?.bearer) authenticators.push(new BearerAuthenticator({ config: auth.bearer, publicKey: readBearerPublicKey(auth.bearer.cert) }));
+    if (auth?.htpasswd) {
+      const { HtpasswdAuthenticator } = await import('./htpasswd.js');
+      authenticators.push(HtpasswdAuthenticator.open(auth.htpasswd.path, logger));
+    }
+    if (auth?.bearer) {
+      const { BearerAuthenticator } = await import('./bearer.js');
+      authenticators.push(new BearerAuthenticator({ config: auth.bearer, publicKey: readBearerPublicKey(auth.bearer.cert) }));
+    }
     if (config.http.tls?.cacert !== undefined) authenticators.push(new MtlsAuthenticator(auth?.mtls));
   } catch (err) {
     await Promise.all(authenticators.map((authenticator) => authenticator.close?.()));

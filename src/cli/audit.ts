@@ -13,11 +13,11 @@ import { parseArgs } from 'node:util';
 import { minimatch } from 'minimatch';
 import { ScratchProjections } from '../projections/index.js';
 import { followUntilSignal } from './follow.js';
-import { auditLine, auditRecord, type AuditRecord } from '../actors/audit-writer.js';
+import { AUDITED_TYPES, auditLine, auditRecord, isAudited, type AuditRecord } from '../actors/audit-writer.js';
 import type { Config } from '../config/types.js';
 import type { Db } from '../events/database.js';
 import { readEvents } from '../events/store.js';
-import { EVENT_TYPES, type StoredEvent } from '../events/types.js';
+import type { StoredEvent } from '../events/types.js';
 import { RegistryStateQueries } from '../projections/registry-state.js';
 import { openLiveLog } from './events.js';
 import { loadConfigOrReport } from './load.js';
@@ -62,9 +62,9 @@ export function matchesFilter(event: StoredEvent, filter: AuditFilter): boolean 
 function parseTypes(value: string | undefined): ReadonlySet<string> | undefined {
   if (value === undefined) return undefined;
   const types = value.split(',').map((type) => type.trim()).filter((type) => type !== '');
-  const known = new Set<string>(EVENT_TYPES);
+  const known = new Set<string>(AUDITED_TYPES);
   const unknown = types.filter((type) => !known.has(type));
-  if (unknown.length > 0) throw new UsageError(`--type: unknown action type ${unknown.join(', ')} (one of ${EVENT_TYPES.join(', ')})`);
+  if (unknown.length > 0) throw new UsageError(`--type: unknown action type ${unknown.join(', ')} (one of ${AUDITED_TYPES.join(', ')})`);
   return new Set(types);
 }
 
@@ -142,7 +142,7 @@ async function listActions(live: Db, filter: AuditFilter, json: boolean, follow:
     let out = '';
     for (const event of readEvents(live, { afterSeq: last })) {
       last = event.seq;
-      if (!matchesFilter(event, filter)) continue;
+      if (!isAudited(event) || !matchesFilter(event, filter)) continue;
       out += json ? auditLine(event) : `${formatAuditRecord(auditRecord(event))}\n`;
     }
     if (out !== '') process.stdout.write(out);
@@ -278,6 +278,7 @@ function rebuildAuditLog(config: Config, live: Db): number {
   try {
     let chunk = '';
     for (const event of readEvents(live)) {
+      if (!isAudited(event)) continue;
       chunk += auditLine(event);
       lines++;
       last = event.seq;

@@ -8,7 +8,7 @@ import { ScratchProjections } from '../projections/index.js';
 import { buildIndex } from '../actors/index-json-writer.js';
 import { readEvents } from '../events/store.js';
 import { REGISTRY_STATE_TABLES, RegistryStateQueries } from '../projections/registry-state.js';
-import { storageRootsFromConfig } from '../storage/roots.js';
+import { openStorageRoots } from '../storage/roots.js';
 import { compareStorage } from '../registry/storage-check.js';
 import { HashPool } from '../workers/pool.js';
 import { loadConfigOrReport } from './load.js';
@@ -57,7 +57,7 @@ export async function runReplay(args: string[]): Promise<number> {
     for (const table of REGISTRY_STATE_TABLES) drift.push(...diffRows(table, tableRows(live, table), tableRows(scratch.db, table)));
 
     // A check writes nothing: a subPath root that does not exist is reported, not created.
-    const roots = storageRootsFromConfig(config.storage, { createDirectories: false });
+    const roots = await openStorageRoots(config.storage, { createDirectories: false });
     const liveQueries = new RegistryStateQueries(live);
     const head = (live.prepare('SELECT MAX(seq) AS seq FROM events').get() as { seq: number | null }).seq ?? 0;
     const indexCheckpoint = (live.prepare("SELECT seq FROM checkpoints WHERE name = 'index-json-writer'").get() as { seq: number } | undefined)?.seq ?? 0;

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { RegistryStateQueries } from '../projections/registry-state.js';
 import { scrubFoundProblems, scrubStorage, type RepositoryScrub, type ScrubReport } from '../registry/scrub.js';
-import { storageRootsFromConfig, type StorageRoots } from '../storage/roots.js';
+import { openStorageRoots, type StorageRoots } from '../storage/roots.js';
 import { HashPool } from '../workers/pool.js';
 import { openLiveLog } from './events.js';
 import { loadConfigOrReport } from './load.js';
@@ -47,7 +47,7 @@ export async function runScrub(args: string[]): Promise<number> {
   let roots: StorageRoots;
   try {
     // Read-only: a root directory that is missing is not made (it holds nothing to check).
-    roots = storageRootsFromConfig(config.storage, { createDirectories: false });
+    roots = await openStorageRoots(config.storage, { createDirectories: false });
   } catch (err) {
     live.close();
     process.stderr.write(`zot scrub: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -10,7 +10,7 @@ import { isRecord } from './values.js';
 export type FeatureStatus = 'built' | 'not built yet' | 'not supported';
 
 export interface Feature {
-  /** Where a file asks for it, dotted in zot's spelling; `*` stands for any subPaths route. */
+  /** Where a file asks for it, dotted in zot's spelling; `*` stands for any subPaths route or list item. */
   readonly paths: readonly string[];
   /** A short name. */
   readonly name: string;
@@ -48,6 +48,17 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['log'], name: 'logs', description: 'log level, log file and audit log', status: 'built' },
   { paths: ['extensions.metrics', 'metrics'], name: 'metrics', description: 'Prometheus metrics in zot\'s names', status: 'built' },
   { paths: ['extensions.scrub'], name: 'scrub', description: 'periodic integrity checks of stored blobs', status: 'built' },
+  { paths: ['http.ratelimit'], name: 'rate limit', description: 'rate limiting of requests (429 TOOMANYREQUESTS)', status: 'built' },
+  { paths: ['http.compat'], name: 'compat', description: 'compatibility with Docker media types (docker2s2)', status: 'built' },
+  { paths: everyStore('commit'), name: 'commit', description: 'syncing every write to disk before acknowledging it', status: 'built', asks: isTrue },
+  // Counted across every root (repository-quota.ts); a subPath's own limit is a row below.
+  { paths: ['storage.maxRepos'], name: 'maxRepos', description: 'a limit on the number of repositories', status: 'built' },
+  { paths: ['http.allowOrigin'], name: 'CORS', description: 'CORS (headers that let the allowed origins call the registry)', status: 'built' },
+  { paths: ['http.readTimeout'], name: 'read timeout', description: 'a limit on the time to read a request', status: 'built' },
+  { paths: ['http.writeTimeout'], name: 'write timeout', description: 'a limit on the time to write a response', status: 'built' },
+  { paths: ['http.externalUrl'], name: 'external URL', description: 'the registry\'s public URL (for Location headers)', status: 'built' },
+  { paths: ['extensions.events'], name: 'events', description: 'zot\'s events extension (CloudEvents to http and nats sinks)', status: 'built', asks: enabled },
+  { paths: everyStore('retention'), name: 'retention', description: 'retention (which tags and untagged manifests garbage collection keeps)', status: 'built' },
 
   // --- being built --------------------------------------------------------------------------
   { paths: ['http.auth.htpasswd'], name: 'htpasswd authentication', description: 'authentication', status: 'built' },
@@ -64,21 +75,15 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['http.tls.cacert', 'http.auth.mtls'], name: 'mutual TLS', description: 'mutual TLS', status: 'built' },
   { paths: ['http.accessControl', 'accessControl'], name: 'access control', description: 'access control', status: 'built' },
   { paths: ['extensions.sync', 'sync'], name: 'sync', description: 'sync', status: 'built', asks: syncAsked },
+  { paths: ['storage.subPaths.*.maxRepos'], name: 'subPath maxRepos', description: 'a limit on the repositories of one subPath', status: 'not built yet' },
+  { paths: ['extensions.events.sinks.*.proxy'], name: 'events proxy', description: 'delivering events through a proxy', status: 'not built yet' },
   {
-    paths: everyStore('retention'),
-    name: 'retention',
-    description: 'retention (which tags and untagged manifests garbage collection keeps)',
+    paths: ['extensions.events.sinks.*.tls'],
+    name: 'events TLS',
+    description: 'client certificates and private CAs for event sinks',
     status: 'not built yet',
   },
-  { paths: ['http.ratelimit'], name: 'rate limit', description: 'rate limiting of requests (429 TOOMANYREQUESTS)', status: 'not built yet' },
-  { paths: ['http.compat'], name: 'compat', description: 'compatibility with Docker media types (docker2s2)', status: 'not built yet' },
-  { paths: everyStore('commit'), name: 'commit', description: 'syncing every write to disk before acknowledging it', status: 'not built yet', asks: isTrue },
-  { paths: everyStore('maxRepos'), name: 'maxRepos', description: 'a limit on the number of repositories', status: 'not built yet' },
-  { paths: ['http.allowOrigin'], name: 'CORS', description: 'CORS (headers that let the allowed origins call the registry)', status: 'not built yet' },
-  { paths: ['http.readTimeout'], name: 'read timeout', description: 'a limit on the time to read a request', status: 'not built yet' },
-  { paths: ['http.writeTimeout'], name: 'write timeout', description: 'a limit on the time to write a response', status: 'not built yet' },
-  { paths: ['http.externalUrl'], name: 'external URL', description: 'the registry\'s public URL (for Location headers)', status: 'not built yet' },
-  { paths: ['extensions.events'], name: 'events', description: 'zot\'s events extension (CloudEvents to http and nats sinks)', status: 'not built yet', asks: enabled },
+  { paths: ['extensions.events.sinks.*.credentials.file'], name: 'NATS credentials file', description: 'NATS credentials files', status: 'not built yet' },
 
   // --- not supported ------------------------------------------------------------------------
   {
@@ -144,11 +149,12 @@ export function unbuiltFeatures(config: Config): string[] {
   return [...new Set(lines)].sort();
 }
 
-/** The values at a dotted pattern, each with its concrete path; `*` matches every key. */
+/** The values at a dotted pattern, each with its concrete path; `*` matches every key or index. */
 function valuesAt(value: unknown, segments: readonly string[], path: readonly string[]): [string, unknown][] {
   if (value === undefined) return [];
   const [head, ...rest] = segments;
   if (head === undefined) return [[path.join('.'), value]];
+  if (Array.isArray(value) && head === '*') return value.flatMap((item, index) => valuesAt(item, rest, [...path, String(index)]));
   if (!isRecord(value)) return [];
   const keys = head === '*' ? Object.keys(value) : [head];
   return keys.flatMap((key) => valuesAt(value[key], rest, [...path, key]));

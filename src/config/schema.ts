@@ -25,6 +25,16 @@ const stringMap = { type: 'object', additionalProperties: string };
 /** An extension that only has an `enable` switch. */
 const switchOnly = { type: 'object', additionalProperties: false, properties: { enable: boolean } };
 
+/** The rules of a keepTags entry and of keepUntagged (zot's KeepTagsPolicy, KeepUntaggedPolicy). */
+function keepRules(): Record<string, unknown> {
+  return {
+    pulledWithin: ref('duration'),
+    pushedWithin: ref('duration'),
+    mostRecentlyPushedCount: count,
+    mostRecentlyPulledCount: count,
+  };
+}
+
 /** Keys zot accepts on the default root and on every subPath alike, beside the GC settings. */
 function storeProperties(): Record<string, unknown> {
   return {
@@ -307,17 +317,11 @@ export const configSchema: SchemaObject = {
                 items: {
                   type: 'object',
                   additionalProperties: false,
-                  properties: {
-                    patterns: stringList,
-                    pulledWithin: ref('duration'),
-                    pushedWithin: ref('duration'),
-                    mostRecentlyPushedCount: count,
-                    mostRecentlyPulledCount: count,
-                  },
+                  properties: { patterns: stringList, ...keepRules() },
                 },
               },
-              // Its fields are left to the retention feature to define.
-              keepUntagged: { type: 'object' },
+              // zot 2.1.19 and later: rules that keep untagged manifests deleteUntagged would remove.
+              keepUntagged: { type: 'object', additionalProperties: false, properties: keepRules() },
             },
           },
         },

@@ -7,6 +7,7 @@ import { isDuration } from './duration.js';
 import { ACCESS_CONTROL_KEYWORDS } from '../auth/access-control.js';
 import { globProblem } from '../auth/glob.js';
 import { bearerCertProblems, htpasswdFileProblems, ldapCredentialsProblems, readableFileProblems, tlsFileProblems } from './files.js';
+import { tagPatternError } from './patterns.js';
 import { problem, type Problem } from './problems.js';
 import { storeSettings, type StoreSettings } from './store-settings.js';
 import type { SubPathConfig } from './types.js';
@@ -28,6 +29,7 @@ export function semanticProblems(data: unknown, options: SemanticOptions): Probl
     ...accessControlProblems(data),
     ...storageProblems(data),
     ...syncProblems(data),
+    ...eventsProblems(data),
     ...onlyOneOf(data, ['metrics'], ['extensions', 'metrics']),
   ];
 }
@@ -49,6 +51,32 @@ function httpProblems(config: JsonRecord): Problem[] {
       problems.push(problem(['http', 'tls', 'cacert'], 'needs cert and key to be set as well'));
     }
   }
+  const externalUrl = stringAt(http, 'externalUrl');
+  if (externalUrl !== undefined && !isBaseUrl(externalUrl)) {
+    problems.push(problem(['http', 'externalUrl'], 'must be an absolute http or https URL, such as https://registry.example.com'));
+  }
+  return problems;
+}
+
+/** An http(s) URL that paths can be appended to: no query, no fragment. */
+function isBaseUrl(text: string): boolean {
+  return isHttpUrl(text) && !text.includes('?') && !text.includes('#');
+}
+
+// --- events -------------------------------------------------------------------------------
+
+function eventsProblems(config: JsonRecord): Problem[] {
+  const problems: Problem[] = [];
+  arrayAt(recordAt(recordAt(config, 'extensions'), 'events'), 'sinks').forEach((sink, index) => {
+    const path = ['extensions', 'events', 'sinks', index];
+    const type = stringAt(sink, 'type');
+    const address = stringAt(sink, 'address');
+    // NATS has no default subject: zot publishes to `channel`.
+    if (type === 'nats' && !stringAt(sink, 'channel')) problems.push(problem([...path, 'channel'], 'required for a nats sink: the subject events are published on'));
+    if (type === 'http' && address !== undefined && !isHttpUrl(address)) {
+      problems.push(problem([...path, 'address'], 'must be an http or https URL for an http sink'));
+    }
+  });
   return problems;
 }
 
@@ -252,6 +280,7 @@ function storageProblems(config: JsonRecord): Problem[] {
   const storage = recordAt(config, 'storage');
   if (storage === undefined) return [];
   const problems = driverProblems(['storage', 'storageDriver'], recordAt(storage, 'storageDriver'));
+  problems.push(...retentionProblems(['storage', 'retention'], recordAt(storage, 'retention')));
   const mainRoot = stringAt(storage, 'rootDirectory');
   const firstByRoot = new Map<string, [string, JsonRecord]>();
 
@@ -263,6 +292,7 @@ function storageProblems(config: JsonRecord): Problem[] {
     }
     if (!isRecord(subPath)) continue;
     problems.push(...driverProblems([...path, 'storageDriver'], recordAt(subPath, 'storageDriver')));
+    problems.push(...retentionProblems([...path, 'retention'], recordAt(subPath, 'retention')));
 
     const root = stringAt(subPath, 'rootDirectory');
     if (root === undefined) continue;
@@ -322,6 +352,28 @@ function driverProblems(path: Path, driver: JsonRecord | undefined): Problem[] {
   if (!has('region') && !has('regionendpoint')) {
     problems.push(problem([...path, 'region'], 'required by the s3 driver unless regionendpoint is set'));
   }
+  return problems;
+}
+
+// zot checks these when it loads a file (validateGCRules): repository globs compile, tag patterns
+// are regular expressions. Durations are the schema's.
+function retentionProblems(path: Path, retention: JsonRecord | undefined): Problem[] {
+  const problems: Problem[] = [];
+  arrayAt(retention, 'policies').forEach((policy, i) => {
+    const policyPath = [...path, 'policies', i];
+    arrayAt(policy, 'repositories').forEach((glob, j) => {
+      const error = typeof glob === 'string' ? globProblem(glob) : undefined;
+      if (error !== undefined) problems.push(problem([...policyPath, 'repositories', j], `must be a valid repository glob (${error})`));
+    });
+    arrayAt(policy, 'keepTags').forEach((keep, k) => {
+      arrayAt(keep, 'patterns').forEach((pattern, l) => {
+        const error = typeof pattern === 'string' ? tagPatternError(pattern) : undefined;
+        if (error !== undefined) {
+          problems.push(problem([...policyPath, 'keepTags', k, 'patterns', l], `must be a valid regular expression (${error})`));
+        }
+      });
+    });
+  });
   return problems;
 }
 

@@ -139,12 +139,17 @@ export interface StorageDriverConfig {
   [key: string]: unknown;
 }
 
-export interface KeepTagsPolicy {
-  patterns?: string[];
+/** Rules that keep tags or untagged manifests; one that meets any of them is kept. */
+export interface KeepRules {
   pulledWithin?: string;
   pushedWithin?: string;
   mostRecentlyPushedCount?: number;
   mostRecentlyPulledCount?: number;
+}
+
+export interface KeepTagsPolicy extends KeepRules {
+  /** Regular expressions (Go's syntax, unanchored); a tag matching none goes to the next entry. */
+  patterns?: string[];
 }
 
 export interface RetentionPolicy {
@@ -152,7 +157,7 @@ export interface RetentionPolicy {
   deleteReferrers?: boolean;
   deleteUntagged?: boolean;
   keepTags?: KeepTagsPolicy[];
-  keepUntagged?: Record<string, unknown>;
+  keepUntagged?: KeepRules;
 }
 
 export interface RetentionConfig {

@@ -2,29 +2,19 @@
 // (with zot's defaults applied), normalisation of zot's loose forms, then the cross-field rules,
 // all reported together.
 
-import { Ajv } from 'ajv';
-import semver from 'semver';
+import type { ValidateFunction } from 'ajv';
 
-import { isDuration } from './duration.js';
 import { canonicalizeKeys } from './keys.js';
 import { normalize } from './normalize.js';
 import { formatProblems, fromAjvErrors } from './problems.js';
 import { configSchema } from './schema.js';
 import { semanticProblems } from './semantic.js';
 import type { Config } from './types.js';
+import { validate as compiledSchema } from './validate-schema.generated.js';
 
-const ajv = new Ajv({
-  allErrors: true,
-  useDefaults: true,
-  strict: true,
-  allowUnionTypes: true,
-  // Gives each error its schema object, where problems.ts looks for `x-message`.
-  verbose: true,
-});
-ajv.addKeyword('x-message');
-ajv.addFormat('duration', isDuration);
-ajv.addFormat('semver', (text: string) => semver.valid(text) !== null);
-const matchesSchema = ajv.compile(configSchema);
+// The schema compiled at build time (compile-schema.ts): ajv's options there are allErrors,
+// useDefaults (zot's defaults written into the data), strict and verbose errors.
+const matchesSchema = compiledSchema as unknown as ValidateFunction;
 
 export interface ValidationResult {
   /** The validated configuration with defaults applied; present only when there are no problems. */

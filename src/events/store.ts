@@ -19,7 +19,7 @@
 // once (a power loss before its fsync can take it back, with every later commit: WAL frames
 // survive as a prefix). A connection not in WAL mode (in memory) commits with its own setting.
 import * as fs from 'node:fs';
-import { Observable, Subject } from 'rxjs';
+import { Observable, Subject } from './rx.js';
 import type { Db } from './database.js';
 import { upcast, type EventRow } from './upcast.js';
 import { EVENT_SCHEMA_VERSION, type EventBody, type EventContext, type StoredEvent } from './types.js';
@@ -51,6 +51,12 @@ export interface EventStoreOptions {
    */
   readOnly?: boolean;
 }
+
+/**
+ * A check run inside every append transaction before its events are written, on every path that
+ * appends one request's events (a quota); throwing fails that append.
+ */
+export type AppendGuard = (bodies: readonly EventBody[], context: EventContext) => void;
 
 /** An event body with the context of its own request (refusals counted over many requests). */
 export interface ContextualEvent {
@@ -117,6 +123,8 @@ export type AppendedEvents = readonly EventBody[] | (() => readonly EventBody[])
 interface QueuedAppend {
   entries: Entries;
   options: AppendOptions;
+  /** The one context of an append() (its guards run), none for appendEach. */
+  context?: EventContext;
   resolve(events: StoredEvent[]): void;
   reject(err: unknown): void;
 }
@@ -153,6 +161,8 @@ export class EventStore {
   readonly readOnly: boolean;
   /** The last seq published on events$ (or found in the log when the store was opened). */
   private lastPublished = 0;
+  private readonly guards: AppendGuard[] = [];
+  private mediaTypeQuery?: import('better-sqlite3').Statement<[string, string, number]>;
 
   constructor(
     readonly db: Db,
@@ -170,9 +180,12 @@ export class EventStore {
       INSERT INTO events (type, version, time, repo, digest, media_type, size, tag, client, request_id, identity, auth_method, data)
       VALUES (@type, @version, @time, @repo, @digest, @media_type, @size, @tag, @client, @request_id, @identity, @auth_method, @data)
     `);
-    this.appendOne = db.transaction((entries: Entries, options: AppendOptions, time: string): StoredEvent[] => {
+    this.appendOne = db.transaction((append: QueuedAppend, time: string): StoredEvent[] => {
+      const { entries, options, context } = append;
       options.precondition?.();
-      const stored = (typeof entries === 'function' ? entries() : entries).map(({ body, context }) => {
+      const list = typeof entries === 'function' ? entries() : entries;
+      if (context) for (const guard of this.guards) guard(list.map((entry) => entry.body), context);
+      const stored = list.map(({ body, context }) => {
         const event = this.toStored(body, context, time);
         for (const projection of this.projections) projection.apply(event);
         return event;
@@ -182,9 +195,9 @@ export class EventStore {
     });
     this.commitGroup = db.transaction((group: readonly QueuedAppend[]): AppendOutcome[] => {
       const time = new Date().toISOString();
-      return group.map(({ entries, options }) => {
+      return group.map((append) => {
         try {
-          return { ok: true, events: this.appendOne(entries, options, time) };
+          return { ok: true, events: this.appendOne(append, time) };
         } catch (error) {
           return { ok: false, error };
         }
@@ -199,7 +212,7 @@ export class EventStore {
    */
   append(events: AppendedEvents, context: EventContext, options: AppendOptions = {}): Promise<StoredEvent[]> {
     const withContext = (bodies: readonly EventBody[]): ContextualEvent[] => bodies.map((body) => ({ body, context }));
-    return this.enqueue(typeof events === 'function' ? () => withContext(events()) : withContext(events), options);
+    return this.enqueue(typeof events === 'function' ? () => withContext(events()) : withContext(events), options, context);
   }
 
   /** Appends events that each carry their own context, atomically, as one append. */
@@ -207,11 +220,15 @@ export class EventStore {
     return this.enqueue(entries, {});
   }
 
-  private enqueue(entries: Entries, options: AppendOptions): Promise<StoredEvent[]> {
+  addGuard(guard: AppendGuard): void {
+    this.guards.push(guard);
+  }
+
+  private enqueue(entries: Entries, options: AppendOptions, context?: EventContext): Promise<StoredEvent[]> {
     if (this.readOnly) return Promise.reject(new Error('the event log is open read-only (http.ReadOnly): nothing is appended'));
     if (this.syncFailure !== undefined) return Promise.reject(new Error('the event log failed to sync to disk: nothing more is appended', { cause: this.syncFailure }));
     return new Promise((resolve, reject) => {
-      this.queue.push({ entries, options, resolve, reject });
+      this.queue.push({ entries, options, ...(context ? { context } : {}), resolve, reject });
       if (this.flushScheduled) return;
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -353,6 +370,15 @@ export class EventStore {
     yield* readEvents(this.db, filter);
   }
 
+  /** The media type the latest ManifestPushed of the digest before `beforeSeq` recorded. */
+  manifestMediaType(repo: string, digest: string, beforeSeq: number): string | undefined {
+    this.mediaTypeQuery ??= this.db.prepare(
+      "SELECT media_type FROM events WHERE repo = ? AND digest = ? AND type = 'ManifestPushed' AND seq < ? ORDER BY seq DESC LIMIT 1",
+    );
+    const row = this.mediaTypeQuery.get(repo, digest, beforeSeq) as { media_type: string | null } | undefined;
+    return row?.media_type ?? undefined;
+  }
+
   getMeta(key: string): string | undefined {
     const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value;
@@ -413,6 +439,21 @@ export function* readEvents(db: Db, filter: EventFilter = {}): Generator<StoredE
     params.sinceTime = filter.sinceTime;
   }
   const limit = filter.limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(filter.limit))}` : '';
-  const statement = db.prepare(`SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq${limit}`);
+  const statement = prepared(db, `SELECT * FROM events WHERE ${where.join(' AND ')} ORDER BY seq${limit}`);
   for (const row of statement.iterate(params) as IterableIterator<EventRow>) yield upcast(row);
+}
+
+// Readers such as the events sinks read a few events at a time, often: each query text is
+// prepared once per connection. The texts are few (one per combination of filters and limit).
+const statements = new WeakMap<Db, Map<string, ReturnType<Db['prepare']>>>();
+
+function prepared(db: Db, sql: string): ReturnType<Db['prepare']> {
+  let byText = statements.get(db);
+  if (!byText) statements.set(db, (byText = new Map()));
+  const cached = byText.get(sql);
+  // One still iterating (a reader of the same text, not finished) cannot run again: a new one can.
+  if (cached && !cached.busy) return cached;
+  const statement = db.prepare(sql);
+  if (!cached) byText.set(sql, statement);
+  return statement;
 }

@@ -19,6 +19,29 @@ export interface ManifestPushedData {
   annotations?: Record<string, string>;
 }
 
+/**
+ * Why garbage collection or retention removed a tag or a manifest (optional fields added without a
+ * new schema version: events written before them have neither). `reason` names the retention
+ * setting that decided: `keepTags` (a tag no keepTags entry kept), `deleteUntagged` (an untagged
+ * manifest, zot's default when no policy matches), `deleteReferrers` (a referrer whose subject is
+ * gone). `policy` is the path of the policy in the configuration, such as
+ * `storage.retention.policies.0` or `storage.subPaths./a.retention.policies.1`.
+ */
+export interface RemovalCause {
+  reason: RemovalReason;
+  policy?: string;
+}
+
+export type RemovalReason = 'keepTags' | 'deleteUntagged' | 'deleteReferrers';
+
+/** One manifest's pulls within a ManifestsPulled batch. */
+export interface ManifestPull {
+  digest: string;
+  /** ISO-8601 time of the last pull in the batch. */
+  time: string;
+  count: number;
+}
+
 export type EventBody =
   /**
    * `storedIn`: with dedupe on a driver without hard links (S3), the repository whose path holds
@@ -34,9 +57,17 @@ export type EventBody =
    */
   | { type: 'BlobRelocated'; repo: string; digest: string; storedIn?: string }
   | ({ type: 'ManifestPushed'; repo: string; digest: string } & ManifestPushedData)
-  | { type: 'ManifestDeleted'; repo: string; digest: string }
+  /** `reason` (and `policy`, when one matched) when garbage collection removed it: see RemovalCause. */
+  | ({ type: 'ManifestDeleted'; repo: string; digest: string } & Partial<RemovalCause>)
   | { type: 'TagSet'; repo: string; tag: string; digest: string; previous?: string }
-  | { type: 'TagRemoved'; repo: string; tag: string; digest: string }
+  /** `reason` and `policy` when retention removed it (identity system:retention). */
+  | ({ type: 'TagRemoved'; repo: string; tag: string; digest: string } & Partial<RemovalCause>)
+  /**
+   * Clients pulled (GET, answered 200) these manifests of the repository. Pulls are noted in memory
+   * and appended in batches (registry/pull-recorder.ts): one event per repository per batch, each
+   * manifest once with the time of its last pull in the batch and how many pulls it stands for.
+   */
+  | { type: 'ManifestsPulled'; repo: string; pulls: ManifestPull[] }
   /** GC removed an upload session that saw no write for gcDelay. */
   | { type: 'UploadExpired'; repo: string; uploadId: string; size: number }
   /** GC removed bytes that no event named (a crash between writing them and the append). */
@@ -83,6 +114,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'OrphanRemoved',
   'RepositoryRemoved',
   'WriteRefused',
+  'ManifestsPulled',
 ];
 
 /** Where synced content came from: the upstream URL that served it, its repository and digest there. */
@@ -111,6 +143,10 @@ export interface EventContext {
 export const SYSTEM_IMPORT_IDENTITY = 'system:import';
 /** The identity of removals made by garbage collection. */
 export const SYSTEM_GC_IDENTITY = 'system:gc';
+/** The identity of tag removals decided by a retention policy (storage.retention). */
+export const SYSTEM_RETENTION_IDENTITY = 'system:retention';
+/** The identity of a batch of pulls, which may come from many clients. */
+export const SYSTEM_PULLS_IDENTITY = 'system:pulls';
 /** The identity of relocations made by dedupe's background pass. */
 export const SYSTEM_DEDUPE_IDENTITY = 'system:dedupe';
 /** The identity of refusals counted together because too many identities were refused at once. */

@@ -1,6 +1,7 @@
 // Turns a stored row of any schema version into the current event shape. Optional fields added
-// to an event later (WriteRefused's count, firstTime, lastTime, folded) keep the version: a row
-// without them reads as it was written, and readers default them (a count of 1).
+// to an event later (WriteRefused's count, firstTime, lastTime, folded; the reason and policy of a
+// TagRemoved or ManifestDeleted) keep the version: a row without them reads as it was written, and
+// readers default them (a count of 1; no reason).
 import { EVENT_SCHEMA_VERSION, type StoredEvent } from './types.js';
 
 export interface EventRow {

@@ -10,6 +10,7 @@ import { RegistryError, isRegistryError, type ErrorKind } from '../oci/errors.js
 import type { Registry } from '../registry/registry.js';
 import { authorizeRoute, registerAuthentication, type HttpAuth } from './auth-hook.js';
 import { registerMonitoringRoutes, type MonitoringOptions } from './monitoring-routes.js';
+import { registerHttpOptions, type HttpOptions } from './options/index.js';
 import { renderOciError } from './oci-errors.js';
 import { METHODS, resolveRoute, type Route } from './routes.js';
 import { context, handlers } from './handlers.js';
@@ -27,6 +28,10 @@ export interface HttpAppOptions {
   readOnly?: boolean;
   /** Health probes and, when metrics are on, the Prometheus endpoint and per-request figures. */
   monitoring?: MonitoringOptions;
+  /** zot's http options: rate limit, CORS, externalUrl, timeouts (src/http/options). */
+  httpOptions?: HttpOptions;
+  /** Told of each manifest pulled, for retention (registry/pull-recorder.ts). */
+  pulls?: { record(repo: string, digest: string): void };
   /** Authentication and authorization; without it every request is anonymous and allowed. */
   auth?: HttpAuth;
   /**
@@ -83,6 +88,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     responses.set(request.raw.socket, reply.raw);
     reply.header(API_VERSION_HEADER, API_VERSION);
   });
+  // zot's http options before authentication, as zot's rate limiter sits in front of its auth
+  // middleware: a flood is refused before any credential is checked.
+  registerHttpOptions(app, options.httpOptions ?? { readTimeoutMs: 0, writeTimeoutMs: 0 }, options.logger);
   registerAuthentication(app, options.auth, options.monitoring?.metrics?.path);
 
   // close() reaps only the keep-alive connections idle at that moment. One whose request is in
@@ -192,6 +200,17 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   };
 
   if (options.monitoring) registerMonitoringRoutes(app, options.monitoring);
+  const pulls = options.pulls;
+  if (pulls) {
+    // A pull is a manifest GET answered 200, noted under the digest served. A HEAD reads no
+    // manifest, and zot does not count it as a pull either (OnGetManifest runs on GET only).
+    app.addHook('onResponse', async (request, reply) => {
+      const route = request.ociRoute;
+      if (route?.endpoint !== 'manifest' || request.method !== 'GET' || reply.statusCode !== 200) return;
+      const digest = reply.getHeader('Docker-Content-Digest');
+      if (typeof digest === 'string') pulls.record(route.name, digest);
+    });
+  }
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
   app.route({ method: [...methods], url: '/v2', handler: dispatch });
   app.route({ method: [...methods], url: '/v2/*', handler: dispatch });

@@ -15,6 +15,7 @@
 //                                    tag is moved only with update (re-checked inside the append)
 //   DELETE blob or manifest          delete
 //   POST ?mount=&from=               create, and read on `from`, else a session (the spec's fallback)
+//   POST ?mount= without from        create; the handler mounts only from a repository it may read
 //
 // A refusal is 401 with the challenge for an anonymous caller (and a bearer token lacking the
 // scope, so the client fetches one that has it), 403 DENIED for an authenticated identity.

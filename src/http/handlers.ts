@@ -96,9 +96,16 @@ const uploads: Handler = async (registry, route, request, reply) => {
   const mount = params.get('mount');
   const from = params.get('from');
   // A mount needs read on the source; without it the request falls back to a session, as the spec
-  // says of any mount that cannot be made.
-  if (mount !== null && from !== null && request.access.allows(from, 'read')) {
-    const mounted = await registry.mountBlob(route.name, mount, from, ctx);
+  // says of any mount that cannot be made. Without `from`, any readable repository of the root
+  // holding the blob is a source (automatic content discovery).
+  if (mount !== null) {
+    const mayRead = (repo: string): boolean => request.access.allows(repo, 'read');
+    const mounted =
+      from === null
+        ? await registry.mountFromReadableHolder(route.name, mount, mayRead, ctx)
+        : mayRead(from)
+          ? await registry.mountBlob(route.name, mount, from, ctx)
+          : undefined;
     if (mounted) return sendBlobCreated(reply, route.name, mounted);
   }
   const digest = params.get('digest');

@@ -44,6 +44,9 @@ export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
   METHOD_UNKNOWN: { code: 'UNSUPPORTED', status: 405, message: 'method not allowed on this endpoint' },
   ROUTE_UNKNOWN: { code: 'UNSUPPORTED', status: 404, message: 'no such endpoint' },
   TOOMANYREQUESTS: { code: 'TOOMANYREQUESTS', status: 429, message: 'too many requests' },
+  // storage.maxRepos, answered as zot answers it (pkg/api/quota.go): 413, not 429, so that a client
+  // does not retry what waiting will not change.
+  REPOSITORY_QUOTA: { code: 'TOOMANYREQUESTS', status: 413, message: 'the registry holds storage.maxRepos repositories already' },
   RANGE_INVALID: { code: 'RANGE_INVALID', status: 416, message: 'requested range is not satisfiable' },
   PAGINATION_INVALID: { code: 'PAGINATION_NUMBER_INVALID', status: 400, message: 'invalid number of results requested' },
   // Requests node's HTTP parser refuses (client-errors.ts): the spec has no code for them.

@@ -5,7 +5,7 @@
 //   end-1   GET, HEAD /v2/
 //   end-2   GET, HEAD /v2/<name>/blobs/<digest>                 end-10  DELETE
 //   end-3   GET, HEAD /v2/<name>/manifests/<reference>          end-7   PUT   end-9 DELETE
-//   end-4a  POST      /v2/<name>/blobs/uploads/                 (also ?digest= and ?mount=&from=)
+//   end-4a  POST      /v2/<name>/blobs/uploads/                 (also ?digest=, ?mount=&from= and ?mount= alone)
 //   end-5   PATCH     /v2/<name>/blobs/uploads/<reference>      end-6   PUT ?digest=
 //   end-13  GET       /v2/<name>/blobs/uploads/<reference>      (status)  DELETE (cancel)
 //   end-8a  GET       /v2/<name>/tags/list?n=&last=

@@ -1,11 +1,11 @@
 // The read model every GET is answered from: repositories, the blobs each holds, manifests with
-// what they reference, tags, and referrers (manifests by subject). A pure function of the event
-// log, applied inline in the append transaction.
+// what they reference, tags, referrers (manifests by subject), and when each manifest was last
+// pulled (for retention). A pure function of the event log, applied inline in the append transaction.
 import type { Db } from '../events/database.js';
 import type { InlineProjection } from '../events/store.js';
 import type { StoredEvent } from '../events/types.js';
 
-export const REGISTRY_STATE_TABLES = ['repositories', 'repo_blobs', 'manifests', 'manifest_refs', 'tags'] as const;
+export const REGISTRY_STATE_TABLES = ['repositories', 'repo_blobs', 'manifests', 'manifest_refs', 'tags', 'manifest_pulls'] as const;
 
 export interface ManifestRow {
   repo: string;
@@ -62,12 +62,19 @@ export class RegistryStateProjection implements InlineProjection {
         PRIMARY KEY (repo, tag)
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS tags_by_digest ON tags (repo, digest);
+      CREATE TABLE IF NOT EXISTS manifest_pulls (
+        repo      TEXT    NOT NULL,
+        digest    TEXT    NOT NULL,
+        pulled_at INTEGER NOT NULL,
+        PRIMARY KEY (repo, digest)
+      ) WITHOUT ROWID;
     `);
     // Columns added after the first release; a log written before them is upgraded in place and
     // `zot replay` (or a rebuild) fills them from the events.
     addColumn(db, 'repo_blobs', 'stored_in', 'TEXT');
     addColumn(db, 'repo_blobs', 'added_at', 'INTEGER NOT NULL DEFAULT 0');
     addColumn(db, 'manifests', 'added_at', 'INTEGER NOT NULL DEFAULT 0');
+    if (addColumn(db, 'tags', 'set_at', 'INTEGER NOT NULL DEFAULT 0')) backfillTagTimes(db);
     db.exec('CREATE INDEX IF NOT EXISTS repo_blobs_by_store ON repo_blobs (digest, stored_in)');
     this.statements = prepareStatements(db);
   }
@@ -114,9 +121,15 @@ export class RegistryStateProjection implements InlineProjection {
         s.deleteManifest.run(event.repo, event.digest);
         s.deleteRefs.run(event.repo, event.digest);
         s.deleteTagsOf.run(event.repo, event.digest);
+        s.deletePulls.run(event.repo, event.digest);
+        return;
+      case 'ManifestsPulled':
+        // Only pulls of the copy held count: a batch may name a manifest deleted since it was
+        // served, or served before the copy now held was pushed.
+        for (const pull of event.pulls) s.notePull.run({ repo: event.repo, digest: pull.digest, at: Date.parse(pull.time) });
         return;
       case 'TagSet':
-        s.setTag.run(event.repo, event.tag, event.digest);
+        s.setTag.run(event.repo, event.tag, event.digest, Date.parse(event.time));
         return;
       case 'TagRemoved':
         s.deleteTag.run(event.repo, event.tag);
@@ -128,9 +141,28 @@ export class RegistryStateProjection implements InlineProjection {
   }
 }
 
-function addColumn(db: Db, table: string, column: string, definition: string): void {
+/** Adds the column unless the table has it; true when it was added. */
+function addColumn(db: Db, table: string, column: string, definition: string): boolean {
   const columns = db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[];
-  if (!columns.includes(column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
+  if (columns.includes(column)) return false;
+  db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
+  return true;
+}
+
+/**
+ * A log written before tags had a time: each tag gets the time of the TagSet that set it, as a
+ * rebuild from the log gives it, so retention reads push times and replay finds no drift.
+ */
+function backfillTagTimes(db: Db): void {
+  const hasEvents = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").get() !== undefined;
+  if (!hasEvents) return;
+  const tags = db.prepare('SELECT repo, tag FROM tags').all() as { repo: string; tag: string }[];
+  const lastSet = db.prepare("SELECT time FROM events WHERE repo = ? AND type = 'TagSet' AND tag = ? ORDER BY seq DESC LIMIT 1").pluck();
+  const update = db.prepare('UPDATE tags SET set_at = ? WHERE repo = ? AND tag = ?');
+  for (const { repo, tag } of tags) {
+    const time = lastSet.get(repo, tag) as string | undefined;
+    if (time !== undefined) update.run(Date.parse(time), repo, tag);
+  }
 }
 
 function prepareStatements(db: Db) {
@@ -153,9 +185,17 @@ function prepareStatements(db: Db) {
     deleteManifest: db.prepare('DELETE FROM manifests WHERE repo = ? AND digest = ?'),
     deleteRefs: db.prepare('DELETE FROM manifest_refs WHERE repo = ? AND manifest = ?'),
     addRef: db.prepare('INSERT OR IGNORE INTO manifest_refs (repo, manifest, ref, kind) VALUES (?, ?, ?, ?)'),
-    setTag: db.prepare('INSERT INTO tags (repo, tag, digest) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET digest = excluded.digest'),
+    setTag: db.prepare(
+      'INSERT INTO tags (repo, tag, digest, set_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET digest = excluded.digest, set_at = excluded.set_at',
+    ),
     deleteTag: db.prepare('DELETE FROM tags WHERE repo = ? AND tag = ?'),
     deleteTagsOf: db.prepare('DELETE FROM tags WHERE repo = ? AND digest = ?'),
+    notePull: db.prepare(`
+      INSERT INTO manifest_pulls (repo, digest, pulled_at)
+      SELECT @repo, @digest, @at WHERE EXISTS (SELECT 1 FROM manifests WHERE repo = @repo AND digest = @digest AND added_at <= @at)
+      ON CONFLICT DO UPDATE SET pulled_at = MAX(pulled_at, excluded.pulled_at)
+    `),
+    deletePulls: db.prepare('DELETE FROM manifest_pulls WHERE repo = ? AND digest = ?'),
   };
 }
 
@@ -168,6 +208,12 @@ const UNREACHABLE_MANIFEST = `
   AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.ref = m.digest)
   AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))`;
 
+export interface UnreachableManifest {
+  digest: string;
+  addedAt: number;
+  subject: string | null;
+}
+
 /** The queries the registry answers from; read-only over the projection's tables. */
 export class RegistryStateQueries {
   private readonly s;
@@ -175,6 +221,7 @@ export class RegistryStateQueries {
   constructor(db: Db) {
     this.s = {
       repoExists: db.prepare('SELECT 1 FROM repositories WHERE name = ?').pluck(),
+      repositoryCount: db.prepare('SELECT COUNT(*) FROM repositories').pluck(),
       blob: db.prepare('SELECT size FROM repo_blobs WHERE repo = ? AND digest = ?').pluck(),
       blobAnywhere: db.prepare('SELECT repo FROM repo_blobs WHERE digest = ? LIMIT 1').pluck(),
       sharedDigests: db.prepare('SELECT digest FROM repo_blobs GROUP BY digest HAVING COUNT(*) > 1 ORDER BY digest').pluck(),
@@ -200,7 +247,18 @@ export class RegistryStateQueries {
         SELECT b.digest, b.added_at AS addedAt FROM repo_blobs b
         WHERE b.repo = ? AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = b.repo AND r.ref = b.digest)
       `),
-      unreachableManifests: db.prepare(`SELECT m.digest, m.added_at AS addedAt FROM manifests m WHERE m.repo = ? AND ${UNREACHABLE_MANIFEST}`),
+      unreachableManifests: db.prepare(
+        `SELECT m.digest, m.added_at AS addedAt, m.subject FROM manifests m WHERE m.repo = ? AND ${UNREACHABLE_MANIFEST}`,
+      ),
+      // Retention's view of a repository: tags with when each was set, manifests, and which
+      // manifests another manifest of the repository references.
+      tagsWithTimes: db.prepare('SELECT tag, digest, set_at AS setAt FROM tags WHERE repo = ? ORDER BY tag'),
+      manifestsOf: db.prepare('SELECT digest, subject, added_at AS addedAt FROM manifests WHERE repo = ? ORDER BY digest'),
+      lastPulls: db.prepare('SELECT digest, pulled_at AS pulledAt FROM manifest_pulls WHERE repo = ?'),
+      manifestLinks: db.prepare(`
+        SELECT r.manifest AS parent, r.ref AS child FROM manifest_refs r
+        JOIN manifests m ON m.repo = r.repo AND m.digest = r.ref WHERE r.repo = ?
+      `),
       manifestUnreachable: db.prepare(`SELECT 1 FROM manifests m WHERE m.repo = ? AND m.digest = ? AND ${UNREACHABLE_MANIFEST}`).pluck(),
       repoIsEmpty: db.prepare(`
         SELECT NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo = @repo) AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo = @repo)
@@ -215,6 +273,11 @@ export class RegistryStateQueries {
 
   repositoryExists(repo: string): boolean {
     return this.s.repoExists.get(repo) !== undefined;
+  }
+
+  /** Repositories in every root. */
+  repositoryCount(): number {
+    return this.s.repositoryCount.get() as number;
   }
 
   blobSize(repo: string, digest: string): number | undefined {
@@ -306,9 +369,31 @@ export class RegistryStateQueries {
   /**
    * Manifests of the repository that nothing keeps: no tag, no index or manifest of the repository
    * referencing them, and no subject still present (a referrer lives as long as its subject).
+   * `subject` is set for a referrer whose subject is gone.
    */
-  unreachableManifests(repo: string): { digest: string; addedAt: number }[] {
-    return this.s.unreachableManifests.all(repo) as { digest: string; addedAt: number }[];
+  unreachableManifests(repo: string): UnreachableManifest[] {
+    return this.s.unreachableManifests.all(repo) as UnreachableManifest[];
+  }
+
+  /** Every tag of the repository with the digest it names and when it was set to it (ms). */
+  tagsWithTimes(repo: string): { tag: string; digest: string; setAt: number }[] {
+    return this.s.tagsWithTimes.all(repo) as { tag: string; digest: string; setAt: number }[];
+  }
+
+  /** When each manifest of the repository that was ever pulled was last pulled (ms). */
+  lastPulls(repo: string): Map<string, number> {
+    const rows = this.s.lastPulls.all(repo) as { digest: string; pulledAt: number }[];
+    return new Map(rows.map((row) => [row.digest, row.pulledAt]));
+  }
+
+  /** Every manifest of the repository with its subject and push time (ms). */
+  manifestsOf(repo: string): { digest: string; subject: string | null; addedAt: number }[] {
+    return this.s.manifestsOf.all(repo) as { digest: string; subject: string | null; addedAt: number }[];
+  }
+
+  /** Pairs of manifests of the repository where `parent` references `child` (an index and its children). */
+  manifestLinks(repo: string): { parent: string; child: string }[] {
+    return this.s.manifestLinks.all(repo) as { parent: string; child: string }[];
   }
 
   isUnreachableManifest(repo: string, digest: string): boolean {

@@ -5,21 +5,27 @@
 // and re-checks inside its append that the thing is still garbage.
 //
 // In order:
-//   1. manifests nothing keeps (untagged, not in an index, not a referrer of a present subject),
-//      repeated while removing one frees others (an index's children, a subject's referrers);
+//   0. retention (retention.ts): the tags the repository's policy does not keep;
+//   1. manifests nothing keeps (untagged, not in an index, not a referrer of a present subject)
+//      that the retention policy lets go (untagged ones unless deleteUntagged is false or
+//      keepUntagged keeps them, referrers whose subject is gone only with deleteReferrers) once
+//      older than its delay, repeated while removing one frees others (an index's children, a
+//      subject's referrers); none in a dry run, which stops here and removes nothing at all;
 //   2. blobs no manifest of the repository references;
 //   3. orphans: blob files no event names (a crash between placing bytes and appending);
 //   4. the repository itself once nothing is left in it (no upload session either: idle sessions
 //      expire on their own, GC or not, in upload-expiry.ts).
 import * as fs from 'node:fs/promises';
+import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
-import { SYSTEM_GC_IDENTITY, type EventContext } from '../events/types.js';
+import { SYSTEM_GC_IDENTITY, type EventContext, type RemovalCause } from '../events/types.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import { blobPath, blobsDir, indexPath, ociLayoutPath, repoDir, uploadsDir } from '../storage/layout.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { DIGEST_ALGORITHMS, digestOfStoredName, parseDigest, type ParsedDigest } from '../oci/digest.js';
 import type { Registry } from './registry.js';
+import type { Retention } from './retention.js';
 
 const GC_CONTEXT: EventContext = { identity: SYSTEM_GC_IDENTITY };
 
@@ -46,7 +52,14 @@ export class RepositoryCollector {
     private readonly queries: RegistryStateQueries,
     private readonly store: EventStore,
     private readonly roots: StorageRoots,
+    private readonly retention: Retention,
+    private readonly logger: Logger,
   ) {}
+
+  /** How long after content arrives it may first be garbage: gcDelay, or retention's delay if shorter. */
+  delayAfterAdding(repo: string): number {
+    return Math.min(this.roots.for(repo).gcDelayMs, this.retention.delayMs(repo));
+  }
 
   /** `stopping` is checked between removals, so a shutdown never waits for a long sweep. */
   async sweep(repo: string, now: number, stopping: () => boolean = () => false): Promise<SweepResult> {
@@ -58,19 +71,36 @@ export class RepositoryCollector {
     };
     const removed: RemovedCounts = { manifests: 0, blobs: 0, orphans: 0, repositories: 0 };
 
-    for (let progress = true; progress; ) {
+    const tagPass = await this.retention.applyToTags(repo, now);
+    if (tagPass.nextDueAt !== undefined) waiting.push(tagPass.nextDueAt);
+    const manifestCutoff = now - this.retention.delayMs(repo);
+    // A dry run removes no manifest: which ones go is retention's to say, and it only logs them.
+    for (let progress = !this.retention.dryRun(repo); progress; ) {
       progress = false;
-      for (const candidate of this.queries.unreachableManifests(repo)) {
+      const candidates = this.queries.unreachableManifests(repo);
+      const verdicts = await this.retention.judgeManifests(repo, candidates, now);
+      for (const candidate of candidates) {
         if (stopping()) return { removed, nextDueAt: now };
-        if (candidate.addedAt > cutoff) {
-          youngUntil(candidate.addedAt);
+        const verdict = verdicts.get(candidate.digest);
+        if (!verdict?.remove) {
+          if (verdict?.until !== undefined) waiting.push(verdict.until);
           continue;
         }
-        if (await this.removeManifest(repo, candidate.digest, cutoff)) {
+        if (await this.removeManifest(repo, candidate.digest, manifestCutoff, this.retention.cause(repo, verdict.reason))) {
           removed.manifests++;
           progress = true;
         }
       }
+    }
+
+    // A dry run is a simulation: it removes nothing at all, as in zot, and logs the blobs that
+    // would go now (those the manifests it would remove hold go on a later sweep).
+    if (this.retention.dryRun(repo)) {
+      for (const candidate of this.queries.unreferencedBlobs(repo)) {
+        if (candidate.addedAt > cutoff) youngUntil(candidate.addedAt);
+        else this.logger.info({ repo, digest: candidate.digest, dryRun: true }, 'garbage collection would remove a blob');
+      }
+      return this.result(repo, removed, waiting, now);
     }
 
     for (const candidate of this.queries.unreferencedBlobs(repo)) {
@@ -84,16 +114,24 @@ export class RepositoryCollector {
 
     removed.orphans = await this.removeOrphans(repo, cutoff, youngUntil);
     if (waiting.length === 0 && (await this.removeRepositoryIfEmpty(repo))) removed.repositories++;
-
-    return { removed, ...(waiting.length > 0 ? { nextDueAt: Math.min(...waiting) } : {}) };
+    return this.result(repo, removed, waiting, now);
   }
 
-  private async removeManifest(repo: string, digest: string, cutoff: number): Promise<boolean> {
+  private result(repo: string, removed: RemovedCounts, waiting: readonly number[], now: number): SweepResult {
+    // Retention's rules read pull times and the clock, which change with no event to say so.
+    const revisit = removed.repositories > 0 ? undefined : this.retention.revisitAt(repo, now);
+    const due = revisit === undefined ? waiting : [...waiting, revisit];
+    return { removed, ...(due.length > 0 ? { nextDueAt: Math.min(...due) } : {}) };
+  }
+
+  private async removeManifest(repo: string, digest: string, cutoff: number, cause: RemovalCause): Promise<boolean> {
     const stillGarbage = (): void => {
       const row = this.queries.manifest(repo, digest);
       if (!row || row.added_at > cutoff || !this.queries.isUnreachableManifest(repo, digest)) throw new StillInUse();
     };
-    return this.attempt(() => this.registry.locks.withContent(repo, digest, () => this.registry.manifests.remove(repo, digest, GC_CONTEXT, stillGarbage)));
+    return this.attempt(() =>
+      this.registry.locks.withContent(repo, digest, () => this.registry.manifests.remove(repo, digest, GC_CONTEXT, stillGarbage, cause)),
+    );
   }
 
   private async removeBlob(repo: string, digest: ParsedDigest, cutoff: number): Promise<boolean> {

@@ -2,7 +2,7 @@
 // tag) in one append, and removed with their tags.
 import { createHash } from 'node:crypto';
 import { manifestPushedEvent } from '../events/manifest-pushed.js';
-import type { EventBody, EventContext } from '../events/types.js';
+import type { EventBody, EventContext, RemovalCause } from '../events/types.js';
 import { CANONICAL_DIGEST_ALGORITHM, parseDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
@@ -198,14 +198,14 @@ export class ManifestStore {
 
   /**
    * Removes a manifest and every tag on it; the caller holds the content lock, and `precondition`
-   * re-checks inside the append that the removal is still allowed.
+   * re-checks inside the append that the removal is still allowed. `cause`: why GC removes it.
    */
-  async remove(repo: string, digest: string, context: EventContext, precondition: () => void): Promise<void> {
+  async remove(repo: string, digest: string, context: EventContext, precondition: () => void, cause?: RemovalCause): Promise<void> {
     const { store, queries, files } = this.parts;
     // The tags as the append finds them: a tag pushed meanwhile goes too, with its own event.
     const events = (): EventBody[] => [
       ...queries.tagsOf(repo, digest).map((tag): EventBody => ({ type: 'TagRemoved', repo, tag, digest })),
-      { type: 'ManifestDeleted', repo, digest },
+      { type: 'ManifestDeleted', repo, digest, ...cause },
     ];
     await store.append(events, context, { precondition });
     // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.

@@ -1,5 +1,7 @@
 // Cross-repository mounts (POST ?mount=&from=): the target repository gets the bytes the source
-// holds, the cheapest way its root allows, and a BlobMounted event.
+// holds, the cheapest way its root allows, and a BlobMounted event. Without `from` (automatic
+// content discovery), the source is a repository of the target's root that holds the blob and
+// that the caller may read.
 import { randomUUID } from 'node:crypto';
 import type { EventContext } from '../events/types.js';
 import { parseDigest, type ParsedDigest } from '../oci/digest.js';
@@ -27,6 +29,35 @@ export class Mounts {
     if (queries.blobSize(from, digest.value) === undefined) return undefined;
     if (queries.blobSize(repo, digest.value) !== undefined) return digest.value;
     return locks.inRepository(repo, () => this.mountHeld(repo, from, digest, context));
+  }
+
+  /**
+   * POST ?mount= without `from`: mounts from the first repository (by name) of the target's root
+   * that holds the blob and that `mayRead` allows; undefined when there is none (then: a session,
+   * the same answer whether the blob is unknown or only held where the caller may not read).
+   * Only within the root: across roots a mount is a copy, which a client asks for by naming `from`.
+   */
+  async mountFromReadableHolder(repo: string, digestText: string, mayRead: (repo: string) => boolean, context: EventContext): Promise<string | undefined> {
+    assertValidName(repo);
+    let digest: ParsedDigest;
+    try {
+      digest = parseDigest(digestText);
+    } catch {
+      return undefined;
+    }
+    const { queries, roots } = this.parts;
+    const root = roots.for(repo);
+    const holders = queries
+      .blobHolders(digest.value)
+      .map((holder) => holder.repo)
+      .filter((holder) => roots.for(holder) === root && mayRead(holder));
+    if (holders.includes(repo)) return digest.value;
+    // A holder may lose the blob meanwhile (GC, a delete): the next one is tried.
+    for (const from of holders) {
+      const mounted = await this.mountBlob(repo, digest.value, from, context);
+      if (mounted !== undefined) return mounted;
+    }
+    return undefined;
   }
 
   private async mountHeld(repo: string, from: string, digest: ParsedDigest, context: EventContext): Promise<string | undefined> {

@@ -28,6 +28,7 @@ import { ManifestStore, type ManifestContent, type PushedManifest, type PutManif
 import { Mounts } from './mounts.js';
 import type { RegistryParts } from './parts.js';
 import type { RefusalRecorder, RefusedWrite } from './refusals.js';
+import type { RepositoryQuota } from './repository-quota.js';
 import { RepositoryFiles } from './repository-files.js';
 import { UploadHashes } from './upload-hashes.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
@@ -51,6 +52,8 @@ export interface RegistryDeps {
   onUploadStarted?: (repo: string) => void;
   /** Records refused writes as events; absent in a read-only registry, which records nothing. */
   refusals?: RefusalRecorder;
+  /** storage.maxRepos: refuses the upload that starts a push into one repository too many. */
+  quota?: RepositoryQuota;
   /** Caps and idle expiry of upload sessions; DEFAULT_UPLOAD_LIMITS where not given (tests lower them). */
   uploadLimits?: Partial<UploadLimits>;
   /** Answers manifest and blob reads that miss locally (sync on demand), when configured. */
@@ -164,6 +167,11 @@ export class Registry {
     return this.blobRemoval.deleteBlob(repo, digestText, context);
   }
 
+  /** Mount without `from`, from a readable repository of the same root that holds the blob (mounts.ts). */
+  mountFromReadableHolder(repo: string, digestText: string, mayRead: (repo: string) => boolean, context: EventContext): Promise<string | undefined> {
+    return this.mounts.mountFromReadableHolder(repo, digestText, mayRead, context);
+  }
+
   /** Cross-repository mount; undefined when the source does not hold the blob (then: a session). */
   mountBlob(repo: string, digestText: string, from: string, context: EventContext): Promise<string | undefined> {
     return this.mounts.mountBlob(repo, digestText, from, context);
@@ -173,6 +181,7 @@ export class Registry {
 
   async startUpload(repo: string): Promise<string> {
     assertValidName(repo);
+    this.deps.quota?.assertRoomFor(repo);
     return this.locks.inRepository(repo, async () => {
       await this.files.ensureLayout(repo);
       const id = await this.uploads.create(repo);

@@ -15,7 +15,6 @@ import { ensureDirectorySync } from './directories.js';
 import type { StorageDriver } from './driver.js';
 import { FilesystemDriver } from './filesystem.js';
 import { TEMP_DIR } from './layout.js';
-import { createS3Driver } from './s3.js';
 
 export interface StorageRoot {
   /** '' for the default root, else the subPath route without its slashes, e.g. "a/b". */
@@ -90,9 +89,28 @@ export interface StorageRootOptions {
   createDirectories?: boolean;
 }
 
-/** Builds the roots a validated storage config describes, creating their local directories unless told not to. */
+/**
+ * The roots a validated storage config describes, as storageRootsFromConfig builds them. The S3
+ * driver's module (and the AWS SDK under it, the largest library we have) is loaded only when a
+ * root uses it.
+ */
+export async function openStorageRoots(storage: StorageConfig, options: StorageRootOptions = {}): Promise<StorageRoots> {
+  const usesS3 = [storage, ...Object.values(storage.subPaths ?? {})].some((settings) => settings.storageDriver !== undefined);
+  if (options.makeS3 !== undefined || !usesS3) return storageRootsFromConfig(storage, options);
+  const { createS3Driver } = await import('./s3.js');
+  return storageRootsFromConfig(storage, { ...options, makeS3: createS3Driver });
+}
+
+/**
+ * Builds the roots a validated storage config describes, creating their local directories unless
+ * told not to. A config with an S3 root needs options.makeS3 (openStorageRoots provides it).
+ */
 export function storageRootsFromConfig(storage: StorageConfig, options: StorageRootOptions = {}): StorageRoots {
-  const makeS3 = options.makeS3 ?? createS3Driver;
+  const makeS3 =
+    options.makeS3 ??
+    ((): StorageDriver => {
+      throw new Error('an S3 storage root needs the S3 driver: open the roots with openStorageRoots');
+    });
   const wrap = options.wrapDriver ?? (<T extends StorageDriver>(driver: T) => driver);
   const stagingByDirectory = new Map<string, FilesystemDriver>();
   // A subPath takes zot's subPath defaults for what it leaves out, not the default root's settings.

@@ -136,7 +136,7 @@ describe('zot verify', () => {
     const file = writeFile(
       'refused.json',
       JSON.stringify({
-        storage: { rootDirectory: '/srv/zot', retention: { policies: [{ repositories: ['**'] }] } },
+        storage: { rootDirectory: '/srv/zot', remoteCache: true },
         extensions: { search: { enable: true }, metrics: {} },
       }),
     );
@@ -145,7 +145,7 @@ describe('zot verify', () => {
     assert.match(verify.stdout, /valid configuration\n {2}listen: http:\/\/127\.0\.0\.1:8080\n/);
     const refused = [
       "  extensions.search: zot's search and UI extension (GraphQL, CVE scanning) is not supported",
-      '  storage.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
+      '  storage.remoteCache: a dedupe cache shared between zot instances is not supported',
     ];
     assert.deepEqual(lines(verify.stderr), ['zot verify: serve would refuse to start: the configuration asks for features this release does not have:', ...refused]);
 

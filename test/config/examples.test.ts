@@ -36,6 +36,9 @@ const expectedUnbuilt: Record<string, string[]> = {
   'config-sync.json': [],
   'config-metrics.json': [],
   'config-scrub.json': [],
+  'config-events.json': [],
+  'config-http-options.json': [],
+  'config-retention.json': [],
 };
 
 describe('examples', () => {

@@ -93,6 +93,37 @@ describe('unbuiltFeatures', () => {
     assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { registries } } })), []);
     assert.deepEqual(unbuiltFeatures(valid({ extensions: { sync: { enable: false, registries } } })), []);
   });
+
+  it('is empty for the newer http options and events sinks of zot, and names the sink settings not built', () => {
+    const built = valid({
+      http: {
+        externalUrl: 'https://r.example.com',
+        allowOrigin: '*',
+        readTimeout: '1m',
+        writeTimeout: '0',
+        compat: ['docker2s2'],
+        ratelimit: { rate: 10, methods: [{ method: 'GET', rate: 5 }] },
+      },
+      storage: { commit: true, maxRepos: 10 },
+      extensions: { events: { sinks: [{ type: 'http', address: 'https://hooks.example.com', credentials: { username: 'u', password: 'p' } }] } },
+    });
+    assert.deepEqual(unbuiltFeatures(built), []);
+    const notBuilt = valid({
+      extensions: {
+        events: {
+          sinks: [
+            { type: 'http', address: 'https://hooks.example.com', proxy: 'http://proxy:3128', tls: { caCertFile: '/ca.pem' } },
+            { type: 'nats', address: 'nats://n:4222', channel: 'c', credentials: { file: '/user.creds' } },
+          ],
+        },
+      },
+    });
+    assert.deepEqual(unbuiltFeatures(notBuilt).sort(), [
+      'extensions.events.sinks.0.proxy: delivering events through a proxy is not built yet',
+      'extensions.events.sinks.0.tls: client certificates and private CAs for event sinks is not built yet',
+      'extensions.events.sinks.1.credentials.file: NATS credentials files is not built yet',
+    ]);
+  });
 });
 
 describe('the feature table', () => {
@@ -113,15 +144,15 @@ describe('the feature table', () => {
     const config = valid({
       extensions: { search: { enable: true, cve: { updateInterval: '24h' } }, ui: { enable: true } },
       storage: {
-        retention: { policies: [{ repositories: ['**'], deleteUntagged: true }] },
-        subPaths: { '/a': { rootDirectory: '/tmp/a', retention: { dryRun: true }, storageDriver: { name: 'gcs', bucket: 'b', credentialsFile: '/etc/gcs.json' } } },
+        remoteCache: true,
+        subPaths: { '/a': { rootDirectory: '/tmp/a', hydrateBlobOnRead: true, storageDriver: { name: 'gcs', bucket: 'b', credentialsFile: '/etc/gcs.json' } } },
       },
     });
     assert.deepEqual(unbuiltFeatures(config).sort(), [
       'extensions.search: zot\'s search and UI extension (GraphQL, CVE scanning) is not supported',
       'extensions.ui: zot\'s web UI is not supported',
-      'storage.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
-      'storage.subPaths./a.retention: retention (which tags and untagged manifests garbage collection keeps) is not built yet',
+      'storage.remoteCache: a dedupe cache shared between zot instances is not supported',
+      'storage.subPaths./a.hydrateBlobOnRead: serving a repository a blob only another repository holds is not supported',
       'storage.subPaths./a.storageDriver: the gcs storage driver (Google Cloud Storage) is not supported',
     ]);
   });
@@ -136,7 +167,7 @@ describe('the feature table', () => {
   });
 });
 
-/** Whether the schema declares the dotted path; `*` stands for a key of a map. */
+/** Whether the schema declares the dotted path; `*` stands for a key of a map or an item of a list. */
 function schemaDeclares(segments: readonly string[]): boolean {
   const defs = configSchema['$defs'] as Record<string, Record<string, unknown>>;
   const resolve = (schema: unknown): Record<string, unknown> | undefined => {
@@ -151,7 +182,7 @@ function schemaDeclares(segments: readonly string[]): boolean {
       ...(schema['properties'] as Record<string, unknown> | undefined),
       ...(resolve(schema['then'])?.['properties'] as Record<string, unknown> | undefined),
     };
-    schema = resolve(segment === '*' ? schema['additionalProperties'] : properties[segment]);
+    schema = resolve(segment === '*' ? (schema['items'] ?? schema['additionalProperties']) : properties[segment]);
   }
   return schema !== undefined;
 }

@@ -110,6 +110,47 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     problem: 'http.accessControl.repositories.**.defaultPolicy.0: must be one of read, create, update, delete',
   },
   { name: 'negative failDelay', config: configWith({ http: { auth: { ...htpasswdAuth, failDelay: -1 } } }), problem: 'http.auth.failDelay: must be at least 0' },
+  // retention rules, on the default root and on subPaths
+  {
+    name: 'retention repository glob with an unclosed class',
+    config: configWith({ storage: { retention: { policies: [{ repositories: ['**', 'infra/[ab'] }] } } }),
+    problem: 'storage.retention.policies.0.repositories.1: must be a valid repository glob (has a [ at position 7 with no closing ])',
+  },
+  {
+    name: 'retention repository glob with an unclosed alternative, on a subPath',
+    config: configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/a', retention: { policies: [{ repositories: ['a/{x,y'] }] } } } } }),
+    problem: 'storage.subPaths./a.retention.policies.0.repositories.0: must be a valid repository glob (has a { with no closing })',
+  },
+  {
+    name: 'retention tag pattern that is no regular expression',
+    config: configWith({ storage: { retention: { policies: [{ repositories: ['**'], keepTags: [{ patterns: ['.*'] }, { patterns: ['v1', 'v2.('] }] }] } } }),
+    problem: 'storage.retention.policies.0.keepTags.1.patterns.1: must be a valid regular expression (Unterminated group)',
+  },
+  {
+    name: 'retention tag pattern with a Go flag JavaScript lacks',
+    config: configWith({ storage: { retention: { policies: [{ repositories: ['**'], keepTags: [{ patterns: ['(?U)v.*'] }] }] } } }),
+    problem: 'storage.retention.policies.0.keepTags.0.patterns.0: must be a valid regular expression (flag U is not supported (i, m and s are))',
+  },
+  {
+    name: 'retention delay that is no duration',
+    config: configWith({ storage: { retention: { delay: '1 day' } } }),
+    problem: `storage.retention.delay: ${DURATION}`,
+  },
+  {
+    name: 'retention pulledWithin that is no duration',
+    config: configWith({ storage: { retention: { policies: [{ repositories: ['**'], keepTags: [{ pulledWithin: '7d' }] }] } } }),
+    problem: `storage.retention.policies.0.keepTags.0.pulledWithin: ${DURATION}`,
+  },
+  {
+    name: 'retention keepUntagged with a negative count, on a subPath',
+    config: configWith({ storage: { subPaths: { '/a': { rootDirectory: '/tmp/a', retention: { policies: [{ repositories: ['a/**'], keepUntagged: { mostRecentlyPushedCount: -1 } }] } } } } }),
+    problem: 'storage.subPaths./a.retention.policies.0.keepUntagged.mostRecentlyPushedCount: must be at least 0',
+  },
+  {
+    name: 'unknown keepUntagged rule',
+    config: configWith({ storage: { retention: { policies: [{ repositories: ['**'], keepUntagged: { patterns: ['v1'] } }] } } }),
+    problem: 'storage.retention.policies.0.keepUntagged.patterns: unknown key',
+  },
   // sync rules
   {
     name: 'bad tag regex',
@@ -311,6 +352,34 @@ const badConfigs: { name: string; config: unknown; problem: string }[] = [
     }),
     problem: 'storage.subPaths./b.rootDirectory: is shared with subPath /a, so dedupe, gc, gcDelay and gcInterval must match it',
   },
+  // zot's newer http options and the events extension
+  {
+    name: 'externalUrl that is not an absolute http URL',
+    config: configWith({ http: { externalUrl: 'registry.example.com' } }),
+    problem: 'http.externalUrl: must be an absolute http or https URL, such as https://registry.example.com',
+  },
+  {
+    name: 'a negative rate',
+    config: configWith({ http: { ratelimit: { rate: -1 } } }),
+    problem: 'http.ratelimit.rate: must be at least 0',
+  },
+  {
+    name: 'a per-method rate without its method',
+    config: configWith({ http: { ratelimit: { methods: [{ rate: 5 }] } } }),
+    problem: 'http.ratelimit.methods.0.method: required',
+  },
+  { name: 'a read timeout that is no duration', config: configWith({ http: { readTimeout: '30' } }), problem: `http.readTimeout: ${DURATION}` },
+  { name: 'a negative maxRepos', config: configWith({ storage: { maxRepos: -1 } }), problem: 'storage.maxRepos: must be at least 0' },
+  {
+    name: 'a nats sink without a channel',
+    config: configWith({ extensions: { events: { sinks: [{ type: 'nats', address: 'nats://127.0.0.1:4222' }] } } }),
+    problem: 'extensions.events.sinks.0.channel: required for a nats sink: the subject events are published on',
+  },
+  {
+    name: 'an http sink whose address is no URL',
+    config: configWith({ extensions: { events: { sinks: [{ type: 'http', address: '127.0.0.1:9000' }] } } }),
+    problem: 'extensions.events.sinks.0.address: must be an http or https URL for an http sink',
+  },
 ];
 
 describe('validateConfig rejects', () => {
@@ -481,6 +550,31 @@ describe('validateConfig', () => {
       }),
     );
     assert.deepEqual(result.problems, []);
+  });
+
+  it('accepts every retention setting of zot\'s, in any case, with Go\'s regexp flags and globs', () => {
+    const { problems, config } = validateConfig(
+      configWith({
+        storage: {
+          retention: {
+            dryrun: true,
+            delay: '24h',
+            policies: [
+              {
+                repositories: ['infra/*', 'tmp/**', '{a,b}/[!x]?'],
+                deletereferrers: true,
+                deleteUntagged: false,
+                keepTags: [{ patterns: ['(?i)^v2\\.', '(?P<major>\\d+)-prod'], mostRecentlyPulledCount: 3, pulledWithin: '720h' }, { pushedWithin: '1h30m', mostRecentlyPushedCount: 1 }],
+                keepUntagged: { pulledWithin: '168h', pushedWithin: '24h', mostRecentlyPushedCount: 2, mostRecentlyPulledCount: 2 },
+              },
+            ],
+          },
+        },
+      }),
+    );
+    assert.deepEqual(problems, []);
+    assert.equal(config?.storage.retention?.dryRun, true);
+    assert.equal(config?.storage.retention?.policies?.[0]?.deleteReferrers, true);
   });
 
   it('accepts the sync keys of zot\'s current configuration', () => {

@@ -461,11 +461,12 @@ describe('cross-repository blob mount (02_push "Cross-Repository Blob Mount")', 
     assert.equal(put.status, 201);
   });
 
-  it('Cross-mounting without from (no automatic content discovery) should return a 202', async () => {
+  it('Cross-mounting without from, and automatic content discovery enabled should return a 201', async () => {
     const other = 'conformance/crossmount-auto';
     const res = await fetch(`${url}/v2/${other}/blobs/uploads/?mount=${sha256(blobA)}`, { method: 'POST' });
-    assert.equal(res.status, 202);
-    await expectOciError(await getBlob(other, sha256(blobA)), 404, 'BLOB_UNKNOWN');
+    assert.equal(res.status, 201);
+    assert.equal(res.headers.get('location'), `/v2/${other}/blobs/${sha256(blobA)}`);
+    assert.equal((await getBlob(other, sha256(blobA))).status, 200);
   });
 
   it('mounting from a repository that does not hold the blob falls back to a session', async () => {

@@ -3,9 +3,8 @@
 // Mirrors the OCI distribution-spec conformance suite (opencontainers/distribution-spec,
 // conformance/): 01_pull_test.go "Error codes" (a 4xx body holds an OCI code) and the error-code list
 // of setup.go; the 405 answers the suite accepts for deletes (04_management_test.go and the
-// teardowns). UNAUTHORIZED, DENIED and TOOMANYREQUESTS have no trigger before auth and rate limits
-// exist, and INTERNAL has none by design: the last test checks every other entry of the table was
-// seen here.
+// teardowns). UNAUTHORIZED and DENIED have no trigger before auth exists, and INTERNAL has none by
+// design: the last test checks every other entry of the table was seen here.
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as http from 'node:http';
@@ -24,11 +23,11 @@ const seen = new Set<ErrorKind>();
 
 /**
  * Kinds with no trigger here: UNAUTHORIZED and DENIED need an authentication config (test/auth and
- * test/auth-http answer them), rate limiting is not built, UPSTREAM_UNAVAILABLE needs a sync
- * upstream (test/sync/on-demand.test.ts answers it), INTERNAL is a bug by definition, and
- * REQUEST_TIMEOUT needs headers held back for node's 60 s headersTimeout.
+ * test/auth-http answer them), UPSTREAM_UNAVAILABLE needs a sync upstream
+ * (test/sync/on-demand.test.ts answers it), INTERNAL is a bug by definition, and REQUEST_TIMEOUT
+ * needs headers held back for node's headersTimeout (checked every 30 s).
  */
-const UNTRIGGERABLE: readonly ErrorKind[] = ['UNAUTHORIZED', 'DENIED', 'TOOMANYREQUESTS', 'UPSTREAM_UNAVAILABLE', 'INTERNAL', 'REQUEST_TIMEOUT'];
+const UNTRIGGERABLE: readonly ErrorKind[] = ['UNAUTHORIZED', 'DENIED', 'UPSTREAM_UNAVAILABLE', 'INTERNAL', 'REQUEST_TIMEOUT'];
 
 /**
  * Asserts the answer is the table's entry for `kind`, whose status and code are also written here
@@ -448,6 +447,30 @@ describe('UNSUPPORTED (405) for writes to a read-only registry; reads still work
     }
     const tags = (await (await fetch(`${readOnly.url}/v2/${ro}/tags/list`)).json()) as { tags: string[] };
     assert.deepEqual(tags.tags, ['latest']);
+  });
+});
+
+describe('TOOMANYREQUESTS: 429 over http.ratelimit, 413 past storage.maxRepos', () => {
+  it('a burst over the rate limit', async () => {
+    const limited = await startTestRegistry({ http: { ratelimit: { rate: 1 } } });
+    try {
+      const responses = await Promise.all(Array.from({ length: 10 }, () => fetch(`${limited.url}/v2/`)));
+      const over = responses.find((res) => res.status === 429);
+      assert.ok(over, 'a burst of 10 at 1 request/s meets the limit');
+      await expectKind(over, 'TOOMANYREQUESTS', 429, 'TOOMANYREQUESTS');
+    } finally {
+      await limited.stop();
+    }
+  });
+
+  it('an upload that would create one repository too many', async () => {
+    const full = await startTestRegistry({ storage: { maxRepos: 1 } });
+    try {
+      await pushBlob(full.url, 'quota/one', 'first');
+      await expectKind(await fetch(`${full.url}/v2/quota/two/blobs/uploads/`, { method: 'POST' }), 'REPOSITORY_QUOTA', 413, 'TOOMANYREQUESTS');
+    } finally {
+      await full.stop();
+    }
   });
 });
 

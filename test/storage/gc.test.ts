@@ -88,11 +88,13 @@ async function assertImagePulls(url: string, repo: string, reference: string, im
 describe('garbage collection', () => {
   let registry: TestRegistry;
   before(async () => {
-    registry = await startTestRegistry({ storage: GC_FAST, extensions: { metrics: { enable: true } } });
+    // Referrers whose subject is gone stay unless a retention policy says deleteReferrers, as in zot.
+    const retention = { delay: GC_FAST.gcDelay, policies: [{ repositories: ['gc/**'], deleteReferrers: true }] };
+    registry = await startTestRegistry({ storage: { ...GC_FAST, retention }, extensions: { metrics: { enable: true } } });
   });
   after(async () => registry?.stop());
 
-  it('removes untagged manifests, unreferenced blobs, orphaned referrers, stale uploads and empty repositories; keeps the rest', async () => {
+  it('removes untagged manifests, unreferenced blobs, orphaned referrers (deleteReferrers), stale uploads and empty repositories; keeps the rest', async () => {
     const { url } = registry;
     const repo = 'gc/app';
     // Kept: a tagged image; an index tagged "multi" whose child is untagged.
