@@ -17,7 +17,9 @@
 //
 // Checkpoints: one scheme for every actor. After each batch the runner stores the actor's
 // checkpoint, in one SQLite transaction with the actor's own table writes for the whole batch if
-// it has any (`writeTables`), so the two never disagree, even after a crash. Side effects outside
+// it has any (`writeTables`), so the two never disagree, even after a crash; an actor with both
+// `handle` and `writeTables` commits after each event it acts on instead (its handle may read
+// what the events before wrote). Side effects outside
 // the database (`handle`, `handleBatch`: files) happen before that transaction and must be
 // idempotent: a crash or a failed commit between them and the checkpoint brings the same events
 // again. A batch of events the actor ignores moves its checkpoint in memory, and in the database
@@ -195,27 +197,34 @@ export class ActorRunner {
   }
 
   /**
-   * The side effects of the batch's events, then one checkpoint commit for all of them. A failure
-   * in `handle` first checkpoints the events before the failed one, then throws.
+   * The side effects of the batch's events, then one checkpoint commit for all of them. An actor
+   * with both `handle` and `writeTables` commits after each event it acts on: its `handle` may read
+   * what `writeTables` stored for the events before (the event sinks' announced repositories). A
+   * failure in `handle` first checkpoints the events before the failed one, then throws.
    */
   private async handleOnce(batch: readonly StoredEvent[]): Promise<void> {
     const acted = batch.filter((event) => this.handles.has(event.type));
+    const notDone = (through: number): StoredEvent[] => batch.filter((event) => event.seq > this.checkpoint && event.seq <= through);
     if (this.actor.handleBatch) {
       if (acted.length > 0) await this.actor.handleBatch(acted);
     } else if (this.actor.handle) {
+      const commitEach = this.actor.writeTables !== undefined;
       for (const event of acted) {
         try {
           await this.actor.handle(event);
         } catch (err) {
-          const done = batch.filter((earlier) => earlier.seq < event.seq);
+          const done = notDone(event.seq - 1);
           if (done.length > 0 && !this.stopping.signal.aborted) this.commit(done);
           throw err;
         }
+        if (this.stopping.signal.aborted) return;
+        if (commitEach) this.commit(notDone(event.seq));
       }
     }
     // Stopped meanwhile: the database may be closing; the next start handles the events again.
     if (this.stopping.signal.aborted) return;
-    this.commit(batch);
+    const rest = notDone(Number.POSITIVE_INFINITY);
+    if (rest.length > 0) this.commit(rest);
   }
 
   /** Stores the checkpoint past `done` with the actor's table writes for it (see the top). */
