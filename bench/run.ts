@@ -11,6 +11,7 @@
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
 //   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
 //   npm run bench -- --only startup     # cold start and idle RSS only, both registries, median of 7
+//   npm run bench -- --only scale       # zot-ts with 100,000 manifests and ~1,000,000 events (--quick: a tenth)
 //
 // Progress goes to stderr; the results table goes to stdout and, as JSON, to a file in
 // os.tmpdir() whose path is printed at the end.
@@ -26,6 +27,7 @@ import type { BlobFile } from './client.js';
 import { measureAuthCost, renderAuthCost } from './auth-cost.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
 import { measureOptionsCost, renderOptionsCost, type OptionsCostResult } from './options-cost.js';
+import { measureScale, renderScale } from './scale.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
 import { measureStartup, renderStartup } from './startup-scenarios.js';
 import { measureSync, renderSync } from './sync-scenarios.js';
@@ -67,9 +69,10 @@ interface Options {
   quick: boolean;
   /**
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
-   * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries.
+   * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries;
+   * `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
    */
-  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'auth' | 'sync' | 'startup' | undefined;
+  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'auth' | 'sync' | 'startup' | 'scale' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -83,7 +86,7 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|auth|sync|startup]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|auth|sync|startup|scale]\n');
     process.exit(0);
   }
   const only = values.only;
@@ -97,9 +100,10 @@ function parseOptions(argv: string[]): Options {
     only !== 'datapath' &&
     only !== 'auth' &&
     only !== 'sync' &&
-    only !== 'startup'
+    only !== 'startup' &&
+    only !== 'scale'
   ) {
-    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, auth, sync or startup, not ${only}`);
+    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, auth, sync, startup or scale, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -572,6 +576,7 @@ async function main(): Promise<void> {
   if (opts.only === 'auth') return authOnly(sizes);
   if (opts.only === 'sync') return syncOnly(opts.quick);
   if (opts.only === 'startup') return startupOnly(opts.quick);
+  if (opts.only === 'scale') return scaleOnly(opts.quick);
   const datapathOnly = opts.only === 'datapath';
   const kinds = KINDS.filter((k) => opts.only === undefined || datapathOnly || k === opts.only);
 
@@ -879,6 +884,21 @@ async function storageOnly(quick: boolean): Promise<void> {
   }
   out.push('', `Results as JSON: ${resultPath}`);
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+/** `--only scale`: zot-ts at 100,000 manifests and about 1,000,000 events (bench/scale.ts). */
+async function scaleOnly(quick: boolean): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  log(`zot-ts bench${quick ? ' (--quick)' : ''}: scale; temp dir ${tmpRoot}`);
+  try {
+    const result = await measureScale(quick, tmpRoot, REPO_ROOT, log);
+    const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-scale-latest.json');
+    fs.writeFileSync(resultPath, `${JSON.stringify({ startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), ...result }, errorsAsText, 2)}\n`);
+    process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderScale(result)}\n\nResults as JSON: ${resultPath}\n`);
+  } finally {
+    removeTempDir(tmpRoot);
+  }
 }
 
 /** `--only auth`: manifest GETs anonymous and with htpasswd, for both registries, and nothing else. */

@@ -174,13 +174,13 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     follower?.stop();
     // After the last request: the refusals counted since their interval began become events.
     try {
-      refusals?.stop();
+      await refusals?.stop();
     } catch (err) {
       logger.error({ err }, 'failed to record refused writes');
     }
     // The pulls noted since the last batch, likewise.
     try {
-      pulls?.stop();
+      await pulls?.stop();
     } catch (err) {
       logger.error({ err }, 'failed to append the pulls');
     }

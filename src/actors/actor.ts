@@ -1,28 +1,38 @@
 // Runs actors over the event stream and owns their checkpoints.
 //
-// Order and retries. An actor resumes from its checkpoint (replaying the log it missed), then
-// follows live events, one at a time in log order (concatMap). An event whose handling fails is
-// retried with a backoff (100 ms doubling up to 30 s) until it succeeds or the runner stops; the
-// events after it wait behind it. An actor never skips an event: its checkpoint moves only past
-// work that is done. A stall shows as the actor's lag (zot_actor_lag_events, which grows while
-// events keep coming) and, past a bound, as /readyz answering 503 (src/monitoring.ts). Each failure
-// is logged at warn with its attempt number, and one at error once the stall has lasted a few
-// attempts. A failure stays inside the actor's own inner observable: the shared stream and the
-// other actors go on (as nestjs/cqrs does).
+// Order and retries. An actor resumes from its checkpoint, then follows live events, in log
+// order, in batches: whatever is waiting when it is ready, up to BATCH_EVENTS. An event whose
+// handling fails is retried with a backoff (100 ms doubling up to 30 s) until it succeeds or the
+// runner stops; the events after it wait behind it (the ones before it in its batch are done and
+// checkpointed). An actor never skips an event: its checkpoint moves only past work that is done.
+// A stall shows as the actor's lag (zot_actor_lag_events, which grows while events keep coming)
+// and, past a bound, as /readyz answering 503 (src/monitoring.ts). Each failure is logged at warn
+// with its attempt number, and one at error once the stall has lasted a few attempts. A failure
+// stays inside the actor's own loop: the shared stream and the other actors go on.
 //
-// Checkpoints: one scheme for every actor. After each event the runner stores the actor's
-// checkpoint, in one SQLite transaction with the actor's own table writes if it has any
-// (`writeTables`), so the two never disagree, even after a crash. Side effects outside the
-// database (`handle`: files) happen before that transaction and must be idempotent: a crash or a
-// failed commit between them and the checkpoint brings the same event again. The transaction goes
+// Memory. Catch-up reads the log in pages of BATCH_EVENTS, never the backlog whole. Live events
+// wait in a queue of at most QUEUE_EVENTS per actor; past that the queue takes no more, and the
+// actor reads what it missed from the log (which holds every event anyway) once it gets there. An
+// actor reads only events already published: committed and synced (src/events/store.ts).
+//
+// Checkpoints: one scheme for every actor. After each batch the runner stores the actor's
+// checkpoint, in one SQLite transaction with the actor's own table writes for the whole batch if
+// it has any (`writeTables`), so the two never disagree, even after a crash; an actor with both
+// `handle` and `writeTables` commits after each event it acts on instead (its handle may read
+// what the events before wrote). Side effects outside
+// the database (`handle`, `handleBatch`: files) happen before that transaction and must be
+// idempotent: a crash or a failed commit between them and the checkpoint brings the same events
+// again. A batch of events the actor ignores moves its checkpoint in memory, and in the database
+// only every IGNORED_EVENTS_PER_COMMIT events (or with the next batch it acts on, or at stop): a
+// crash before brings those events again, and they are ignored again. The transaction goes
 // through the actors' own connection to the database file, opened with synchronous=NORMAL: no
-// fsync per event, while the log's appends keep theirs on the main connection. A power loss can
-// roll back the latest checkpoints, together with the table writes committed with them, never
-// tear one; the runner then replays those events. The two connections live on one thread and
-// better-sqlite3 runs each transaction synchronously, so their write transactions never overlap;
-// nothing toggles a pragma on a connection that another part shares.
+// fsync per commit, while the log's appends keep theirs. A power loss can roll back the latest
+// checkpoints, together with the table writes committed with them, never tear one; the runner
+// then replays those events. The two connections live on one thread and better-sqlite3 runs each
+// transaction synchronously, so their write transactions never overlap; nothing toggles a pragma
+// on a connection that another part shares.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BehaviorSubject, Subscription, combineLatest, concat, concatMap, defer, filter, firstValueFrom, from } from '../events/rx.js';
+import { BehaviorSubject, Subscription, combineLatest, filter, firstValueFrom } from '../events/rx.js';
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import type { EventType, StoredEvent } from '../events/types.js';
@@ -37,6 +47,12 @@ export interface Actor {
    * failed checkpoint commit, the same event comes again.
    */
   handle?(event: StoredEvent): Promise<void>;
+  /**
+   * Instead of `handle`, once for a batch of the events it acts on, in log order (an actor whose
+   * work for many events can be done once: the index.json writer writes each repository once).
+   * Idempotent as `handle` is; a failure retries the whole batch.
+   */
+  handleBatch?(events: readonly StoredEvent[]): Promise<void>;
   /**
    * The event's writes to the actor's own tables, run synchronously inside the transaction that
    * stores its checkpoint. Returns what to do once that transaction committed (in-memory figures).
@@ -53,6 +69,13 @@ export interface RetryPolicy {
 
 export const DEFAULT_RETRY: RetryPolicy = { firstDelayMs: 100, maxDelayMs: 30_000, errorAtAttempt: 5 };
 
+/** Events handled, and checkpointed, together; also the catch-up page size. */
+export const BATCH_EVENTS = 500;
+/** Live events waiting for one actor; past this it reads them from the log later. */
+export const QUEUE_EVENTS = 10_000;
+/** Events an actor ignores that its stored checkpoint may trail by. */
+export const IGNORED_EVENTS_PER_COMMIT = 1_000;
+
 /** The event an actor is failing on. */
 interface Stall {
   seq: number;
@@ -66,6 +89,12 @@ export class ActorRunner {
   private readonly processed: BehaviorSubject<number>;
   private readonly stall = new BehaviorSubject<Stall | undefined>(undefined);
   private readonly stopping = new AbortController();
+  /** Live events in log order, contiguous from the first; bounded by QUEUE_EVENTS. */
+  private queue: StoredEvent[] = [];
+  /** Wakes the loop when it waits for events. */
+  private wake?: () => void;
+  /** The checkpoint as stored in the database (the in-memory one may be ahead: ignored events). */
+  private storedCheckpoint: number;
 
   constructor(
     private readonly actor: Actor,
@@ -75,7 +104,8 @@ export class ActorRunner {
     private readonly retry: RetryPolicy = DEFAULT_RETRY,
   ) {
     this.handles = new Set(actor.handles);
-    this.processed = new BehaviorSubject(checkpoints.get(actor.name));
+    this.storedCheckpoint = checkpoints.get(actor.name);
+    this.processed = new BehaviorSubject(this.storedCheckpoint);
   }
 
   get name(): string {
@@ -87,6 +117,11 @@ export class ActorRunner {
     return this.processed.value;
   }
 
+  /** Live events waiting in this actor's queue. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   /** How long the actor has been failing on one event; 0 when it is not failing. */
   stalledForMs(now = Date.now()): number {
     const stall = this.stall.value;
@@ -94,31 +129,66 @@ export class ActorRunner {
   }
 
   start(): void {
-    // The backlog is read and the live stream subscribed in one synchronous step, so no event
-    // falls between them; `seq` filtering drops any overlap.
-    const backlog = Array.from(this.store.read({ afterSeq: this.checkpoint }));
-    this.logger.debug({ actor: this.actor.name, checkpoint: this.checkpoint, backlog: backlog.length }, 'actor resuming from checkpoint');
-    this.subscription = concat(from(backlog), this.store.events$)
-      .pipe(
-        filter((event) => event.seq > this.checkpoint),
-        concatMap((event) => defer(() => this.handleUntilDone(event))),
-      )
-      .subscribe();
+    this.logger.debug({ actor: this.actor.name, checkpoint: this.checkpoint, backlog: this.store.publishedSeq - this.checkpoint }, 'actor resuming from checkpoint');
+    this.subscription = this.store.events$.subscribe((event) => this.enqueue(event));
+    this.run().catch((err: unknown) => {
+      // Reading the log failed (the database closing under it): the next start resumes.
+      if (!this.stopping.signal.aborted) this.logger.error({ actor: this.actor.name, err }, 'failed to read the event log, actor stopped');
+    });
   }
 
-  /** Handles the event, retrying with backoff until it succeeds or the runner stops. */
-  private async handleUntilDone(event: StoredEvent): Promise<void> {
-    for (let attempt = 1; !this.stopping.signal.aborted; attempt++) {
+  private enqueue(event: StoredEvent): void {
+    const last = this.queue[this.queue.length - 1];
+    // Full, or out of step with what is queued: left to the log (the batch after the queue reads it).
+    if (this.queue.length < QUEUE_EVENTS && (last === undefined || event.seq === last.seq + 1)) this.queue.push(event);
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    this.stopping.signal.addEventListener('abort', () => this.wake?.(), { once: true });
+    while (!this.stopping.signal.aborted) {
+      const batch = this.nextBatch();
+      if (batch.length === 0) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        this.wake = undefined;
+        continue;
+      }
+      await this.handleUntilDone(batch);
+    }
+  }
+
+  /**
+   * The events after the checkpoint: from the queue when it starts right there, else a page of the
+   * log (catch-up, or what the queue missed), never past what the store has published.
+   */
+  private nextBatch(): StoredEvent[] {
+    const after = this.checkpoint;
+    while (this.queue.length > 0 && (this.queue[0] as StoredEvent).seq <= after) this.queue.shift();
+    const first = this.queue[0];
+    if (first !== undefined && first.seq === after + 1) return this.queue.slice(0, BATCH_EVENTS);
+    const through = this.store.publishedSeq;
+    if (through <= after) return [];
+    return Array.from(this.store.read({ afterSeq: after, throughSeq: through, limit: BATCH_EVENTS }));
+  }
+
+  /** Handles the batch, retrying from the failed event with backoff until done or the runner stops. */
+  private async handleUntilDone(batch: readonly StoredEvent[]): Promise<void> {
+    let rest = batch;
+    for (let attempt = 1; !this.stopping.signal.aborted && rest.length > 0; attempt++) {
       try {
-        await this.handleOnce(event);
-        if (attempt > 1) this.logger.info({ actor: this.actor.name, seq: event.seq, attempts: attempt }, 'actor handled the event it was stalled on');
+        await this.handleOnce(rest);
+        if (attempt > 1) this.logger.info({ actor: this.actor.name, seq: rest[0]?.seq, attempts: attempt }, 'actor handled the event it was stalled on');
         this.stall.next(undefined);
         return;
       } catch (err) {
         if (this.stopping.signal.aborted) return;
-        this.stall.next({ seq: event.seq, since: this.stall.value?.since ?? Date.now() });
+        // The events before the failed one are done and checkpointed; retry from it.
+        rest = rest.filter((event) => event.seq > this.checkpoint);
+        const failed = rest[0] as StoredEvent;
+        const stall = this.stall.value;
+        this.stall.next({ seq: failed.seq, since: stall?.seq === failed.seq ? stall.since : Date.now() });
         const retryInMs = Math.min(this.retry.maxDelayMs, this.retry.firstDelayMs * 2 ** (attempt - 1));
-        const fields = { actor: this.actor.name, seq: event.seq, type: event.type, attempt, retryInMs, err };
+        const fields = { actor: this.actor.name, seq: failed.seq, type: failed.type, attempt, retryInMs, err };
         if (attempt === this.retry.errorAtAttempt) this.logger.error(fields, 'failed to handle event, actor stalled until it succeeds');
         else this.logger.warn(fields, 'failed to handle event, retrying');
         await sleep(retryInMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
@@ -126,18 +196,55 @@ export class ActorRunner {
     }
   }
 
-  private async handleOnce(event: StoredEvent): Promise<void> {
-    const acts = this.handles.has(event.type);
-    if (acts) await this.actor.handle?.(event);
-    // Stopped meanwhile: the database may be closing; the next start handles the event again.
+  /**
+   * The side effects of the batch's events, then one checkpoint commit for all of them. An actor
+   * with both `handle` and `writeTables` commits after each event it acts on: its `handle` may read
+   * what `writeTables` stored for the events before (the event sinks' announced repositories). A
+   * failure in `handle` first checkpoints the events before the failed one, then throws.
+   */
+  private async handleOnce(batch: readonly StoredEvent[]): Promise<void> {
+    const acted = batch.filter((event) => this.handles.has(event.type));
+    const notDone = (through: number): StoredEvent[] => batch.filter((event) => event.seq > this.checkpoint && event.seq <= through);
+    if (this.actor.handleBatch) {
+      if (acted.length > 0) await this.actor.handleBatch(acted);
+    } else if (this.actor.handle) {
+      const commitEach = this.actor.writeTables !== undefined;
+      for (const event of acted) {
+        try {
+          await this.actor.handle(event);
+        } catch (err) {
+          const done = notDone(event.seq - 1);
+          if (done.length > 0 && !this.stopping.signal.aborted) this.commit(done);
+          throw err;
+        }
+        if (this.stopping.signal.aborted) return;
+        if (commitEach) this.commit(notDone(event.seq));
+      }
+    }
+    // Stopped meanwhile: the database may be closing; the next start handles the events again.
     if (this.stopping.signal.aborted) return;
-    const afterCommit = this.checkpoints.commit(this.actor.name, event.seq, () => (acts ? this.actor.writeTables?.(event) : undefined));
-    this.processed.next(event.seq);
-    try {
-      afterCommit?.();
-    } catch (err) {
-      // Committed: retrying would write the tables twice.
-      this.logger.error({ actor: this.actor.name, seq: event.seq, err }, 'failed to apply a committed event in memory');
+    const rest = notDone(Number.POSITIVE_INFINITY);
+    if (rest.length > 0) this.commit(rest);
+  }
+
+  /** Stores the checkpoint past `done` with the actor's table writes for it (see the top). */
+  private commit(done: readonly StoredEvent[]): void {
+    const last = (done[done.length - 1] as StoredEvent).seq;
+    const acted = done.filter((event) => this.handles.has(event.type));
+    if (acted.length === 0 && last - this.storedCheckpoint < IGNORED_EVENTS_PER_COMMIT) {
+      this.processed.next(last);
+      return;
+    }
+    const afterCommits = this.checkpoints.commit(this.actor.name, last, () => acted.map((event) => this.actor.writeTables?.(event)));
+    this.storedCheckpoint = last;
+    this.processed.next(last);
+    for (const afterCommit of afterCommits) {
+      try {
+        afterCommit?.();
+      } catch (err) {
+        // Committed: retrying would write the tables twice.
+        this.logger.error({ actor: this.actor.name, seq: last, err }, 'failed to apply a committed event in memory');
+      }
     }
   }
 
@@ -154,9 +261,22 @@ export class ActorRunner {
     await firstValueFrom(combineLatest([this.processed, this.stall]).pipe(filter(([done, stall]) => done >= seq || stall !== undefined)));
   }
 
-  /** Stops following the stream and ends a retry's wait; an event in flight does not move the checkpoint. */
+  /**
+   * Stops following the stream and ends a retry's wait; a batch in flight does not move the
+   * checkpoint. The checkpoint of events it ignored is stored now (their work is done).
+   */
   stop(): void {
     this.stopping.abort();
     this.subscription?.unsubscribe();
+    this.queue = [];
+    if (this.checkpoint > this.storedCheckpoint) {
+      try {
+        this.checkpoints.commit(this.actor.name, this.checkpoint, () => undefined);
+        this.storedCheckpoint = this.checkpoint;
+      } catch (err) {
+        // The events are read again at the next start, and ignored again.
+        this.logger.warn({ actor: this.actor.name, err }, 'failed to store the checkpoint at stop');
+      }
+    }
   }
 }

@@ -10,7 +10,6 @@ import type { EventType, StoredEvent } from '../events/types.js';
 import type { Actor } from './actor.js';
 import { REF_NAME_ANNOTATION } from '../oci/media-types.js';
 
-
 export interface IndexDescriptor {
   mediaType: string;
   digest: string;
@@ -37,13 +36,21 @@ export class IndexJsonWriter implements Actor {
     private readonly roots: StorageRoots,
   ) {}
 
-  async handle(event: StoredEvent): Promise<void> {
+  /**
+   * Each repository the batch touches is written once: its file is the projection's current state,
+   * whatever the events, so a burst of tag PUTs costs one write of it, not one per tag.
+   */
+  async handleBatch(events: readonly StoredEvent[]): Promise<void> {
+    for (const repo of new Set(events.map((event) => event.repo))) await this.write(repo);
+  }
+
+  private async write(repo: string): Promise<void> {
     // A repository GC has since removed keeps no files; its next push writes them again.
-    if (!this.queries.repositoryExists(event.repo)) return;
+    if (!this.queries.repositoryExists(repo)) return;
     // Written from the projection's current state, so replaying old events is idempotent.
-    const { driver } = this.roots.for(event.repo);
-    const index = buildIndex(this.queries, event.repo);
-    if (!(await driver.stat(ociLayoutPath(event.repo)))) await driver.putContent(ociLayoutPath(event.repo), OCI_LAYOUT_CONTENT);
-    await driver.putContent(indexPath(event.repo), JSON.stringify(index));
+    const { driver } = this.roots.for(repo);
+    const index = buildIndex(this.queries, repo);
+    if (!(await driver.stat(ociLayoutPath(repo)))) await driver.putContent(ociLayoutPath(repo), OCI_LAYOUT_CONTENT);
+    await driver.putContent(indexPath(repo), JSON.stringify(index));
   }
 }

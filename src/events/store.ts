@@ -1,6 +1,24 @@
 // The event store: an append-only SQLite table with a global sequence, the inline projections
 // updated in the same transaction as each append (the commit point of every write), and the
 // RxJS stream on which committed events are published to the actors.
+//
+// Group commit. Appends that arrive within one turn of the event loop share one SQLite
+// transaction: each append is queued, and the queue is committed in a setImmediate callback,
+// after the I/O callbacks of that turn have queued theirs. Inside the group each append runs in
+// its own savepoint, in arrival order: its precondition, its events and their inline projections,
+// then `alsoInTransaction`. An append that throws is rolled back to its savepoint and fails alone
+// (its sequence numbers are not used, the log keeps no gap); the others commit.
+//
+// Durability. On a file in WAL mode the store makes its commits durable itself: the connection
+// commits with synchronous=NORMAL (the WAL frames are written, not synced), then one fsync of
+// the WAL file, on the libuv pool, covers every group committed before it started; the groups
+// committed while it runs wait for the next one. So a burst of appends costs one fsync, and the
+// event loop never waits for the disk. A group's events are published on events$, and its
+// appends' promises settle, only once that fsync has returned: nothing is acknowledged, and no
+// actor acts on an event, before it is on disk. Reads of the inline projections see a commit at
+// once (a power loss before its fsync can take it back, with every later commit: WAL frames
+// survive as a prefix). A connection not in WAL mode (in memory) commits with its own setting.
+import * as fs from 'node:fs';
 import { Observable, Subject } from './rx.js';
 import type { Db } from './database.js';
 import { upcast, type EventRow } from './upcast.js';
@@ -15,6 +33,10 @@ export interface InlineProjection {
 }
 
 export interface AppendOptions {
+  /**
+   * Runs inside the append's savepoint, before its events: re-checks what the caller checked
+   * before its awaits (a referenced blob still there, say). Throwing fails this append alone.
+   */
   precondition?: () => void;
   /** Runs inside the same transaction after the events (a marker such as "import done"). */
   alsoInTransaction?: () => void;
@@ -32,7 +54,7 @@ export interface EventStoreOptions {
 
 /**
  * A check run inside every append transaction before its events are written, on every path that
- * appends (a quota); throwing aborts the append.
+ * appends one request's events (a quota); throwing fails that append.
  */
 export type AppendGuard = (bodies: readonly EventBody[], context: EventContext) => void;
 
@@ -46,6 +68,8 @@ export interface EventFilter {
   repo?: string;
   type?: string;
   afterSeq?: number;
+  /** The last sequence number to read (an actor reads only what the store has published). */
+  throughSeq?: number;
   sinceTime?: string;
   limit?: number;
 }
@@ -85,17 +109,57 @@ export function migrateEventTables(db: Db): void {
   if (!columns.includes('auth_method')) db.exec('ALTER TABLE events ADD COLUMN auth_method TEXT');
 }
 
+/** What an append records: its events, or a function that computes them inside its savepoint. */
+type Entries = readonly ContextualEvent[] | (() => readonly ContextualEvent[]);
+
+/**
+ * The events of an append, or a function computing them inside the transaction from the state
+ * the append sees there (a tag's previous digest, say, which another append of the group may
+ * have just moved).
+ */
+export type AppendedEvents = readonly EventBody[] | (() => readonly EventBody[]);
+
+/** An append waiting for its group's transaction. */
+interface QueuedAppend {
+  entries: Entries;
+  options: AppendOptions;
+  /** The one context of an append() (its guards run), none for appendEach. */
+  context?: EventContext;
+  resolve(events: StoredEvent[]): void;
+  reject(err: unknown): void;
+}
+
+/** A group committed to SQLite, waiting for the fsync that makes it durable. */
+interface CommittedGroup {
+  appends: readonly QueuedAppend[];
+  outcomes: readonly AppendOutcome[];
+}
+
+/** What one append of a group came to inside the transaction. */
+type AppendOutcome = { ok: true; events: StoredEvent[] } | { ok: false; error: unknown };
+
 export class EventStore {
   private readonly published = new Subject<StoredEvent>();
   /** Committed events, in sequence order, published after their transaction commits. */
   readonly events$: Observable<StoredEvent> = this.published.asObservable();
 
   private readonly insert;
-  private readonly appendAll;
-  private readonly appendContextual;
+  /** One append in its savepoint (a transaction nested in the group's). */
+  private readonly appendOne;
+  /** A group of appends in one transaction; never throws for one append's failure. */
+  private readonly commitGroup;
+  private queue: QueuedAppend[] = [];
+  private flushScheduled = false;
+  /** The WAL file's descriptor, when the store syncs its commits itself (see the top). */
+  private readonly walFd: number | undefined;
+  /** Committed groups whose fsync has not started; they settle after the next one. */
+  private unsynced: CommittedGroup[] = [];
+  private syncing = false;
+  private syncsDone = 0;
+  /** A failed fsync of the WAL: what was committed is not known to be durable; no append follows. */
+  private syncFailure: unknown;
   readonly readOnly: boolean;
-  /** Read-only: the checkpoints of this process's actors. */
-  /** Read-only: the last seq published on events$. */
+  /** The last seq published on events$ (or found in the log when the store was opened). */
   private lastPublished = 0;
   private readonly guards: AppendGuard[] = [];
   private mediaTypeQuery?: import('better-sqlite3').Statement<[string, string, number]>;
@@ -106,61 +170,144 @@ export class EventStore {
     options: EventStoreOptions = {},
   ) {
     this.readOnly = options.readOnly ?? false;
-    if (this.readOnly) {
-      this.lastPublished = this.head();
-    } else {
+    if (!this.readOnly) {
       migrateEventTables(db);
       for (const projection of projections) projection.migrate(db);
     }
+    this.lastPublished = this.head();
+    this.walFd = this.readOnly ? undefined : openWalForSync(db);
     this.insert = db.prepare(`
       INSERT INTO events (type, version, time, repo, digest, media_type, size, tag, client, request_id, identity, auth_method, data)
       VALUES (@type, @version, @time, @repo, @digest, @media_type, @size, @tag, @client, @request_id, @identity, @auth_method, @data)
     `);
-    this.appendAll = db.transaction((bodies: readonly EventBody[], context: EventContext, options: AppendOptions) => {
+    this.appendOne = db.transaction((append: QueuedAppend, time: string): StoredEvent[] => {
+      const { entries, options, context } = append;
       options.precondition?.();
-      for (const guard of this.guards) guard(bodies, context);
-      const time = new Date().toISOString();
-      const stored: StoredEvent[] = [];
-      for (const body of bodies) {
-        const event = this.toStored(body, context, time);
-        for (const projection of this.projections) projection.apply(event);
-        stored.push(event);
-      }
-      options.alsoInTransaction?.();
-      return stored;
-    });
-    this.appendContextual = db.transaction((entries: readonly ContextualEvent[]) => {
-      const time = new Date().toISOString();
-      return entries.map(({ body, context }) => {
+      const list = typeof entries === 'function' ? entries() : entries;
+      if (context) for (const guard of this.guards) guard(list.map((entry) => entry.body), context);
+      const stored = list.map(({ body, context }) => {
         const event = this.toStored(body, context, time);
         for (const projection of this.projections) projection.apply(event);
         return event;
       });
+      options.alsoInTransaction?.();
+      return stored;
     });
+    this.commitGroup = db.transaction((group: readonly QueuedAppend[]): AppendOutcome[] => {
+      const time = new Date().toISOString();
+      return group.map((append) => {
+        try {
+          return { ok: true, events: this.appendOne(append, time) };
+        } catch (error) {
+          return { ok: false, error };
+        }
+      });
+    });
+  }
+
+  /**
+   * Appends events atomically with their inline projections; resolves with them and their
+   * sequence numbers once they are committed (with the other appends of this turn: see the top of
+   * this file). A throwing `precondition` fails this append alone.
+   */
+  append(events: AppendedEvents, context: EventContext, options: AppendOptions = {}): Promise<StoredEvent[]> {
+    const withContext = (bodies: readonly EventBody[]): ContextualEvent[] => bodies.map((body) => ({ body, context }));
+    return this.enqueue(typeof events === 'function' ? () => withContext(events()) : withContext(events), options, context);
+  }
+
+  /** Appends events that each carry their own context, atomically, as one append. */
+  appendEach(entries: readonly ContextualEvent[]): Promise<StoredEvent[]> {
+    return this.enqueue(entries, {});
   }
 
   addGuard(guard: AppendGuard): void {
     this.guards.push(guard);
   }
 
-  /**
-   * Appends events atomically with their inline projections and returns them with their sequence
-   * numbers. A throwing `precondition` aborts the append: it re-checks, inside the transaction,
-   * what the caller checked before its awaits (a referenced blob still there, say).
-   */
-  append(bodies: readonly EventBody[], context: EventContext, options: AppendOptions = {}): StoredEvent[] {
-    this.assertWritable();
-    const stored = this.appendAll(bodies, context, options);
-    for (const event of stored) this.published.next(event);
-    return stored;
+  private enqueue(entries: Entries, options: AppendOptions, context?: EventContext): Promise<StoredEvent[]> {
+    if (this.readOnly) return Promise.reject(new Error('the event log is open read-only (http.ReadOnly): nothing is appended'));
+    if (this.syncFailure !== undefined) return Promise.reject(new Error('the event log failed to sync to disk: nothing more is appended', { cause: this.syncFailure }));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ entries, options, ...(context ? { context } : {}), resolve, reject });
+      if (this.flushScheduled) return;
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    });
   }
 
-  /** Appends events that each carry their own context, in one transaction. */
-  appendEach(entries: readonly ContextualEvent[]): StoredEvent[] {
-    this.assertWritable();
-    const stored = this.appendContextual(entries);
-    for (const event of stored) this.published.next(event);
-    return stored;
+  /** Commits the queued appends as one group; they settle once an fsync covers the group. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const group = this.queue;
+    this.queue = [];
+    if (group.length === 0) return;
+    let outcomes: AppendOutcome[];
+    try {
+      // IMMEDIATE: the write lock first, so another process's writer makes it wait (busy_timeout).
+      outcomes = this.commitGroup.immediate(group);
+    } catch (error) {
+      // The commit itself failed: nothing of the group is in the log.
+      for (const append of group) append.reject(error);
+      return;
+    }
+    this.unsynced.push({ appends: group, outcomes });
+    if (this.walFd === undefined) this.settle(this.takeUnsynced());
+    else if (!this.syncing) this.syncWal(this.walFd);
+  }
+
+  /** One fsync of the WAL for every group committed so far; then the next, if more came meanwhile. */
+  private syncWal(fd: number): void {
+    const groups = this.takeUnsynced();
+    this.syncing = true;
+    fs.fsync(fd, (err) => {
+      this.syncing = false;
+      this.syncsDone++;
+      if (err || this.syncFailure !== undefined) {
+        // Committed, but not known to be durable (a retried fsync can succeed on lost pages): no
+        // caller hears success, no actor sees the events, and the store takes no more appends.
+        this.syncFailure ??= err;
+        for (const { appends } of groups) for (const append of appends) append.reject(this.syncFailure);
+      } else {
+        this.settle(groups);
+      }
+      if (this.unsynced.length > 0) this.syncWal(fd);
+    });
+  }
+
+  private takeUnsynced(): CommittedGroup[] {
+    const groups = this.unsynced;
+    this.unsynced = [];
+    return groups;
+  }
+
+  /** Publishes the durable groups' events in sequence order, then settles each append. */
+  private settle(groups: readonly CommittedGroup[]): void {
+    for (const { outcomes } of groups) {
+      for (const outcome of outcomes) {
+        if (!outcome.ok) continue;
+        for (const event of outcome.events) {
+          this.lastPublished = event.seq;
+          this.published.next(event);
+        }
+      }
+    }
+    for (const { appends, outcomes } of groups) {
+      appends.forEach((append, i) => {
+        const outcome = outcomes[i] as AppendOutcome;
+        if (outcome.ok) append.resolve(outcome.events);
+        else append.reject(outcome.error);
+      });
+    }
+  }
+
+  /** How many fsyncs of the WAL the store has made (each covers one or more groups). */
+  get syncs(): number {
+    return this.syncsDone;
+  }
+
+  /** The last sequence number published on events$: every event up to it is committed. */
+  get publishedSeq(): number {
+    return this.lastPublished;
   }
 
   /**
@@ -242,15 +389,43 @@ export class EventStore {
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
+  /**
+   * Commits what is still queued and syncs it (at shutdown, before the database closes), then
+   * ends events$.
+   */
   complete(): void {
+    this.flush();
+    if (this.walFd !== undefined) {
+      const groups = this.takeUnsynced();
+      fs.fsyncSync(this.walFd);
+      this.settle(groups);
+      fs.closeSync(this.walFd);
+    }
     this.published.complete();
   }
+}
+
+/**
+ * For a log file in WAL mode: commits stop waiting for the disk (synchronous=NORMAL) and the
+ * store syncs the WAL file itself, once per burst (see the top of this file). Returns its
+ * descriptor; undefined for a connection not in WAL mode, which keeps its own setting.
+ */
+function openWalForSync(db: Db): number | undefined {
+  if (db.memory || String(db.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') return undefined;
+  db.pragma('synchronous = NORMAL');
+  // SQLite keeps the WAL file (same inode) while a connection is open; make sure it exists.
+  db.prepare('SELECT COUNT(*) FROM meta').get();
+  return fs.openSync(`${db.name}-wal`, 'r');
 }
 
 /** Reads events from any database holding the events table (the live one, or a read-only copy). */
 export function* readEvents(db: Db, filter: EventFilter = {}): Generator<StoredEvent> {
   const where: string[] = ['seq > @afterSeq'];
   const params: Record<string, unknown> = { afterSeq: filter.afterSeq ?? 0 };
+  if (filter.throughSeq !== undefined) {
+    where.push('seq <= @throughSeq');
+    params.throughSeq = filter.throughSeq;
+  }
   if (filter.repo !== undefined) {
     where.push('repo = @repo');
     params.repo = filter.repo;

@@ -170,8 +170,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // A RegistryError thrown without a message carries its kind as message: answer the table's.
     const message = kind === 'INTERNAL' || registryError?.message === registryError?.kind ? undefined : registryError?.message;
     const { status, body } = renderOciError(kind, message, publicDetail(registryError));
+    // Queued in this turn, answered without waiting for its commit: a refusal acknowledges no
+    // write, and an answer given before the body was read must not wait (unread-body.ts).
     if (WRITE_METHODS.has(request.method) && status >= 400 && status < 500) {
-      recordRefusal(options.registry, request, status, body.errors[0]?.code ?? kind);
+      void recordRefusal(options.registry, request, status, body.errors[0]?.code ?? kind);
     }
     return reply.code(status).type('application/json').send(body);
   });
@@ -256,13 +258,13 @@ async function dropUnreadBody(request: FastifyRequest, reply: FastifyReply, clos
  * A refused write becomes a WriteRefused event, so the audit log (rebuilt from the event log)
  * holds it. A failure to record it is logged and never changes the answer.
  */
-function recordRefusal(registry: Registry, request: FastifyRequest, status: number, code: string): void {
+async function recordRefusal(registry: Registry, request: FastifyRequest, status: number, code: string): Promise<void> {
   const route = request.ociRoute;
   const params = new URLSearchParams(request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '');
   const onUpload = route?.endpoint === 'uploads' || route?.endpoint === 'upload';
   const reference = onUpload ? (params.get('digest') ?? params.get('mount') ?? undefined) : route?.reference || undefined;
   try {
-    registry.recordRefusedWrite(
+    await registry.recordRefusedWrite(
       {
         repo: route?.name ?? '',
         method: request.method,

@@ -124,7 +124,7 @@ export class BlobCommit {
     // The repository has these bytes already: nothing to place, nothing to record.
     if (this.parts.queries.blobSize(repo, digest.value) === size) return;
     const storedIn = await this.placeBlob(repo, digest, id);
-    this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
+    await this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
   }
 
   /**

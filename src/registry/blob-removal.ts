@@ -40,7 +40,7 @@ export class BlobRemoval {
       events.push({ type: 'BlobRelocated', repo: heir, digest: digest.value });
       for (const other of others) events.push({ type: 'BlobRelocated', repo: other, digest: digest.value, storedIn: heir });
     }
-    store.append(events, context, { precondition });
+    await store.append(events, context, { precondition });
     // The event is the commit point: a crash before this removal leaves an orphan for GC, never
     // a served blob without bytes. A manifest of the same digest keeps the file.
     if (ownsBytes && !queries.manifest(repo, digest.value)) await files.removeAfterCommit(repo, digest.value, blobPath(repo, digest));

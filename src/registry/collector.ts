@@ -71,14 +71,14 @@ export class RepositoryCollector {
     };
     const removed: RemovedCounts = { manifests: 0, blobs: 0, orphans: 0, repositories: 0 };
 
-    const tagPass = this.retention.applyToTags(repo, now);
+    const tagPass = await this.retention.applyToTags(repo, now);
     if (tagPass.nextDueAt !== undefined) waiting.push(tagPass.nextDueAt);
     const manifestCutoff = now - this.retention.delayMs(repo);
     // A dry run removes no manifest: which ones go is retention's to say, and it only logs them.
     for (let progress = !this.retention.dryRun(repo); progress; ) {
       progress = false;
       const candidates = this.queries.unreachableManifests(repo);
-      const verdicts = this.retention.judgeManifests(repo, candidates, now);
+      const verdicts = await this.retention.judgeManifests(repo, candidates, now);
       for (const candidate of candidates) {
         if (stopping()) return { removed, nextDueAt: now };
         const verdict = verdicts.get(candidate.digest);
@@ -170,7 +170,7 @@ export class RepositoryCollector {
         const gone = await this.registry.locks.withContent(repo, digest.value, async () => {
           if (this.registry.files.ownPathNamed(repo, digest.value)) return false;
           await driver.delete(path);
-          this.store.append([{ type: 'OrphanRemoved', repo, digest: digest.value, size: info.size }], GC_CONTEXT);
+          await this.store.append([{ type: 'OrphanRemoved', repo, digest: digest.value, size: info.size }], GC_CONTEXT);
           return true;
         });
         if (gone) removed++;
@@ -191,7 +191,7 @@ export class RepositoryCollector {
       if ((await staging.list(uploadsDir(repo))).length > 0) return false;
       for (const algorithm of DIGEST_ALGORITHMS) if ((await driver.list(blobsDir(repo, algorithm))).length > 0) return false;
       const known = this.queries.repositoryExists(repo);
-      if (known) this.store.append([{ type: 'RepositoryRemoved', repo }], GC_CONTEXT);
+      if (known) await this.store.append([{ type: 'RepositoryRemoved', repo }], GC_CONTEXT);
       this.registry.files.forget(repo);
       await driver.delete(ociLayoutPath(repo));
       await driver.delete(indexPath(repo));

@@ -112,7 +112,7 @@ export class DedupePass {
       const now = this.queries.blobHolders(digest.value).filter((holder) => holder.storedIn === null).map((holder) => holder.repo);
       if (!now.includes(keeper) || others.some((other) => !now.includes(other))) throw new Error(`holders of ${digest.value} changed during dedupe`);
     };
-    this.store.append(events, DEDUPE_CONTEXT, { precondition: unchanged });
+    await this.store.append(events, DEDUPE_CONTEXT, { precondition: unchanged });
     // After the event: a crash in between leaves copies no one reads, which GC removes as orphans.
     for (const other of others) {
       if (!this.queries.manifest(other, digest.value)) await root.driver.delete(blobPath(other, digest));

@@ -52,7 +52,7 @@ export async function importStorageOnce(roots: StorageRoots, store: EventStore, 
       skipped += result.skipped;
     }
   }
-  store.append(events, { identity: SYSTEM_IMPORT_IDENTITY }, { alsoInTransaction: () => store.setMeta(IMPORTED_META_KEY, new Date().toISOString()) });
+  await store.append(events, { identity: SYSTEM_IMPORT_IDENTITY }, { alsoInTransaction: () => store.setMeta(IMPORTED_META_KEY, new Date().toISOString()) });
   if (repos.length > 0) logger.info({ repositories: repos.length, events: events.length, skipped }, 'imported existing storage into the event log');
   return { repositories: repos.length, events: events.length, skipped };
 }

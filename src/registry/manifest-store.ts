@@ -134,10 +134,17 @@ export class ManifestStore {
         // Bytes already at the path are trusted only when an event names them; whatever else is
         // there (even of the right size) is replaced by the content just hashed.
         if (!files.ownPathNamed(repo, digest.value)) await driver.putContent(blobPath(repo, digest), content);
-        const events = this.pushEvents(repo, ref, digest.value, parsed, content.length);
-        // Checked here, in the same turn as the append: the tag cannot move in between.
-        if (events.some((event) => event.type === 'TagSet' && event.previous !== undefined)) options.beforeTagMove?.();
-        if (events.length > 0) store.append(events, context, { precondition: referencesPresent });
+        // The events from the state inside the append: another push may move the tag meanwhile;
+        // a tag move is authorized there too, in the same transaction.
+        await store.append(
+          () => {
+            const events = this.pushEvents(repo, ref, digest.value, parsed, content.length);
+            if (events.some((event) => event.type === 'TagSet' && event.previous !== undefined)) options.beforeTagMove?.();
+            return events;
+          },
+          context,
+          { precondition: referencesPresent },
+        );
       });
     });
     this.cache.set(digest.value, content);
@@ -165,7 +172,13 @@ export class ManifestStore {
     const ref = parseReference(reference);
     const { store, queries, locks } = this.parts;
     if (ref.kind === 'tag') {
-      store.append([{ type: 'TagRemoved', repo, tag: ref.tag, digest: row.digest }], context);
+      const { tag } = ref;
+      // Read again inside the append: a concurrent delete or push of the tag may come first.
+      await store.append(() => {
+        const digest = queries.tagDigest(repo, tag);
+        if (digest === undefined) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+        return [{ type: 'TagRemoved', repo, tag, digest }];
+      }, context);
       return;
     }
     // Checked again inside the append: an index pushed meanwhile that lists it refuses the delete.
@@ -189,9 +202,12 @@ export class ManifestStore {
    */
   async remove(repo: string, digest: string, context: EventContext, precondition: () => void, cause?: RemovalCause): Promise<void> {
     const { store, queries, files } = this.parts;
-    const events: EventBody[] = queries.tagsOf(repo, digest).map((tag) => ({ type: 'TagRemoved', repo, tag, digest }));
-    events.push({ type: 'ManifestDeleted', repo, digest, ...cause });
-    store.append(events, context, { precondition });
+    // The tags as the append finds them: a tag pushed meanwhile goes too, with its own event.
+    const events = (): EventBody[] => [
+      ...queries.tagsOf(repo, digest).map((tag): EventBody => ({ type: 'TagRemoved', repo, tag, digest })),
+      { type: 'ManifestDeleted', repo, digest, ...cause },
+    ];
+    await store.append(events, context, { precondition });
     // A manifest's bytes are a blob of the repository too; keep them while a blob entry names them.
     if (!files.ownPathNamed(repo, digest)) await files.removeAfterCommit(repo, digest, blobPath(repo, parseDigest(digest)));
   }

@@ -71,7 +71,7 @@ export class Mounts {
       const stillThere = (): void => {
         if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
       };
-      store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from, ...(storedIn ? { storedIn } : {}) }], context, {
+      await store.append([{ type: 'BlobMounted', repo, digest: digest.value, size, from, ...(storedIn ? { storedIn } : {}) }], context, {
         precondition: stillThere,
       });
       return digest.value;

@@ -39,7 +39,7 @@ export class PullRecorder {
   }
 
   /** Appends the pulls noted since the last batch, one event per repository, in one transaction. */
-  flush(): void {
+  async flush(): Promise<void> {
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
@@ -49,7 +49,7 @@ export class PullRecorder {
       pulls: [...pulls].map(([digest, pull]): ManifestPull => ({ digest, time: new Date(pull.last).toISOString(), count: pull.count })),
     }));
     try {
-      this.store.append(events, { identity: SYSTEM_PULLS_IDENTITY });
+      await this.store.append(events, { identity: SYSTEM_PULLS_IDENTITY });
     } catch (err) {
       // Kept for the next attempt, merged with the pulls noted meanwhile.
       for (const [repo, pulls] of batch) {
@@ -66,19 +66,15 @@ export class PullRecorder {
   /** Appends a batch every interval; `onError` hears about a failed one (retried on the next). */
   startFlushing(onError: (err: unknown) => void, intervalMs = BATCH_MS): void {
     this.timer = setInterval(() => {
-      try {
-        this.flush();
-      } catch (err) {
-        onError(err);
-      }
+      this.flush().catch(onError);
     }, intervalMs);
     this.timer.unref();
   }
 
   /** Stops the timer and appends what is pending; call before the event store closes. */
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.flush();
+    await this.flush();
   }
 }

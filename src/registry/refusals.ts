@@ -80,8 +80,11 @@ export class RefusalRecorder {
     this.intervalMs = options.intervalMs ?? DEFAULT_REFUSAL_INTERVAL_MS;
   }
 
-  /** Appends the refusal's event, or counts it when its key already has one in this interval. */
-  record(refusal: RefusedWrite, context: EventContext): void {
+  /**
+   * Appends the refusal's event, or counts it when its key already has one in this interval;
+   * resolves once the event, if any, is committed.
+   */
+  async record(refusal: RefusedWrite, context: EventContext): Promise<void> {
     this.options.onRefused?.(refusal.code);
     const write = trimmed(refusal);
     const key = this.keyFor(context.identity, write);
@@ -90,16 +93,23 @@ export class RefusalRecorder {
       entry.pending = counted(entry.pending, write, context);
       return;
     }
-    // Appended before the key is held: a failed append leaves no key, and the next refusal retries.
-    this.store.append([refusedEvent(write, key.folded)], { ...context, identity: key.identity });
+    // Held at once, so the refusals that arrive before the append commits are counted on it; a
+    // failed append lets the key go again, and the next refusal retries.
     this.hold(key);
+    try {
+      await this.store.append([refusedEvent(write, key.folded)], { ...context, identity: key.identity });
+    } catch (err) {
+      const held = this.entries.get(key.id);
+      if (held && !held.pending) this.release(held);
+      throw err;
+    }
   }
 
   /** Appends what is counted and stops the timer; for shutdown, before the log closes. */
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.appendCounted();
+    await this.appendCounted();
     this.entries.clear();
     this.keysOfIdentity.clear();
     this.ownKeys = 0;
@@ -149,33 +159,44 @@ export class RefusalRecorder {
 
   private endInterval(): void {
     for (const entry of [...this.entries.values()]) if (!entry.pending) this.release(entry);
-    try {
-      this.appendCounted();
-    } catch (err) {
-      // The tallies stay for the next interval (their number is bounded by the keys).
+    this.appendCounted().catch((err: unknown) => {
+      // The tallies are back for the next interval (their number is bounded by the keys).
       this.options.logger?.error({ err }, 'failed to record refused writes');
-    }
+    });
     if (this.entries.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
     }
   }
 
-  /** One event per key with counted refusals, all in one transaction. */
-  private appendCounted(): void {
+  /**
+   * One event per key with counted refusals, all in one append. The tallies are taken at once, so
+   * refusals counted while it commits start new ones; a failed append adds its tallies back.
+   */
+  private async appendCounted(): Promise<void> {
     const counted = [...this.entries.values()].filter((entry): entry is Entry & { pending: Tally } => entry.pending !== undefined);
     if (counted.length === 0) return;
-    const events: ContextualEvent[] = counted.map(({ key, pending }) => ({
-      body: {
-        ...refusedEvent(pending.last, key.folded),
-        count: pending.count,
-        firstTime: pending.firstTime,
-        lastTime: pending.lastTime,
-      },
-      context: { ...pending.context, identity: key.identity },
-    }));
-    this.store.appendEach(events);
+    const taken = counted.map((entry) => ({ entry, tally: entry.pending }));
     for (const entry of counted) (entry as Entry).pending = undefined;
+    const events: ContextualEvent[] = taken.map(({ entry, tally }) => ({
+      body: {
+        ...refusedEvent(tally.last, entry.key.folded),
+        count: tally.count,
+        firstTime: tally.firstTime,
+        lastTime: tally.lastTime,
+      },
+      context: { ...tally.context, identity: entry.key.identity },
+    }));
+    try {
+      await this.store.appendEach(events);
+    } catch (err) {
+      for (const { entry, tally } of taken) {
+        if (!this.entries.has(entry.key.id)) this.hold(entry.key);
+        const held = this.entries.get(entry.key.id) as Entry;
+        held.pending = held.pending ? merged(tally, held.pending) : tally;
+      }
+      throw err;
+    }
   }
 }
 
@@ -201,6 +222,11 @@ function trimmed(refusal: RefusedWrite): RefusedWrite {
 
 function refusedEvent(write: RefusedWrite, folded: boolean): Extract<EventBody, { type: 'WriteRefused' }> {
   return { type: 'WriteRefused', ...write, ...(folded ? { repo: '', folded: true as const } : {}) };
+}
+
+/** An earlier tally and a later one of the same key, as one. */
+function merged(earlier: Tally, later: Tally): Tally {
+  return { count: earlier.count + later.count, firstTime: earlier.firstTime, lastTime: later.lastTime, last: later.last, context: later.context };
 }
 
 function counted(tally: Tally | undefined, write: RefusedWrite, context: EventContext): Tally {

@@ -122,8 +122,8 @@ export class Registry {
     return { tags: rows.slice(0, limit), more: rows.length > limit };
   }
 
-  recordRefusedWrite(refusal: RefusedWrite, context: EventContext): void {
-    this.deps.refusals?.record(refusal, context);
+  async recordRefusedWrite(refusal: RefusedWrite, context: EventContext): Promise<void> {
+    await this.deps.refusals?.record(refusal, context);
   }
 
   // ---- blobs --------------------------------------------------------------------------------

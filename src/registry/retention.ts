@@ -92,12 +92,12 @@ export class Retention {
    * The sweep's first step: removes the tags no keepTags entry keeps (a dry run logs them, and the
    * manifests their removal would let go). `now` is the sweep's time.
    */
-  applyToTags(repo: string, now: number): TagPass {
+  async applyToTags(repo: string, now: number): Promise<TagPass> {
     const retention = this.rootOf(repo);
     const policy = policyFor(retention, repo);
     // No policy keeps every tag; only a dry run has something to log then (untagged manifests).
     if (!policy && !retention.dryRun) return {};
-    const pulls = this.pullTimes(repo);
+    const pulls = await this.pullTimes(repo);
     const verdicts = judgeTags(
       policy,
       this.deps.queries.tagsWithTimes(repo).map((tag) => ({ key: tag.tag, digest: tag.digest, pushedAt: tag.setAt, pulledAt: pulls.get(tag.digest) ?? 0 })),
@@ -112,15 +112,15 @@ export class Retention {
       for (const verdict of dropped) this.logTag('retention would remove a tag', repo, policy, verdict, true);
       return this.logDryRun(repo, policy, dropped, pulls, now);
     }
-    for (const verdict of dropped) this.removeTag(repo, policy, verdict);
+    for (const verdict of dropped) await this.removeTag(repo, policy, verdict);
     return {};
   }
 
   /** The verdict of the repository's policy on each manifest nothing keeps any more. */
-  judgeManifests(repo: string, unreachable: readonly UnreachableManifest[], now: number): Map<string, ManifestVerdict> {
+  async judgeManifests(repo: string, unreachable: readonly UnreachableManifest[], now: number): Promise<Map<string, ManifestVerdict>> {
     const retention = this.rootOf(repo);
     const policy = policyFor(retention, repo);
-    const pulls = policy?.keepUntagged ? this.pullTimes(repo) : new Map<string, number>();
+    const pulls = policy?.keepUntagged ? await this.pullTimes(repo) : new Map<string, number>();
     return judgeCandidates(retention, policy, unreachable.map((m) => candidate(m, pulls)), now);
   }
 
@@ -141,18 +141,18 @@ export class Retention {
   }
 
   /** When each manifest of the repository was last pulled, the pulls not yet appended included. */
-  private pullTimes(repo: string): ReadonlyMap<string, number> {
-    this.deps.pulls?.flush();
+  private async pullTimes(repo: string): Promise<ReadonlyMap<string, number>> {
+    await this.deps.pulls?.flush();
     return this.deps.queries.lastPulls(repo);
   }
 
-  private removeTag(repo: string, policy: Policy, verdict: TagVerdict): void {
+  private async removeTag(repo: string, policy: Policy, verdict: TagVerdict): Promise<void> {
     const { store, queries } = this.deps;
     const stillThere = (): void => {
       if (queries.tagDigest(repo, verdict.tag) !== verdict.digest) throw new TagMoved();
     };
     try {
-      store.append([{ type: 'TagRemoved', repo, tag: verdict.tag, digest: verdict.digest, reason: 'keepTags', policy: policy.name }], RETENTION_CONTEXT, {
+      await store.append([{ type: 'TagRemoved', repo, tag: verdict.tag, digest: verdict.digest, reason: 'keepTags', policy: policy.name }], RETENTION_CONTEXT, {
         precondition: stillThere,
       });
     } catch (err) {

@@ -77,7 +77,7 @@ export class UploadExpiry {
         if (err instanceof RegistryError) continue;
         throw err;
       }
-      store.append([{ type: 'UploadExpired', repo, uploadId: id, size: info.size }], { identity: SYSTEM_GC_IDENTITY });
+      await store.append([{ type: 'UploadExpired', repo, uploadId: id, size: info.size }], { identity: SYSTEM_GC_IDENTITY });
       this.deps.onExpired?.(repo);
       expired++;
     }

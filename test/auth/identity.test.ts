@@ -182,7 +182,7 @@ describe('identity in events, the audit log and zot audit; no secret in the logs
 });
 
 describe('events written before authMethod was recorded', () => {
-  it('read as anonymous', () => {
+  it('read as anonymous', async () => {
     const dir = makeTempDir('zot-ts-old-log-');
     const file = path.join(dir, 'events.db');
     const old = new Database(file);
@@ -199,7 +199,7 @@ describe('events written before authMethod was recorded', () => {
       const store = new EventStore(db, createProjections());
       const [event] = Array.from(readEvents(db));
       assert.equal(event?.authMethod, 'anonymous');
-      const [appended] = store.append([{ type: 'BlobDeleted', repo: 'old/app', digest: `sha256:${'a'.repeat(64)}` }], { identity: 'alice', authMethod: 'htpasswd' });
+      const [appended] = await store.append([{ type: 'BlobDeleted', repo: 'old/app', digest: `sha256:${'a'.repeat(64)}` }], { identity: 'alice', authMethod: 'htpasswd' });
       assert.equal(appended?.authMethod, 'htpasswd');
       assert.deepEqual(Array.from(readEvents(db)).map((e) => [e.identity, e.authMethod]), [
         ['anonymous', 'anonymous'],

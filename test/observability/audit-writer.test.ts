@@ -64,13 +64,13 @@ function blobLines(store: EventStore, through = store.head()): string {
 }
 
 describe('audit lines', () => {
-  it('are the same for an event as appended and as read back from the log', () => {
+  it('are the same for an event as appended and as read back from the log', async () => {
     const store = newStore();
     const appended: StoredEvent[] = [
-      ...store.append([blob(1)], context),
-      ...store.append([{ type: 'BlobMounted', repo: 'unit/copy', digest: digest(1), size: 1, from: 'unit/app' }], context),
-      ...store.append([{ type: 'TagSet', repo: 'unit/app', tag: 'v1', digest: digest(2), previous: digest(3) }], { identity: 'system:import' }),
-      ...store.append([{ type: 'WriteRefused', repo: '', method: 'PUT', path: '/v2/Bad/manifests/v1', status: 400, code: 'NAME_INVALID' }], context),
+      ...(await store.append([blob(1)], context)),
+      ...(await store.append([{ type: 'BlobMounted', repo: 'unit/copy', digest: digest(1), size: 1, from: 'unit/app' }], context)),
+      ...(await store.append([{ type: 'TagSet', repo: 'unit/app', tag: 'v1', digest: digest(2), previous: digest(3) }], { identity: 'system:import' })),
+      ...(await store.append([{ type: 'WriteRefused', repo: '', method: 'PUT', path: '/v2/Bad/manifests/v1', status: 400, code: 'NAME_INVALID' }], context)),
     ];
     const readBack = Array.from(readEvents(store.db));
     const [d1, d2, d3] = [digest(1), digest(2), digest(3)];
@@ -85,9 +85,9 @@ describe('audit lines', () => {
     assert.deepEqual(readBack.map(auditLine), expected);
   });
 
-  it("name the request that makes the change, with zot's field names", () => {
+  it("name the request that makes the change, with zot's field names", async () => {
     const store = newStore();
-    const [tag] = store.append([{ type: 'TagSet', repo: 'unit/app', tag: 'v1', digest: digest(2), previous: digest(3) }], context);
+    const [tag] = await store.append([{ type: 'TagSet', repo: 'unit/app', tag: 'v1', digest: digest(2), previous: digest(3) }], context);
     assert.ok(tag);
     assert.deepEqual(auditRecord(tag), {
       level: 'info',
@@ -109,7 +109,7 @@ describe('audit lines', () => {
     });
   });
 
-  it('carry an event type this version does not know as its action', () => {
+  it('carry an event type this version does not know as its action', async () => {
     const future = { type: 'SyncedImage', repo: 'mirror/alpine', digest: digest(4), seq: 9, version: 1, time: '2024-01-01T00:00:00.000Z', identity: 'system:sync' };
     const record = auditRecord(future as unknown as StoredEvent);
     assert.deepEqual(
@@ -122,10 +122,10 @@ describe('audit lines', () => {
 describe('audit writer', () => {
   it('writes every event of the log from its checkpoint, then live ones', async () => {
     const store = newStore();
-    store.append([blob(1), blob(2)], context);
+    await store.append([blob(1), blob(2)], context);
     const file = path.join(makeTempDir(), 'nested', 'audit.log');
     const running = await runWriter(store, file);
-    store.append([blob(3)], context);
+    await store.append([blob(3)], context);
     await running.runner.caughtUp(3);
     await stopWriter(running);
     assert.equal(fs.readFileSync(file, 'utf8'), blobLines(store));
@@ -133,13 +133,13 @@ describe('audit writer', () => {
 
   it('does not write twice a line that was written before a crash moved the checkpoint', async () => {
     const store = newStore();
-    store.append([blob(1), blob(2), blob(3)], context);
+    await store.append([blob(1), blob(2), blob(3)], context);
     const file = path.join(makeTempDir(), 'audit.log');
     // Lines 1..3 are in the file, but the checkpoint says only 1 was handled.
     fs.writeFileSync(file, blobLines(store));
     new Checkpoints(store.db).commit('audit-writer', 1, () => undefined);
     const running = await runWriter(store, file);
-    store.append([blob(4)], context);
+    await store.append([blob(4)], context);
     await running.runner.caughtUp(4);
     await stopWriter(running);
     assert.equal(fs.readFileSync(file, 'utf8'), blobLines(store));
@@ -147,7 +147,7 @@ describe('audit writer', () => {
 
   it('starts on a new line after a line cut by a crash', async () => {
     const store = newStore();
-    store.append([blob(1), blob(2)], context);
+    await store.append([blob(1), blob(2)], context);
     const file = path.join(makeTempDir(), 'audit.log');
     const cut = blobLine(store, 2).slice(0, 40);
     fs.writeFileSync(file, blobLines(store, 1) + cut);
@@ -160,12 +160,12 @@ describe('audit writer', () => {
     const store = newStore();
     const file = path.join(makeTempDir(), 'audit.log');
     const running = await runWriter(store, file);
-    store.append([blob(1), blob(2), blob(3), blob(4)], context);
+    await store.append([blob(1), blob(2), blob(3), blob(4)], context);
     await running.runner.caughtUp(4);
     // A rebuild that read the log at seq 2 renames its file over ours.
     fs.writeFileSync(`${file}.rebuilt`, blobLines(store, 2));
     fs.renameSync(`${file}.rebuilt`, file);
-    store.append([blob(5)], context);
+    await store.append([blob(5)], context);
     await running.runner.caughtUp(5);
     await stopWriter(running);
     assert.equal(fs.readFileSync(file, 'utf8'), blobLines(store));
@@ -175,12 +175,12 @@ describe('audit writer', () => {
     const store = newStore();
     const file = path.join(makeTempDir(), 'audit.log');
     const running = await runWriter(store, file);
-    store.append([blob(1)], context);
+    await store.append([blob(1)], context);
     await running.runner.caughtUp(1);
     fs.renameSync(file, `${file}.1`);
     await running.writer.reopen();
     assert.equal(fs.readFileSync(file, 'utf8'), '', 'the new file exists at once, empty');
-    store.append([blob(2)], context);
+    await store.append([blob(2)], context);
     await running.runner.caughtUp(2);
     await stopWriter(running);
     assert.equal(fs.readFileSync(`${file}.1`, 'utf8') + fs.readFileSync(file, 'utf8'), blobLines(store));

@@ -44,7 +44,7 @@ describe('health', () => {
   it('answers not started and not ready until every actor reached the log head found at start', async () => {
     const db = new Database(':memory:');
     const store = new EventStore(db, [new RegistryStateProjection()]);
-    store.append(
+    await store.append(
       [
         { type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 },
         { type: 'BlobPushed', repo: 'a', digest: d('2'), size: 2 },
@@ -111,7 +111,7 @@ describe('health', () => {
     const status = async (path: string): Promise<number> => (await app.inject({ method: 'GET', url: path })).statusCode;
     try {
       await eventually(async () => (await status('/readyz')) === 200, 'ready after start-up');
-      store.append([{ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 }], { identity: 'anonymous' });
+      await store.append([{ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 }], { identity: 'anonymous' });
       await eventually(async () => (await status('/readyz')) === 503, 'not ready once stalled past the bound');
       assert.ok(runner.stalledForMs() > 100);
       assert.equal(runner.checkpoint, 0);

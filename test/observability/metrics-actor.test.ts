@@ -50,7 +50,7 @@ describe('metrics actor', () => {
   };
   /** Appends the events and waits for the runner to have handled them. */
   const given = async (context: EventContext, ...bodies: EventBody[]): Promise<void> => {
-    store.append(bodies, context);
+    await store.append(bodies, context);
     await runner?.caughtUp(store.head());
   };
   const figures = async (): Promise<Exposition> => parsePrometheusText(await metrics.render());
@@ -130,7 +130,7 @@ describe('metrics actor', () => {
     await given(client, { type: 'BlobPushed', repo: 'a', digest: d('1'), size: 10 });
     const checkpoint = checkpoints.get(METRICS_ACTOR);
     db.exec(`CREATE TRIGGER fail_figures BEFORE UPDATE ON metrics_repos BEGIN SELECT RAISE(ABORT, 'injected failure'); END`);
-    store.append([{ type: 'BlobPushed', repo: 'a', digest: d('2'), size: 20 }], client);
+    await store.append([{ type: 'BlobPushed', repo: 'a', digest: d('2'), size: 20 }], client);
     await runner?.caughtUpOrFailing(store.head());
     assert.equal(checkpoints.get(METRICS_ACTOR), checkpoint);
     assert.equal((db.prepare('SELECT COUNT(*) AS n FROM metrics_content').get() as { n: number }).n, 1, 'the content row rolled back with the figures');

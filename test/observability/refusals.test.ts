@@ -120,13 +120,13 @@ describe('refused writes: a flood through HTTP', () => {
     if (!stopped) await registry.stop();
   });
 
-  it('adds one event per repository and code while the flood lasts, and a bounded number of bytes', () => {
+  it('adds one event per repository and code while the flood lasts, and a bounded number of bytes', async () => {
     assert.equal(headAfterFlood - headBefore, 3, 'the first refusal of each (identity, repository, code) is recorded at once');
     // Before aggregation, 2,000 refusals added 2,000 events and megabytes; three events (and the actors' checkpoints after them) are a few dozen pages.
     assert.ok(bytesAfterFlood - bytesBefore <= 256 * 1024, `the log grew by ${bytesAfterFlood - bytesBefore} bytes`);
   });
 
-  it('appends the counted rest at shutdown; the counts add up to the refusals, per repository and code', () => {
+  it('appends the counted rest at shutdown; the counts add up to the refusals, per repository and code', async () => {
     const events = refusedEvents(registry.root).filter((event) => event.repo !== 'warmup/app');
     assert.ok(events.length <= 6, `${events.length} events`);
     assert.deepEqual(tally(events), { 'flood/a MANIFEST_INVALID': 1000, 'flood/b MANIFEST_INVALID': 500, 'flood/a MANIFEST_BLOB_UNKNOWN': 500 });
@@ -162,7 +162,7 @@ describe('refused writes: a flood through HTTP', () => {
     assert.match(rows[1] ?? '', /MANIFEST_INVALID\s+count=499$/);
   });
 
-  it('the metrics count every refusal', () => {
+  it('the metrics count every refusal', async () => {
     assert.equal(metrics.MANIFEST_INVALID, 1501);
     assert.equal(metrics.MANIFEST_BLOB_UNKNOWN, 500);
   });
@@ -224,15 +224,15 @@ describe('refused writes: the recorder keeps identities apart and bounds its key
     return { recorder, events: () => Array.from(store.read({ type: 'WriteRefused' })) as Refused[] };
   }
 
-  it('counts each identity, repository and code on its own key', () => {
+  it('counts each identity, repository and code on its own key', async () => {
     const { recorder, events } = newRecorder();
     for (const identity of ['alice', 'bob']) {
-      for (let i = 0; i < 3; i++) recorder.record(write('app'), { identity, client: '10.0.0.1' });
-      recorder.record(write('app', 'NAME_UNKNOWN'), { identity });
-      recorder.record(write('lib'), { identity });
+      for (let i = 0; i < 3; i++) await recorder.record(write('app'), { identity, client: '10.0.0.1' });
+      await recorder.record(write('app', 'NAME_UNKNOWN'), { identity });
+      await recorder.record(write('lib'), { identity });
     }
     assert.equal(events().length, 6);
-    recorder.stop();
+    await recorder.stop();
     const byKey: Record<string, number> = {};
     for (const event of events()) byKey[`${event.identity} ${event.repo} ${event.code}`] = (byKey[`${event.identity} ${event.repo} ${event.code}`] ?? 0) + countOf(event);
     assert.deepEqual(byKey, {
@@ -246,11 +246,11 @@ describe('refused writes: the recorder keeps identities apart and bounds its key
     assert.equal(events().length, 8, 'one more event per key that counted more than its first refusal');
   });
 
-  it('past every bound, many identities fold into one system key; the counts still add up', () => {
+  it('past every bound, many identities fold into one system key; the counts still add up', async () => {
     const { recorder, events } = newRecorder();
     const identities = Array.from({ length: 600 }, (_, i) => `user${i}`);
-    for (const identity of identities) for (let r = 0; r < 5; r++) recorder.record(write(`repo${r}`), { identity });
-    recorder.stop();
+    for (const identity of identities) for (let r = 0; r < 5; r++) await recorder.record(write(`repo${r}`), { identity });
+    await recorder.stop();
     const all: StoredEvent[] = events();
     assert.equal(all.reduce((sum, event) => sum + countOf(event as Refused), 0), 3000);
     // 1,024 keys of their own, at most 256 folded keys, and one system key for the rest.
@@ -260,11 +260,11 @@ describe('refused writes: the recorder keeps identities apart and bounds its key
 });
 
 describe('refused writes: audit lines', () => {
-  it('carry count 1 for an event without one (as every event written before aggregation), and the count, times and fold of an aggregated one', () => {
+  it('carry count 1 for an event without one (as every event written before aggregation), and the count, times and fold of an aggregated one', async () => {
     const { store } = openEventStore(new Database(':memory:'));
     const request = { identity: 'anonymous', client: '10.0.0.7', requestId: 'req-9' };
-    const [single] = store.append([{ type: 'WriteRefused', repo: 'a/b', method: 'PUT', path: '/v2/a/b/manifests/v1', status: 400, code: 'MANIFEST_INVALID', reference: 'v1' }], request);
-    const [aggregated] = store.appendEach([
+    const [single] = await store.append([{ type: 'WriteRefused', repo: 'a/b', method: 'PUT', path: '/v2/a/b/manifests/v1', status: 400, code: 'MANIFEST_INVALID', reference: 'v1' }], request);
+    const [aggregated] = await store.appendEach([
       {
         body: {
           type: 'WriteRefused',

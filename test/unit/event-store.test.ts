@@ -45,9 +45,9 @@ function runnerFor(actor: Actor, store: EventStore, file: string): { runner: Act
 const FAST_RETRY: RetryPolicy = { firstDelayMs: 5, maxDelayMs: 20, errorAtAttempt: 3 };
 
 describe('event store', () => {
-  it('appends with sequence numbers and reads back every field, filtered', () => {
+  it('appends with sequence numbers and reads back every field, filtered', async () => {
     const store = openStore(path.join(makeTempDir(), 'events.db'));
-    const stored = store.append(
+    const stored = await store.append(
       [
         { type: 'BlobPushed', repo: 'a', digest: d('1'), size: 3 },
         { type: 'TagSet', repo: 'b', tag: 'v1', digest: d('2'), previous: d('3') },
@@ -72,13 +72,36 @@ describe('event store', () => {
     store.db.close();
   });
 
-  it('publishes only committed events, after their transaction', () => {
+  it('publishes only committed events, after their transaction', async () => {
     const store = openStore(path.join(makeTempDir(), 'events.db'));
     const published: number[] = [];
     store.events$.subscribe((e) => published.push(e.seq));
-    assert.throws(() => store.append([{ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 }], ctx, { precondition: () => { throw new Error('x'); } }));
-    store.append([{ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 }], ctx);
+    await assert.rejects(store.append([{ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 }], ctx, { precondition: () => { throw new Error('x'); } }));
+    await store.append([{ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 1 }], ctx);
     assert.deepEqual(published, [1]);
+    store.db.close();
+  });
+
+  it('commits the appends of one turn in one transaction and one fsync; a failing one fails alone', async () => {
+    const store = openStore(path.join(makeTempDir(), 'events.db'));
+    const published: number[] = [];
+    store.events$.subscribe((e) => published.push(e.seq));
+    const syncsBefore = store.syncs;
+    const appends = Array.from({ length: 20 }, (_, i) =>
+      store.append([{ type: 'BlobPushed', repo: 'a', digest: d((i % 16).toString(16)), size: i }], ctx, {
+        precondition: () => {
+          if (i === 6) throw new Error('refused');
+        },
+      }),
+    );
+    const outcomes = await Promise.allSettled(appends);
+    assert.equal(store.syncs - syncsBefore, 1, 'one fsync of the log for the whole group');
+    assert.equal(outcomes[6]?.status, 'rejected');
+    const seqs = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? outcome.value.map((e) => e.seq) : []));
+    assert.deepEqual(seqs, Array.from({ length: 19 }, (_, i) => i + 1), 'arrival order, no gap where the refused one was');
+    assert.deepEqual(published, seqs);
+    assert.equal(store.head(), 19);
+    store.complete();
     store.db.close();
   });
 });
@@ -90,8 +113,8 @@ describe('actor runner', () => {
     const first = new RecordingActor(new Map([[2, 3]]));
     let { runner, checkpoints } = runnerFor(first, store, file);
     runner.start();
-    for (const c of ['1', '2', '3']) store.append([{ type: 'BlobPushed', repo: 'a', digest: d(c), size: 1 }], ctx);
-    store.append([{ type: 'TagSet', repo: 'a', tag: 't', digest: d('1') }], ctx);
+    for (const c of ['1', '2', '3']) await store.append([{ type: 'BlobPushed', repo: 'a', digest: d(c), size: 1 }], ctx);
+    await store.append([{ type: 'TagSet', repo: 'a', tag: 't', digest: d('1') }], ctx);
     await runner.caughtUp(4);
     assert.deepEqual(first.attempts, [1, 2, 2, 2, 2, 3], 'event 2 failed three times and was retried; 3 waited behind it');
     assert.deepEqual(first.seen, [1, 2, 3]);
@@ -101,13 +124,13 @@ describe('actor runner', () => {
     checkpoints.db.close();
 
     // Events appended while the actor is down are replayed on the next start, and only those.
-    store.append([{ type: 'BlobPushed', repo: 'a', digest: d('5'), size: 1 }], ctx);
+    await store.append([{ type: 'BlobPushed', repo: 'a', digest: d('5'), size: 1 }], ctx);
     store.db.close();
     store = openStore(file);
     const second = new RecordingActor();
     ({ runner, checkpoints } = runnerFor(second, store, file));
     runner.start();
-    store.append([{ type: 'BlobPushed', repo: 'a', digest: d('6'), size: 1 }], ctx);
+    await store.append([{ type: 'BlobPushed', repo: 'a', digest: d('6'), size: 1 }], ctx);
     await runner.caughtUp(6);
     assert.deepEqual(second.seen, [5, 6]);
     runner.stop();
@@ -121,7 +144,7 @@ describe('actor runner', () => {
     const failing = new RecordingActor(new Map([[2, Number.POSITIVE_INFINITY]]));
     let { runner, checkpoints } = runnerFor(failing, store, file);
     runner.start();
-    for (const c of ['1', '2', '3']) store.append([{ type: 'BlobPushed', repo: 'a', digest: d(c), size: 1 }], ctx);
+    for (const c of ['1', '2', '3']) await store.append([{ type: 'BlobPushed', repo: 'a', digest: d(c), size: 1 }], ctx);
     await runner.caughtUpOrFailing(3);
     assert.ok(failing.attempts.includes(2), 'event 2 was tried');
     assert.deepEqual(failing.seen, [1], 'event 3 waits behind the failing one');

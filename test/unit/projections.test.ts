@@ -14,7 +14,7 @@ describe('registry-state projection', () => {
   let db: Database.Database;
   let store: EventStore;
   let queries: RegistryStateQueries;
-  const given = (...events: EventBody[]): void => void store.append(events, ctx);
+  const given = async (...events: EventBody[]): Promise<void> => void (await store.append(events, ctx));
 
   beforeEach(() => {
     db = new Database(':memory:');
@@ -33,18 +33,18 @@ describe('registry-state projection', () => {
     ...extra,
   });
 
-  it('records blobs per repository and creates the repository', () => {
-    given({ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 5 }, { type: 'BlobMounted', repo: 'b', digest: d('1'), size: 5, from: 'a' });
+  it('records blobs per repository and creates the repository', async () => {
+    await given({ type: 'BlobPushed', repo: 'a', digest: d('1'), size: 5 }, { type: 'BlobMounted', repo: 'b', digest: d('1'), size: 5, from: 'a' });
     assert.equal(queries.blobSize('a', d('1')), 5);
     assert.equal(queries.blobSize('b', d('1')), 5);
     assert.deepEqual(queries.repositories('', 10), ['a', 'b']);
-    given({ type: 'BlobDeleted', repo: 'a', digest: d('1') });
+    await given({ type: 'BlobDeleted', repo: 'a', digest: d('1') });
     assert.equal(queries.blobSize('a', d('1')), undefined);
     assert.equal(queries.blobSize('b', d('1')), 5);
   });
 
-  it('tracks manifests, their references and tags; deleting a manifest drops its tags and references', () => {
-    given(
+  it('tracks manifests, their references and tags; deleting a manifest drops its tags and references', async () => {
+    await given(
       { type: 'BlobPushed', repo: 'r', digest: d('1'), size: 1 },
       image('r', d('m'), [d('1')]),
       { type: 'TagSet', repo: 'r', tag: 'v1', digest: d('m') },
@@ -54,23 +54,23 @@ describe('registry-state projection', () => {
     assert.deepEqual(queries.tags('r', '', 10), ['latest', 'v1']);
     assert.deepEqual(queries.tags('r', 'latest', 10), ['v1']);
     assert.equal(queries.isBlobReferenced('r', d('1')), true);
-    given({ type: 'ManifestDeleted', repo: 'r', digest: d('m') });
+    await given({ type: 'ManifestDeleted', repo: 'r', digest: d('m') });
     assert.equal(queries.manifest('r', d('m')), undefined);
     assert.deepEqual(queries.tags('r', '', 10), []);
     assert.equal(queries.isBlobReferenced('r', d('1')), false);
   });
 
-  it('moves a tag and removes one tag without touching the manifest', () => {
-    given(image('r', d('a'), []), image('r', d('b'), []), { type: 'TagSet', repo: 'r', tag: 't', digest: d('a') });
-    given({ type: 'TagSet', repo: 'r', tag: 't', digest: d('b'), previous: d('a') });
+  it('moves a tag and removes one tag without touching the manifest', async () => {
+    await given(image('r', d('a'), []), image('r', d('b'), []), { type: 'TagSet', repo: 'r', tag: 't', digest: d('a') });
+    await given({ type: 'TagSet', repo: 'r', tag: 't', digest: d('b'), previous: d('a') });
     assert.equal(queries.tagDigest('r', 't'), d('b'));
-    given({ type: 'TagRemoved', repo: 'r', tag: 't', digest: d('b') });
+    await given({ type: 'TagRemoved', repo: 'r', tag: 't', digest: d('b') });
     assert.equal(queries.tagDigest('r', 't'), undefined);
     assert.ok(queries.manifest('r', d('b')));
   });
 
-  it('answers referrers by subject with their artifact type and annotations', () => {
-    given(
+  it('answers referrers by subject with their artifact type and annotations', async () => {
+    await given(
       image('r', d('s'), []),
       image('r', d('x'), [], { subject: d('s'), artifactType: 'application/x.sig', annotations: { k: 'v' } }),
       image('r', d('y'), [], { subject: d('s'), artifactType: 'application/x.sbom' }),
@@ -83,8 +83,8 @@ describe('registry-state projection', () => {
     ]);
   });
 
-  it('builds index.json as zot keeps it: one descriptor per tag, untagged manifests once', () => {
-    given(image('r', d('a'), []), image('r', d('b'), []), { type: 'TagSet', repo: 'r', tag: 'one', digest: d('a') }, { type: 'TagSet', repo: 'r', tag: 'two', digest: d('a') });
+  it('builds index.json as zot keeps it: one descriptor per tag, untagged manifests once', async () => {
+    await given(image('r', d('a'), []), image('r', d('b'), []), { type: 'TagSet', repo: 'r', tag: 'one', digest: d('a') }, { type: 'TagSet', repo: 'r', tag: 'two', digest: d('a') });
     const index = buildIndex(queries, 'r');
     assert.equal(index.schemaVersion, 2);
     assert.deepEqual(
@@ -97,8 +97,8 @@ describe('registry-state projection', () => {
     );
   });
 
-  it('rolls back events and projection together when a precondition fails', () => {
-    assert.throws(() =>
+  it('rolls back events and projection together when a precondition fails', async () => {
+    await assert.rejects(
       store.append([{ type: 'BlobPushed', repo: 'r', digest: d('1'), size: 1 }], ctx, {
         precondition: () => {
           throw new Error('no');
