@@ -60,7 +60,7 @@ export const FEATURES: readonly Feature[] = [
   { paths: ['extensions.events'], name: 'events', description: 'zot\'s events extension (CloudEvents to http and nats sinks)', status: 'built', asks: enabled },
   { paths: everyStore('retention'), name: 'retention', description: 'retention (which tags and untagged manifests garbage collection keeps)', status: 'built' },
 
-  // --- being built --------------------------------------------------------------------------
+  // --- built since the seed, and the parts of them not built yet ---------------------------
   { paths: ['http.auth.htpasswd'], name: 'htpasswd authentication', description: 'authentication', status: 'built' },
   { paths: ['http.auth.ldap'], name: 'LDAP authentication', description: 'authentication', status: 'built' },
   { paths: ['http.auth.bearer'], name: 'bearer-token authentication', description: 'authentication', status: 'built' },
