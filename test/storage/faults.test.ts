@@ -132,8 +132,10 @@ describe('storage faults', () => {
     assert.ok(warnings.some((line) => line.includes('failed to remove deleted content from storage')));
     await eventually(async () => !fs.existsSync(file), 'GC to remove the file once the fault is gone', 10_000);
     assert.equal(faults.seen.get('delete'), 3);
+    // GC removes the file, then appends its event: with group commit the append lands a moment later.
+    const orphanRemoved = () => [...registry.running.store.read()].some((event) => event.type === 'OrphanRemoved' && event.digest === digest);
+    await eventually(async () => orphanRemoved(), 'the OrphanRemoved event of the file GC removed', 5_000);
     await registry.running.actorsCaughtUp();
-    assert.ok([...registry.running.store.read()].some((event) => event.type === 'OrphanRemoved' && event.digest === digest));
     await assertReplayClean(registry);
   });
 });
