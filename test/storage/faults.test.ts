@@ -64,7 +64,9 @@ describe('storage faults', () => {
   before(async () => {
     const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
     registry = await startTestRegistry(
-      { storage: { dedupe: false, gc: true, gcDelay: '500ms', gcInterval: '200ms' } },
+      // gcDelay is the grace a pushed blob has before its manifest: 2 s, so a loaded machine cannot let
+      // GC take test 3's blobs between their push and the manifest's.
+      { storage: { dedupe: false, gc: true, gcDelay: '2s', gcInterval: '200ms' } },
       { logger, wrapDriver: (driver) => faults.wrap(driver) },
     );
   });
