@@ -16,16 +16,8 @@ import type { ContextualEvent, EventStore } from '../events/store.js';
 import { SYSTEM_REFUSALS_IDENTITY, type EventBody, type EventContext } from '../events/types.js';
 import { isValidName } from '../oci/names.js';
 
-/** What the HTTP layer knows about a write it refused. */
-export interface RefusedWrite {
-  repo: string;
-  method: string;
-  /** The request path, without its query string. */
-  path: string;
-  status: number;
-  code: string;
-  reference?: string;
-}
+/** What the HTTP layer knows about a write it refused: the WriteRefused event's own fields (path without its query string). */
+export type RefusedWrite = Pick<Extract<EventBody, { type: 'WriteRefused' }>, 'repo' | 'method' | 'path' | 'status' | 'code' | 'reference'>;
 
 export interface RefusalRecorderOptions {
   /** How long refusals of one key are counted before their event is appended. */
