@@ -15,12 +15,12 @@
 //   3. orphans: blob files no event names (a crash between placing bytes and appending);
 //   4. the repository itself once nothing is left in it (no upload session either: idle sessions
 //      expire on their own, GC or not, in upload-expiry.ts).
-import * as fs from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import { SYSTEM_GC_IDENTITY, type EventContext, type RemovalCause } from '../events/types.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import { blobPath, blobsDir, indexPath, ociLayoutPath, repoDir, uploadsDir } from '../storage/layout.js';
+import { removeEmptyDirectory as removeLocalDirectory } from '../storage/directories.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { DIGEST_ALGORITHMS, digestOfStoredName, parseDigest, type ParsedDigest } from '../oci/digest.js';
@@ -213,17 +213,8 @@ export class RepositoryCollector {
 
 }
 
-/** rmdir(2) of a local directory; false when it is not empty. Object stores have no directories. */
+/** Removes an empty local directory; object stores have no directories. */
 async function removeEmptyDirectory(driver: StorageDriver, dir: string): Promise<boolean> {
   const local = driver.localPath(dir);
-  if (local === undefined) return true;
-  try {
-    await fs.rmdir(local);
-    return true;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return true;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
-    throw err;
-  }
+  return local === undefined ? true : removeLocalDirectory(local);
 }

@@ -35,24 +35,47 @@ export function ensureDirectory(dir: string): Promise<void> {
   return creating;
 }
 
+/**
+ * How often a level is tried when its parent vanishes between being made and being used: GC
+ * removes an empty parent shared with another repository (`ns` of `ns/a` and `ns/b`), and a removal
+ * already under way when this creation began can still land (later ones wait, see
+ * removeEmptyDirectory).
+ */
+const CREATE_ATTEMPTS = 4;
+
 async function createLevel(dir: string): Promise<void> {
   const parent = path.dirname(dir);
-  try {
-    await fsp.mkdir(dir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return;
-    if (code !== 'ENOENT' || parent === dir) throw err;
-    await ensureDirectory(parent);
+  for (let attempt = 1; ; attempt++) {
     try {
       await fsp.mkdir(dir);
-    } catch (again) {
-      // Another process made it meanwhile; syncing its parent is its creator's part.
-      if ((again as NodeJS.ErrnoException).code === 'EEXIST') return;
-      throw again;
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Another caller or process made it meanwhile; syncing its parent is its creator's part.
+      if (code === 'EEXIST') return;
+      if (code !== 'ENOENT' || parent === dir || attempt === CREATE_ATTEMPTS) throw err;
+      await ensureDirectory(parent);
     }
   }
   await syncDirectory(parent);
+}
+
+/**
+ * rmdir(2) of `dir` (absolute) if it is empty; false when it is not, or when a directory beneath
+ * it is being created in this process (removing the parent would pull the ground from under it).
+ */
+export async function removeEmptyDirectory(dir: string): Promise<boolean> {
+  const beneath = dir + path.sep;
+  for (const creating of inCreation.keys()) if (creating.startsWith(beneath)) return false;
+  try {
+    await fsp.rmdir(dir);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw err;
+  }
 }
 
 /** ensureDirectory for start-up, before anything runs concurrently. */
