@@ -179,12 +179,12 @@ export class Registry {
 
   // ---- uploads ------------------------------------------------------------------------------
 
-  async startUpload(repo: string): Promise<string> {
+  async startUpload(repo: string, options: { ownedByRequest?: boolean } = {}): Promise<string> {
     assertValidName(repo);
     this.deps.quota?.assertRoomFor(repo);
     return this.locks.inRepository(repo, async () => {
       await this.files.ensureLayout(repo);
-      const id = await this.uploads.create(repo);
+      const id = await this.uploads.create(repo, options);
       this.deps.onUploadStarted?.(repo);
       return id;
     });
@@ -226,7 +226,7 @@ export class Registry {
   /** A whole blob in one request (POST ?digest=): a session that lives only as long as the request. */
   async pushBlob(repo: string, digestText: string, body: Readable, context: EventContext): Promise<string> {
     const digest = parseDigest(digestText);
-    const id = await this.startUpload(repo);
+    const id = await this.startUpload(repo, { ownedByRequest: true });
     try {
       return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body }, { privateSession: true }));
     } catch (err) {

@@ -64,9 +64,11 @@ export class UploadSessions {
    * TOOMANYREQUESTS and never DENIED; docker retries neither, but shows "toomanyrequests", which
    * reads as a passing limit rather than a permission to fix.
    */
-  async create(repo: string): Promise<string> {
+  async create(repo: string, options: { ownedByRequest?: boolean } = {}): Promise<string> {
     const id = randomUUID();
-    this.reserve(repo, id);
+    // A session a single request opens and commits (POST ?digest=) is never idle until that request
+    // writes it: the idle expiry would otherwise take it between its creation and the commit's hold.
+    this.reserve(repo, id, options.ownedByRequest === true ? Number.POSITIVE_INFINITY : Date.now());
     try {
       // Not synced: a session's bytes are made durable once, when it commits (its PATCHes are not
       // synced either); a power cut may lose an open session, and its client then starts again.
@@ -79,7 +81,7 @@ export class UploadSessions {
   }
 
   /** Counts a new session against the caps, synchronously, so concurrent POSTs cannot pass them together. */
-  private reserve(repo: string, id: string): void {
+  private reserve(repo: string, id: string, lastWrite: number): void {
     const inRepository = this.open.get(repo)?.size ?? 0;
     if (inRepository >= this.limits.perRepository) {
       throw new RegistryError(
@@ -93,7 +95,7 @@ export class UploadSessions {
         `the registry has ${this.openCount} upload sessions open, its limit across all repositories: retry once some finish or expire`,
       );
     }
-    this.track(repo, id, Date.now());
+    this.track(repo, id, lastWrite);
   }
 
   private track(repo: string, id: string, lastWrite: number): void {
