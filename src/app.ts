@@ -24,7 +24,7 @@ import { IndexJsonWriter } from './actors/index-json-writer.js';
 import type { Config } from './config/types.js';
 import { openDatabase, openMemoryDatabase, type Db } from './events/database.js';
 import { LogFollower } from './events/log-follower.js';
-import { EventStore, migrateEventTables } from './events/store.js';
+import { EventStore, migrateEventTables, type EventStoreOptions } from './events/store.js';
 import { buildHttpApp } from './http/app.js';
 import { httpOptionsFromConfig } from './http/options/index.js';
 import { refuseUnverifiedClients, reloadTlsOnChange, tlsServerOptions, type TlsReloader } from './http/tls.js';
@@ -85,7 +85,7 @@ export interface StartOptions {
   syncOnDemand?: OnDemandOptions;
 }
 
-export function openEventStore(db: Db, options: { readOnly?: boolean } = {}): { store: EventStore; queries: RegistryStateQueries } {
+export function openEventStore(db: Db, options: EventStoreOptions = {}): { store: EventStore; queries: RegistryStateQueries } {
   const store = new EventStore(db, createProjections(), options);
   return { store, queries: new RegistryStateQueries(db) };
 }
@@ -126,7 +126,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   // Only a writer clears them, and only before its first write; the lone writer of the root is
   // the only one whose files they can be.
   if (!readOnly) await roots.clearTemporaryFiles();
-  const { store, queries } = openEventStore(db, { readOnly });
+  const { store, queries } = openEventStore(db, {
+    readOnly,
+    onSyncFailure: (err) =>
+      logger.error({ err, eventLog: eventLogFile(rootDirectory) }, 'failed to sync the event log to disk: every write is refused until the registry restarts'),
+  });
   // The actors' own connection: their checkpoints and tables commit without an fsync (actor.ts).
   // A read-only registry's actors keep theirs in memory: it writes nothing to the shared log.
   const actorDb = readOnly ? openMemoryDatabase() : openDatabase(eventLogFile(rootDirectory), { synchronous: 'NORMAL' });
@@ -138,7 +142,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   const pulls = readOnly ? undefined : new PullRecorder(store);
   const hashPool = new HashPool();
   const runners: ActorRunner[] = [];
-  const health = new Health(runners);
+  const health = new Health(runners, undefined, store);
   const metricsAt = metricsPath(config);
   let metrics: Metrics | undefined;
   const auditWriter = config.log?.audit && !readOnly ? new AuditWriter(path.resolve(config.log.audit), store, checkpoints, logger) : undefined;

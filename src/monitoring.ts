@@ -28,6 +28,12 @@ export function metricsPath(config: Config): string | undefined {
 export const STALL_BOUND_MS = 5_000;
 
 /** An actor as the probes see it (an ActorRunner). */
+/** The event log as the probes see it (the EventStore). */
+export interface WatchedLog {
+  /** False once the log failed to sync to disk: no write succeeds until a restart. */
+  readonly writable: boolean;
+}
+
 export interface WatchedActor {
   /** How long it has been failing on one event; 0 when it is not failing. */
   stalledForMs(): number;
@@ -48,6 +54,7 @@ export class Health implements Probes {
   constructor(
     private readonly actors: readonly WatchedActor[] = [],
     private readonly stallBoundMs = STALL_BOUND_MS,
+    private readonly log: WatchedLog = { writable: true },
   ) {}
 
   /** Start-up finishes when `actorsCaughtUp` resolves (every actor reached the head found at start). */
@@ -69,7 +76,15 @@ export class Health implements Probes {
   }
 
   ready(): boolean {
-    return this.caughtUp && !this.closing && !this.actors.some((actor) => actor.stalledForMs() > this.stallBoundMs);
+    return this.caughtUp && !this.closing && this.log.writable && !this.actors.some((actor) => actor.stalledForMs() > this.stallBoundMs);
+  }
+
+  /**
+   * Alive unless the event log failed to sync: the process then refuses every write, and only a
+   * restart (which reopens the log) can mend that, so the orchestrator should make one.
+   */
+  alive(): boolean {
+    return this.log.writable;
   }
 }
 

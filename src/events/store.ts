@@ -19,6 +19,7 @@
 // once (a power loss before its fsync can take it back, with every later commit: WAL frames
 // survive as a prefix). A connection not in WAL mode (in memory) commits with its own setting.
 import * as fs from 'node:fs';
+import { RegistryError } from '../oci/errors.js';
 import { Observable, Subject } from './rx.js';
 import type { Db } from './database.js';
 import { upcast, type EventRow } from './upcast.js';
@@ -50,6 +51,8 @@ export interface EventStoreOptions {
    * writer's), and publishAppended() publishes what the writer appended.
    */
   readOnly?: boolean;
+  /** Told once when an fsync of the log fails: from then on every append is refused. */
+  onSyncFailure?: (err: unknown) => void;
 }
 
 /**
@@ -157,7 +160,8 @@ export class EventStore {
   private syncing = false;
   private syncsDone = 0;
   /** A failed fsync of the WAL: what was committed is not known to be durable; no append follows. */
-  private syncFailure: unknown;
+  private syncFailure: RegistryError | undefined;
+  private readonly onSyncFailure: ((err: unknown) => void) | undefined;
   readonly readOnly: boolean;
   /** The last seq published on events$ (or found in the log when the store was opened). */
   private lastPublished = 0;
@@ -170,6 +174,7 @@ export class EventStore {
     options: EventStoreOptions = {},
   ) {
     this.readOnly = options.readOnly ?? false;
+    this.onSyncFailure = options.onSyncFailure;
     if (!this.readOnly) {
       migrateEventTables(db);
       for (const projection of projections) projection.migrate(db);
@@ -226,7 +231,7 @@ export class EventStore {
 
   private enqueue(entries: Entries, options: AppendOptions, context?: EventContext): Promise<StoredEvent[]> {
     if (this.readOnly) return Promise.reject(new Error('the event log is open read-only (http.ReadOnly): nothing is appended'));
-    if (this.syncFailure !== undefined) return Promise.reject(new Error('the event log failed to sync to disk: nothing more is appended', { cause: this.syncFailure }));
+    if (this.syncFailure !== undefined) return Promise.reject(this.syncFailure);
     return new Promise((resolve, reject) => {
       this.queue.push({ entries, options, ...(context ? { context } : {}), resolve, reject });
       if (this.flushScheduled) return;
@@ -264,8 +269,12 @@ export class EventStore {
       this.syncsDone++;
       if (err || this.syncFailure !== undefined) {
         // Committed, but not known to be durable (a retried fsync can succeed on lost pages): no
-        // caller hears success, no actor sees the events, and the store takes no more appends.
-        this.syncFailure ??= err;
+        // caller hears success, no actor sees the events, and the store takes no more appends. A
+        // restart reopens the log, and what it then holds is what the actors catch up with.
+        if (this.syncFailure === undefined) {
+          this.syncFailure = new RegistryError('LOG_UNWRITABLE', undefined, undefined, { cause: err });
+          this.onSyncFailure?.(err);
+        }
         for (const { appends } of groups) for (const append of appends) append.reject(this.syncFailure);
       } else {
         this.settle(groups);
@@ -298,6 +307,11 @@ export class EventStore {
         else append.reject(outcome.error);
       });
     }
+  }
+
+  /** False once an fsync of the log failed: the store then refuses every append until a restart. */
+  get writable(): boolean {
+    return this.syncFailure === undefined;
   }
 
   /** How many fsyncs of the WAL the store has made (each covers one or more groups). */

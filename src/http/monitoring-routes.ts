@@ -2,17 +2,21 @@
 // records. The data comes from objects the composition root passes in; nothing here computes it.
 //
 //   GET /livez      200 while the process serves; a stalled actor does not change it (the
-//                   process still serves and commits; a restart would not mend what fails)
+//                   process still serves and commits; a restart would not mend what fails);
+//                   503 once the event log failed to sync to disk (every write is refused, and
+//                   a restart, which reopens the log, is what mends it)
 //   GET /startupz   200 once start-up finished (the event log open and every actor caught up with
 //                   the log head found at start), 503 before
 //   GET /readyz     200 while ready to serve; 503 before start-up finished, while shutting down,
-//                   and while an actor has been failing on one event for more than a few seconds
+//                   while an actor has been failing on one event for more than a few seconds,
+//                   and once the event log failed to sync to disk
 //   GET <metrics.prometheus.path>   Prometheus text, only when metrics are enabled; otherwise the
 //                   path is unknown like any other (404)
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Endpoint } from './routes.js';
 
 export interface Probes {
+  alive(): boolean;
   started(): boolean;
   ready(): boolean;
 }
@@ -38,7 +42,7 @@ export function registerMonitoringRoutes(app: FastifyInstance, options: Monitori
   const { probes, metrics } = options;
   const probe = (ok: () => boolean) => async (_request: FastifyRequest, reply: FastifyReply) =>
     reply.code(ok() ? 200 : 503).header('Content-Length', '0').send();
-  app.get('/livez', probe(() => true));
+  app.get('/livez', probe(() => probes.alive()));
   app.get('/startupz', probe(() => probes.started()));
   app.get('/readyz', probe(() => probes.ready()));
   if (!metrics) return;

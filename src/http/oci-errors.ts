@@ -55,6 +55,12 @@ export const OCI_ERRORS: Readonly<Record<ErrorKind, OciErrorEntry>> = {
   REQUEST_TIMEOUT: { code: 'UNSUPPORTED', status: 408, message: 'the request was not received in time' },
   // Sync on demand: a pull that only an upstream could answer, and no upstream URL could be reached.
   UPSTREAM_UNAVAILABLE: { code: 'UNKNOWN', status: 502, message: 'the upstream registry could not be reached' },
+  // The event log failed to sync to disk: nothing more is appended until a restart (events/store.ts).
+  LOG_UNWRITABLE: {
+    code: 'UNKNOWN',
+    status: 503,
+    message: 'the registry cannot make its event log durable and refuses writes until it restarts',
+  },
   INTERNAL: { code: 'UNKNOWN', status: 500, message: 'internal server error' },
 };
 

@@ -28,6 +28,7 @@ export type ErrorKind =
   | 'HEADERS_TOO_LARGE'
   | 'REQUEST_TIMEOUT'
   | 'UPSTREAM_UNAVAILABLE'
+  | 'LOG_UNWRITABLE'
   | 'INTERNAL';
 
 export class RegistryError extends Error {
@@ -35,8 +36,10 @@ export class RegistryError extends Error {
     readonly kind: ErrorKind,
     message?: string,
     readonly detail?: unknown,
+    /** The error behind it (logged, never answered). */
+    options?: ErrorOptions,
   ) {
-    super(message ?? kind);
+    super(message ?? kind, options);
     this.name = 'RegistryError';
   }
 }
