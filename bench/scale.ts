@@ -75,7 +75,7 @@ function put(root: string, rel: string, data: Buffer | string, dirs: Set<string>
 }
 
 /** Generates the registry under `root`; returns how many manifests, events and files it holds. */
-async function generate(root: string, sizes: ScaleSizes, log: Log): Promise<{ manifests: number; events: number; files: number }> {
+export async function generate(root: string, sizes: ScaleSizes, log: Log): Promise<{ manifests: number; events: number; files: number }> {
   const db = openDatabase(eventLogFile(root));
   const store = new EventStore(db, createProjections());
   const context = { identity: 'bench' };

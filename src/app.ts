@@ -45,7 +45,7 @@ import { UploadExpiry } from './registry/upload-expiry.js';
 import type { UploadLimits } from './registry/upload-limits.js';
 import { eventLogFile } from './storage/layout.js';
 import { ensureDirectorySync } from './storage/directories.js';
-import { openStorageRoots, type StorageRootOptions } from './storage/roots.js';
+import { openStorageRoots, type StorageRootOptions, type StorageRoots } from './storage/roots.js';
 import type { OnDemandOptions } from './sync/on-demand.js';
 import type { SyncService } from './sync/sync-service.js';
 import { syncSection, syncSettings } from './sync/sync-settings.js';
@@ -83,6 +83,18 @@ export interface StartOptions {
   uploadLimits?: Partial<UploadLimits>;
   /** Bounds of on-demand sync's upstream checks (tests shorten them). */
   syncOnDemand?: OnDemandOptions;
+}
+
+/** Schedules a GC sweep of every directory that looks like a repository, recorded or not. */
+async function scheduleUnrecordedRepositories(garbageCollector: GarbageCollector, roots: StorageRoots, logger: Logger): Promise<void> {
+  const startedAt = Date.now();
+  try {
+    for (const root of roots.roots) {
+      for (const repo of await findRepositories(root.driver, '')) if (roots.owns(root, repo)) garbageCollector.schedule(repo, startedAt);
+    }
+  } catch (err) {
+    logger.error({ err }, 'failed to look for repositories in storage to sweep');
+  }
 }
 
 export function openEventStore(db: Db, options: EventStoreOptions = {}): { store: EventStore; queries: RegistryStateQueries } {
@@ -165,12 +177,14 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let uploadExpiry: UploadExpiry | undefined;
   let tlsReloader: TlsReloader | undefined;
   let sync: SyncService | undefined;
+  let repositoryWalk: Promise<void> | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
     tlsReloader?.stop();
     await app?.close();
     await sync?.stop();
+    await repositoryWalk;
     await garbageCollector?.stop();
     await uploadExpiry?.stop();
     await dedupePass?.stop();
@@ -267,13 +281,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       else eventSinks = startEventSinks(events ?? {}, { db: actorDb, store, checkpoints, logger, queries, registry });
     }
     if (garbageCollector) {
-      // Every repository, and every directory that looks like one, is swept once after start:
-      // that finds what a crash left (orphans, sessions) where no new event will point.
+      // Every repository the log knows is swept once after start: that finds what a crash left
+      // (orphans, sessions) where no new event will point. Directories that only look like
+      // repositories are found by a walk of the storage tree once the registry listens (below).
       const startedAt = Date.now();
       for (const repo of queries.allRepositories()) garbageCollector.schedule(repo, startedAt);
-      for (const root of roots.roots) {
-        for (const repo of await findRepositories(root.driver, '')) if (roots.owns(root, repo)) garbageCollector.schedule(repo, startedAt);
-      }
       garbageCollector.start();
     }
     if (!readOnly) {
@@ -318,6 +330,9 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       ...(sync?.onDemand ? { mirrorName: sync.onDemand.mirrorName.bind(sync.onDemand) } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });
+    // After listen: the walk lists every directory of every root, which on a big registry, with
+    // the actors catching up meanwhile, kept the first answer waiting for minutes.
+    if (garbageCollector) repositoryWalk = scheduleUnrecordedRepositories(garbageCollector, roots, logger);
     if (tlsFiles) {
       const server = app.server as HttpsServer;
       if (tlsFiles.cacert !== undefined && !requireClientCert) refuseUnverifiedClients(server, logger);

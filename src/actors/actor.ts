@@ -154,6 +154,10 @@ export class ActorRunner {
         continue;
       }
       await this.handleUntilDone(batch);
+      // A turn of the event loop between batches: an actor whose work is synchronous (metrics,
+      // GC's scheduling) otherwise chains its whole catch-up in microtasks, and a big backlog kept
+      // the HTTP server from listening, and every request waiting, until it was done.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
