@@ -128,4 +128,22 @@ describe('actor runner costs', () => {
     assert.equal(checkpoints.get('recorder'), 52);
     store.complete();
   });
+
+  it('a catch-up with synchronous work leaves the event loop turns between its batches', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    const total = BATCH_EVENTS * 20;
+    await appendMany(store, Array.from({ length: total }, (_, i) => blob(i + 1)));
+    const actor = new Recorder(['BlobPushed']); // resolves at once: no I/O of its own to yield on
+    const runner = new ActorRunner(actor, store, checkpoints, silent);
+    runner.start();
+    // What an HTTP request or a timer needs: a turn of the loop. Before the fix it came only once
+    // the whole backlog was handled, in one chain of microtasks.
+    const seenAtNextTurn = await new Promise<number>((resolve) => setImmediate(() => resolve(actor.seen.length)));
+    await runner.caughtUp(total);
+    runner.stop();
+    assert.ok(seenAtNextTurn < total, `the loop turned after ${seenAtNextTurn} of ${total} events`);
+    assert.equal(actor.seen.length, total);
+    store.complete();
+  });
 });
