@@ -169,6 +169,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await sync?.stop();
     await garbageCollector?.stop();
     await uploadExpiry?.stop();
+    await registry?.uploads.settle();
     await dedupePass?.stop();
     await scrubSchedule?.stop();
     follower?.stop();
