@@ -52,8 +52,8 @@ interface SessionParts {
   /** The multipart upload, once begun (and until it moved into place or was aborted). */
   writeId?: string;
   beginning?: Promise<string>;
-  /** Completed under the session's key: what is left is the move. */
-  completed: boolean;
+  /** A completed upload's object may be left under the session's key (its move failed). */
+  leftover: boolean;
   /** Part number → tag, of the parts stored in the current multipart upload. */
   readonly stored: Map<number, string>;
   readonly inFlight: Set<Promise<void>>;
@@ -126,10 +126,19 @@ export class UploadParts {
   async place(upload: Pick<UploadRef, 'repo' | 'id'>, size: number, to: string): Promise<boolean> {
     const session = this.sessions.get(key(upload));
     if (!session) return false;
+    let completed = false;
     try {
       if (!(await this.complete(session, size))) return false;
+      completed = true;
       await session.driver.move(uploadPath(upload.repo, upload.id), to);
     } catch (err) {
+      if (completed) {
+        // The object under the session's key holds these bytes only for this commit: the session
+        // may change before the next one, whose parts then go to a new multipart upload.
+        delete session.writeId;
+        session.stored.clear();
+        session.leftover = true;
+      }
       this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to complete the multipart upload of an upload session, uploading its file whole');
       return false;
     }
@@ -143,18 +152,19 @@ export class UploadParts {
 
   /** Completes the multipart upload under the session's key; false when it has no part to complete. */
   private async complete(session: SessionParts, size: number): Promise<boolean> {
-    await Promise.all(session.inFlight);
-    if (session.completed) return true;
+    await session.beginning?.catch(() => undefined);
     const { writes, upload } = session;
     const writeId = session.writeId;
     const { partSize } = writes;
     const full = Math.floor(size / partSize);
     const count = full + (size % partSize > 0 ? 1 : 0);
-    if (writeId === undefined || session.stored.size === 0 || count > MAX_PARTS) return false;
-    // The tail goes beside the parts still missing.
+    if (writeId === undefined || count > MAX_PARTS) return false;
+    // The tail goes beside the parts still in flight or missing.
     const tail = count > full ? this.sendTail(session, writeId, count, partSize, size - full * partSize) : undefined;
     // Seen now, thrown below: a failure is never an unhandled rejection.
     tail?.catch(() => undefined);
+    await Promise.all(session.inFlight);
+    if (session.stored.size === 0) return false;
     for (let part = 1; part <= full; part++) {
       if (session.stored.has(part)) continue;
       this.send(session, part, partSize);
@@ -169,7 +179,6 @@ export class UploadParts {
     }
     if (tail) parts.push(await tail);
     await writes.complete(uploadPath(upload.repo, upload.id), writeId, parts);
-    session.completed = true;
     return true;
   }
 
@@ -195,7 +204,7 @@ export class UploadParts {
     await Promise.all(session.inFlight);
     await session.beginning?.catch(() => undefined);
     let aborted = true;
-    if (session.writeId !== undefined) {
+    if (session.writeId !== undefined || session.leftover) {
       try {
         await this.abort(session.driver, session.writes, upload, session.writeId);
       } catch (err) {
@@ -261,9 +270,9 @@ export class UploadParts {
     }
   }
 
-  private async abort(driver: StorageDriver, writes: PartedWrites, upload: Pick<UploadRef, 'repo' | 'id'>, writeId: string): Promise<void> {
+  private async abort(driver: StorageDriver, writes: PartedWrites, upload: Pick<UploadRef, 'repo' | 'id'>, writeId: string | undefined): Promise<void> {
     const temporary = uploadPath(upload.repo, upload.id);
-    await writes.abort(temporary, writeId);
+    if (writeId !== undefined) await writes.abort(temporary, writeId);
     // The upload may have completed before its move failed or a crash came: its object goes too.
     await driver.delete(temporary);
   }
@@ -281,7 +290,7 @@ export class UploadParts {
   }
 
   private newSession(upload: UploadRef, writes: PartedWrites, driver: StorageDriver, staging: FilesystemDriver): SessionParts {
-    return { upload, writes, driver, staging, completed: false, stored: new Map(), inFlight: new Set(), saving: Promise.resolve(), saveQueued: false };
+    return { upload, writes, driver, staging, leftover: false, stored: new Map(), inFlight: new Set(), saving: Promise.resolve(), saveQueued: false };
   }
 
   /** Sends one full part in the background; a failure is logged and the part sent again at commit. */
@@ -296,9 +305,12 @@ export class UploadParts {
       } finally {
         this.buffers.give();
       }
-      if (session.writeId !== writeId || session.completed) return;
+      if (session.writeId !== writeId) return;
       session.stored.set(part, tag);
-      await this.save(session);
+      // Recorded in the background: the part is in the bucket, the request need not wait for the record.
+      this.save(session).catch((err: unknown) => {
+        this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to record an upload part, sending it again after a restart');
+      });
     })().catch((err: unknown) => {
       this.logger?.warn({ repo: upload.repo, uploadId: upload.id, part, err }, 'failed to send an upload part to the bucket, sending it at commit');
     });
@@ -368,7 +380,9 @@ export class UploadParts {
           .sort(([a], [b]) => a - b)
           .map(([number, tag]) => ({ number, tag, start: (number - 1) * partSize, end: number * partSize })),
       };
-      await session.staging.putContent(uploadPartsPath(session.upload.id), JSON.stringify(record));
+      // Not synced: a power cut may lose the session's unsynced bytes too (uploads.ts); the record
+      // is for the restarts that keep them. A record a power cut emptied is dropped at start.
+      await session.staging.replaceContent(uploadPartsPath(session.upload.id), JSON.stringify(record));
     });
     session.saving = write.catch(() => undefined);
     return write;

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { StorageDriverConfig } from '../../src/config/types.js';
-import type { StorageDriver } from '../../src/storage/driver.js';
+import type { PartedWrites, StorageDriver } from '../../src/storage/driver.js';
 import { createS3Driver } from '../../src/storage/s3.js';
 import { assertReplayClean, eventually, expectOciError, openSession, patchChunk, resolveLocation, sessionStatus, withDigest } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci.js';
@@ -60,9 +60,12 @@ async function patchAll(sessionUrl: string, chunks: Buffer[], offset = 0): Promi
   return location;
 }
 
-/** The parts s3rver received for one session's key, by part number. */
+/** The numbers of the parts s3rver received for one session's key, in order (parts go two at a time). */
 function partsSent(s3: TestS3Server, key: string): number[] {
-  return s3.requests.filter((r) => r.operation === 'UploadPart' && r.key === key).map((r) => r.part ?? 0);
+  return s3.requests
+    .filter((r) => r.operation === 'UploadPart' && r.key === key)
+    .map((r) => r.part ?? 0)
+    .sort((a, b) => a - b);
 }
 
 /** The same path on another registry (the session's URL names the old port). */
@@ -145,7 +148,7 @@ describe('upload sessions on S3 send their parts as they arrive', () => {
     assert.equal(put.status, 201, await put.text());
     const full = Math.floor(data.length / PART);
     assert.deepEqual(
-      [...new Set(partsSent(s3, key))].sort((a, b) => a - b),
+      partsSent(s3, key),
       Array.from({ length: full + 1 }, (_, i) => i + 1),
       'every full part and the tail went to the multipart upload',
     );
@@ -288,5 +291,67 @@ describe('upload sessions on S3 across a restart', () => {
     assert.ok(s3.requests.some((r) => r.operation === 'UploadPart' && r.key === key), 'a part had gone');
     assert.deepEqual(await s3.multipartUploads(), [], 'aborted');
     assert.deepEqual(partRecords(root), []);
+  });
+});
+
+describe('an S3 commit whose multipart upload fails to complete', () => {
+  let s3: TestS3Server;
+  let registry: TestRegistry;
+  /** How many more completions of a parted write fail. */
+  let failingCompletions = 0;
+
+  before(async () => {
+    s3 = await startS3Server();
+    registry = await startTestRegistry(
+      { storage: { dedupe: false, gc: false, storageDriver: driverConfig(s3, 'fallback') } },
+      {
+        // The bucket's driver with its parted writes' completion failing on demand.
+        wrapDriver: (driver) => {
+          const writes = driver.partedWrites;
+          if (!writes) return driver;
+          const failing: PartedWrites = {
+            partSize: writes.partSize,
+            begin: (...args) => writes.begin(...args),
+            putPart: (...args) => writes.putPart(...args),
+            abort: (...args) => writes.abort(...args),
+            complete: (...args) => {
+              if (failingCompletions > 0) {
+                failingCompletions--;
+                return Promise.reject(new Error('injected fault in the completion of a multipart upload'));
+              }
+              return writes.complete(...args);
+            },
+          };
+          return new Proxy(driver, {
+            get: (target, property, receiver) => {
+              if (property === 'partedWrites') return failing;
+              const value = Reflect.get(target, property, receiver) as unknown;
+              return typeof value === 'function' ? value.bind(target) : value;
+            },
+          });
+        },
+      },
+    );
+  });
+  after(async () => {
+    await registry?.stop();
+    await s3?.stop();
+  });
+
+  it('uploads the staged file whole instead, and aborts the multipart upload', async () => {
+    const repo = 'parts/fallback';
+    const data = randomBytes(PART + 99);
+    const session = await openSession(registry.url, repo);
+    const key = sessionKey(repo, uploadIdOf(session), 'fallback');
+    const location = await patchAll(session, [data]);
+    await eventually(async () => (await s3.multipartUploads()).some((u) => u.key === key), 'a part stored');
+    failingCompletions = 1;
+    const put = await fetch(withDigest(location, sha256(data)), { method: 'PUT' });
+    assert.equal(put.status, 201, await put.text());
+    assert.equal(failingCompletions, 0, 'the completion was tried');
+    assert.ok((await pull(registry.url, repo, sha256(data))).equals(data));
+    assert.deepEqual(await s3.multipartUploads(), [], 'the failed multipart upload is aborted');
+    assert.deepEqual(partRecords(registry.root), []);
+    await assertReplayClean(registry);
   });
 });
