@@ -5,10 +5,15 @@
 // S3 has no directories, renames, appends or hard links, so:
 //   a directory      is a key prefix with at least one object under it
 //   move             is CopyObject + DeleteObject (CopyObject copies at most 5 GiB: distribution
-//                    switches to a multipart copy above that; blobs that big are not handled yet)
+//                    switches to a multipart copy, UploadPartCopy, which s3rver lacks; here the
+//                    move of a bigger upload fails and the registry puts the staged file instead)
 //   link             is a server-side CopyObject: the copies are independent (no fileId)
 //   append           rewrites the object from its old content and the new stream (rarely used:
-//                    the registry stages uploads on local disk and calls putFile)
+//                    the registry stages uploads on local disk)
+//   parted writes    are multipart uploads the caller drives part by part (partedWrites): an
+//                    upload session sends its full parts under its own key as they arrive, and
+//                    its commit completes them there and moves the object to the blob's key
+//                    (registry/upload-parts.ts); putFile sends a staged file in parts at once
 // Every object is written by one PutObject or one multipart upload, and S3 makes an object visible
 // only when that request completes, so writes are atomic and a failed write leaves nothing.
 import * as fs from 'node:fs/promises';
