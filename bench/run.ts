@@ -480,7 +480,7 @@ function storageNotes(st: StorageResult): string[] {
   }
   out.push(
     `  11. one monolithic push of a new random ${s.s3BlobBytes / MiB} MiB blob, then a pull of it, ${s.s3Reps} times per registry and backend; s3rver 3.7.1 ` +
-      `(the tests' helper) in its own node process; zot-ts with its s3 driver (staged on local disk, then put to S3 at the commit).`,
+      `(the tests' helper) in its own node process; zot-ts with its s3 driver (staged on local disk; full parts sent to a multipart upload as they arrive, completed and moved into place at the commit).`,
   );
   if (!(st.s3 instanceof Error)) {
     const f = (xs: number[]): string => xs.map((x) => x.toFixed(1)).join(', ');

@@ -187,6 +187,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await repositoryWalk;
     await garbageCollector?.stop();
     await uploadExpiry?.stop();
+    await registry?.uploads.settle();
     await dedupePass?.stop();
     await scrubSchedule?.stop();
     follower?.stop();

@@ -5,7 +5,8 @@
 //   2. verify the digest: the running hash the worker pool kept as the chunks arrived (a mismatch
 //      discards the session: DIGEST_INVALID);
 //   3. under the digest's content lock, place the bytes durably at their content address (a second
-//      name for the session's bytes, or a link to a copy the root holds already, with dedupe);
+//      name for the session's bytes, or a link to a copy the root holds already, with dedupe; on
+//      S3 the multipart upload the session's parts went to, completed and moved into place);
 //   4. append BlobPushed: the commit point. Until then no reader can see the blob;
 //   5. drop the session.
 // Until step 4 the session is kept: any failure before it (other than a digest mismatch) puts the
@@ -123,17 +124,19 @@ export class BlobCommit {
   private async placeAndRecord(repo: string, id: string, digest: ParsedDigest, size: number, context: EventContext): Promise<void> {
     // The repository has these bytes already: nothing to place, nothing to record.
     if (this.parts.queries.blobSize(repo, digest.value) === size) return;
-    const storedIn = await this.placeBlob(repo, digest, id);
+    const storedIn = await this.placeBlob(repo, digest, id, size);
     await this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
   }
 
   /**
    * Puts a verified upload at its content address, durably. With dedupe, when another repository
    * of the root holds the bytes already, the upload is not used: the filesystem gets a hard link to
-   * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise the staged file's
-   * bytes go into place (a second name for them, or a multipart upload to S3); the session stays.
+   * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise the session's
+   * bytes go into place: on S3 the multipart upload its parts went to as they arrived, moved from
+   * the session's key; else the staged file (a second name for it, or one upload to S3). The
+   * session stays.
    */
-  private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string): Promise<string | undefined> {
+  private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string, size: number): Promise<string | undefined> {
     const { roots, uploads } = this.parts;
     const root = roots.for(repo);
     const holder = root.dedupe ? this.bytesHolder(root, repo, digest.value) : undefined;
@@ -147,7 +150,9 @@ export class BlobCommit {
         if (!(err instanceof PathNotFoundError)) throw err;
       }
     }
-    await root.driver.putFile(uploads.localFile(repo, uploadId), blobPath(repo, digest));
+    const target = blobPath(repo, digest);
+    if (await uploads.placeFromParts(repo, uploadId, size, target)) return undefined;
+    await root.driver.putFile(uploads.localFile(repo, uploadId), target);
     return undefined;
   }
 

@@ -3,6 +3,7 @@
 //
 // One concern per part, all built from the same RegistryParts:
 //   uploads.ts          upload sessions (files under REPO/.uploads, the offset is the size)
+//   upload-parts.ts     on S3 roots, a session's full parts sent to a multipart upload as they arrive
 //   blob-commit.ts      an upload becoming a blob: the named steps of a commit
 //   blob-removal.ts     a repository letting go of a blob (DELETE, GC), S3 relocation
 //   mounts.ts           cross-repository mounts
@@ -31,6 +32,7 @@ import type { RefusalRecorder, RefusedWrite } from './refusals.js';
 import type { RepositoryQuota } from './repository-quota.js';
 import { RepositoryFiles } from './repository-files.js';
 import { UploadHashes } from './upload-hashes.js';
+import { UploadParts } from './upload-parts.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
@@ -79,6 +81,7 @@ export class Registry {
       () => [...new Set(roots.roots.map((root) => root.staging))],
       this.uploadLimits,
       new UploadHashes(hashPool, logger),
+      new UploadParts(roots, logger),
     );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);

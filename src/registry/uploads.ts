@@ -1,6 +1,6 @@
 // Upload sessions: a file per session under the repository's .uploads directory, in the local
-// staging directory of the repository's storage root (for S3 roots too: the bytes move to the
-// bucket when the blob commits). The session's offset is the file's size, so sessions survive a
+// staging directory of the repository's storage root (for S3 roots too: their full parts also go
+// to the bucket as they arrive, upload-parts.ts). The session's offset is the file's size, so sessions survive a
 // restart with no other state. A session being closed by a PUT that carries a last chunk also has a
 // marker (.zot-ts/closing-uploads/ID) holding the size its PATCHes acknowledged, so a failed or
 // interrupted PUT leaves the session as the client last saw it.
@@ -16,6 +16,7 @@ import type { DigestAlgorithm } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { isValidName } from '../oci/names.js';
 import type { UploadHashes } from './upload-hashes.js';
+import type { UploadParts } from './upload-parts.js';
 import type { UploadLimits } from './upload-limits.js';
 
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
@@ -68,6 +69,8 @@ export class UploadSessions {
     private readonly limits: Readonly<UploadLimits>,
     /** The running hash of each session, kept as its bytes are written (upload-hashes.ts). */
     private readonly hashes: UploadHashes,
+    /** The parts of each session on an S3 root, sent as its bytes are written (upload-parts.ts). */
+    private readonly parts: UploadParts,
   ) {}
 
   /**
@@ -149,6 +152,7 @@ export class UploadSessions {
    */
   async load(): Promise<void> {
     for (const staging of this.allStaging()) await this.loadFrom(staging, '');
+    await this.parts.recover(this.allStaging(), (repo, id) => this.localFile(repo, id));
   }
 
   private async loadFrom(staging: FilesystemDriver, dir: string): Promise<void> {
@@ -164,6 +168,11 @@ export class UploadSessions {
     // a root of 1,000 repositories took a second of sequential round trips before the first answer.
     const children = entries.filter((entry) => !isLayoutEntry(entry)).map((entry) => (dir === '' ? entry : `${dir}/${entry}`));
     await forEachConcurrently(children, LISTINGS_AT_ONCE, (child) => this.loadFrom(staging, child));
+  }
+
+  /** At shutdown, after the last request: the parts still being sent to S3 arrive and are recorded. */
+  settle(): Promise<void> {
+    return this.parts.settle();
   }
 
   /** Whether the repository has any session open (GC keeps such a repository). */
@@ -182,6 +191,14 @@ export class UploadSessions {
    */
   digest(repo: string, id: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
     return this.hashes.digest({ repo, id, file: this.localFile(repo, id) }, size, algorithm);
+  }
+
+  /**
+   * Puts the session's `size` verified bytes at `to` from the parts it sent as they arrived, where
+   * it did (upload-parts.ts); false when the caller is to put its file there instead.
+   */
+  placeFromParts(repo: string, id: string, size: number, to: string): Promise<boolean> {
+    return this.parts.place({ repo, id }, size, to);
   }
 
   /** Current size of the session, or BLOB_UPLOAD_UNKNOWN. */
@@ -219,11 +236,15 @@ export class UploadSessions {
     const expected = range ? range.end - range.start + 1 : undefined;
     const upload = { repo, id, file: this.localFile(repo, id) };
     try {
-      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, (from, to) => this.hashes.written(upload, from, to));
+      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, async (from, to) => {
+        await this.hashes.written(upload, from, to);
+        await this.parts.written(upload, from, to);
+      });
       return currentSize + written;
     } catch (err) {
-      // The file is back at currentSize: what the running hash took of the failed write is not in it.
+      // The file is back at currentSize: what the running hash and the parts took of the failed write is not in it.
       this.hashes.invalidate(upload);
+      await this.parts.cut(upload, currentSize);
       if (err instanceof SizeMismatchError) {
         throw new RegistryError('SIZE_INVALID', `chunk body does not match Content-Range: ${err.message}`);
       }
@@ -234,7 +255,7 @@ export class UploadSessions {
   }
 
   async discard(repo: string, id: string): Promise<void> {
-    await this.stagingFor(repo).delete(uploadPath(repo, id));
+    await this.parts.end({ repo, id }, () => this.stagingFor(repo).delete(uploadPath(repo, id)));
     this.forget(repo, id);
     this.hashes.forget({ repo, id });
   }
@@ -257,6 +278,7 @@ export class UploadSessions {
   async restore(repo: string, id: string, acknowledged: number): Promise<void> {
     const staging = this.stagingFor(repo);
     this.hashes.invalidate({ repo, id });
+    await this.parts.cut({ repo, id }, acknowledged);
     await staging.truncate(uploadPath(repo, id), acknowledged);
     await staging.delete(closingUploadPath(id));
   }

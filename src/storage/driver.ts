@@ -39,8 +39,37 @@ export class SizeMismatchError extends Error {
   }
 }
 
+/** One stored part of a parted write: its number (from 1) and the tag the store answered for it. */
+export interface StoredPart {
+  number: number;
+  tag: string;
+}
+
+/**
+ * A file written in numbered parts that arrive over time, made visible whole and at once by
+ * `complete`: an object store's multipart upload. Part `n` holds bytes [(n-1)·partSize, n·partSize)
+ * of the file; every part but the last holds exactly `partSize` bytes. Storing a part number again
+ * replaces it. The store keeps a write's parts until it completes or is aborted.
+ */
+export interface PartedWrites {
+  readonly partSize: number;
+  /** Starts a parted write of `path`, returning its id. */
+  begin(path: string): Promise<string>;
+  /** Stores one part, returning its tag. */
+  putPart(path: string, writeId: string, part: number, body: Buffer): Promise<string>;
+  /** Makes `path` the given parts in order, atomically, and ends the write. */
+  complete(path: string, writeId: string, parts: readonly StoredPart[]): Promise<void>;
+  /** Ends the write and drops its parts; a write the store no longer knows is not an error. */
+  abort(path: string, writeId: string): Promise<void>;
+}
+
 export interface StorageDriver {
   readonly name: string;
+  /**
+   * Writes in parts (object stores): an upload can then send its bytes as they arrive, instead of
+   * all of them once the upload is finished (see putFile).
+   */
+  readonly partedWrites?: PartedWrites;
   /** Size and kind of the entry at path, or undefined when nothing is there. */
   stat(path: string): Promise<FileInfo | undefined>;
   /** The whole content of a small file. Throws PathNotFoundError. */

@@ -92,6 +92,19 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   /**
+   * Replaces a small file atomically (a rename) without syncing it: for state a power cut may lose
+   * anyway, as it loses the unsynced upload session the state is about. Readers see the old or the
+   * new content; after a power cut, possibly an empty file.
+   */
+  async replaceContent(relative: string, content: Buffer | string): Promise<void> {
+    const target = this.full(relative);
+    await ensureDirectory(path.dirname(target));
+    const temp = await this.tempFile();
+    await fs.writeFile(temp, content);
+    await fs.rename(temp, target);
+  }
+
+  /**
    * Creates an empty file (its directory durably, if new), or fails if one is there, without
    * syncing it: for a file whose bytes are synced once, by whoever makes them durable (an upload
    * session: putFile at its commit).

@@ -5,14 +5,18 @@
 //   ├── .zot-ts/                 registry-private: no valid repository name starts with "."
 //   │   ├── events.db            the event log and its projections (SQLite, WAL)
 //   │   ├── tmp/                 files being written, renamed into place when complete
-//   │   └── closing-uploads/ID   an upload session being closed by a PUT with a last chunk: the
-//   │                            size its PATCHes acknowledged, to restore it if the PUT fails
+//   │   ├── closing-uploads/ID   an upload session being closed by a PUT with a last chunk: the
+//   │   │                        size its PATCHes acknowledged, to restore it if the PUT fails
+//   │   └── upload-parts/ID      on an S3 root, the multipart upload a session's bytes go to as
+//   │                            they arrive: its upload id and the parts stored so far
 //   └── REPO/                    one directory per name component, e.g. library/alpine
 //       ├── oci-layout           {"imageLayoutVersion":"1.0.0"}
 //       ├── index.json           manifests and tags as zot keeps them (written by an actor)
 //       ├── blobs/
 //       │   └── sha256/HEX       blobs and manifests, content-addressed
-//       └── .uploads/ID          upload sessions in progress (zot's name for them)
+//       └── .uploads/ID          upload sessions in progress (zot's name for them); on an S3 root
+//                                also the key of the session's multipart upload, as zot's; the
+//                                object exists only from its completion to its move into blobs/
 import * as path from 'node:path';
 import type { ParsedDigest } from '../oci/digest.js';
 import { IMAGE_LAYOUT_ENTRIES } from '../oci/names.js';
@@ -37,6 +41,13 @@ export const CLOSING_UPLOADS_DIR = `${PRIVATE_DIR}/closing-uploads`;
 
 export function closingUploadPath(uploadId: string): string {
   return `${CLOSING_UPLOADS_DIR}/${uploadId}`;
+}
+
+/** Multipart-upload records of upload sessions on S3 roots (in each root's local staging directory). */
+export const UPLOAD_PARTS_DIR = `${PRIVATE_DIR}/upload-parts`;
+
+export function uploadPartsPath(uploadId: string): string {
+  return `${UPLOAD_PARTS_DIR}/${uploadId}`;
 }
 
 export function repoDir(repo: string): string {

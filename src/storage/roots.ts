@@ -6,8 +6,8 @@
 //   storage.subPaths["/a"]         repositories a/... (not "a" itself, as zot routes them)
 //   storage.subPaths["/a/b"]       repositories a/b/... (the longer route wins)
 //
-// For an S3 root, rootDirectory stays a local directory: upload sessions are staged there and
-// moved to the bucket when they commit.
+// For an S3 root, rootDirectory stays a local directory: upload sessions are staged there (their
+// full parts also go to the bucket as they arrive) and land in the bucket when they commit.
 import * as path from 'node:path';
 import type { StorageConfig, StorageDriverConfig, SubPathConfig } from '../config/types.js';
 import { storeSettings, type StoreKind } from '../config/store-settings.js';

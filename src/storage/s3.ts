@@ -5,10 +5,15 @@
 // S3 has no directories, renames, appends or hard links, so:
 //   a directory      is a key prefix with at least one object under it
 //   move             is CopyObject + DeleteObject (CopyObject copies at most 5 GiB: distribution
-//                    switches to a multipart copy above that; blobs that big are not handled yet)
+//                    switches to a multipart copy, UploadPartCopy, which s3rver lacks; here the
+//                    move of a bigger upload fails and the registry puts the staged file instead)
 //   link             is a server-side CopyObject: the copies are independent (no fileId)
 //   append           rewrites the object from its old content and the new stream (rarely used:
-//                    the registry stages uploads on local disk and calls putFile)
+//                    the registry stages uploads on local disk)
+//   parted writes    are multipart uploads the caller drives part by part (partedWrites): an
+//                    upload session sends its full parts under its own key as they arrive, and
+//                    its commit completes them there and moves the object to the blob's key
+//                    (registry/upload-parts.ts); putFile sends a staged file in parts at once
 // Every object is written by one PutObject or one multipart upload, and S3 makes an object visible
 // only when that request completes, so writes are atomic and a failed write leaves nothing.
 import * as fs from 'node:fs/promises';
@@ -35,7 +40,7 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import type { StorageDriverConfig } from '../config/types.js';
-import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
+import { PathNotFoundError, type ByteRange, type FileInfo, type PartedWrites, type StorageDriver, type StoredPart } from './driver.js';
 import { withinLength } from './exact-length.js';
 
 const MIB = 1024 * 1024;
@@ -79,6 +84,7 @@ export class S3Driver implements StorageDriver {
   private readonly prefix: string;
   private readonly chunkSize: number;
   private readonly write: WriteOptions;
+  readonly partedWrites: PartedWrites;
 
   constructor(options: S3DriverOptions) {
     if (options.chunkSize < MIN_CHUNK_SIZE) throw new Error(`s3 chunksize must be at least ${MIN_CHUNK_SIZE} bytes`);
@@ -87,6 +93,52 @@ export class S3Driver implements StorageDriver {
     this.prefix = options.prefix.replace(/^\/+|\/+$/g, '');
     this.chunkSize = options.chunkSize;
     this.write = options.write ?? {};
+    this.partedWrites = this.multipartWrites();
+  }
+
+  /**
+   * Parted writes as multipart uploads, with the four requests s3rver implements besides S3 (it
+   * answers ListParts, ListMultipartUploads and UploadPartCopy 405 or 501): whoever writes in
+   * parts keeps the upload id and the parts' ETags itself.
+   */
+  private multipartWrites(): PartedWrites {
+    const { client, bucket } = this;
+    return {
+      partSize: this.chunkSize,
+      begin: async (path) => {
+        const key = this.key(path);
+        const created = await client.send(
+          new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: 'application/octet-stream', ...this.write }),
+        );
+        if (!created.UploadId) throw new Error(`no upload id in the response for ${key}`);
+        return created.UploadId;
+      },
+      putPart: async (path, writeId, part, body) => {
+        const out = await client.send(
+          new UploadPartCommand({ Bucket: bucket, Key: this.key(path), UploadId: writeId, PartNumber: part, Body: body, ContentLength: body.length }),
+        );
+        if (!out.ETag) throw new Error(`no ETag in the response for part ${part} of ${path}`);
+        return out.ETag;
+      },
+      complete: async (path, writeId, parts) => {
+        await client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: this.key(path),
+            UploadId: writeId,
+            MultipartUpload: { Parts: parts.map((p: StoredPart) => ({ PartNumber: p.number, ETag: p.tag })) },
+          }),
+        );
+      },
+      abort: async (path, writeId) => {
+        try {
+          await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: this.key(path), UploadId: writeId }));
+        } catch (err) {
+          // NoSuchUpload: completed or aborted already.
+          if (!(err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) throw err;
+        }
+      },
+    };
   }
 
   /** The object key of a driver path. */

@@ -1,11 +1,14 @@
 // A real S3 API on loopback for the tests: s3rver, listening on a free port of 127.0.0.1 and
 // keeping its objects in a temporary directory, with one bucket made before it accepts requests.
+// Where s3rver 3.7.1 departs from S3 on a request the registry sends, the helper makes it answer as
+// S3 does (each correction below says which); it also logs the requests it receives by their S3
+// names, and lists the multipart uploads in progress, for tests to observe what reached the bucket.
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import S3rver from 's3rver';
+import S3rver, { type KoaContext } from 's3rver';
 import type { StorageDriverConfig } from '../../src/config/types.js';
 
 // The SDK warns once per process that its 2027 releases need Node 22; the tests know.
@@ -14,6 +17,21 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 /** s3rver's only account; it checks that a request names this key but not its V4 signature. */
 export const S3RVER_KEY = 'S3RVER';
 
+/** One request s3rver received: its S3 operation and the object key it names. */
+export interface S3Request {
+  operation: string;
+  key: string;
+  /** The part number of an UploadPart. */
+  part?: number;
+}
+
+/** A multipart upload in progress on s3rver: its key and the numbers of the parts it holds. */
+export interface LiveMultipartUpload {
+  uploadId: string;
+  key: string;
+  parts: number[];
+}
+
 export interface TestS3Server {
   endpoint: string;
   bucket: string;
@@ -21,6 +39,10 @@ export interface TestS3Server {
   secretKey: string;
   /** A storageDriver config for this server; each test tree should take its own rootdirectory. */
   driverConfig(rootdirectory?: string): StorageDriverConfig;
+  /** Every request received so far, in order of arrival. */
+  readonly requests: S3Request[];
+  /** The multipart uploads neither completed nor aborted. */
+  multipartUploads(): Promise<LiveMultipartUpload[]>;
   stop(): Promise<void>;
 }
 
@@ -50,6 +72,10 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
   });
   groupDelimitedListings(server);
   honourFirstByteRanges(server);
+  const uploadsDirectory = path.join(directory, bucket, '._S3rver_uploads');
+  const requests: S3Request[] = [];
+  // First in the chain: it sees every request, and answers before s3rver's router where s3rver departs from S3.
+  server.middleware.unshift(logRequests(requests), multipartUploadsAsS3(uploadsDirectory));
   const { port } = await server.run();
   const endpoint = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   return {
@@ -66,6 +92,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
       secretkey: S3RVER_KEY,
       ...(rootdirectory !== undefined ? { rootdirectory } : {}),
     }),
+    requests,
+    multipartUploads: () => liveMultipartUploads(uploadsDirectory),
     async stop() {
       // Clients keep sockets alive; close() alone would wait for them.
       server.httpServer?.closeAllConnections();
@@ -123,4 +151,80 @@ function honourFirstByteRanges(server: S3rver): void {
     );
     return object;
   };
+}
+
+/** S3's name for a request to an object (path-style: /bucket/key). */
+function operationOf(ctx: KoaContext): string {
+  const has = (name: string): boolean => ctx.query[name] !== undefined;
+  switch (ctx.method) {
+    case 'PUT':
+      if (has('uploadId')) return 'UploadPart';
+      return ctx.headers['x-amz-copy-source'] !== undefined ? 'CopyObject' : 'PutObject';
+    case 'POST':
+      if (has('uploads')) return 'CreateMultipartUpload';
+      if (has('uploadId')) return 'CompleteMultipartUpload';
+      return has('delete') ? 'DeleteObjects' : 'PostObject';
+    case 'DELETE':
+      return has('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject';
+    case 'HEAD':
+      return 'HeadObject';
+    default:
+      return has('list-type') ? 'ListObjectsV2' : 'GetObject';
+  }
+}
+
+/** The object key of a path-style request path, decoded. */
+function keyOf(ctx: KoaContext): string {
+  const [, , ...key] = ctx.path.split('/');
+  return decodeURIComponent(key.join('/'));
+}
+
+function logRequests(requests: S3Request[]) {
+  return async (ctx: KoaContext, next: () => Promise<void>): Promise<void> => {
+    const part = Number(ctx.query.partNumber);
+    requests.push({ operation: operationOf(ctx), key: keyOf(ctx), ...(Number.isSafeInteger(part) && part > 0 ? { part } : {}) });
+    await next();
+  };
+}
+
+function noSuchUpload(ctx: KoaContext): void {
+  ctx.status = 404;
+  ctx.type = 'application/xml';
+  ctx.body =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>';
+}
+
+/**
+ * s3rver (3.7.1) answers AbortMultipartUpload 405 MethodNotAllowed, keeping the upload's parts, and
+ * takes parts for an upload it does not know (creating it anew, without a key, so that its
+ * completion then fails with 500). S3 aborts, and answers NoSuchUpload (404) for an upload that
+ * was completed or aborted: so does this, from s3rver's own directory of uploads in progress.
+ */
+function multipartUploadsAsS3(uploadsDirectory: string) {
+  return async (ctx: KoaContext, next: () => Promise<void>): Promise<void> => {
+    const uploadId = ctx.query.uploadId;
+    if (typeof uploadId !== 'string' || !/^[0-9a-f]+$/.test(uploadId)) return next();
+    const upload = path.join(uploadsDirectory, uploadId);
+    const known = await fs.stat(path.join(upload, 'key')).then(
+      () => true,
+      () => false,
+    );
+    if (!known) return noSuchUpload(ctx);
+    if (ctx.method !== 'DELETE') return next();
+    await fs.rm(upload, { recursive: true, force: true });
+    ctx.status = 204;
+  };
+}
+
+async function liveMultipartUploads(uploadsDirectory: string): Promise<LiveMultipartUpload[]> {
+  const ids = await fs.readdir(uploadsDirectory).catch(() => [] as string[]);
+  const found: LiveMultipartUpload[] = [];
+  for (const uploadId of ids) {
+    const key = await fs.readFile(path.join(uploadsDirectory, uploadId, 'key'), 'utf8').catch(() => undefined);
+    if (key === undefined) continue;
+    const entries = await fs.readdir(path.join(uploadsDirectory, uploadId));
+    const parts = entries.filter((name) => /^\d+$/.test(name)).map(Number).sort((a, b) => a - b);
+    found.push({ uploadId, key, parts });
+  }
+  return found;
 }

@@ -35,9 +35,22 @@ declare module 's3rver' {
     range?: { start: number; end: number };
   }
 
+  /** The part of a Koa context the helper's middleware reads and writes (s3rver is a Koa app). */
+  interface KoaContext {
+    method: string;
+    path: string;
+    query: Record<string, string | string[] | undefined>;
+    headers: Record<string, string | string[] | undefined>;
+    status: number;
+    body: unknown;
+    type: string;
+  }
+
   export default class S3rver {
     constructor(options?: S3rverOptions);
     httpServer?: Server;
+    /** Koa's middleware list, composed when the server starts listening. */
+    middleware: Array<(ctx: KoaContext, next: () => Promise<void>) => Promise<void>>;
     store: {
       listObjects(bucket: string, options: ListOptions): Promise<ListResult>;
       getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<StoredObject | null>;
