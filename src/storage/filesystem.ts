@@ -188,14 +188,16 @@ export class FilesystemDriver implements StorageDriver {
     await this.renameDurably(this.full(from), target);
   }
 
-  async putFile(localFile: string, to: string): Promise<void> {
+  async putFile(localFile: string, to: string, options: { synced?: boolean } = {}): Promise<void> {
     const target = this.full(to);
     await ensureDirectory(path.dirname(target));
-    const handle = await fs.open(localFile, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+    if (options.synced !== true) {
+      const handle = await fs.open(localFile, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     }
     // A second name for the bytes, not a rename: the local file stays until its caller commits.
     const temp = await this.tempFile();
