@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { ensureDirectory, syncDirectory } from './directories.js';
 import { withinLength } from './exact-length.js';
 import { readAhead } from './read-ahead.js';
+import { bodyBytesReceived } from './young-garbage.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
@@ -154,6 +155,7 @@ export class FilesystemDriver implements StorageDriver {
       // Chunks are gathered into ~1 MiB writes.
       for await (const buffer of withinLength(source, exactLength)) {
         written += buffer.length;
+        bodyBytesReceived(buffer.length);
         pending.push(buffer);
         pendingBytes += buffer.length;
         if (pendingBytes >= WRITE_BUFFER_BYTES) {
