@@ -41,7 +41,7 @@ export function sizesFor(quick: boolean): Sizes {
     quick,
     blobBytes: (quick ? 32 : 256) * MiB,
     chunkBytes: 16 * MiB,
-    reps: 3,
+    reps: quick ? 3 : 5,
     smallImages: quick ? 100 : 500,
     smallConcurrency: 16,
     getConcurrency: 50,
