@@ -1,5 +1,6 @@
 // zot-ts vs. the CNCF distribution registry (Debian's docker-registry), side by side, in one run,
-// with the same client code, both on 127.0.0.1.
+// with the same clients, both on 127.0.0.1: curl for the big transfers (figures 1–3 and the push of
+// 6, bench/curl-client.ts), bench/client.ts (node:http) for everything else.
 //
 //   npm run bench                       # full run
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
@@ -25,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { BlobFile } from './client.js';
 import { measureAuthCost, renderAuthCost } from './auth-cost.js';
+import { childrenCpuS } from './curl-client.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
 import { measureOptionsCost, renderOptionsCost, type OptionsCostResult } from './options-cost.js';
 import { measureScale, renderScale } from './scale.js';
@@ -40,6 +42,7 @@ import {
   pushMonolithic,
   pushSmallImages,
   sizesFor,
+  splitIntoChunks,
   writeRandomFile,
   type LatencyStats,
   type Sizes,
@@ -199,6 +202,7 @@ class Contender {
     const wall0 = performance.now();
     const server0 = processCounters(server.pid);
     const client0 = process.cpuUsage();
+    const curl0 = childrenCpuS();
     try {
       return await fn(server);
     } catch (err) {
@@ -220,7 +224,8 @@ class Contender {
         wallS: (performance.now() - wall0) / 1000,
         serverCpuS: server1.cpuS - server0.cpuS,
         serverFaults: server1.faults - server0.faults,
-        clientCpuS: (client.user + client.system) / 1e6,
+        // The bench process and the curl processes it ran.
+        clientCpuS: (client.user + client.system) / 1e6 + (childrenCpuS() - curl0),
       });
     }
   }
@@ -253,7 +258,7 @@ class Contender {
       const server = a.server / a.wall;
       if (client >= 0.8) {
         notes.push(
-          `${this.label} / ${name}: the client used ${client.toFixed(2)} cores (its event loop is one core) and the server ` +
+          `${this.label} / ${name}: the client used ${client.toFixed(2)} cores (the bench's event loop and each curl run on one) and the server ` +
             `${server.toFixed(2)} of ${os.cpus().length}; the client was near saturation, so this figure is a lower bound for the server.`,
         );
       }
@@ -351,10 +356,12 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     }
     return { figure, unit, better, digits, cells };
   };
-  // What the registry process spent per MiB moved (all its threads, from /proc/<pid>/stat).
+  // What the registry process spent per MiB moved (all its threads, from /proc/<pid>/stat), and
+  // what curl spent: a client near one core would be the limit, not the registry.
   const serverCostRows = (what: string, runs: (c: Collected) => [ThroughputResult[], string[]]): Row[] => [
     row(`${what}: registry CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverCpuMsPerMiB)),
     row(`${what}: registry page faults per MiB (median)`, 'faults', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverFaultsPerMiB)),
+    row(`${what}: client (curl) CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.clientCpuMsPerMiB)),
   ];
   return [
     row(`1. push ${blob} monolithic (median of ${reps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pushMono, c.pushMonoErr, reps)),
@@ -378,6 +385,7 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     row(`6. p50 ratio during/idle`, 'x', 'lower', 2, (c) => fromResult(c.underLoad, (v) => v.p50Ratio)),
     row(`6. p99 ratio during/idle`, 'x', 'lower', 2, (c) => fromResult(c.underLoad, (v) => v.p99Ratio)),
     row(`6. the ${big} push itself (under GET load)`, 'MiB/s', 'higher', 1, (c) => fromResult(c.underLoad, (v) => v.pushMiBPerS)),
+    row(`6. client (curl) CPU per MiB of that push`, 'ms', 'lower', 2, (c) => fromResult(c.underLoad, (v) => v.pushClientCpuMsPerMiB)),
     row(`7. peak RSS of the server over the run`, 'MiB', 'lower', 1, (c) => c.rss),
     row(`8. start-up, spawn to first 200 on /v2/ (median of 3)`, 'ms', 'lower', 0, (c) => c.startup),
     row(`8. idle RSS after start (median of 3)`, 'MiB', 'lower', 1, (c) => c.idleRss),
@@ -562,7 +570,9 @@ function gitCommit(): string {
 }
 
 function fmtRun(r: ThroughputResult): string {
-  const cost = r.serverCpuMsPerMiB === undefined ? '' : `; registry ${r.serverCpuMsPerMiB.toFixed(2)} ms CPU and ${(r.serverFaultsPerMiB ?? 0).toFixed(2)} faults per MiB`;
+  const cost =
+    (r.serverCpuMsPerMiB === undefined ? '' : `; registry ${r.serverCpuMsPerMiB.toFixed(2)} ms CPU and ${(r.serverFaultsPerMiB ?? 0).toFixed(2)} faults per MiB`) +
+    (r.clientCpuMsPerMiB === undefined ? '' : `; curl ${r.clientCpuMsPerMiB.toFixed(2)} ms CPU per MiB`);
   return `${r.mibPerS.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s${r.patches === undefined ? '' : `, ${r.patches} PATCHes`}${cost})`;
 }
 
@@ -595,6 +605,7 @@ async function main(): Promise<void> {
     log(`writing ${sizes.blobBytes / MiB} MiB and ${sizes.bigPushBytes / MiB} MiB random blobs`);
     const blob: BlobFile = writeRandomFile(path.join(fixtures, 'blob.bin'), sizes.blobBytes);
     const bigBlob: BlobFile = writeRandomFile(path.join(fixtures, 'big.bin'), sizes.bigPushBytes);
+    const chunks = splitIntoChunks(blob, sizes.chunkBytes);
 
     // 8. Start-up: three starts each (alternating); the third instance stays up for the scenarios.
     for (let i = 0; i < 3; i++) {
@@ -635,7 +646,7 @@ async function main(): Promise<void> {
       err: (c: Collected) => string[];
     }> = [
       { name: '1. push monolithic', run: (s, rep) => pushMonolithic(s.baseUrl, blob, rep), ok: (c) => c.pushMono, err: (c) => c.pushMonoErr },
-      { name: '2. push chunked', run: (s, rep) => pushChunked(s.baseUrl, blob, sizes.chunkBytes, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
+      { name: '2. push chunked', run: (s, rep) => pushChunked(s.baseUrl, blob, chunks, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
       { name: '3. pull', run: (s) => pullBlob(s.baseUrl, blob), ok: (c) => c.pull, err: (c) => c.pullErr },
     ];
     for (const sc of bigBlobScenarios) {
@@ -682,7 +693,7 @@ async function main(): Promise<void> {
         log(
           `${c.label} 6. latency: idle p50 ${r.idle.p50Ms.toFixed(2)} / p99 ${r.idle.p99Ms.toFixed(2)} ms (${r.idle.count}); ` +
             `during push p50 ${r.during.p50Ms.toFixed(2)} / p99 ${r.during.p99Ms.toFixed(2)} / max ${r.during.maxMs.toFixed(1)} ms (${r.during.count}); ` +
-            `push ${r.pushMiBPerS.toFixed(1)} MiB/s in ${(r.pushMs / 1000).toFixed(2)} s`,
+            `push ${r.pushMiBPerS.toFixed(1)} MiB/s in ${(r.pushMs / 1000).toFixed(2)} s (curl ${r.pushClientCpuMsPerMiB.toFixed(2)} ms CPU per MiB)`,
         );
       }
     }

@@ -4,7 +4,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
 import {
   keepAliveAgent,
   OCI_CONFIG,
@@ -13,7 +12,7 @@ import {
   OciClient,
   type BlobFile,
 } from './client.js';
-import type { PushJob, PushMessage } from './push-worker.js';
+import { curl, type CurlResult } from './curl-client.js';
 
 const MiB = 1024 * 1024;
 
@@ -42,7 +41,7 @@ export function sizesFor(quick: boolean): Sizes {
     quick,
     blobBytes: (quick ? 32 : 256) * MiB,
     chunkBytes: 16 * MiB,
-    reps: 3,
+    reps: quick ? 3 : 5,
     smallImages: quick ? 100 : 500,
     smallConcurrency: 16,
     getConcurrency: 50,
@@ -208,33 +207,100 @@ export interface ThroughputResult {
   serverCpuMsPerMiB?: number;
   /** Page faults (minor and major) of the registry process per MiB moved. */
   serverFaultsPerMiB?: number;
+  /** CPU milliseconds the client (curl) spent per MiB moved: it shows whether the client was the limit. */
+  clientCpuMsPerMiB?: number;
 }
 
 function throughput(bytes: number, ms: number): ThroughputResult {
   return { bytes, ms, mibPerS: bytes / MiB / (ms / 1000) };
 }
 
-/** Scenario 1: POST + one PUT ?digest= streaming the whole file. */
+/** A byte range of a blob, written to a file of its own for curl to upload (end inclusive). */
+export interface BlobChunk {
+  path: string;
+  start: number;
+  end: number;
+}
+
+/** Writes the blob's consecutive `chunkBytes` pieces to files next to it (untimed fixtures for scenario 2). */
+export function splitIntoChunks(blob: BlobFile, chunkBytes: number): BlobChunk[] {
+  const chunks: BlobChunk[] = [];
+  const buf = Buffer.allocUnsafe(Math.min(chunkBytes, 4 * MiB));
+  const source = fs.openSync(blob.path, 'r');
+  try {
+    for (let start = 0; start < blob.size; start += chunkBytes) {
+      const end = Math.min(start + chunkBytes, blob.size) - 1;
+      const file = `${blob.path}.${chunks.length}`;
+      const target = fs.openSync(file, 'w');
+      try {
+        for (let at = start; at <= end; ) {
+          const n = fs.readSync(source, buf, 0, Math.min(buf.length, end - at + 1), at);
+          if (n === 0) throw new Error(`${blob.path} ended at ${at}, expected ${blob.size} bytes`);
+          for (let off = 0; off < n; ) off += fs.writeSync(target, buf, off, n - off);
+          at += n;
+        }
+      } finally {
+        fs.closeSync(target);
+      }
+      chunks.push({ path: file, start, end });
+    }
+  } finally {
+    fs.closeSync(source);
+  }
+  return chunks;
+}
+
+function expectStatus(what: string, result: CurlResult, status: number): void {
+  if (result.status !== status) throw new Error(`${what} -> HTTP ${result.status}, expected ${status}`);
+}
+
+/** An upload session's Location with ?digest= added. */
+function withDigest(location: URL, digest: string): string {
+  const url = new URL(location.href);
+  url.searchParams.set('digest', digest);
+  return url.href;
+}
+
+/** Scenario 1: POST, then one PUT ?digest= carrying the whole file, sent by curl. */
 export async function pushMonolithic(baseUrl: string, blob: BlobFile, rep: number): Promise<ThroughputResult> {
   const agent = keepAliveAgent(1);
   try {
     const client = new OciClient(baseUrl, agent);
     const t0 = performance.now();
-    await client.pushBlobMonolithic(`bench/mono${rep}`, blob);
-    return throughput(blob.size, performance.now() - t0);
+    const location = await client.startUpload(`bench/mono${rep}`);
+    const put = await curl('PUT', withDigest(location, blob.digest), { 'content-type': 'application/octet-stream' }, blob.path);
+    const ms = performance.now() - t0;
+    expectStatus(`PUT ${location.pathname}?digest=`, put, 201);
+    return { ...throughput(blob.size, ms), clientCpuMsPerMiB: (put.cpuS * 1000) / (blob.size / MiB) };
   } finally {
     agent.destroy();
   }
 }
 
-/** Scenario 2: POST, PATCH per chunk (Content-Range), PUT ?digest= with an empty body. */
-export async function pushChunked(baseUrl: string, blob: BlobFile, chunkBytes: number, rep: number): Promise<ThroughputResult> {
+/** Scenario 2: POST, one curl PATCH per chunk (Content-Range), PUT ?digest= with an empty body. */
+export async function pushChunked(baseUrl: string, blob: BlobFile, chunks: readonly BlobChunk[], rep: number): Promise<ThroughputResult> {
   const agent = keepAliveAgent(1);
   try {
     const client = new OciClient(baseUrl, agent);
+    let cpuS = 0;
     const t0 = performance.now();
-    const patches = await client.pushBlobChunked(`bench/chunked${rep}`, blob, chunkBytes);
-    return { ...throughput(blob.size, performance.now() - t0), patches };
+    let location = await client.startUpload(`bench/chunked${rep}`);
+    for (const chunk of chunks) {
+      const patch = await curl(
+        'PATCH',
+        location.href,
+        { 'content-type': 'application/octet-stream', 'content-range': `${chunk.start}-${chunk.end}` },
+        chunk.path,
+      );
+      cpuS += patch.cpuS;
+      expectStatus(`PATCH ${location.pathname} ${chunk.start}-${chunk.end}`, patch, 202);
+      if (patch.location === undefined) throw new Error(`PATCH ${location.pathname} answered no Location`);
+      location = client.resolve(patch.location);
+    }
+    const put = await client.request('PUT', new URL(withDigest(location, blob.digest)), {});
+    const ms = performance.now() - t0;
+    if (put.status !== 201) throw new Error(`PUT ${location.pathname}?digest= -> HTTP ${put.status}, expected 201`);
+    return { ...throughput(blob.size, ms), patches: chunks.length, clientCpuMsPerMiB: (cpuS * 1000) / (blob.size / MiB) };
   } finally {
     agent.destroy();
   }
@@ -245,7 +311,7 @@ async function ensureBlob(client: OciClient, repo: string, blob: BlobFile): Prom
   if (!(await client.blobExists(repo, blob.digest))) await client.pushBlobMonolithic(repo, blob);
 }
 
-/** Scenario 3: GET the blob, streamed to /dev/null; the byte count must match. */
+/** Scenario 3: GET the blob with curl, to /dev/null; the byte count must match. */
 export async function pullBlob(baseUrl: string, blob: BlobFile): Promise<ThroughputResult> {
   const agent = keepAliveAgent(1);
   try {
@@ -253,12 +319,13 @@ export async function pullBlob(baseUrl: string, blob: BlobFile): Promise<Through
     const repo = 'bench/mono0'; // pushed by scenario 1; pushed here if that failed
     await ensureBlob(client, repo, blob);
     const t0 = performance.now();
-    const bytes = await client.pullBlob(repo, blob.digest);
+    const get = await curl('GET', client.resolve(`/v2/${repo}/blobs/${blob.digest}`).href, {});
     const ms = performance.now() - t0;
-    if (bytes !== blob.size) {
-      throw new Error(`GET /v2/${repo}/blobs/${blob.digest} returned ${bytes} bytes, expected ${blob.size}`);
+    expectStatus(`GET /v2/${repo}/blobs/${blob.digest}`, get, 200);
+    if (get.downloaded !== blob.size) {
+      throw new Error(`GET /v2/${repo}/blobs/${blob.digest} returned ${get.downloaded} bytes, expected ${blob.size}`);
     }
-    return throughput(bytes, ms);
+    return { ...throughput(blob.size, ms), clientCpuMsPerMiB: (get.cpuS * 1000) / (blob.size / MiB) };
   } finally {
     agent.destroy();
   }
@@ -376,44 +443,15 @@ export interface UnderLoadResult {
   pushBytes: number;
   pushMs: number;
   pushMiBPerS: number;
+  /** CPU milliseconds curl spent per MiB of the big push. */
+  pushClientCpuMsPerMiB: number;
   p50Ratio: number;
   p99Ratio: number;
 }
 
-/** Runs the big monolithic push in a worker thread; resolves once it has started uploading. */
-function startBigPush(job: PushJob): Promise<{ done: Promise<number> }> {
-  return new Promise((resolveStarted, rejectStarted) => {
-    const worker = new Worker(new URL('./push-worker.js', import.meta.url), { workerData: job });
-    let started = false;
-    let settle: { resolve: (ms: number) => void; reject: (err: Error) => void } | undefined;
-    const done = new Promise<number>((resolve, reject) => {
-      settle = { resolve, reject };
-    });
-    done.catch(() => undefined); // observed by the caller; avoid an unhandled rejection meanwhile
-    const fail = (err: Error): void => {
-      if (!started) rejectStarted(err);
-      settle?.reject(err);
-    };
-    worker.on('message', (msg: PushMessage) => {
-      if (msg.type === 'started') {
-        started = true;
-        resolveStarted({ done });
-      } else if (msg.type === 'done') {
-        settle?.resolve(msg.ms);
-        void worker.terminate();
-      } else {
-        fail(new Error(msg.error));
-        void worker.terminate();
-      }
-    });
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`push worker exited with code ${code}`)));
-  });
-}
-
 /**
  * Scenario 6: manifest GET latency at low concurrency, first idle, then while a big blob is pushed
- * monolithically to the same registry (from a worker thread).
+ * monolithically to the same registry by curl (its own process: the loop here only times GETs).
  */
 export async function latencyUnderPush(baseUrl: string, bigBlob: BlobFile, sizes: Sizes): Promise<UnderLoadResult> {
   const agent = keepAliveAgent(sizes.latencyConcurrency);
@@ -426,12 +464,17 @@ export async function latencyUnderPush(baseUrl: string, bigBlob: BlobFile, sizes
       maxRequests: sizes.getMaxRequests,
     });
 
-    const { done } = await startBigPush({ baseUrl, repo: 'bench/big-during', blob: bigBlob });
+    const location = await client.startUpload('bench/big-during');
+    const pushStart = performance.now();
     let pushFinished = false;
-    const pushed = done.finally(() => {
-      pushFinished = true;
+    const pushed = curl('PUT', withDigest(location, bigBlob.digest), { 'content-type': 'application/octet-stream' }, bigBlob.path).then((put) => {
+      expectStatus(`PUT ${location.pathname}?digest=`, put, 201);
+      return { ms: performance.now() - pushStart, cpuS: put.cpuS };
     });
-    pushed.catch(() => undefined);
+    pushed.then(
+      () => (pushFinished = true),
+      () => (pushFinished = true),
+    );
     let during: LatencyStats;
     try {
       during = await manifestGetLoop(client, target, sizes.latencyConcurrency, {
@@ -440,15 +483,16 @@ export async function latencyUnderPush(baseUrl: string, bigBlob: BlobFile, sizes
         stopWhen: () => pushFinished,
       });
     } finally {
-      await pushed.catch(() => undefined); // never leave the worker running
+      await pushed.catch(() => undefined); // never leave curl running
     }
-    const pushMs = await pushed;
+    const { ms: pushMs, cpuS } = await pushed;
     return {
       idle,
       during,
       pushBytes: bigBlob.size,
       pushMs,
       pushMiBPerS: bigBlob.size / MiB / (pushMs / 1000),
+      pushClientCpuMsPerMiB: (cpuS * 1000) / (bigBlob.size / MiB),
       p50Ratio: during.p50Ms / idle.p50Ms,
       p99Ratio: during.p99Ms / idle.p99Ms,
     };

@@ -146,7 +146,7 @@ function processTree(pid: number): number[] {
 
 let clockTicks: number | undefined;
 
-function ticksPerSecond(): number {
+export function ticksPerSecond(): number {
   if (clockTicks === undefined) {
     const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
     const n = Number(r.stdout?.trim());

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=4 --expose-gc
 // Shim over the compiled CLI; `npm ci` builds dist/ through the prepare script.
 // --max-semi-space-size=4: the young generation stays at 4 MiB semi-spaces instead of 16, which
 // keeps the registry's peak RSS about 20 MiB lower under load at no measurable cost in requests/s

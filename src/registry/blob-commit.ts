@@ -3,7 +3,8 @@
 //   1. take the last chunk, if the closing PUT carries one, after recording durably the size the
 //      session's PATCHes acknowledged;
 //   2. verify the digest: the running hash the worker pool kept as the chunks arrived (a mismatch
-//      discards the session: DIGEST_INVALID);
+//      discards the session: DIGEST_INVALID). Meanwhile the session's bytes start for the disk
+//      (an fsync of the staged file), so the durable placing of step 3 finds little left to write;
 //   3. under the digest's content lock, place the bytes durably at their content address (a second
 //      name for the session's bytes, or a link to a copy the root holds already, with dedupe; on
 //      S3 the multipart upload the session's parts went to, completed and moved into place);
@@ -52,8 +53,10 @@ export class BlobCommit {
     return uploads.exclusive(repo, id, async (acknowledged) => {
       try {
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
+        const writeback = this.startWriteback(repo, id, digest, size);
         await this.verifyDigest(repo, id, digest, size, marked);
-        await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, id, digest, size, context));
+        await writeback.done();
+        await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, id, digest, size, context, writeback.synced));
       } catch (err) {
         if (marked && !(err instanceof DigestMismatch)) await this.restoreSession(repo, id, acknowledged);
         throw err;
@@ -108,6 +111,19 @@ export class BlobCommit {
   }
 
   /**
+   * Syncs the staged bytes in the background while the digest is verified, when they are what
+   * step 3 will place on a filesystem (not when the repository or, with dedupe, another one holds
+   * the digest already, nor for a bucket, which reads the staged file instead).
+   */
+  private startWriteback(repo: string, id: string, digest: ParsedDigest, size: number): Writeback {
+    const { roots, queries, uploads } = this.parts;
+    const root = roots.for(repo);
+    const placedFromSession =
+      linksShareBytes(root) && queries.blobSize(repo, digest.value) !== size && !(root.dedupe && this.bytesHolder(root, repo, digest.value) !== undefined);
+    return new Writeback(placedFromSession ? uploads.sync(repo, id) : undefined);
+  }
+
+  /**
    * The digest of the staged upload, from the running hash the worker pool kept as its chunks
    * arrived; on a mismatch discards the session and throws DIGEST_INVALID.
    */
@@ -121,10 +137,10 @@ export class BlobCommit {
   }
 
   /** Under the content lock: the bytes into place, then BlobPushed, the commit point. */
-  private async placeAndRecord(repo: string, id: string, digest: ParsedDigest, size: number, context: EventContext): Promise<void> {
+  private async placeAndRecord(repo: string, id: string, digest: ParsedDigest, size: number, context: EventContext, synced: boolean): Promise<void> {
     // The repository has these bytes already: nothing to place, nothing to record.
     if (this.parts.queries.blobSize(repo, digest.value) === size) return;
-    const storedIn = await this.placeBlob(repo, digest, id, size);
+    const storedIn = await this.placeBlob(repo, digest, id, size, synced);
     await this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
   }
 
@@ -136,7 +152,7 @@ export class BlobCommit {
    * the session's key; else the staged file (a second name for it, or one upload to S3). The
    * session stays.
    */
-  private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string, size: number): Promise<string | undefined> {
+  private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string, size: number, synced: boolean): Promise<string | undefined> {
     const { roots, uploads } = this.parts;
     const root = roots.for(repo);
     const holder = root.dedupe ? this.bytesHolder(root, repo, digest.value) : undefined;
@@ -152,7 +168,7 @@ export class BlobCommit {
     }
     const target = blobPath(repo, digest);
     if (await uploads.placeFromParts(repo, uploadId, size, target)) return undefined;
-    await root.driver.putFile(uploads.localFile(repo, uploadId), target);
+    await root.driver.putFile(uploads.localFile(repo, uploadId), target, { synced });
     return undefined;
   }
 
@@ -163,3 +179,26 @@ export class BlobCommit {
   }
 }
 
+/**
+ * An fsync in flight. Its failure must fail the commit: the kernel reports a failed writeback once,
+ * to this sync, and the placing's own fsync would not hear of it again.
+ */
+class Writeback {
+  private readonly outcome: Promise<unknown>;
+  /** Whether a sync was started: once done() resolves, the staged file is durable as it stands. */
+  readonly synced: boolean;
+
+  constructor(sync: Promise<void> | undefined) {
+    this.synced = sync !== undefined;
+    // Settled either way, so that a commit that fails before done() leaves no unhandled rejection.
+    this.outcome = (sync ?? Promise.resolve()).then(
+      () => undefined,
+      (err: unknown) => err ?? new Error('the sync of the staged upload failed'),
+    );
+  }
+
+  async done(): Promise<void> {
+    const failure = await this.outcome;
+    if (failure !== undefined) throw failure;
+  }
+}

@@ -254,6 +254,11 @@ export class UploadSessions {
     }
   }
 
+  /** Flushes the session's bytes to stable storage (the caller holds the session). */
+  async sync(repo: string, id: string): Promise<void> {
+    await this.stagingFor(repo).sync(uploadPath(repo, id));
+  }
+
   async discard(repo: string, id: string): Promise<void> {
     await this.parts.end({ repo, id }, () => this.stagingFor(repo).delete(uploadPath(repo, id)));
     this.forget(repo, id);

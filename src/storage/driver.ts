@@ -98,9 +98,10 @@ export interface StorageDriver {
    * Puts the bytes of a finished local file (an upload staged on local disk) at `to`, durably. The
    * local file stays as it is: its owner removes it once the blob is committed, so a commit that
    * fails half-way still has it. A filesystem driver gives the bytes a second name (a hard link);
-   * an object store uploads them in parts.
+   * an object store uploads them in parts. With `synced`, the caller has flushed the local file to
+   * stable storage since its last write: it is not synced again.
    */
-  putFile(localFile: string, to: string): Promise<void>;
+  putFile(localFile: string, to: string, options?: { synced?: boolean }): Promise<void>;
   /** Makes `to` hold the same bytes as `from`: a hard link where the driver can, else a copy. */
   link(from: string, to: string): Promise<void>;
   /** Removes a file or a whole directory tree; removing nothing is not an error. */

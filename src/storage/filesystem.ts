@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { ensureDirectory, syncDirectory } from './directories.js';
 import { withinLength } from './exact-length.js';
 import { readAhead } from './read-ahead.js';
+import { bodyBytesReceived } from './young-garbage.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
@@ -167,6 +168,7 @@ export class FilesystemDriver implements StorageDriver {
       // Chunks are gathered into ~1 MiB writes.
       for await (const buffer of withinLength(source, exactLength)) {
         written += buffer.length;
+        bodyBytesReceived(buffer.length);
         pending.push(buffer);
         pendingBytes += buffer.length;
         if (pendingBytes >= WRITE_BUFFER_BYTES) {
@@ -201,14 +203,16 @@ export class FilesystemDriver implements StorageDriver {
     await this.renameDurably(this.full(from), target);
   }
 
-  async putFile(localFile: string, to: string): Promise<void> {
+  async putFile(localFile: string, to: string, options: { synced?: boolean } = {}): Promise<void> {
     const target = this.full(to);
     await ensureDirectory(path.dirname(target));
-    const handle = await fs.open(localFile, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+    if (options.synced !== true) {
+      const handle = await fs.open(localFile, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     }
     // A second name for the bytes, not a rename: the local file stays until its caller commits.
     const temp = await this.tempFile();

@@ -1,5 +1,5 @@
 // Faults injected by wrapping the real filesystem driver (no mocks): a failing move into place, a
-// failing write and a failing delete. The request fails with OCI error JSON, or succeeds when the
+// failing sync of a staged upload, a failing write and a failing delete. The request fails with OCI error JSON, or succeeds when the
 // fault comes after its commit point; the log and storage stay consistent (`zot replay` is clean);
 // a retry succeeds once the fault is gone, and GC removes later what a failed delete left.
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { assertReplayClean, eventually, expectOciError, openSession, patchChunk,
 import { makeImage, pushBlob, pushManifest, sha256 } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
-type FaultyMethod = 'putFile' | 'putContent' | 'delete';
+type FaultyMethod = 'putFile' | 'putContent' | 'delete' | 'sync';
 
 /** Which driver calls fail right now: method → how many more calls fail (Infinity: until cleared). */
 class Faults {
@@ -106,6 +106,29 @@ describe('storage faults', () => {
     assert.deepEqual([status.status, status.range], [204, '0-19'], 'the session is as the PATCH left it');
     assert.equal((await closing()).status, 201);
     const blob = await fetch(`${registry.url}/v2/faults/closing/blobs/${digest}`);
+    assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
+    await assertReplayClean(registry);
+  });
+
+  it('a failing sync of the staged bytes, started while the digest is verified, fails the commit and leaves the session as its PATCHes left it', async () => {
+    const data = Buffer.from('a blob whose staged bytes fail to sync during its closing PUT');
+    const digest = sha256(data);
+    const session = await openSession(registry.url, 'faults/sync');
+    const patched = await patchChunk(session, data.subarray(0, 16), '0-15');
+    assert.equal(patched.status, 202);
+    const location = resolveLocation(registry.url, patched);
+    const closing = (): Promise<Response> =>
+      fetch(withDigest(location, digest), { method: 'PUT', headers: { 'Content-Range': `16-${data.length - 1}` }, body: data.subarray(16) });
+    faults.fail('sync', 1);
+    // The kernel reports a failed writeback once: the sync that saw it must fail the commit.
+    await expectOciError(await closing(), 500, 'UNKNOWN');
+    assert.equal(faults.seen.get('sync'), 1);
+    assert.equal(await headStatus(`${registry.url}/v2/faults/sync/blobs/${digest}`), 404);
+    assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobPushed' && event.digest === digest));
+    const status = await sessionStatus(location);
+    assert.deepEqual([status.status, status.range], [204, '0-15'], 'the session is as the PATCH left it');
+    assert.equal((await closing()).status, 201);
+    const blob = await fetch(`${registry.url}/v2/faults/sync/blobs/${digest}`);
     assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
     await assertReplayClean(registry);
   });
