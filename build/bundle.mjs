@@ -8,6 +8,8 @@
 //   dynamic imports become chunks of their own (splitting) and these packages stay imports.
 // - better-sqlite3 loads its native addon by a path of its own, and piscina starts its worker
 //   threads from its own files: both stay outside too.
+// - fastify's require('semver') gets semver-on-demand.cjs: semver's index costs a fifth of the
+//   start-up CPU and is needed only for a plugin that names a fastify version (none here).
 // - The source maps follow tsc's maps back to src/*.ts; bin/zot.js runs node with
 //   --enable-source-maps, so stack traces name the TypeScript lines.
 import { build } from 'esbuild';
@@ -35,6 +37,14 @@ const external = [
   '@fastify/fast-json-stringify-compiler',
 ];
 
+/** require('semver') (fastify's, the only one) resolves to semver-on-demand.cjs; subpaths stay. */
+const semverOnDemand = {
+  name: 'semver-on-demand',
+  setup(bundler) {
+    bundler.onResolve({ filter: /^semver$/ }, () => ({ path: fileURLToPath(new URL('semver-on-demand.cjs', import.meta.url)) }));
+  },
+};
+
 rmSync(outdir, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
@@ -54,5 +64,6 @@ await build({
   sourcesContent: false,
   // The CommonJS packages inside call require(): an ES module has none of its own.
   banner: { js: "import { createRequire as createRequireOfBundle } from 'node:module'; const require = createRequireOfBundle(import.meta.url);" },
+  plugins: [semverOnDemand],
   logLevel: 'warning',
 });
