@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { SourceMap } from 'node:module';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadedAtStart } from '../helpers/loaded-modules.js';
@@ -40,6 +41,20 @@ describe('the bundled CLI', () => {
     // fastify's require('semver') gets the three functions it calls, loaded on first call.
     for (const file of ['semver/index.js', 'semver/ranges/subset.js']) assert.ok(!map.sources.some((source) => source.endsWith(`node_modules/${file}`)), `${file} is not in the bundle`);
     assert.ok(map.sources.some((source) => source.endsWith('src/cli/main.ts')), 'the map names the TypeScript sources');
+  });
+
+  it("keeps in its source map only the mappings into the project's sources, which node holds in memory", () => {
+    const map = new SourceMap(JSON.parse(fs.readFileSync(`${BUNDLE}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);
+    const lines = fs.readFileSync(BUNDLE, 'utf8').split('\n');
+    const mapped = new Set<string>();
+    lines.forEach((line, lineNumber) => {
+      for (let column = 0; column < line.length; column += 97) {
+        const entry = map.findEntry(lineNumber, column) as { originalSource?: string };
+        if (entry.originalSource !== undefined) mapped.add(entry.originalSource);
+      }
+    });
+    assert.ok([...mapped].some((source) => source.endsWith('src/app.ts')), 'the registry code is mapped');
+    assert.deepEqual([...mapped].filter((source) => source.includes('node_modules/')), []);
   });
 
   describe('a stack trace logged by the bundle', () => {
