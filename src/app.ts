@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { ActorRunner } from './actors/actor.js';
 import { AuditWriter } from './actors/audit-writer.js';
 import { Checkpoints } from './actors/checkpoints.js';
-import { startEventSinks, type EventSinks } from './actors/cloudevents/sinks.js';
+import type { EventSinks } from './actors/cloudevents/sinks.js';
 import { clientCertificateRequired, openAuth } from './auth/index.js';
 import { GarbageCollector } from './actors/garbage-collector.js';
 import { IndexJsonWriter } from './actors/index-json-writer.js';
@@ -279,7 +279,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     const events = config.extensions?.events;
     if (events?.enable !== false && (events?.sinks?.length ?? 0) > 0) {
       if (readOnly) logger.warn('events not delivered by a read-only registry: the writing registry delivers them');
-      else eventSinks = startEventSinks(events ?? {}, { db: actorDb, store, checkpoints, logger, queries, registry });
+      else {
+        // Loaded only when sinks are configured: the NATS client alone is some fifty modules.
+        const { startEventSinks } = await import('./actors/cloudevents/sinks.js');
+        eventSinks = startEventSinks(events ?? {}, { db: actorDb, store, checkpoints, logger, queries, registry });
+      }
     }
     if (garbageCollector) {
       // Every repository the log knows is swept once after start: that finds what a crash left

@@ -10,6 +10,7 @@ import type { Config } from './config/types.js';
 import type { Db } from './events/database.js';
 import type { EventStore } from './events/store.js';
 import type { HttpMetrics, Probes } from './http/monitoring-routes.js';
+import { PACKAGE_JSON } from './install-layout.js';
 
 export const DEFAULT_METRICS_PATH = '/metrics';
 
@@ -105,7 +106,7 @@ const PACKAGE_VERSION = readPackageVersion();
 
 function readPackageVersion(): string {
   try {
-    const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+    const text = readFileSync(PACKAGE_JSON, 'utf8');
     return (JSON.parse(text) as { version?: string }).version ?? 'unknown';
   } catch {
     return 'unknown';

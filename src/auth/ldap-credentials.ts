@@ -3,7 +3,7 @@
 //   {"bindDN": "cn=ldap-searcher,ou=Users,dc=example,dc=org", "bindPassword": "…"}
 // Messages name the file and the key, never the file's text: it holds a password.
 import { readFileSync } from 'node:fs';
-import { load as parseYaml } from 'js-yaml';
+import { yaml } from '../config/text-parsers.js';
 
 export interface LdapBindCredentials {
   readonly bindDN: string;
@@ -47,7 +47,7 @@ function parseObject(text: string): Record<string, unknown> | undefined {
   let value: unknown;
   try {
     // YAML is a superset of JSON, so one parser reads both forms zot accepts.
-    value = parseYaml(text);
+    value = yaml().load(text);
   } catch {
     return undefined;
   }

@@ -5,9 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 
-import { load as parseYaml, YAMLException } from 'js-yaml';
-import { parse as parseTomlText, TomlError } from 'smol-toml';
-
+import { toml, yaml } from './text-parsers.js';
 import type { Config } from './types.js';
 import { validateConfig } from './validate.js';
 import { isRecord } from './values.js';
@@ -82,9 +80,9 @@ function parseJson(text: string): Parsed {
 
 function parseYamlText(text: string, path: string): Parsed {
   try {
-    return { value: parseYaml(text, { filename: path }) };
+    return { value: yaml().load(text, { filename: path }) };
   } catch (error) {
-    if (!(error instanceof YAMLException)) return { error: `invalid YAML: ${errorMessage(error)}` };
+    if (!(error instanceof yaml().YAMLException)) return { error: `invalid YAML: ${errorMessage(error)}` };
     const where = error.mark === undefined ? '' : ` at line ${error.mark.line + 1}, column ${error.mark.column + 1}`;
     return { error: `invalid YAML: ${error.reason}${where}` };
   }
@@ -92,9 +90,9 @@ function parseYamlText(text: string, path: string): Parsed {
 
 function parseToml(text: string): Parsed {
   try {
-    return { value: parseTomlText(text) };
+    return { value: toml().parse(text) };
   } catch (error) {
-    if (!(error instanceof TomlError)) return { error: `invalid TOML: ${errorMessage(error)}` };
+    if (!(error instanceof toml().TomlError)) return { error: `invalid TOML: ${errorMessage(error)}` };
     // The message carries a code excerpt after its first line; the position says the same.
     const reason = (error.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '');
     return { error: `invalid TOML: ${reason} at line ${error.line}, column ${error.column}` };

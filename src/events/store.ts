@@ -176,8 +176,12 @@ export class EventStore {
     this.readOnly = options.readOnly ?? false;
     this.onSyncFailure = options.onSyncFailure;
     if (!this.readOnly) {
-      migrateEventTables(db);
-      for (const projection of projections) projection.migrate(db);
+      // One transaction: a new log's schema costs one commit (one fsync) instead of one per
+      // statement, and a schema upgrade interrupted half-way is rolled back whole.
+      db.transaction(() => {
+        migrateEventTables(db);
+        for (const projection of projections) projection.migrate(db);
+      })();
     }
     this.lastPublished = this.head();
     this.walFd = this.readOnly ? undefined : openWalForSync(db);

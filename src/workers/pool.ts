@@ -4,6 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina, type PiscinaTask } from 'piscina';
+import { HASH_WORKER } from '../install-layout.js';
 import { RegistryError } from '../oci/errors.js';
 import type { ForgetUploadTask, HashFileTask, UploadHashResult, UploadHashTask } from './hash-worker.cjs';
 
@@ -26,7 +27,7 @@ export class HashPool {
   // One core is left to the event loop, which streams the uploads that the pool then hashes.
   constructor(readonly maxThreads = Math.max(1, availableParallelism() - 1)) {
     this.pool = new Piscina({
-      filename: fileURLToPath(new URL('./hash-worker.cjs', import.meta.url)),
+      filename: fileURLToPath(HASH_WORKER),
       // No thread at start: an idle registry keeps none (about 10 MiB and 200 ms of start-up CPU
       // each); the first hash after start or after idleTimeout starts one.
       minThreads: 0,

@@ -6,7 +6,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { dump as yamlText } from 'js-yaml';
 import { pino } from 'pino';
+import { stringify as tomlText } from 'smol-toml';
 import { startRegistry, type RunningRegistry, type StartOptions } from '../../src/app.js';
 import type { Config } from '../../src/config/types.js';
 
@@ -117,9 +119,12 @@ export async function runZot(args: string[], options: { cwd?: string } = {}): Pr
   return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
 
-export function writeConfig(config: Config, dir = makeTempDir()): string {
-  const file = path.join(dir, 'config.json');
-  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+export type ConfigFormat = 'json' | 'yaml' | 'toml';
+
+export function writeConfig(config: Config, dir = makeTempDir(), format: ConfigFormat = 'json'): string {
+  const file = path.join(dir, `config.${format}`);
+  const text = format === 'yaml' ? yamlText(config) : format === 'toml' ? tomlText(config) : JSON.stringify(config, null, 2);
+  fs.writeFileSync(file, text);
   return file;
 }
 
@@ -128,13 +133,15 @@ export interface SpawnOptions {
   runUnder?: string[];
   /** The child's environment (the test's own when not given). */
   env?: NodeJS.ProcessEnv;
+  /** The config file's format (JSON when not given). */
+  configFormat?: ConfigFormat;
 }
 
 /** Starts `zot serve` as a child process and waits until /v2/ answers. */
 export async function spawnRegistry(options: TestConfigOptions = {}, spawnOptions: SpawnOptions = {}): Promise<RegistryProcess> {
   const port = options.port ?? (await getFreePort());
   const config = testConfig({ ...options, port, log: options.log ?? { level: 'warn' } });
-  const configPath = writeConfig(config);
+  const configPath = writeConfig(config, makeTempDir(), spawnOptions.configFormat);
   const [command = ZOT_BIN, ...args] = [...(spawnOptions.runUnder ?? []), ZOT_BIN, 'serve', configPath];
   const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...(spawnOptions.env ? { env: spawnOptions.env } : {}) });
   let output = '';

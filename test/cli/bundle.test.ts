@@ -1,0 +1,101 @@
+// bin/zot.js runs the bundle of the CLI (build/bundle.mjs, dist/bundle/) when it was made from
+// tsc's current output, and tsc's output otherwise; the bundle's stack traces name src/*.ts lines.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SourceMap } from 'node:module';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { loadedAtStart } from '../helpers/loaded-modules.js';
+import { pushImage } from '../helpers/oci.js';
+import { REPO_ROOT, spawnRegistry } from '../helpers/registry.js';
+
+const BUNDLE = path.join(REPO_ROOT, 'dist', 'bundle', 'main.js');
+const COMPILED = path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+/** Bundles tsc's output unless the bundle is already newer (`npm run build` made both). */
+function ensureCurrentBundle(): void {
+  if (fs.existsSync(BUNDLE) && fs.statSync(BUNDLE).mtimeMs >= fs.statSync(COMPILED).mtimeMs) return;
+  const run = spawnSync(process.execPath, [path.join(REPO_ROOT, 'build', 'bundle.mjs')], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+}
+
+describe('the bundled CLI', () => {
+  before(ensureCurrentBundle);
+
+  it('is what zot serve runs, and it serves /v2/', async () => {
+    const { urls, packages } = await loadedAtStart({});
+    assert.ok(urls.some((url) => url.endsWith('/dist/bundle/main.js')), 'the bundle was loaded');
+    assert.ok(!urls.some((url) => url.endsWith('/dist/src/cli/main.js')), 'not the compiled CLI');
+    assert.ok(!packages.has('fastify'), 'fastify is inside the bundle');
+  });
+
+  it('leaves out of the bundle what only some configurations load', () => {
+    const map = JSON.parse(fs.readFileSync(`${BUNDLE}.map`, 'utf8')) as { sources: string[] };
+    const packages = new Set(map.sources.map((source) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(source)?.[1]).filter((name) => name !== undefined));
+    for (const name of ['@aws-sdk/client-s3', 'ldapts', 'bcryptjs', 'jsonwebtoken', 'prom-client', 'nats', 'js-yaml', 'smol-toml', '@fastify/ajv-compiler', 'better-sqlite3', 'piscina']) {
+      assert.ok(!packages.has(name), `${name} is not in the bundle`);
+    }
+    // fastify's require('semver') gets the three functions it calls, loaded on first call.
+    for (const file of ['semver/index.js', 'semver/ranges/subset.js']) assert.ok(!map.sources.some((source) => source.endsWith(`node_modules/${file}`)), `${file} is not in the bundle`);
+    assert.ok(map.sources.some((source) => source.endsWith('src/cli/main.ts')), 'the map names the TypeScript sources');
+  });
+
+  it("keeps in its source map only the mappings into the project's sources, which node holds in memory", () => {
+    const map = new SourceMap(JSON.parse(fs.readFileSync(`${BUNDLE}.map`, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);
+    const lines = fs.readFileSync(BUNDLE, 'utf8').split('\n');
+    const mapped = new Set<string>();
+    lines.forEach((line, lineNumber) => {
+      for (let column = 0; column < line.length; column += 97) {
+        const entry = map.findEntry(lineNumber, column) as { originalSource?: string };
+        if (entry.originalSource !== undefined) mapped.add(entry.originalSource);
+      }
+    });
+    assert.ok([...mapped].some((source) => source.endsWith('src/app.ts')), 'the registry code is mapped');
+    assert.deepEqual([...mapped].filter((source) => source.includes('node_modules/')), []);
+  });
+
+  describe('a stack trace logged by the bundle', () => {
+    let sink: Server;
+    before(async () => {
+      // An events sink that refuses every event: the sink actor logs the error it throws.
+      sink = createServer((req, res) => {
+        req.resume();
+        res.writeHead(500).end('no');
+      });
+      await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    });
+    after(() => sink.close());
+
+    it('names the TypeScript file and line', async () => {
+      const address = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/events`;
+      const registry = await spawnRegistry({ extensions: { events: { enable: true, sinks: [{ type: 'http', address }] } } });
+      try {
+        // A push also proves the hash worker is found from the bundle.
+        assert.equal((await pushImage(registry.url, 'stack/trace', 'v1')).status, 201);
+        const deadline = Date.now() + 10_000;
+        while (!registry.output().includes('failed to handle event') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        const line = registry.output().split('\n').find((l) => l.includes('failed to handle event'));
+        assert.ok(line !== undefined, registry.output());
+        const stack = (JSON.parse(line) as { err: { stack: string } }).err.stack;
+        assert.match(stack, /src\/actors\/cloudevents\/http-sink\.ts:\d+:\d+/);
+      } finally {
+        await registry.stop();
+      }
+    });
+  });
+
+  it('is not run when tsc built after it: bin/zot.js runs the compiled CLI then', async () => {
+    const bundleTime = fs.statSync(BUNDLE).mtime;
+    fs.utimesSync(BUNDLE, new Date(0), new Date(0));
+    try {
+      const { urls } = await loadedAtStart({});
+      assert.ok(urls.some((url) => url.endsWith('/dist/src/cli/main.js')), 'the compiled CLI was loaded');
+      assert.ok(!urls.some((url) => url.includes('/dist/bundle/')), 'not the bundle');
+    } finally {
+      fs.utimesSync(BUNDLE, bundleTime, bundleTime);
+    }
+  });
+});
