@@ -24,10 +24,11 @@ const seen = new Set<ErrorKind>();
 /**
  * Kinds with no trigger here: UNAUTHORIZED and DENIED need an authentication config (test/auth and
  * test/auth-http answer them), UPSTREAM_UNAVAILABLE needs a sync upstream
- * (test/sync/on-demand.test.ts answers it), INTERNAL is a bug by definition, and REQUEST_TIMEOUT
- * needs headers held back for node's headersTimeout (checked every 30 s).
+ * (test/sync/on-demand.test.ts answers it), INTERNAL is a bug by definition, REQUEST_TIMEOUT
+ * needs headers held back for node's headersTimeout (checked every 30 s), and LOG_UNWRITABLE a
+ * failed fsync of the event log (test/storage/log-sync-failure.test.ts injects one with strace).
  */
-const UNTRIGGERABLE: readonly ErrorKind[] = ['UNAUTHORIZED', 'DENIED', 'UPSTREAM_UNAVAILABLE', 'INTERNAL', 'REQUEST_TIMEOUT'];
+const UNTRIGGERABLE: readonly ErrorKind[] = ['UNAUTHORIZED', 'DENIED', 'UPSTREAM_UNAVAILABLE', 'INTERNAL', 'REQUEST_TIMEOUT', 'LOG_UNWRITABLE'];
 
 /**
  * Asserts the answer is the table's entry for `kind`, whose status and code are also written here
