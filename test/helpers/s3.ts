@@ -3,6 +3,7 @@
 // Where s3rver 3.7.1 departs from S3 on a request the registry sends, the helper makes it answer as
 // S3 does (each correction below says which); it also logs the requests it receives by their S3
 // names, and lists the multipart uploads in progress, for tests to observe what reached the bucket.
+import crypto from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -70,6 +71,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
         }
       : {}),
   });
+  sealContinuationTokensWithoutSingleDes();
   groupDelimitedListings(server);
   honourFirstByteRanges(server);
   const uploadsDirectory = path.join(directory, bucket, '._S3rver_uploads');
@@ -101,6 +103,29 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
       await fs.rm(directory, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * s3rver (3.7.1) seals the continuation token of a ListObjectsV2 answer that stops short (MaxKeys
+ * reached) with single DES, which OpenSSL 3 (Node 17 and later) no longer provides: every such
+ * listing, and every request that passes its token back, answers 500 InternalError. S3 pages
+ * normally, and the registry relies on it (a directory's stat lists one key; listings and
+ * deletions page by 1000). s3rver is given two-key triple DES instead, with the same 8-byte block
+ * and IV, so its tokens keep their form; only s3rver asks this process for single DES.
+ */
+function sealContinuationTokensWithoutSingleDes(): void {
+  const isSingleDes = (algorithm: string): boolean => ['des', 'des-cbc'].includes(algorithm.toLowerCase());
+  // s3rver's 8-byte key, repeated: two-key triple DES takes 16.
+  const doubled = (key: crypto.CipherKey): crypto.CipherKey => (Buffer.isBuffer(key) && key.length === 8 ? Buffer.concat([key, key]) : key);
+  const { createCipheriv, createDecipheriv } = crypto;
+  if ((createCipheriv as { s3rverTokens?: true }).s3rverTokens) return;
+  const cipher = ((algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, options?: never) =>
+    isSingleDes(algorithm) ? createCipheriv('des-ede-cbc', doubled(key), iv, options) : createCipheriv(algorithm, key, iv, options)) as typeof createCipheriv;
+  const decipher = ((algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, options?: never) =>
+    isSingleDes(algorithm) ? createDecipheriv('des-ede-cbc', doubled(key), iv, options) : createDecipheriv(algorithm, key, iv, options)) as typeof createDecipheriv;
+  Object.assign(cipher, { s3rverTokens: true });
+  crypto.createCipheriv = cipher;
+  crypto.createDecipheriv = decipher;
 }
 
 /**
