@@ -44,6 +44,8 @@ export interface TestS3Server {
   readonly requests: S3Request[];
   /** The multipart uploads neither completed nor aborted. */
   multipartUploads(): Promise<LiveMultipartUpload[]>;
+  /** Answers 500 InternalError to every `operation` (an S3 name) on `key` until the returned function is called. */
+  failRequests(operation: string, key: string): () => void;
   stop(): Promise<void>;
 }
 
@@ -76,8 +78,9 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
   honourFirstByteRanges(server);
   const uploadsDirectory = path.join(directory, bucket, '._S3rver_uploads');
   const requests: S3Request[] = [];
+  const failing = new Set<string>();
   // First in the chain: it sees every request, and answers before s3rver's router where s3rver departs from S3.
-  server.middleware.unshift(logRequests(requests), multipartUploadsAsS3(uploadsDirectory));
+  server.middleware.unshift(logRequests(requests), failInjected(failing), multipartUploadsAsS3(uploadsDirectory));
   const { port } = await server.run();
   const endpoint = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   return {
@@ -96,6 +99,11 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
     }),
     requests,
     multipartUploads: () => liveMultipartUploads(uploadsDirectory),
+    failRequests(operation: string, key: string) {
+      const failure = `${operation} ${key}`;
+      failing.add(failure);
+      return () => failing.delete(failure);
+    },
     async stop() {
       // Clients keep sockets alive; close() alone would wait for them.
       server.httpServer?.closeAllConnections();
@@ -209,6 +217,17 @@ function logRequests(requests: S3Request[]) {
     const part = Number(ctx.query.partNumber);
     requests.push({ operation: operationOf(ctx), key: keyOf(ctx), ...(Number.isSafeInteger(part) && part > 0 ? { part } : {}) });
     await next();
+  };
+}
+
+/** The requests a test made fail answer as S3 does when it fails inside: 500 InternalError. */
+function failInjected(failing: Set<string>) {
+  return async (ctx: KoaContext, next: () => Promise<void>): Promise<void> => {
+    if (!failing.has(`${operationOf(ctx)} ${keyOf(ctx)}`)) return next();
+    ctx.status = 500;
+    ctx.type = 'application/xml';
+    ctx.body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>';
   };
 }
 

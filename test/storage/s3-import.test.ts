@@ -1,12 +1,13 @@
 // A second registry on the same S3 bucket and prefix, with a fresh local root: its start-up import
 // reads every object the first one left (blobs bigger than a part among them), records them as
-// events and serves them byte-identical.
+// events and serves them byte-identical; a read that fails names the object it could not read.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { assertReplayClean, pushChunked } from '../helpers/http.js';
+import * as path from 'node:path';
 import { makeImage, pushBlob, pushImage, sha256 } from '../helpers/oci.js';
-import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../src/storage/s3.js';
 import { startS3Server, type TestS3Server } from '../helpers/s3.js';
 
@@ -30,8 +31,9 @@ describe('start-up import from an S3 prefix another registry wrote', () => {
     await s3?.stop();
   });
 
-  async function start(prefix: string): Promise<TestRegistry> {
-    const registry = await startTestRegistry({ storage: { dedupe: true, gc: false, storageDriver: s3.driverConfig(prefix) } });
+  /** A registry on the prefix, with a local root of its own unless given one. */
+  async function start(prefix: string, root?: string): Promise<TestRegistry> {
+    const registry = await startTestRegistry({ ...(root ? { root } : {}), storage: { dedupe: true, gc: false, storageDriver: s3.driverConfig(prefix) } });
     running.push(registry);
     return registry;
   }
@@ -79,6 +81,47 @@ describe('start-up import from an S3 prefix another registry wrote', () => {
     const manifest = await fetch(`${b.url}/v2/sizes/app/manifests/v1`, { headers: { Accept: image.manifest.mediaType as string } });
     assert.equal(manifest.status, 200);
     for (const layer of image.layers) assert.ok((await pull(b.url, 'sizes/app', sha256(layer))).equals(layer));
+    await assertReplayClean(b);
+  });
+
+  it('refuses to start, naming the object, when a blob cannot be read, and imports it on the next start', async () => {
+    const a = await start('/faulty');
+    const image = makeImage({ layers: 1, layerBytes: 256 * 1024 });
+    assert.equal((await pushImage(a.url, 'fa/app', 'v1', image)).status, 201);
+    await a.running.actorsCaughtUp();
+    await stop(a);
+
+    const layer = `fa/app/blobs/sha256/${sha256(image.layers[0]!).slice('sha256:'.length)}`;
+    const heal = s3.failRequests('GetObject', `faulty/${layer}`);
+    const root = path.join(makeTempDir(), 'root');
+    await assert.rejects(start('/faulty', root), (err: Error) => {
+      assert.match(err.message, /failed to import the existing storage/);
+      assert.ok(err.message.includes(layer), `the message names the object: ${err.message}`);
+      assert.match(err.message, /InternalError/);
+      return true;
+    });
+    heal();
+
+    const b = await start('/faulty', root);
+    const manifest = await fetch(`${b.url}/v2/fa/app/manifests/v1`, { headers: { Accept: image.manifest.mediaType as string } });
+    assert.equal(manifest.status, 200, 'the manifest is imported on the start after the failed one');
+    assert.ok((await pull(b.url, 'fa/app', sha256(image.layers[0]!))).equals(image.layers[0]!));
+    await assertReplayClean(b);
+  });
+
+  it('refuses to start when index.json cannot be read, instead of importing the repository without its tags', async () => {
+    const a = await start('/faultyindex');
+    const image = makeImage({ layers: 1, layerBytes: 1024 });
+    assert.equal((await pushImage(a.url, 'fi/app', 'v1', image)).status, 201);
+    await a.running.actorsCaughtUp();
+    await stop(a);
+
+    const heal = s3.failRequests('GetObject', 'faultyindex/fi/app/index.json');
+    const root = path.join(makeTempDir(), 'root');
+    await assert.rejects(start('/faultyindex', root), /failed to import the existing storage.*fi\/app\/index\.json.*InternalError/);
+    heal();
+    const b = await start('/faultyindex', root);
+    assert.equal((await fetch(`${b.url}/v2/fi/app/manifests/v1`, { method: 'HEAD', headers: { Accept: image.manifest.mediaType as string } })).status, 200);
     await assertReplayClean(b);
   });
 });
