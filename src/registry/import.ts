@@ -67,31 +67,31 @@ export async function importStorageOnce(roots: StorageRoots, store: EventStore, 
 
 /** A read of the storage that failed for another reason than a missing path: it stops the import. */
 export class StorageReadError extends Error {
-  constructor(readonly path: string, cause: unknown) {
+  constructor(readonly path: string, storage: string, cause: unknown) {
     const reason = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
-    super(`failed to read ${path || 'the storage root'} from storage: ${reason}`, { cause });
+    super(`failed to read ${path || 'the storage root'} from the ${storage} storage: ${reason}`, { cause });
     this.name = 'StorageReadError';
   }
 }
 
 /** Runs one storage read of the import; its failure names the path it was reading. */
-async function reading<T>(path: string, read: () => Promise<T>): Promise<T> {
+async function reading<T>(driver: StorageDriver, path: string, read: () => Promise<T>): Promise<T> {
   try {
     return await read();
   } catch (err) {
     if (err instanceof PathNotFoundError || err instanceof StorageReadError) throw err;
-    throw new StorageReadError(path, err);
+    throw new StorageReadError(path, driver.name, err);
   }
 }
 
 export async function findRepositories(driver: StorageDriver, dir: string): Promise<string[]> {
-  const entries = await reading(dir, () => driver.list(dir));
+  const entries = await reading(driver, dir, () => driver.list(dir));
   const found: string[] = [];
   if (dir !== '' && entries.some(isRepositoryMarker) && isValidName(dir)) found.push(dir);
   for (const entry of entries.sort()) {
     if (isLayoutEntry(entry)) continue;
     const child = dir === '' ? entry : `${dir}/${entry}`;
-    if ((await reading(child, () => driver.stat(child)))?.isDirectory) found.push(...(await findRepositories(driver, child)));
+    if ((await reading(driver, child, () => driver.stat(child)))?.isDirectory) found.push(...(await findRepositories(driver, child)));
   }
   return found;
 }
@@ -102,13 +102,13 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
   const verified = new Map<string, number>();
   for (const algorithm of DIGEST_ALGORITHMS) {
     const dir = blobsDir(repo, algorithm);
-    for (const hex of await reading(dir, () => driver.list(dir))) {
+    for (const hex of await reading(driver, dir, () => driver.list(dir))) {
       const digest = digestOfStoredName(algorithm, hex);
       if (!digest) continue;
       const path = blobPath(repo, digest);
-      const info = await reading(path, () => driver.stat(path));
+      const info = await reading(driver, path, () => driver.stat(path));
       if (!info || info.isDirectory) continue;
-      const actual = await reading(path, () => hashStoredContent(driver, path, algorithm, hashPool));
+      const actual = await reading(driver, path, () => hashStoredContent(driver, path, algorithm, hashPool));
       if (actual !== hex) {
         logger.warn({ repo, digest: digest.value }, 'failed to verify blob during import, leaving it out');
         skipped++;
@@ -120,7 +120,7 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
 
   let entries: IndexEntry[] = [];
   try {
-    const index = JSON.parse((await reading(indexPath(repo), () => driver.getContent(indexPath(repo)))).toString('utf8')) as { manifests?: IndexEntry[] };
+    const index = JSON.parse((await reading(driver, indexPath(repo), () => driver.getContent(indexPath(repo)))).toString('utf8')) as { manifests?: IndexEntry[] };
     entries = Array.isArray(index.manifests) ? index.manifests : [];
   } catch (err) {
     // Missing or not JSON: the repository's tags are lost either way, so there is nothing to retry.
@@ -139,7 +139,7 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
     visiting.add(digest);
     try {
       const path = blobPath(repo, parseDigest(digest));
-      const content = await reading(path, () => driver.getContent(path));
+      const content = await reading(driver, path, () => driver.getContent(path));
       const parsed = parseManifest(content, mediaType);
       for (const child of parsed.manifests) {
         if (!(await importManifest(child, undefined))) throw new Error(`child manifest ${child} is missing or invalid`);

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { assertReplayClean, pushChunked } from '../helpers/http.js';
 import * as path from 'node:path';
 import { makeImage, pushBlob, pushImage, sha256 } from '../helpers/oci.js';
-import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTempDir, runZot, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
 import { DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../src/storage/s3.js';
 import { startS3Server, type TestS3Server } from '../helpers/s3.js';
 
@@ -109,7 +109,8 @@ describe('start-up import from an S3 prefix another registry wrote', () => {
     await assertReplayClean(b);
   });
 
-  it('refuses to start when index.json cannot be read, instead of importing the repository without its tags', async () => {
+  it('zot serve exits naming index.json when it cannot be read, instead of importing the repository without its tags', { timeout: 120_000 }, async () => {
+    // The timeout only stops a regression (a serve that starts and never exits) from hanging the run.
     const a = await start('/faultyindex');
     const image = makeImage({ layers: 1, layerBytes: 1024 });
     assert.equal((await pushImage(a.url, 'fi/app', 'v1', image)).status, 201);
@@ -118,7 +119,13 @@ describe('start-up import from an S3 prefix another registry wrote', () => {
 
     const heal = s3.failRequests('GetObject', 'faultyindex/fi/app/index.json');
     const root = path.join(makeTempDir(), 'root');
-    await assert.rejects(start('/faultyindex', root), /failed to import the existing storage.*fi\/app\/index\.json.*InternalError/);
+    const config = testConfig({ root, storage: { dedupe: true, gc: false, storageDriver: s3.driverConfig('/faultyindex') } });
+    const serve = await runZot(['serve', writeConfig(config)]);
+    assert.notEqual(serve.code, 0, 'zot serve exits');
+    assert.match(
+      serve.stderr,
+      /^zot: failed to import the existing storage into the event log: failed to read fi\/app\/index\.json from the s3 storage: InternalError: /m,
+    );
     heal();
     const b = await start('/faultyindex', root);
     assert.equal((await fetch(`${b.url}/v2/fi/app/manifests/v1`, { method: 'HEAD', headers: { Accept: image.manifest.mediaType as string } })).status, 200);
