@@ -1,11 +1,12 @@
 // A second registry on the same S3 bucket and prefix, with a fresh local root: its start-up import
 // reads every object the first one left (blobs bigger than a part among them), records them as
-// events and serves them byte-identical; a read that fails names the object it could not read.
+// events and serves them byte-identical. A read that fails stops the start with an error naming
+// the object, and the next start imports everything.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { assertReplayClean, pushChunked } from '../helpers/http.js';
-import * as path from 'node:path';
 import { makeImage, pushBlob, pushImage, sha256 } from '../helpers/oci.js';
 import { makeTempDir, runZot, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
 import { DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../src/storage/s3.js';
@@ -50,8 +51,7 @@ describe('start-up import from an S3 prefix another registry wrote', () => {
     await a.running.actorsCaughtUp();
     await stop(a);
 
-
-    const b = await start("/shared17");
+    const b = await start('/shared17');
     const manifest = await fetch(`${b.url}/v2/imp/app/manifests/v1`, { headers: { Accept: image.manifest.mediaType as string } });
     assert.equal(manifest.status, 200);
     assert.equal(manifest.headers.get('docker-content-digest'), image.digest);
