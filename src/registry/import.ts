@@ -1,11 +1,13 @@
 // Imports a storage root written by zot (or any OCI-layout writer) into an empty event log, once:
 // every blob whose bytes hash to its name, every manifest listed in index.json (and the child
 // manifests of indexes) whose references are present, and every tag. Anything that fails those
-// checks is logged and left out, so nothing unverified is ever served.
+// checks is logged and left out, so nothing unverified is ever served. A read that fails (the store
+// answering an error, not a missing or corrupt file) stops the start-up with an error naming the
+// path: the import runs once, and leaving out what could not be read would lose it for good.
 import type { Logger } from 'pino';
 import type { EventStore } from '../events/store.js';
 import { SYSTEM_IMPORT_IDENTITY, type EventBody } from '../events/types.js';
-import type { StorageDriver } from '../storage/driver.js';
+import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { blobPath, blobsDir, indexPath, isLayoutEntry, isRepositoryMarker } from '../storage/layout.js';
 import type { HashPool } from '../workers/pool.js';
@@ -43,28 +45,53 @@ export async function importStorageOnce(roots: StorageRoots, store: EventStore, 
   const repos: string[] = [];
   const events: EventBody[] = [];
   let skipped = 0;
-  for (const root of roots.roots) {
-    for (const repo of await findRepositories(root.driver, '')) {
-      if (!roots.owns(root, repo)) continue;
-      repos.push(repo);
-      const result = await importRepository(root.driver, hashPool, logger, repo);
-      events.push(...result.events);
-      skipped += result.skipped;
+  try {
+    for (const root of roots.roots) {
+      for (const repo of await findRepositories(root.driver, '')) {
+        if (!roots.owns(root, repo)) continue;
+        repos.push(repo);
+        const result = await importRepository(root.driver, hashPool, logger, repo);
+        events.push(...result.events);
+        skipped += result.skipped;
+      }
     }
+  } catch (err) {
+    // Nothing is recorded yet: the next start imports again from the beginning.
+    if (err instanceof StorageReadError) throw new Error(`failed to import the existing storage into the event log: ${err.message}`, { cause: err });
+    throw err;
   }
   await store.append(events, { identity: SYSTEM_IMPORT_IDENTITY }, { alsoInTransaction: () => store.setMeta(IMPORTED_META_KEY, new Date().toISOString()) });
   if (repos.length > 0) logger.info({ repositories: repos.length, events: events.length, skipped }, 'imported existing storage into the event log');
   return { repositories: repos.length, events: events.length, skipped };
 }
 
+/** A read of the storage that failed for another reason than a missing path: it stops the import. */
+export class StorageReadError extends Error {
+  constructor(readonly path: string, storage: string, cause: unknown) {
+    const reason = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    super(`failed to read ${path || 'the storage root'} from the ${storage} storage: ${reason}`, { cause });
+    this.name = 'StorageReadError';
+  }
+}
+
+/** Runs one storage read of the import; its failure names the path it was reading. */
+async function reading<T>(driver: StorageDriver, path: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err instanceof PathNotFoundError || err instanceof StorageReadError) throw err;
+    throw new StorageReadError(path, driver.name, err);
+  }
+}
+
 export async function findRepositories(driver: StorageDriver, dir: string): Promise<string[]> {
-  const entries = await driver.list(dir);
+  const entries = await reading(driver, dir, () => driver.list(dir));
   const found: string[] = [];
   if (dir !== '' && entries.some(isRepositoryMarker) && isValidName(dir)) found.push(dir);
   for (const entry of entries.sort()) {
     if (isLayoutEntry(entry)) continue;
     const child = dir === '' ? entry : `${dir}/${entry}`;
-    if ((await driver.stat(child))?.isDirectory) found.push(...(await findRepositories(driver, child)));
+    if ((await reading(driver, child, () => driver.stat(child)))?.isDirectory) found.push(...(await findRepositories(driver, child)));
   }
   return found;
 }
@@ -74,12 +101,14 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
   // Verified blobs of the repository: digest → size.
   const verified = new Map<string, number>();
   for (const algorithm of DIGEST_ALGORITHMS) {
-    for (const hex of await driver.list(blobsDir(repo, algorithm))) {
+    const dir = blobsDir(repo, algorithm);
+    for (const hex of await reading(driver, dir, () => driver.list(dir))) {
       const digest = digestOfStoredName(algorithm, hex);
       if (!digest) continue;
-      const info = await driver.stat(blobPath(repo, digest));
+      const path = blobPath(repo, digest);
+      const info = await reading(driver, path, () => driver.stat(path));
       if (!info || info.isDirectory) continue;
-      const actual = await hashStoredContent(driver, blobPath(repo, digest), algorithm, hashPool);
+      const actual = await reading(driver, path, () => hashStoredContent(driver, path, algorithm, hashPool));
       if (actual !== hex) {
         logger.warn({ repo, digest: digest.value }, 'failed to verify blob during import, leaving it out');
         skipped++;
@@ -91,9 +120,11 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
 
   let entries: IndexEntry[] = [];
   try {
-    const index = JSON.parse((await driver.getContent(indexPath(repo))).toString('utf8')) as { manifests?: IndexEntry[] };
+    const index = JSON.parse((await reading(driver, indexPath(repo), () => driver.getContent(indexPath(repo)))).toString('utf8')) as { manifests?: IndexEntry[] };
     entries = Array.isArray(index.manifests) ? index.manifests : [];
-  } catch {
+  } catch (err) {
+    // Missing or not JSON: the repository's tags are lost either way, so there is nothing to retry.
+    if (err instanceof StorageReadError) throw err;
     logger.warn({ repo }, 'failed to read index.json during import');
   }
 
@@ -107,7 +138,8 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
     if (size === undefined || visiting.has(digest)) return false;
     visiting.add(digest);
     try {
-      const content = await driver.getContent(blobPath(repo, parseDigest(digest)));
+      const path = blobPath(repo, parseDigest(digest));
+      const content = await reading(driver, path, () => driver.getContent(path));
       const parsed = parseManifest(content, mediaType);
       for (const child of parsed.manifests) {
         if (!(await importManifest(child, undefined))) throw new Error(`child manifest ${child} is missing or invalid`);
@@ -118,6 +150,8 @@ async function importRepository(driver: StorageDriver, hashPool: HashPool, logge
       imported.add(digest);
       return true;
     } catch (err) {
+      // A manifest that could not be read is not an invalid one: stop rather than leave it out.
+      if (err instanceof StorageReadError) throw err;
       logger.warn({ repo, digest, reason: (err as Error).message }, 'failed to import manifest, leaving it out');
       skipped++;
       return false;

@@ -3,6 +3,7 @@
 // Where s3rver 3.7.1 departs from S3 on a request the registry sends, the helper makes it answer as
 // S3 does (each correction below says which); it also logs the requests it receives by their S3
 // names, and lists the multipart uploads in progress, for tests to observe what reached the bucket.
+import crypto from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -43,6 +44,8 @@ export interface TestS3Server {
   readonly requests: S3Request[];
   /** The multipart uploads neither completed nor aborted. */
   multipartUploads(): Promise<LiveMultipartUpload[]>;
+  /** Answers 500 InternalError to every `operation` (an S3 name) on `key` until the returned function is called. */
+  failRequests(operation: string, key: string): () => void;
   stop(): Promise<void>;
 }
 
@@ -70,12 +73,14 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
         }
       : {}),
   });
+  sealContinuationTokensWithoutSingleDes();
   groupDelimitedListings(server);
   honourFirstByteRanges(server);
   const uploadsDirectory = path.join(directory, bucket, '._S3rver_uploads');
   const requests: S3Request[] = [];
+  const failing = new Set<string>();
   // First in the chain: it sees every request, and answers before s3rver's router where s3rver departs from S3.
-  server.middleware.unshift(logRequests(requests), multipartUploadsAsS3(uploadsDirectory));
+  server.middleware.unshift(logRequests(requests), failInjected(failing), multipartUploadsAsS3(uploadsDirectory));
   const { port } = await server.run();
   const endpoint = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   return {
@@ -94,6 +99,11 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
     }),
     requests,
     multipartUploads: () => liveMultipartUploads(uploadsDirectory),
+    failRequests(operation: string, key: string) {
+      const failure = `${operation} ${key}`;
+      failing.add(failure);
+      return () => failing.delete(failure);
+    },
     async stop() {
       // Clients keep sockets alive; close() alone would wait for them.
       server.httpServer?.closeAllConnections();
@@ -101,6 +111,29 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
       await fs.rm(directory, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * s3rver (3.7.1) seals the continuation token of a ListObjectsV2 answer that stops short (MaxKeys
+ * reached) with single DES, which OpenSSL 3 (Node 17 and later) no longer provides: every such
+ * listing, and every request that passes its token back, answers 500 InternalError. S3 pages
+ * normally, and the registry relies on it (a directory's stat lists one key; listings and
+ * deletions page by 1000). s3rver is given two-key triple DES instead, with the same 8-byte block
+ * and IV, so its tokens keep their form; only s3rver asks this process for single DES.
+ */
+function sealContinuationTokensWithoutSingleDes(): void {
+  const isSingleDes = (algorithm: string): boolean => ['des', 'des-cbc'].includes(algorithm.toLowerCase());
+  // s3rver's 8-byte key, repeated: two-key triple DES takes 16.
+  const doubled = (key: crypto.CipherKey): crypto.CipherKey => (Buffer.isBuffer(key) && key.length === 8 ? Buffer.concat([key, key]) : key);
+  const { createCipheriv, createDecipheriv } = crypto;
+  if ((createCipheriv as { s3rverTokens?: true }).s3rverTokens) return;
+  const cipher = ((algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, options?: never) =>
+    isSingleDes(algorithm) ? createCipheriv('des-ede-cbc', doubled(key), iv, options) : createCipheriv(algorithm, key, iv, options)) as typeof createCipheriv;
+  const decipher = ((algorithm: string, key: crypto.CipherKey, iv: crypto.BinaryLike | null, options?: never) =>
+    isSingleDes(algorithm) ? createDecipheriv('des-ede-cbc', doubled(key), iv, options) : createDecipheriv(algorithm, key, iv, options)) as typeof createDecipheriv;
+  Object.assign(cipher, { s3rverTokens: true });
+  crypto.createCipheriv = cipher;
+  crypto.createDecipheriv = decipher;
 }
 
 /**
@@ -184,6 +217,17 @@ function logRequests(requests: S3Request[]) {
     const part = Number(ctx.query.partNumber);
     requests.push({ operation: operationOf(ctx), key: keyOf(ctx), ...(Number.isSafeInteger(part) && part > 0 ? { part } : {}) });
     await next();
+  };
+}
+
+/** The requests a test made fail answer as S3 does when it fails inside: 500 InternalError. */
+function failInjected(failing: Set<string>) {
+  return async (ctx: KoaContext, next: () => Promise<void>): Promise<void> => {
+    if (!failing.has(`${operationOf(ctx)} ${keyOf(ctx)}`)) return next();
+    ctx.status = 500;
+    ctx.type = 'application/xml';
+    ctx.body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>';
   };
 }
 

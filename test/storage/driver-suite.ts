@@ -9,6 +9,8 @@ import { Readable } from 'node:stream';
 import { PathNotFoundError, SizeMismatchError, type StorageDriver } from '../../src/storage/driver.js';
 
 const MIB = 1024 * 1024;
+/** One more than S3's 1000 keys per listing, so that listings and deletions take two pages. */
+const PAGE_PLUS_ONE = 1001;
 
 export interface DriverUnderTest {
   driver: StorageDriver;
@@ -74,6 +76,15 @@ export function describeDriverSuite(
       await subject.cleanup();
     });
 
+    /** `count` small files directly in `dir`, written a few at a time; returns their names. */
+    async function putMany(dir: string, count: number): Promise<string[]> {
+      const names = Array.from({ length: count }, (_, i) => `f${String(i).padStart(5, '0')}`);
+      for (let at = 0; at < names.length; at += 16) {
+        await Promise.all(names.slice(at, at + 16).map((name) => driver.putContent(`${dir}/${name}`, name)));
+      }
+      return names;
+    }
+
     /** A local file with `data`, as an upload staged on disk. */
     async function stage(data: Buffer): Promise<string> {
       const file = path.join(subject.stagingDir, `upload-${++staged}`);
@@ -98,6 +109,11 @@ export function describeDriverSuite(
         await driver.putContent('stat/dir/sub/file', 'x');
         assert.equal((await driver.stat('stat/dir'))?.isDirectory, true);
         assert.equal((await driver.stat('stat/dir/sub'))?.isDirectory, true);
+      });
+      it('sees a directory that holds many files (S3: a listing cut short after one key)', async () => {
+        for (const file of ['oci-layout', 'index.json', 'blobs/sha256/a', 'blobs/sha256/b']) await driver.putContent(`stat/repo/${file}`, 'x');
+        assert.equal((await driver.stat('stat/repo'))?.isDirectory, true);
+        assert.equal((await driver.stat('stat/repo/blobs'))?.isDirectory, true);
       });
       it('does not take a prefix of a name for a directory', async () => {
         await driver.putContent('stat/prefix-of/file', 'x');
@@ -315,6 +331,12 @@ export function describeDriverSuite(
         assert.deepEqual((await driver.list('delete/library')).sort(), ['alpine.json', 'alpine2']);
         assert.equal((await driver.getContent('delete/library/alpine2/oci-layout')).toString(), 'sibling');
       });
+      it(`removes a tree of more than one listing page (${PAGE_PLUS_ONE} files)`, async () => {
+        await putMany('delete/many', PAGE_PLUS_ONE);
+        await driver.delete('delete/many');
+        assert.equal(await driver.stat('delete/many'), undefined);
+        assert.deepEqual(await driver.list('delete/many'), []);
+      });
       it('accepts a path where nothing is', async () => {
         await driver.delete('delete/nothing/here');
         await driver.delete('delete/nothing');
@@ -326,6 +348,10 @@ export function describeDriverSuite(
         for (const file of ['a', 'b/c', 'd/e/f', 'd/g']) await driver.putContent(`list/dir/${file}`, 'x');
         assert.deepEqual((await driver.list('list/dir')).sort(), ['a', 'b', 'd']);
         assert.deepEqual((await driver.list('list/dir/d')).sort(), ['e', 'g']);
+      });
+      it(`names every entry of a directory of more than one listing page (${PAGE_PLUS_ONE} files)`, async () => {
+        const names = await putMany('list/many', PAGE_PLUS_ONE);
+        assert.deepEqual((await driver.list('list/many')).sort(), names.sort());
       });
       it('is empty for a missing directory or a file', async () => {
         assert.deepEqual(await driver.list('list/missing'), []);
