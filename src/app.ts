@@ -335,8 +335,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       ...(sync?.onDemand ? { mirrorName: sync.onDemand.mirrorName.bind(sync.onDemand) } : {}),
     });
     await app.listen({ host: config.http.address, port: Number(config.http.port), listenTextResolver: () => 'http server listening' });
-    // After listen: the walk lists every directory of every root, which on a big registry, with
-    // the actors catching up meanwhile, kept the first answer waiting for minutes.
+    // After listen: the walk lists every directory of every root, which the first answer need not
+    // wait for.
     if (garbageCollector) repositoryWalk = scheduleUnrecordedRepositories(garbageCollector, roots, logger);
     if (tlsFiles) {
       const server = app.server as HttpsServer;

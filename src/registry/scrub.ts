@@ -10,6 +10,7 @@ import { PathNotFoundError } from '../storage/driver.js';
 import { blobPath } from '../storage/layout.js';
 import type { StorageRoot, StorageRoots } from '../storage/roots.js';
 import type { HashPool } from '../workers/pool.js';
+import { eachBounded } from '../concurrency.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseDigest, type ParsedDigest } from '../oci/digest.js';
 
@@ -204,14 +205,3 @@ function stillHeld(queries: RegistryStateQueries, item: Item): boolean {
     : queries.manifest(item.repo, item.digest.value) !== undefined;
 }
 
-/** Runs `work` over the items with at most `limit` running at once; stops taking items on abort. */
-async function eachBounded<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>, signal: AbortSignal | undefined): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length && !signal?.aborted) {
-      const item = items[next++] as T;
-      await work(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-}

@@ -13,6 +13,7 @@ import { SizeMismatchError } from '../storage/driver.js';
 import type { FilesystemDriver } from '../storage/filesystem.js';
 import { CLOSING_UPLOADS_DIR, closingUploadPath, isLayoutEntry, uploadPath, uploadsDir, UPLOADS_DIR } from '../storage/layout.js';
 import type { DigestAlgorithm } from '../oci/digest.js';
+import { eachBounded } from '../concurrency.js';
 import { RegistryError } from '../oci/errors.js';
 import { isValidName } from '../oci/names.js';
 import type { UploadHashes } from './upload-hashes.js';
@@ -46,14 +47,6 @@ export interface OpenSession {
 /** Directories listed at once while the sessions of earlier runs are indexed at start. */
 const LISTINGS_AT_ONCE = 16;
 
-/** Runs `work` on every item, at most `limit` at a time. */
-async function forEachConcurrently<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await work(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
 
 export class UploadSessions {
   /** Sessions with a request in progress: a second concurrent request on one session is refused. */
@@ -167,7 +160,7 @@ export class UploadSessions {
     // child that is a file lists as empty: no stat first. Siblings are listed a few at a time, as
     // a root of 1,000 repositories took a second of sequential round trips before the first answer.
     const children = entries.filter((entry) => !isLayoutEntry(entry)).map((entry) => (dir === '' ? entry : `${dir}/${entry}`));
-    await forEachConcurrently(children, LISTINGS_AT_ONCE, (child) => this.loadFrom(staging, child));
+    await eachBounded(children, LISTINGS_AT_ONCE, (child) => this.loadFrom(staging, child));
   }
 
   /** At shutdown, after the last request: the parts still being sent to S3 arrive and are recorded. */

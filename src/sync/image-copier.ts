@@ -7,6 +7,7 @@
 // is not fetched again; a tag that moved upstream moves here.
 import type { Logger } from 'pino';
 import { SYNC_IDENTITY, type EventContext } from '../events/types.js';
+import { eachBounded } from '../concurrency.js';
 import { RegistryError } from '../oci/errors.js';
 import { parseManifest } from '../oci/manifest.js';
 import { INDEX_MANIFEST_TYPES } from '../oci/media-types.js';
@@ -103,7 +104,7 @@ export class ImageCopier {
       if (!fetched) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${child} of ${job.upstreamRepo}@${manifest.digest} is not upstream`);
       await this.copyTree(job, fetched, child, tally);
     }
-    await inParallel(parsed.blobs, BLOB_CONCURRENCY, async (digest) => {
+    await eachBounded(parsed.blobs, BLOB_CONCURRENCY, async (digest) => {
       const fetch = await this.blobs.fetch(job.localRepo, digest, { client: job.client, repo: job.upstreamRepo }, job.signal ? { signal: job.signal } : {});
       if (!fetch) return;
       await fetch.committed;
@@ -161,20 +162,3 @@ function isFetched(manifest: ManifestHead | FetchedManifest): manifest is Fetche
   return 'bytes' in manifest;
 }
 
-/** Runs `work` over `items`, at most `limit` at a time; the first failure rejects (after the others settle). */
-export async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && !failure) {
-      const item = items[next++] as T;
-      try {
-        await work(item);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.err;
-}

@@ -11,7 +11,8 @@ import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { isValidName } from '../oci/names.js';
 import { filterTags, localName, ruleForUpstream } from './content-rules.js';
-import { inParallel, type ImageCopier } from './image-copier.js';
+import { eachBounded } from '../concurrency.js';
+import type { ImageCopier } from './image-copier.js';
 import { isReferrerTag } from './referrers.js';
 import type { SyncMetrics } from './sync-metrics.js';
 import type { SyncRegistrySettings } from './sync-settings.js';
@@ -105,7 +106,7 @@ export class PeriodicSync {
     const signal = this.stopping.signal;
     const targets = await this.targets(summary, signal);
     summary.images = targets.length;
-    await inParallel(targets, IMAGE_CONCURRENCY, async (target) => {
+    await eachBounded(targets, IMAGE_CONCURRENCY, async (target) => {
       if (signal.aborted) return;
       const { outcome, bytes } = await this.syncImage(target, signal);
       summary[outcome]++;
@@ -134,7 +135,7 @@ export class PeriodicSync {
       const rule = ruleForUpstream(this.settings.content, repo);
       return rule ? [{ repo, rule }] : [];
     });
-    await inParallel(taken, LISTING_CONCURRENCY, async ({ repo, rule }) => {
+    await eachBounded(taken, LISTING_CONCURRENCY, async ({ repo, rule }) => {
       const localRepo = localName(rule, repo);
       if (!isValidName(localRepo)) {
         this.logger.error({ upstream, repo, localRepo }, 'failed to map upstream repository to a valid local name, skipping it');
