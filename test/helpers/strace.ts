@@ -1,6 +1,6 @@
 // Running `zot serve` under strace: whether strace can trace here, and the traced process's pid.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 
 /** Why strace cannot trace here, or undefined when it can. A missing strace is a failure, not a reason. */
@@ -16,4 +16,15 @@ export function tracedPid(stracePid: number): number {
   const children = fs.readFileSync(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8').trim().split(/\s+/);
   assert.equal(children.length, 1, `strace runs one process: ${children.join(' ')}`);
   return Number(children[0]);
+}
+
+/**
+ * Stops a registry run under strace: SIGTERM to the registry itself; strace exits with it once it
+ * has written the whole trace.
+ */
+export async function stopTraced(strace: ChildProcess): Promise<void> {
+  if (strace.exitCode !== null || strace.pid === undefined) return;
+  const exited = new Promise((resolve) => strace.once('exit', resolve));
+  process.kill(tracedPid(strace.pid), 'SIGTERM');
+  await exited;
 }

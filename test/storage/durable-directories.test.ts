@@ -9,7 +9,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { sha256 } from '../helpers/oci.js';
 import { openSession, patchChunk, resolveLocation, withDigest } from '../helpers/http.js';
 import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
-import { straceUnavailable, tracedPid } from '../helpers/strace.js';
+import { stopTraced, straceUnavailable } from '../helpers/strace.js';
 
 const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64';
 
@@ -117,13 +117,7 @@ describe('directories created on the way to a new file', () => {
       const blob = await fetch(`${registry.url}/v2/a/b/c/blobs/${sha256(data)}`);
       assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
     } finally {
-      // SIGTERM to the registry itself; strace exits with it once it has written the whole trace.
-      const { child } = registry;
-      if (child.exitCode === null && child.pid !== undefined) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        process.kill(tracedPid(child.pid), 'SIGTERM');
-        await exited;
-      }
+      await stopTraced(registry.child);
     }
     const finding = checkDirectories(parseTrace(fs.readFileSync(traceFile, 'utf8')), root);
     for (const dir of ['a', 'a/b', 'a/b/c', 'a/b/c/.uploads', 'a/b/c/blobs', 'a/b/c/blobs/sha256']) {

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { sha256 } from '../helpers/oci.js';
 import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
-import { straceUnavailable, tracedPid } from '../helpers/strace.js';
+import { stopTraced, straceUnavailable } from '../helpers/strace.js';
 
 const PUSHES = 3;
 
@@ -35,12 +35,7 @@ describe('fsyncs of a push', () => {
         assert.equal(res.status, 201, await res.text());
       }
     } finally {
-      const { child } = registry;
-      if (child.exitCode === null && child.pid !== undefined) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        process.kill(tracedPid(child.pid), 'SIGTERM');
-        await exited;
-      }
+      await stopTraced(registry.child);
     }
     const synced = fs
       .readFileSync(traceFile, 'utf8')

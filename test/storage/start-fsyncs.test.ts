@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
-import { straceUnavailable, tracedPid } from '../helpers/strace.js';
+import { stopTraced, straceUnavailable } from '../helpers/strace.js';
 
 /** The schema's commit, the actors' connection, the checkpoint at stop: a handful, whatever the tables. */
 const MAX_WAL_SYNCS = 6;
@@ -21,12 +21,7 @@ describe('fsyncs of a first start', () => {
     const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
     const root = path.join(makeTempDir('zot-ts-start-'), 'root');
     const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', '-y', '-e', 'trace=fsync,fdatasync', '-o', traceFile] });
-    const { child } = registry;
-    if (child.exitCode === null && child.pid !== undefined) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      process.kill(tracedPid(child.pid), 'SIGTERM');
-      await exited;
-    }
+    await stopTraced(registry.child);
     const walSyncs = fs
       .readFileSync(traceFile, 'utf8')
       .split('\n')
