@@ -19,7 +19,7 @@ import { RegistryError } from '../oci/errors.js';
 import { assertValidName } from '../oci/names.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import { PathNotFoundError } from '../storage/driver.js';
-import type { StorageRoots } from '../storage/roots.js';
+import { linksShareBytes, type StorageRoots } from '../storage/roots.js';
 import type { HashPool } from '../workers/pool.js';
 import { BlobCommit, type LastChunk } from './blob-commit.js';
 import { BlobRemoval } from './blob-removal.js';
@@ -33,6 +33,7 @@ import type { RepositoryQuota } from './repository-quota.js';
 import { RepositoryFiles } from './repository-files.js';
 import { UploadHashes } from './upload-hashes.js';
 import { UploadParts } from './upload-parts.js';
+import { UploadWriteback } from './upload-writeback.js';
 import { DEFAULT_UPLOAD_LIMITS, type UploadLimits } from './upload-limits.js';
 import { UploadSessions, type ChunkRange } from './uploads.js';
 
@@ -82,6 +83,7 @@ export class Registry {
       this.uploadLimits,
       new UploadHashes(hashPool, logger),
       new UploadParts(roots, logger),
+      new UploadWriteback((repo) => linksShareBytes(roots.for(repo))),
     );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);
@@ -200,7 +202,7 @@ export class Registry {
 
   async appendUpload(repo: string, id: string, body: Readable, range?: ChunkRange): Promise<number> {
     assertValidName(repo);
-    return this.uploads.exclusive(repo, id, (size) => this.uploads.append(repo, id, size, body, range));
+    return this.uploads.exclusive(repo, id, (size) => this.uploads.appendChunk(repo, id, size, body, range));
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {

@@ -18,6 +18,7 @@ import { RegistryError } from '../oci/errors.js';
 import { isValidName } from '../oci/names.js';
 import type { UploadHashes } from './upload-hashes.js';
 import type { UploadParts } from './upload-parts.js';
+import type { UploadWriteback } from './upload-writeback.js';
 import type { UploadLimits } from './upload-limits.js';
 
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
@@ -64,6 +65,8 @@ export class UploadSessions {
     private readonly hashes: UploadHashes,
     /** The parts of each session on an S3 root, sent as its bytes are written (upload-parts.ts). */
     private readonly parts: UploadParts,
+    /** The background syncs between a session's PATCHes (upload-writeback.ts). */
+    private readonly writeback: UploadWriteback,
   ) {}
 
   /**
@@ -78,8 +81,9 @@ export class UploadSessions {
     // writes it: the idle expiry would otherwise take it between its creation and the commit's hold.
     this.reserve(repo, id, options.ownedByRequest === true ? Number.POSITIVE_INFINITY : Date.now());
     try {
-      // Not synced: a session's bytes are made durable once, when it commits (its PATCHes are not
-      // synced either); a power cut may lose an open session, and its client then starts again.
+      // Not synced: a session's bytes are made durable when it commits (its PATCHes promise no
+      // durability; upload-writeback.ts only starts their writing early); a power cut may lose an
+      // open session, and its client then starts again.
       await this.stagingFor(repo).createEmpty(uploadPath(repo, id));
     } catch (err) {
       this.forget(repo, id);
@@ -247,8 +251,22 @@ export class UploadSessions {
     }
   }
 
-  /** Flushes the session's bytes to stable storage (the caller holds the session). */
+  /**
+   * A PATCH's chunk: appended as `append` does, then the session's file starts for the disk in the
+   * background while the client sends its next request (upload-writeback.ts).
+   */
+  async appendChunk(repo: string, id: string, currentSize: number, body: Readable, range?: ChunkRange): Promise<number> {
+    const size = await this.append(repo, id, currentSize, body, range);
+    this.writeback.written(repo, id, size - currentSize, () => this.stagingFor(repo).sync(uploadPath(repo, id)));
+    return size;
+  }
+
+  /**
+   * Flushes the session's bytes to stable storage (the caller holds the session); fails when a
+   * background sync since the last call failed.
+   */
   async sync(repo: string, id: string): Promise<void> {
+    await this.writeback.settled(repo, id);
     await this.stagingFor(repo).sync(uploadPath(repo, id));
   }
 
@@ -256,6 +274,7 @@ export class UploadSessions {
     await this.parts.end({ repo, id }, () => this.stagingFor(repo).delete(uploadPath(repo, id)));
     this.forget(repo, id);
     this.hashes.forget({ repo, id });
+    this.writeback.forget(repo, id);
   }
 
   /**

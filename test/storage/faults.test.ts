@@ -1,8 +1,10 @@
 // Faults injected by wrapping the real filesystem driver (no mocks): a failing move into place, a
-// failing sync of a staged upload, a failing write and a failing delete. The request fails with OCI error JSON, or succeeds when the
-// fault comes after its commit point; the log and storage stay consistent (`zot replay` is clean);
-// a retry succeeds once the fault is gone, and GC removes later what a failed delete left.
+// failing sync of a staged upload (at its commit, or in the background after a PATCH), a failing
+// write and a failing delete. The request fails with OCI error JSON, or succeeds when the fault
+// comes after its commit point; the log and storage stay consistent (`zot replay` is clean); a
+// retry succeeds once the fault is gone, and GC removes later what a failed delete left.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -129,6 +131,33 @@ describe('storage faults', () => {
     assert.deepEqual([status.status, status.range], [204, '0-15'], 'the session is as the PATCH left it');
     assert.equal((await closing()).status, 201);
     const blob = await fetch(`${registry.url}/v2/faults/sync/blobs/${digest}`);
+    assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
+    await assertReplayClean(registry);
+  });
+
+  it('a PATCH that brings 8 MiB unsynced starts a sync of the session before it answers; that sync failing fails the commit once', async () => {
+    const data = randomBytes(9 * 1024 * 1024);
+    const digest = sha256(data);
+    const session = await openSession(registry.url, 'faults/writeback');
+    const syncsBefore = faults.seen.get('sync') ?? 0;
+    faults.fail('sync', 1);
+    const small = await patchChunk(session, data.subarray(0, 1024), '0-1023');
+    assert.equal(small.status, 202);
+    assert.equal(faults.seen.get('sync') ?? 0, syncsBefore, 'a small chunk starts no sync');
+    const big = await patchChunk(resolveLocation(registry.url, small), data.subarray(1024), `1024-${data.length - 1}`);
+    // The sync runs after the answer, in the background: its failure is not the PATCH's.
+    assert.equal(big.status, 202);
+    assert.equal(faults.seen.get('sync'), syncsBefore + 1, 'the chunk that brought the session to 8 MiB unsynced started a sync');
+    const location = resolveLocation(registry.url, big);
+    const closing = (): Promise<Response> => fetch(withDigest(location, digest), { method: 'PUT' });
+    // The kernel reports a failed writeback once, to that background sync: the commit must hear of it.
+    await expectOciError(await closing(), 500, 'UNKNOWN');
+    assert.equal(await headStatus(`${registry.url}/v2/faults/writeback/blobs/${digest}`), 404);
+    assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobPushed' && event.digest === digest));
+    const status = await sessionStatus(location);
+    assert.deepEqual([status.status, status.range], [204, `0-${data.length - 1}`], 'the session is as the PATCHes left it');
+    assert.equal((await closing()).status, 201);
+    const blob = await fetch(`${registry.url}/v2/faults/writeback/blobs/${digest}`);
     assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
     await assertReplayClean(registry);
   });
