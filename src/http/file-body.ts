@@ -7,16 +7,12 @@ import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { BufferPool } from './buffer-pool.js';
 
-/**
- * One read: large, so a MiB costs few system calls and few trips through the thread pool and the
- * event loop. Each read wakes a pool thread and then the loop; on a 2-core VM, 4 MiB reads cost
- * the registry about 0.45-0.5 ms of CPU per MiB sent where 1 MiB reads cost 0.75.
- */
-const CHUNK_BYTES = 4 * 1024 * 1024;
-/** One buffer being read while the socket sends the other. */
-const BUFFERS_PER_DOWNLOAD = 2;
-/** Kept for reuse across downloads: two concurrent downloads allocate nothing. */
-const RETAINED_BUFFERS = 4;
+/** One read: large, so a MiB costs few system calls and few trips through the event loop. */
+const CHUNK_BYTES = 1024 * 1024;
+/** One buffer being read while the socket sends the others. */
+const BUFFERS_PER_DOWNLOAD = 3;
+/** Kept for reuse across downloads: a handful of concurrent downloads allocate nothing. */
+const RETAINED_BUFFERS = 12;
 
 const pool = new BufferPool(CHUNK_BYTES, RETAINED_BUFFERS);
 
