@@ -10,6 +10,8 @@ export interface LoadedModules {
   packages: Set<string>;
   /** Every module URL, once each. */
   urls: string[];
+  /** node's own public modules (`tls`, `http2`), by name. */
+  builtins: Set<string>;
 }
 
 /** What a `zot serve` of this config loaded until it answered GET /v2/ and then stopped. */
@@ -22,9 +24,10 @@ export async function loadedAtStart(options: TestConfigOptions, configFormat: Co
   assert.equal(await registry.stop(), 0, registry.output());
   const urls = [...new Set(fs.readFileSync(log, 'utf8').split('\n').filter((url) => url !== ''))];
   const packages = new Set<string>();
+  const builtins = new Set(urls.filter((url) => url.startsWith('node:')).map((url) => url.slice('node:'.length)));
   for (const url of urls) {
     const match = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
     if (match?.[1] !== undefined) packages.add(match[1]);
   }
-  return { packages, urls };
+  return { packages, urls, builtins };
 }
