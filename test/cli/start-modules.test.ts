@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import type { AccessControlConfig } from '../../src/config/types.js';
 import { writeHtpasswd } from '../helpers/auth.js';
 import { loadedAtStart } from '../helpers/loaded-modules.js';
+import { pushImage } from '../helpers/oci.js';
 import { makeTempDir } from '../helpers/registry.js';
 
 const OPTIONAL = ['@aws-sdk/client-s3', 'ldapts', 'bcryptjs', 'jsonwebtoken', 'prom-client', 'nats'];
@@ -32,6 +33,14 @@ describe('modules loaded by zot serve', () => {
     const { builtins } = await loadedAtStart({});
     assert.ok(builtins.has('http') && builtins.has('net'), 'the recorder saw the built-in modules');
     for (const name of ['tls', 'https', 'http2']) assert.ok(!builtins.has(name), `node:${name} is not loaded`);
+  });
+
+  it('loads piscina, the hashing pool, with the first hash and not at start', async () => {
+    assert.ok(!(await loadedAtStart({})).packages.has('piscina'), 'not at start');
+    const { packages } = await loadedAtStart({}, 'json', async (url) => {
+      assert.equal((await pushImage(url, 'pool/first', 'v1')).status, 201);
+    });
+    assert.ok(packages.has('piscina'), 'with the first push');
   });
 
   it('loads js-yaml, and not smol-toml, for a YAML config', async () => {
