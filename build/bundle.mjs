@@ -18,6 +18,7 @@
 // - node:tls, node:https and node:http2 load on first use (builtinsOnDemand): fastify requires
 //   all three at start for the servers it may create, and the registry's TLS checks import tls;
 //   compiling them is about a tenth of the start-up CPU, and a registry without TLS needs none.
+//   (Not dns, which fastify requires too: node's listen() loads it anyway, through cluster.)
 // - The source maps follow tsc's maps back to src/*.ts; bin/zot.js runs node with
 //   --enable-source-maps, so stack traces name the TypeScript lines. Node keeps the maps in memory
 //   for the life of the process: source-map-own.mjs leaves in them only the mappings into our own
@@ -103,6 +104,9 @@ await build({
   minifySyntax: true,
   // The maps name src/*.ts through tsc's maps; the sources themselves are in the repository.
   sourcesContent: false,
+  // The packages' license comments go to main.cjs.LEGAL.txt, which the bundle names: some are not
+  // ASCII, and an ASCII bundle is read faster (src/cli/bundle-loader.cts).
+  legalComments: 'linked',
   // Our modules name files of the installation relative to import.meta.url (install-layout.ts):
   // in the bundle that is the bundle's own URL.
   define: { 'import.meta.url': 'importMetaUrlOfBundle' },

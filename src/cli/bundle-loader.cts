@@ -8,6 +8,7 @@
 // The cache holds the digest of the bundle it was made from, and V8 checks its own version and
 // flags: a cache of another bundle is never used; one of another node or other V8 flags is rejected
 // by V8; either way the bundle compiles as without a cache. NODE_DEBUG=zot-bundle says which.
+import { isAscii } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import Module from 'node:module';
@@ -72,9 +73,12 @@ export function runBundle(bundle: string): void {
   const code = fs.readFileSync(bundle);
   const digest = digestOf(code);
   const cachedData = readCodeCache(codeCacheFile(bundle), digest);
+  // An ASCII bundle (build/bundle.mjs keeps it so) reads as latin1: a copy of the bytes into a
+  // one-byte string, where UTF-8 would decode and check every byte first.
+  const source = code.toString(isAscii(code) ? 'latin1' : 'utf8');
   // The wrapper require() puts around a module, on a line of its own so that the bundle's lines and
   // columns, which its source map and stack traces name, stay those of the file.
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {\n${code.toString('utf8')}\n})`, {
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {\n${source}\n})`, {
     filename: bundle,
     lineOffset: -1,
     ...(cachedData ? { cachedData } : {}),

@@ -3,6 +3,7 @@
 // it compiles from the code cache the build recorded (src/cli/bundle-loader.cts) when that cache
 // was made from this very bundle under bin/zot.js's node flags, and without it otherwise.
 import assert from 'node:assert/strict';
+import { isAscii } from 'node:buffer';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -46,6 +47,13 @@ describe('the bundled CLI', () => {
     // fastify's require('semver') gets the three functions it calls, loaded on first call.
     for (const file of ['semver/index.js', 'semver/ranges/subset.js']) assert.ok(!map.sources.some((source) => source.endsWith(`node_modules/${file}`)), `${file} is not in the bundle`);
     assert.ok(map.sources.some((source) => source.endsWith('src/cli/main.ts')), 'the map names the TypeScript sources');
+  });
+
+  it('is ASCII, which node reads fastest, and names the file of the license comments it leaves out', () => {
+    const bundle = fs.readFileSync(BUNDLE);
+    assert.ok(isAscii(bundle), 'ASCII');
+    assert.ok(bundle.includes('main.cjs.LEGAL.txt'));
+    assert.match(fs.readFileSync(path.join(path.dirname(BUNDLE), 'main.cjs.LEGAL.txt'), 'utf8'), /MIT/);
   });
 
   it("keeps in its source map only the mappings into the project's sources, which node holds in memory", () => {
