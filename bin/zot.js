@@ -18,18 +18,19 @@ const { pathToFileURL } = require('node:url');
 
 const dist = path.join(__dirname, '..', 'dist');
 const compiled = path.join(dist, 'src', 'cli', 'main.js');
-const bundle = path.join(dist, 'bundle', 'main.js');
+const bundle = path.join(dist, 'bundle', 'main.cjs');
 
 /**
  * The bundle (build/bundle.mjs: one file to load instead of some four hundred) when it was made
  * from tsc's current output, else tsc's output: `tsc` alone leaves the bundle older than it.
  */
-function entry() {
+function bundleIsCurrent() {
   try {
-    return fs.statSync(bundle).mtimeMs >= fs.statSync(compiled).mtimeMs ? bundle : compiled;
+    return fs.statSync(bundle).mtimeMs >= fs.statSync(compiled).mtimeMs;
   } catch {
-    return compiled;
+    return false;
   }
 }
 
-import(pathToFileURL(entry()).href);
+if (bundleIsCurrent()) require('../dist/src/cli/bundle-loader.cjs').runBundle(bundle);
+else import(pathToFileURL(compiled).href);

@@ -1,25 +1,37 @@
-// Bundles tsc's output of the CLI (dist/src/cli/main.js) into dist/bundle/, which bin/zot.js runs:
-// one file to read and compile instead of some four hundred module files to resolve, which cuts
-// the start-up CPU by about a third and the idle RSS by about 8 MiB. Run after tsc (`npm run
-// build`); bin/zot.js runs tsc's output itself while the bundle is missing or older than it.
+// Bundles tsc's output of the CLI (dist/src/cli/main.js) into one CommonJS file,
+// dist/bundle/main.cjs, which bin/zot.js runs: one file to read and compile instead of some four
+// hundred module files to resolve, which cuts the start-up CPU by about a third and the idle RSS by
+// about 8 MiB. Then records V8's code cache of it from one `zot serve` start (code-cache.mjs).
+// Run after tsc (`npm run build`); bin/zot.js runs tsc's output itself while the bundle is missing
+// or older than it.
 //
+// - CommonJS, one file: V8 takes a code cache only for a script (src/cli/bundle-loader.cts), not
+//   for an ES module. The modules the registry imports only for some configurations (S3, LDAP,
+//   sync, the events sinks) are inside but run only when imported: esbuild makes each a function
+//   that runs on its first import(), and V8 compiles a function only when it first runs.
 // - Packages that the registry loads only for some configurations stay outside, in node_modules,
-//   so a start that does not use them reads nothing of them (test/cli/start-modules.test.ts):
-//   dynamic imports become chunks of their own (splitting) and these packages stay imports.
+//   so a start that does not use them reads nothing of them (test/cli/start-modules.test.ts).
 // - better-sqlite3 loads its native addon by a path of its own, and piscina starts its worker
 //   threads from its own files: both stay outside too.
 // - fastify's require('semver') gets semver-on-demand.cjs: semver's index costs a fifth of the
 //   start-up CPU and is needed only for a plugin that names a fastify version (none here).
+// - node:tls, node:https and node:http2 load on first use (builtinsOnDemand): fastify requires
+//   all three at start for the servers it may create, and the registry's TLS checks import tls;
+//   compiling them is about a tenth of the start-up CPU, and a registry without TLS needs none.
+//   (Not dns, which fastify requires too: node's listen() loads it anyway, through cluster.)
 // - The source maps follow tsc's maps back to src/*.ts; bin/zot.js runs node with
 //   --enable-source-maps, so stack traces name the TypeScript lines. Node keeps the maps in memory
 //   for the life of the process: source-map-own.mjs leaves in them only the mappings into our own
 //   sources (about 4 MiB of idle RSS with every mapping, about 1 with ours).
 import { build } from 'esbuild';
-import { readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { recordCodeCache } from './code-cache.mjs';
 import { keepOwnMappings } from './source-map-own.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+const builtinRequire = createRequire(import.meta.url);
 const outdir = `${root}dist/bundle`;
 
 const external = [
@@ -48,14 +60,41 @@ const semverOnDemand = {
   },
 };
 
+/** Node's modules that a start without TLS never uses, bundled as objects that load them on first use. */
+const ON_DEMAND_BUILTINS = /^(node:)?(tls|https|http2)$/;
+
+/**
+ * Each import of those modules gets an object of getters, one for each name the module exports,
+ * that require the module at the first read: a call, `instanceof X`, or esbuild's own copy of an
+ * imported module's names (which copies getters, and reads nothing).
+ */
+const builtinsOnDemand = {
+  name: 'builtins-on-demand',
+  setup(bundler) {
+    bundler.onResolve({ filter: ON_DEMAND_BUILTINS }, (args) =>
+      args.namespace === 'builtin-on-demand' ? undefined : { path: args.path.replace(/^node:/, ''), namespace: 'builtin-on-demand' },
+    );
+    bundler.onLoad({ filter: /.*/, namespace: 'builtin-on-demand' }, (args) => ({
+      loader: 'js',
+      contents: `'use strict';
+let loaded;
+const load = () => (loaded ??= require('node:${args.path}'));
+for (const key of ${JSON.stringify(Object.keys(builtinRequire(`node:${args.path}`)))}) {
+  Object.defineProperty(exports, key, { enumerable: true, get: () => load()[key] });
+}
+`,
+    }));
+  },
+};
+
 rmSync(outdir, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
   entryPoints: { main: 'dist/src/cli/main.js' },
   outdir,
+  outExtension: { '.js': '.cjs' },
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   external,
@@ -65,11 +104,15 @@ await build({
   minifySyntax: true,
   // The maps name src/*.ts through tsc's maps; the sources themselves are in the repository.
   sourcesContent: false,
-  // The CommonJS packages inside call require(): an ES module has none of its own.
-  banner: { js: "import { createRequire as createRequireOfBundle } from 'node:module'; const require = createRequireOfBundle(import.meta.url);" },
-  plugins: [semverOnDemand],
+  // The packages' license comments go to main.cjs.LEGAL.txt, which the bundle names: some are not
+  // ASCII, and an ASCII bundle is read faster (src/cli/bundle-loader.cts).
+  legalComments: 'linked',
+  // Our modules name files of the installation relative to import.meta.url (install-layout.ts):
+  // in the bundle that is the bundle's own URL.
+  define: { 'import.meta.url': 'importMetaUrlOfBundle' },
+  banner: { js: "const importMetaUrlOfBundle = require('node:url').pathToFileURL(__filename).href;" },
+  plugins: [semverOnDemand, builtinsOnDemand],
   logLevel: 'warning',
 });
-for (const file of readdirSync(outdir).filter((name) => name.endsWith('.map'))) {
-  keepOwnMappings(`${outdir}/${file}`, (source) => !source.includes('node_modules/'));
-}
+keepOwnMappings(`${outdir}/main.cjs.map`, (source) => !source.includes('node_modules/'));
+await recordCodeCache(`${outdir}/main.cjs`);

@@ -13,7 +13,9 @@ const UNIT_MS: Record<string, number> = {
   h: 3_600_000,
 };
 
-const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/y;
+// µs in both spellings (U+00B5 micro sign, U+03BC mu), escaped: the CLI bundle stays ASCII, which
+// node reads as a one-byte string (src/cli/bundle-loader.cts).
+const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/y;
 
 /** Milliseconds in a Go duration string, or undefined when the text is not one. */
 export function parseDuration(text: string): number | undefined {

@@ -1,9 +1,10 @@
 // The piscina pool that hashes and verifies blobs off the event loop. Whole files go to the least
 // busy thread; the tasks of one upload session all go to the thread that keeps its running hash
 // (hash-worker.cts), picked by the pool's load balancer from the session key each task carries.
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Piscina, type PiscinaTask } from 'piscina';
+import type { Piscina, PiscinaTask } from 'piscina';
 import { HASH_WORKER } from '../install-layout.js';
 import { RegistryError } from '../oci/errors.js';
 import type { ForgetUploadTask, HashFileTask, UploadHashResult, UploadHashTask } from './hash-worker.cjs';
@@ -14,34 +15,49 @@ export const MAX_QUEUED_HASHES = 1024;
 type LoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
 type PiscinaWorker = Parameters<LoadBalancer>[1][number];
 
+const requirePackage = createRequire(import.meta.url);
+let piscinaPackage: typeof import('piscina') | undefined;
+
+/**
+ * piscina, loaded by the first hash rather than at start: its some twenty module files and their
+ * source maps are about a twentieth of the start-up CPU, and a start hashes nothing.
+ */
+function piscina(): typeof import('piscina') {
+  return (piscinaPackage ??= requirePackage('piscina') as typeof import('piscina'));
+}
+
 /** What the balancer reads from a task: the upload session it belongs to. */
 interface SessionQueueOptions {
   session: string;
 }
 
 export class HashPool {
-  private readonly pool: Piscina;
+  /** Made by the first task (piscina()). */
+  private started: Piscina | undefined;
   /** Upload session → the id of the thread that keeps its hash. */
   private readonly threadOf = new Map<string, number>();
 
   // One core is left to the event loop, which streams the uploads that the pool then hashes.
-  constructor(readonly maxThreads = Math.max(1, availableParallelism() - 1)) {
-    this.pool = new Piscina({
+  constructor(readonly maxThreads = Math.max(1, availableParallelism() - 1)) {}
+
+  private get pool(): Piscina {
+    this.started ??= new (piscina().Piscina)({
       filename: fileURLToPath(HASH_WORKER),
       // No thread at start: an idle registry keeps none (about 10 MiB and 200 ms of start-up CPU
       // each); the first hash after start or after idleTimeout starts one.
       minThreads: 0,
-      maxThreads,
+      maxThreads: this.maxThreads,
       maxQueue: MAX_QUEUED_HASHES,
       idleTimeout: 30_000,
       // A hashing thread holds a read buffer or two and little else; a small heap keeps its RSS small.
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
       loadBalancer: (task, workers) => this.pick(task, workers),
     });
+    return this.started;
   }
 
   hashFile(task: HashFileTask, signal?: AbortSignal): Promise<string> {
-    if (this.pool.queueSize >= MAX_QUEUED_HASHES) {
+    if ((this.started?.queueSize ?? 0) >= MAX_QUEUED_HASHES) {
       return Promise.reject(new RegistryError('TOOMANYREQUESTS', 'too many uploads are waiting for verification; retry later'));
     }
     return this.pool.run(task, { name: 'hashFile', ...(signal ? { signal } : {}) }) as Promise<string>;
@@ -61,11 +77,11 @@ export class HashPool {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    await this.started?.destroy();
   }
 
   private pick(task: PiscinaTask, workers: PiscinaWorker[]): PiscinaWorker | null {
-    const session = (task[Piscina.queueOptionsSymbol as keyof PiscinaTask] as SessionQueueOptions | null | undefined)?.session;
+    const session = (task[piscina().Piscina.queueOptionsSymbol as keyof PiscinaTask] as SessionQueueOptions | null | undefined)?.session;
     const live = workers.filter((w) => !w.terminating && !w.destroyed);
     // A whole file waits for an idle thread (piscina's own rule): the pool then grows up to maxThreads.
     if (session === undefined) return live.find((w) => w.currentUsage === 0) ?? null;
@@ -85,5 +101,5 @@ export class HashPool {
 /** The task with its session where the balancer reads it (a symbol key: not sent to the thread). */
 function withSession<T extends object>(task: T, session: string): T {
   const options: SessionQueueOptions = { session };
-  return Object.assign(task, { [Piscina.queueOptionsSymbol]: options });
+  return Object.assign(task, { [piscina().Piscina.queueOptionsSymbol]: options });
 }

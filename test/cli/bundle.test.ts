@@ -1,18 +1,24 @@
 // bin/zot.js runs the bundle of the CLI (build/bundle.mjs, dist/bundle/) when it was made from
-// tsc's current output, and tsc's output otherwise; the bundle's stack traces name src/*.ts lines.
+// tsc's current output, and tsc's output otherwise; the bundle's stack traces name src/*.ts lines;
+// it compiles from the code cache the build recorded (src/cli/bundle-loader.cts) when that cache
+// was made from this very bundle under bin/zot.js's node flags, and without it otherwise.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { isAscii } from 'node:buffer';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { SourceMap } from 'node:module';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { makeCa } from '../helpers/certs.js';
 import { loadedAtStart } from '../helpers/loaded-modules.js';
 import { pushImage } from '../helpers/oci.js';
-import { REPO_ROOT, spawnRegistry } from '../helpers/registry.js';
+import { getFreePort, makeTempDir, REPO_ROOT, spawnRegistry, spawnZot, testConfig, writeConfig, ZOT_BIN } from '../helpers/registry.js';
 
-const BUNDLE = path.join(REPO_ROOT, 'dist', 'bundle', 'main.js');
+const BUNDLE = path.join(REPO_ROOT, 'dist', 'bundle', 'main.cjs');
+const CODE_CACHE = `${BUNDLE}.cache`;
 const COMPILED = path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 
 /** Bundles tsc's output unless the bundle is already newer (`npm run build` made both). */
@@ -27,7 +33,7 @@ describe('the bundled CLI', () => {
 
   it('is what zot serve runs, and it serves /v2/', async () => {
     const { urls, packages } = await loadedAtStart({});
-    assert.ok(urls.some((url) => url.endsWith('/dist/bundle/main.js')), 'the bundle was loaded');
+    assert.ok(urls.some((url) => url.endsWith('/dist/bundle/main.cjs')), 'the bundle was loaded');
     assert.ok(!urls.some((url) => url.endsWith('/dist/src/cli/main.js')), 'not the compiled CLI');
     assert.ok(!packages.has('fastify'), 'fastify is inside the bundle');
   });
@@ -41,6 +47,13 @@ describe('the bundled CLI', () => {
     // fastify's require('semver') gets the three functions it calls, loaded on first call.
     for (const file of ['semver/index.js', 'semver/ranges/subset.js']) assert.ok(!map.sources.some((source) => source.endsWith(`node_modules/${file}`)), `${file} is not in the bundle`);
     assert.ok(map.sources.some((source) => source.endsWith('src/cli/main.ts')), 'the map names the TypeScript sources');
+  });
+
+  it('is ASCII, which node reads fastest, and names the file of the license comments it leaves out', () => {
+    const bundle = fs.readFileSync(BUNDLE);
+    assert.ok(isAscii(bundle), 'ASCII');
+    assert.ok(bundle.includes('main.cjs.LEGAL.txt'));
+    assert.match(fs.readFileSync(path.join(path.dirname(BUNDLE), 'main.cjs.LEGAL.txt'), 'utf8'), /MIT/);
   });
 
   it("keeps in its source map only the mappings into the project's sources, which node holds in memory", () => {
@@ -83,6 +96,81 @@ describe('the bundled CLI', () => {
         assert.match(stack, /src\/actors\/cloudevents\/http-sink\.ts:\d+:\d+/);
       } finally {
         await registry.stop();
+      }
+    });
+  });
+
+  it('serves HTTPS and knows client certificates: node:tls and node:https, loaded on first use, work', async () => {
+    const ca = makeCa(makeTempDir());
+    const server = ca.issue('server', { subject: '/CN=registry', altNames: ['IP:127.0.0.1'], usage: 'server' });
+    const client = ca.issue('alice', { subject: '/CN=alice', usage: 'client' });
+    const port = await getFreePort();
+    const config = testConfig({ port, http: { tls: { cert: server.cert, key: server.key, cacert: ca.cert }, accessControl: { repositories: { '**': { policies: [{ users: ['alice'], actions: ['read', 'create'] }] } } } } });
+    const zot = spawnZot(['serve', writeConfig(config)]);
+    /** A request with alice's certificate: its status, 0 while the registry does not listen. */
+    const send = (method: string, urlPath: string): Promise<number> =>
+      new Promise((resolve) => {
+        const req = httpsRequest(
+          { method, host: '127.0.0.1', port, path: urlPath, ca: fs.readFileSync(ca.cert), cert: fs.readFileSync(client.cert), key: fs.readFileSync(client.key), agent: false },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', () => resolve(0));
+        req.end();
+      });
+    try {
+      let status = 0;
+      for (const deadline = Date.now() + 15_000; status === 0 && zot.child.exitCode === null && Date.now() < deadline; ) {
+        status = await send('GET', '/v2/');
+        if (status === 0) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(status, 200, zot.stderr());
+      // Only alice may push: the registry took her name from her certificate.
+      assert.equal(await send('POST', '/v2/team/app/blobs/uploads/'), 202, zot.stderr());
+    } finally {
+      zot.child.kill('SIGTERM');
+      await zot.exited;
+    }
+  });
+
+  describe('its code cache', () => {
+    /** `zot --version` with node's debug output of the bundle loader. */
+    const version = (command: string[]): SpawnSyncReturns<string> =>
+      spawnSync(command[0] ?? ZOT_BIN, [...command.slice(1), '--version'], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, NODE_DEBUG: 'zot-bundle' } });
+
+    it('is there after the build, and a start through bin/zot.js compiles from it', () => {
+      assert.ok(fs.existsSync(CODE_CACHE), 'the build recorded the code cache');
+      const run = version([ZOT_BIN]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stdout, /^zot-ts /);
+      assert.match(run.stderr, /code cache accepted/);
+    });
+
+    it('is left to V8 to refuse under other node flags, and the CLI runs without it', () => {
+      const run = version([process.execPath, ZOT_BIN]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stdout, /^zot-ts /);
+      assert.match(run.stderr, /code cache rejected by V8/);
+    });
+
+    it('is not used for another bundle, and zot serve then starts without it', async () => {
+      const cache = fs.readFileSync(CODE_CACHE);
+      const other = Buffer.from(cache);
+      other[0] = (other[0] ?? 0) ^ 0xff; // the digest of some other bundle
+      fs.writeFileSync(CODE_CACHE, other);
+      try {
+        const registry = await spawnRegistry({}, { env: { ...process.env, NODE_DEBUG: 'zot-bundle' } });
+        try {
+          assert.equal((await fetch(`${registry.url}/v2/`)).status, 200);
+          assert.match(registry.output(), /made from another bundle: not used/);
+          assert.doesNotMatch(registry.output(), /code cache accepted/);
+        } finally {
+          await registry.stop();
+        }
+      } finally {
+        fs.writeFileSync(CODE_CACHE, cache);
       }
     });
   });

@@ -1,14 +1,16 @@
 // What `zot serve` loads at start: the optional libraries (the S3 SDK, the LDAP client, bcrypt,
 // the JWT library, prom-client, the NATS client) only when the configuration uses them, the YAML
 // and TOML parsers only for a config file in that format, and neither ajv's compiler (the config
-// schema is compiled at build time) nor fastify's schema compilers (no route has a schema). Each
-// costs start-up time and idle memory.
+// schema is compiled at build time) nor fastify's schema compilers (no route has a schema), nor,
+// from the bundle, node's TLS, HTTPS and HTTP/2 modules without TLS in the config. Each costs
+// start-up time and idle memory.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import type { AccessControlConfig } from '../../src/config/types.js';
 import { writeHtpasswd } from '../helpers/auth.js';
 import { loadedAtStart } from '../helpers/loaded-modules.js';
+import { pushImage } from '../helpers/oci.js';
 import { makeTempDir } from '../helpers/registry.js';
 
 const OPTIONAL = ['@aws-sdk/client-s3', 'ldapts', 'bcryptjs', 'jsonwebtoken', 'prom-client', 'nats'];
@@ -25,6 +27,20 @@ describe('modules loaded by zot serve', () => {
     // (bundled into dist/bundle/ when bin/zot.js runs the bundle, so no file of ajv's at all).
     const ajvFiles = urls.filter((url) => url.includes('/node_modules/ajv/')).map((url) => url.replace(/^.*\/node_modules\//, ''));
     assert.ok(ajvFiles.every((file) => file === 'ajv/dist/runtime/ucs2length.js'), ajvFiles.join(', '));
+  });
+
+  it("loads node's tls, https and http2 modules only when the config asks for TLS", async () => {
+    const { builtins } = await loadedAtStart({});
+    assert.ok(builtins.has('http') && builtins.has('net'), 'the recorder saw the built-in modules');
+    for (const name of ['tls', 'https', 'http2']) assert.ok(!builtins.has(name), `node:${name} is not loaded`);
+  });
+
+  it('loads piscina, the hashing pool, with the first hash and not at start', async () => {
+    assert.ok(!(await loadedAtStart({})).packages.has('piscina'), 'not at start');
+    const { packages } = await loadedAtStart({}, 'json', async (url) => {
+      assert.equal((await pushImage(url, 'pool/first', 'v1')).status, 201);
+    });
+    assert.ok(packages.has('piscina'), 'with the first push');
   });
 
   it('loads js-yaml, and not smol-toml, for a YAML config', async () => {

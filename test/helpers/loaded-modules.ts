@@ -10,21 +10,28 @@ export interface LoadedModules {
   packages: Set<string>;
   /** Every module URL, once each. */
   urls: string[];
+  /** node's own public modules (`tls`, `http2`), by name. */
+  builtins: Set<string>;
 }
 
-/** What a `zot serve` of this config loaded until it answered GET /v2/ and then stopped. */
-export async function loadedAtStart(options: TestConfigOptions, configFormat: ConfigFormat = 'json'): Promise<LoadedModules> {
+/**
+ * What a `zot serve` of this config loaded until it answered GET /v2/ (and `whileRunning` did its
+ * requests) and then stopped.
+ */
+export async function loadedAtStart(options: TestConfigOptions, configFormat: ConfigFormat = 'json', whileRunning?: (url: string) => Promise<void>): Promise<LoadedModules> {
   const log = path.join(makeTempDir(), 'modules.log');
   const recorder = pathToFileURL(path.resolve(import.meta.dirname, 'module-recorder.js'));
   recorder.searchParams.set('log', log);
   // spawnRegistry returns once GET /v2/ answered 200: the config was read and the registry serves.
   const registry = await spawnRegistry(options, { runUnder: [process.execPath, '--import', recorder.href], configFormat });
+  await whileRunning?.(registry.url);
   assert.equal(await registry.stop(), 0, registry.output());
   const urls = [...new Set(fs.readFileSync(log, 'utf8').split('\n').filter((url) => url !== ''))];
   const packages = new Set<string>();
+  const builtins = new Set(urls.filter((url) => url.startsWith('node:')).map((url) => url.slice('node:'.length)));
   for (const url of urls) {
     const match = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
     if (match?.[1] !== undefined) packages.add(match[1]);
   }
-  return { packages, urls };
+  return { packages, urls, builtins };
 }

@@ -1,0 +1,105 @@
+// Runs the bundle of the CLI (build/bundle.mjs: dist/bundle/main.cjs) with V8's code cache for it,
+// which the build records from a real `zot serve` start: V8 then reads the compiled bytecode of
+// everything a start runs instead of parsing and compiling a megabyte of JavaScript first, about a
+// sixth of the start-up CPU. Node 20 caches nothing for CommonJS modules itself (Node 22's
+// module.enableCompileCache does), so bin/zot.js loads the bundle through vm.Script, the one API
+// that takes a code cache, and gives it what require() would: module, exports, require, __filename.
+//
+// The cache holds the digest of the bundle it was made from, and V8 checks its own version and
+// flags: a cache of another bundle is never used; one of another node or other V8 flags is rejected
+// by V8; either way the bundle compiles as without a cache. NODE_DEBUG=zot-bundle says which.
+import { isAscii } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import Module from 'node:module';
+import * as path from 'node:path';
+import { debuglog } from 'node:util';
+import * as vm from 'node:vm';
+
+const debug = debuglog('zot-bundle');
+
+/** Where build/bundle.mjs has the cache written: the process writes it at exit when this is set. */
+export const CODE_CACHE_OUT_ENV = 'ZOT_BUNDLE_CODE_CACHE_OUT';
+
+/** The cache file of a bundle. */
+export function codeCacheFile(bundle: string): string {
+  return `${bundle}.cache`;
+}
+
+const DIGEST_BYTES = 32;
+
+function digestOf(code: Buffer): Buffer {
+  return createHash('sha256').update(code).digest();
+}
+
+/** The V8 data of the cache when it was made from exactly this bundle. */
+function readCodeCache(file: string, digest: Buffer): Buffer | undefined {
+  let cache: Buffer;
+  try {
+    cache = fs.readFileSync(file);
+  } catch {
+    debug('no code cache at %s', file);
+    return undefined;
+  }
+  if (cache.length <= DIGEST_BYTES || !cache.subarray(0, DIGEST_BYTES).equals(digest)) {
+    debug('code cache %s was made from another bundle: not used', file);
+    return undefined;
+  }
+  return cache.subarray(DIGEST_BYTES);
+}
+
+interface NodeModuleInternals {
+  _nodeModulePaths(from: string): string[];
+  _cache: Record<string, Module>;
+}
+
+interface ModuleInstanceInternals {
+  _compile(content: string, filename: string): unknown;
+}
+
+/**
+ * Gives node the bundle's source map, for the stack traces of --enable-source-maps: node reads the
+ * map of what require() and import load, not of a vm.Script. A module of one comment, compiled by
+ * require()'s own path under the bundle's file name, has node register the map under that name;
+ * being this small, it also spares node's scan of the whole bundle for the comment. The map stays
+ * registered while `owner` lives.
+ */
+function registerSourceMap(owner: Module, bundle: string): void {
+  (owner as unknown as ModuleInstanceInternals)._compile(`//# sourceMappingURL=${path.basename(bundle)}.map\n`, bundle);
+}
+
+/** Loads and runs the bundle as require() would run a CommonJS module, with its code cache. */
+export function runBundle(bundle: string): void {
+  const code = fs.readFileSync(bundle);
+  const digest = digestOf(code);
+  const cachedData = readCodeCache(codeCacheFile(bundle), digest);
+  // An ASCII bundle (build/bundle.mjs keeps it so) reads as latin1: a copy of the bytes into a
+  // one-byte string, where UTF-8 would decode and check every byte first.
+  const source = code.toString(isAscii(code) ? 'latin1' : 'utf8');
+  // The wrapper require() puts around a module, on a line of its own so that the bundle's lines and
+  // columns, which its source map and stack traces name, stay those of the file.
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {\n${source}\n})`, {
+    filename: bundle,
+    lineOffset: -1,
+    ...(cachedData ? { cachedData } : {}),
+    // Node 20.x without the constant: the bundle makes no import() of its own (build/bundle.mjs).
+    ...(vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER ? { importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER } : {}),
+  });
+  if (cachedData) debug('code cache %s', script.cachedDataRejected === true ? 'rejected by V8 (another node or other V8 flags)' : 'accepted');
+
+  const dirname = path.dirname(bundle);
+  const internals = Module as unknown as NodeModuleInternals;
+  const bundleModule = new Module(bundle, module);
+  bundleModule.filename = bundle;
+  bundleModule.paths = internals._nodeModulePaths(dirname);
+  internals._cache[bundle] = bundleModule;
+  registerSourceMap(bundleModule, bundle);
+  const outFile = process.env[CODE_CACHE_OUT_ENV];
+  if (outFile !== undefined) {
+    // At exit the cache holds every function the run compiled, not only the top level.
+    process.once('exit', () => fs.writeFileSync(outFile, Buffer.concat([digest, script.createCachedData()])));
+  }
+  const wrapper = script.runInThisContext() as (...args: unknown[]) => void;
+  wrapper.call(bundleModule.exports, bundleModule.exports, Module.createRequire(bundle), bundleModule, bundle, dirname);
+  bundleModule.loaded = true;
+}
