@@ -91,24 +91,32 @@ export function registerAuthentication(app: FastifyInstance, auth: HttpAuth | un
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
 
-  app.addHook('onRequest', async (request, reply) => {
+  // The callback form, so an anonymous request (nothing to wait for) costs no promise.
+  app.addHook('onRequest', (request, reply, done) => {
     const path = request.url.split('?')[0] ?? '';
     if (auth === undefined || !auth.authentication.configured || ANONYMOUS_PATHS.has(path)) {
       request.access = new RequestAccess(ANONYMOUS, auth, reply);
-    } else {
-      const outcome = await auth.authentication.authenticate(request.raw);
-      if (outcome.kind === 'failed') {
-        request.access = new RequestAccess(ANONYMOUS, auth, reply);
-        request.ociRoute ??= routeOf(path);
-        request.log.info({ user: outcome.user, reason: outcome.reason, client: request.ip, requestId: request.id }, 'authentication failed');
-        if (auth.failDelayMs > 0) await sleep(auth.failDelayMs, undefined, { signal: closing.signal, ref: false }).catch(() => undefined);
-        reply.header('WWW-Authenticate', auth.authentication.challenge(undefined));
-        throw new RegistryError('UNAUTHORIZED', 'authentication failed: wrong or unusable credentials');
-      }
-      request.access = new RequestAccess(outcome.kind === 'identity' ? outcome.identity : ANONYMOUS, auth, reply);
+      if (metricsPath !== undefined && path === metricsPath) request.access.requireMetrics();
+      return done();
     }
-    if (metricsPath !== undefined && path === metricsPath) request.access.requireMetrics();
+    authenticate(auth, closing.signal, request, reply, path).then(() => {
+      if (metricsPath !== undefined && path === metricsPath) request.access.requireMetrics();
+    }).then(() => done(), done);
   });
+}
+
+/** Sets request.access from the request's credentials, or refuses it (after failDelay). */
+async function authenticate(auth: HttpAuth, closing: AbortSignal, request: FastifyRequest, reply: FastifyReply, path: string): Promise<void> {
+  const outcome = await auth.authentication.authenticate(request.raw);
+  if (outcome.kind === 'failed') {
+    request.access = new RequestAccess(ANONYMOUS, auth, reply);
+    request.ociRoute ??= routeOf(path);
+    request.log.info({ user: outcome.user, reason: outcome.reason, client: request.ip, requestId: request.id }, 'authentication failed');
+    if (auth.failDelayMs > 0) await sleep(auth.failDelayMs, undefined, { signal: closing, ref: false }).catch(() => undefined);
+    reply.header('WWW-Authenticate', auth.authentication.challenge(undefined));
+    throw new RegistryError('UNAUTHORIZED', 'authentication failed: wrong or unusable credentials');
+  }
+  request.access = new RequestAccess(outcome.kind === 'identity' ? outcome.identity : ANONYMOUS, auth, reply);
 }
 
 /** Refuses the request unless its identity may do what it asks on the route. */

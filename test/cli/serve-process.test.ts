@@ -1,6 +1,6 @@
 // What `zot serve` sets up in its own process before the CLI loads (src/cli/serve-process.cts,
 // applied by bin/zot.js): libuv's thread pool sized for concurrent fsyncs, unless the operator
-// chose a size. The pool's threads are counted in /proc: they all start at once, with the first
+// chose a size; and the node flags of bin/zot.js's shebang, which apply when it is run directly. The pool's threads are counted in /proc: they all start at once, with the first
 // file read, long before /v2/ answers.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -26,5 +26,22 @@ describe('zot serve process settings', () => {
     const operators = await threadsOfServe('4');
     assert.ok(SERVE_THREADPOOL_SIZE > 4);
     assert.equal(chosen - operators, SERVE_THREADPOOL_SIZE - 4, `threads: ${chosen} by default, ${operators} with UV_THREADPOOL_SIZE=4`);
+  });
+
+  it('runs V8 with an old generation capped below 2 GiB, so its growing factor stays below 4', { skip: !fs.existsSync('/proc/self/cmdline') }, async () => {
+    const registry = await spawnRegistry({});
+    let args: string[];
+    try {
+      args = fs.readFileSync(`/proc/${registry.child.pid}/cmdline`, 'utf8').split('\0');
+    } finally {
+      await registry.stop();
+    }
+    // V8 takes a factor of 4 for heaps that may reach 2 GiB (1024 MiB times its heap-limit
+    // multiplier of 2 on 64-bit), and scales it down from 2.0 below that.
+    const flag = args.find((a) => a.startsWith('--max-old-space-size='));
+    assert.ok(flag !== undefined, `zot serve runs as: ${args.join(' ')}`);
+    const mib = Number(flag.slice('--max-old-space-size='.length));
+    assert.ok(mib >= 1024 && mib < 2048, `old generation capped at ${mib} MiB`);
+    assert.ok(args.includes('--expose-gc'), 'young-generation collections need gc()');
   });
 });

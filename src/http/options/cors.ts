@@ -47,18 +47,25 @@ export function registerCors(app: FastifyInstance, options: CorsOptions): void {
   };
 
   // Set before the handler runs, so error answers carry them too, as in zot.
-  app.addHook('onRequest', async (request, reply) => {
-    const path = request.url.split('?')[0] ?? '';
-    if (path !== '/v2' && !path.startsWith('/v2/')) return;
+  // The callback form: nothing to wait for, and an async hook costs a promise per request.
+  app.addHook('onRequest', (request, reply, done) => {
+    const methods = corsMethods(request.url, request.method);
+    if (methods !== null) addHeaders(reply, methods);
+    done();
+  });
+
+  /** allowedMethods for a request's URL; null (no headers) outside the API or on a path it does not route. */
+  const corsMethods = (url: string, method: string): string | undefined | null => {
+    const path = url.split('?')[0] ?? '';
+    if (path !== '/v2' && !path.startsWith('/v2/')) return null;
     let endpoint: Endpoint;
     try {
       endpoint = resolveRoute(path.replace(/^\/v2\/?/, '')).endpoint;
     } catch {
-      return;
+      return null;
     }
-    const methods = allowedMethods(endpoint, request.method);
-    if (methods !== null) addHeaders(reply, methods);
-  });
+    return allowedMethods(endpoint, method);
+  };
 
   const preflight = async (request: { url: string }, reply: FastifyReply): Promise<unknown> => {
     const path = request.url.split('?')[0] ?? '';
