@@ -9,6 +9,13 @@ import { finished, type Readable } from 'node:stream';
 import { ExactLength } from './exact-length.js';
 
 /**
+ * Bytes taken from the source before the event loop gets a turn. libuv reads a readable socket up
+ * to 32 times (2 MiB) in one go, and a client that got ahead leaves that much queued: without a
+ * turn, other connections wait for all of it.
+ */
+const TURN_BYTES = 256 * 1024;
+
+/**
  * Writes `source` to its end through `write`, in batches of about `batchBytes` (the last one
  * smaller), in order, one call at a time. Resolves with the bytes passed to `write` once the last
  * call is done; rejects with the source's error, `write`'s, or SizeMismatchError when the body does
@@ -26,6 +33,11 @@ export function writeInBatches(
     let fillingBytes = 0;
     let passed = 0;
     let writing = false;
+    /** Paused: a full batch waits for the write before it. */
+    let waitingForWrite = false;
+    /** Paused: the event loop takes a turn. */
+    let yielding = false;
+    let sinceTurn = 0;
     /** The source has nothing more for us: it ended, or the length rule stopped reading it. */
     let sourceDone = false;
     let failure: { error: unknown } | undefined;
@@ -72,7 +84,8 @@ export function writeInBatches(
       filling = [];
       fillingBytes = 0;
       writing = true;
-      if (!sourceDone) source.resume();
+      waitingForWrite = false;
+      if (!sourceDone && !yielding) source.resume();
       write(buffers, bytes).then(
         () => {
           writing = false;
@@ -85,7 +98,19 @@ export function writeInBatches(
       );
     };
 
+    const takeTurn = (): void => {
+      yielding = false;
+      if (!waitingForWrite && !sourceDone && failure === undefined) source.resume();
+    };
+
     const onData = (chunk: Buffer): void => {
+      sinceTurn += chunk.length;
+      if (sinceTurn >= TURN_BYTES) {
+        sinceTurn = 0;
+        yielding = true;
+        source.pause();
+        setImmediate(takeTurn);
+      }
       const verdict = length.take(chunk.length);
       if (verdict === 'stop') {
         sourceDone = true;
@@ -99,8 +124,12 @@ export function writeInBatches(
       fillingBytes += chunk.length;
       if (fillingBytes < batchBytes) return;
       // The batch is full: it goes now, or the source waits for the write before it.
-      if (writing) source.pause();
-      else writeNext();
+      if (!writing) {
+        writeNext();
+        return;
+      }
+      waitingForWrite = true;
+      source.pause();
     };
 
     // Also settles at once for a source that was destroyed or errored before we came.

@@ -147,7 +147,8 @@ export class FilesystemDriver implements StorageDriver {
       // Chunks are gathered into ~1 MiB writes.
       return await writeInBatches(source, exactLength, WRITE_BUFFER_BYTES, async (buffers, length) => {
         await handle.writev(buffers);
-        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old generation.
+        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old
+        // generation; counted only now, so a young collection it triggers frees them.
         buffers.length = 0;
         bodyBytesReceived(length);
         const from = inFile;

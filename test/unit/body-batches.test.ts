@@ -78,6 +78,19 @@ describe('writeInBatches', () => {
     assert.equal(await done, 128 * KIB);
   });
 
+  it('lets the event loop turn after 256 KiB taken at once, then reads on', async () => {
+    const source = new PassThrough({ highWaterMark: 4 * 1024 * KIB });
+    for (const chunk of chunks(16, 64 * KIB)) source.write(chunk);
+    source.end();
+    const pausedAtWrite: boolean[] = [];
+    const passed = await writeInBatches(source, undefined, 256 * KIB, async () => {
+      pausedAtWrite.push(source.isPaused());
+    });
+    assert.equal(passed, 16 * 64 * KIB);
+    // Each batch filled within one turn of data events: the source waited for the next turn.
+    assert.deepEqual(pausedAtWrite, [true, true, true, true]);
+  });
+
   it('fails with SizeMismatchError for a body shorter or longer than declared', async () => {
     const noWrite = async (): Promise<void> => undefined;
     await assert.rejects(writeInBatches(Readable.from(chunks(3, KIB)), 4 * KIB, 64 * KIB, noWrite), (err: unknown) => {
