@@ -9,23 +9,44 @@ import { SizeMismatchError } from './driver.js';
 /** The most bytes read and dropped past a body's declared length before reading stops. */
 export const OVERLONG_BODY_DRAIN_BYTES = 1024 * 1024;
 
+/** What to do with the next chunk of a body: pass it on, read and drop it, or read no further. */
+export type ChunkVerdict = 'pass' | 'drop' | 'stop';
+
+/** The length rule above, chunk by chunk, for readers that do not iterate (body-batches.ts). */
+export class ExactLength {
+  private passed = 0;
+  private dropped = 0;
+
+  constructor(private readonly exactLength: number | undefined) {}
+
+  take(chunkLength: number): ChunkVerdict {
+    if (this.exactLength !== undefined && (this.dropped > 0 || this.passed + chunkLength > this.exactLength)) {
+      this.dropped += chunkLength;
+      return this.dropped > OVERLONG_BODY_DRAIN_BYTES ? 'stop' : 'drop';
+    }
+    this.passed += chunkLength;
+    return 'pass';
+  }
+
+  /** Throws SizeMismatchError unless the body had its declared length; no more chunks follow. */
+  check(): void {
+    const expected = this.exactLength ?? 0;
+    if (this.dropped > 0) throw new SizeMismatchError(expected, expected + 1);
+    if (this.exactLength !== undefined && this.passed !== this.exactLength) throw new SizeMismatchError(this.exactLength, this.passed);
+  }
+}
+
 /** The source's chunks while they fit in `exactLength` (all of them when it is undefined). */
 export async function* withinLength(source: AsyncIterable<unknown>, exactLength: number | undefined): AsyncGenerator<Buffer> {
-  let passed = 0;
-  let dropped = 0;
+  const length = new ExactLength(exactLength);
   // Leaving the loop early must not destroy a request body: that would reset the connection
   // before the answer is written.
   const chunks = source instanceof Readable ? source.iterator({ destroyOnReturn: false }) : source;
   for await (const chunk of chunks) {
     const buffer = chunk as Buffer;
-    if (exactLength !== undefined && (dropped > 0 || passed + buffer.length > exactLength)) {
-      dropped += buffer.length;
-      if (dropped > OVERLONG_BODY_DRAIN_BYTES) break;
-      continue;
-    }
-    passed += buffer.length;
-    yield buffer;
+    const verdict = length.take(buffer.length);
+    if (verdict === 'stop') break;
+    if (verdict === 'pass') yield buffer;
   }
-  if (dropped > 0) throw new SizeMismatchError(exactLength ?? 0, (exactLength ?? 0) + 1);
-  if (exactLength !== undefined && passed !== exactLength) throw new SizeMismatchError(exactLength, passed);
+  length.check();
 }

@@ -4,8 +4,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { writeInBatches } from './body-batches.js';
 import { ensureDirectory, syncDirectory } from './directories.js';
-import { withinLength } from './exact-length.js';
 import { readAhead } from './read-ahead.js';
 import { bodyBytesReceived } from './young-garbage.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
@@ -142,45 +142,20 @@ export class FilesystemDriver implements StorageDriver {
     await ensureDirectory(path.dirname(file));
     const handle = await this.openOwnCopy(file, 'a');
     const before = (await handle.stat()).size;
-    let written = 0;
     let inFile = before;
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let writing: Promise<void> = Promise.resolve();
-    const flush = (): void => {
-      if (pendingBytes === 0) return;
-      const buffers = pending;
-      const length = pendingBytes;
-      pending = [];
-      pendingBytes = 0;
-      writing = writing.then(async () => {
+    try {
+      // Chunks are gathered into ~1 MiB writes.
+      return await writeInBatches(source, exactLength, WRITE_BUFFER_BYTES, async (buffers, length) => {
         await handle.writev(buffers);
-        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old generation.
+        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old
+        // generation; counted only now, so a young collection it triggers frees them.
         buffers.length = 0;
+        bodyBytesReceived(length);
         const from = inFile;
         inFile += length;
         await afterWrite?.(from, inFile);
       });
-      // Seen now, thrown at the next await of `writing`: a failure is never an unhandled rejection.
-      writing.catch(() => undefined);
-    };
-    try {
-      // Chunks are gathered into ~1 MiB writes.
-      for await (const buffer of withinLength(source, exactLength)) {
-        written += buffer.length;
-        bodyBytesReceived(buffer.length);
-        pending.push(buffer);
-        pendingBytes += buffer.length;
-        if (pendingBytes >= WRITE_BUFFER_BYTES) {
-          await writing;
-          flush();
-        }
-      }
-      flush();
-      await writing;
-      return written;
     } catch (err) {
-      await writing.catch(() => undefined);
       await handle.truncate(before).catch(() => undefined);
       throw err;
     } finally {
