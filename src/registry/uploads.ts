@@ -229,8 +229,8 @@ export class UploadSessions {
     const expected = range ? range.end - range.start + 1 : undefined;
     const upload = { repo, id, file: this.localFile(repo, id) };
     try {
-      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, async (from, to) => {
-        await this.hashes.written(upload, from, to);
+      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, async (from, to, bytes) => {
+        await this.hashes.written(upload, from, to, bytes);
         await this.parts.written(upload, from, to);
       });
       return currentSize + written;

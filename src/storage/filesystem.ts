@@ -23,6 +23,11 @@ function isNotFound(err: unknown): boolean {
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
   private readonly tempDirectory: string;
+  /**
+   * The temporary directory, made durable once: nothing but clearTemporaryFiles removes it, so
+   * later files skip the mkdir(2) (and its EEXIST error) that ensureDirectory would cost each.
+   */
+  private tempDirectoryReady: Promise<void> | undefined;
 
   /**
    * `tempDirectory` (relative to the root, on the same filesystem so renames stay atomic) holds
@@ -37,12 +42,17 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   private async tempFile(): Promise<string> {
-    await ensureDirectory(this.tempDirectory);
+    this.tempDirectoryReady ??= ensureDirectory(this.tempDirectory).catch((err: unknown) => {
+      this.tempDirectoryReady = undefined;
+      throw err;
+    });
+    await this.tempDirectoryReady;
     return path.join(this.tempDirectory, `${randomUUID()}.tmp`);
   }
 
   /** Removes what a crash left in the temporary directory; only safe before any write starts. */
   async clearTemporaryFiles(): Promise<void> {
+    this.tempDirectoryReady = undefined;
     await fs.rm(this.tempDirectory, { recursive: true, force: true });
   }
 
@@ -135,13 +145,18 @@ export class FilesystemDriver implements StorageDriver {
   /**
    * As the driver contract says, and: the next batch is read from the source while the last one is
    * written (one write in flight), and `afterWrite` hears of each range once it is in the file
-   * (absolute offsets), before the next write starts. No fsync: the commit syncs the file once.
+   * (absolute offsets, and the bytes, to read before it returns), before the next write starts.
+   * No fsync: the commit syncs the file once.
    */
-  async append(relative: string, source: Readable, exactLength?: number, afterWrite?: (from: number, to: number) => Promise<void>): Promise<number> {
+  async append(
+    relative: string,
+    source: Readable,
+    exactLength?: number,
+    afterWrite?: (from: number, to: number, bytes: readonly Buffer[]) => Promise<void>,
+  ): Promise<number> {
     const file = this.full(relative);
     await ensureDirectory(path.dirname(file));
-    const handle = await this.openOwnCopy(file, 'a');
-    const before = (await handle.stat()).size;
+    const { handle, size: before } = await this.openOwnCopy(file, 'a');
     let written = 0;
     let inFile = before;
     let pending: Buffer[] = [];
@@ -155,11 +170,12 @@ export class FilesystemDriver implements StorageDriver {
       pendingBytes = 0;
       writing = writing.then(async () => {
         await handle.writev(buffers);
-        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old generation.
-        buffers.length = 0;
         const from = inFile;
         inFile += length;
-        await afterWrite?.(from, inFile);
+        const done = afterWrite?.(from, inFile, buffers);
+        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old generation.
+        buffers.length = 0;
+        await done;
       });
       // Seen now, thrown at the next await of `writing`: a failure is never an unhandled rejection.
       writing.catch(() => undefined);
@@ -251,17 +267,24 @@ export class FilesystemDriver implements StorageDriver {
    * hard links (a staged upload that putFile placed, whose commit did not finish) is first replaced
    * by a copy of its own.
    */
-  private async openOwnCopy(file: string, flags: string): Promise<fs.FileHandle> {
+  private async openOwnCopy(file: string, flags: string): Promise<{ handle: fs.FileHandle; size: number }> {
     const handle = await fs.open(file, flags);
     try {
-      if ((await handle.stat()).nlink <= 1) return handle;
+      const { nlink, size } = await handle.stat();
+      if (nlink <= 1) return { handle, size };
     } catch (err) {
       await handle.close();
       throw err;
     }
     await handle.close();
     await this.replaceWithCopy(file);
-    return fs.open(file, flags);
+    const copy = await fs.open(file, flags);
+    try {
+      return { handle: copy, size: (await copy.stat()).size };
+    } catch (err) {
+      await copy.close();
+      throw err;
+    }
   }
 
   /** Replaces a file by a copy of it (of its first `size` bytes), durably, under the same name. */
@@ -296,7 +319,16 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async delete(relative: string): Promise<void> {
-    await fs.rm(this.full(relative), { recursive: true, force: true });
+    const target = this.full(relative);
+    // Nearly always a file: one unlink(2), where rm would lstat it twice first. A directory (EISDIR)
+    // or any other failure goes the way it always went.
+    try {
+      await fs.unlink(target);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    }
+    await fs.rm(target, { recursive: true, force: true });
   }
 
   async list(relative: string): Promise<string[]> {
