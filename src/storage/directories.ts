@@ -36,6 +36,24 @@ export function ensureDirectory(dir: string): Promise<void> {
 }
 
 /**
+ * Runs `write`, which makes a name in `dir` (absolute), with `dir` durable as ensureDirectory
+ * would leave it, but without its mkdir(2) when `dir` is there, as it nearly always is: a `dir`
+ * being created is waited for (its parent's fsync), and only a write that finds it missing
+ * (ENOENT) makes it and runs again. `write` must be safe to run again after an ENOENT.
+ */
+export async function inDirectory<T>(dir: string, write: () => Promise<T>): Promise<T> {
+  const creating = inCreation.get(dir);
+  if (creating) await creating;
+  try {
+    return await write();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await ensureDirectory(dir);
+  return write();
+}
+
+/**
  * How often a level is tried when its parent vanishes between being made and being used: GC
  * removes an empty parent shared with another repository (`ns` of `ns/a` and `ns/b`), and a removal
  * already under way when this creation began can still land (later ones wait, see

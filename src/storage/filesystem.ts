@@ -4,7 +4,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { ensureDirectory, syncDirectory } from './directories.js';
+import { ensureDirectory, inDirectory, syncDirectory } from './directories.js';
 import { withinLength } from './exact-length.js';
 import { readAhead } from './read-ahead.js';
 import { bodyBytesReceived } from './young-garbage.js';
@@ -90,7 +90,6 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(relative: string, content: Buffer | string): Promise<void> {
     const target = this.full(relative);
-    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     const handle = await fs.open(temp, 'w');
     try {
@@ -109,10 +108,9 @@ export class FilesystemDriver implements StorageDriver {
    */
   async replaceContent(relative: string, content: Buffer | string): Promise<void> {
     const target = this.full(relative);
-    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     await fs.writeFile(temp, content);
-    await fs.rename(temp, target);
+    await inDirectory(path.dirname(target), () => fs.rename(temp, target));
   }
 
   /**
@@ -122,8 +120,7 @@ export class FilesystemDriver implements StorageDriver {
    */
   async createEmpty(relative: string): Promise<void> {
     const file = this.full(relative);
-    await ensureDirectory(path.dirname(file));
-    await (await fs.open(file, 'wx')).close();
+    await inDirectory(path.dirname(file), async () => (await fs.open(file, 'wx')).close());
   }
 
   async openFile(relative: string): Promise<fs.FileHandle> {
@@ -155,8 +152,7 @@ export class FilesystemDriver implements StorageDriver {
     afterWrite?: (from: number, to: number, bytes: readonly Buffer[]) => Promise<void>,
   ): Promise<number> {
     const file = this.full(relative);
-    await ensureDirectory(path.dirname(file));
-    const { handle, size: before } = await this.openOwnCopy(file, 'a');
+    const { handle, size: before } = await inDirectory(path.dirname(file), () => this.openOwnCopy(file, 'a'));
     let written = 0;
     let inFile = before;
     let pending: Buffer[] = [];
@@ -214,14 +210,11 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async move(from: string, to: string): Promise<void> {
-    const target = this.full(to);
-    await ensureDirectory(path.dirname(target));
-    await this.renameDurably(this.full(from), target);
+    await this.renameDurably(this.full(from), this.full(to));
   }
 
   async putFile(localFile: string, to: string, options: { synced?: boolean } = {}): Promise<void> {
     const target = this.full(to);
-    await ensureDirectory(path.dirname(target));
     if (options.synced !== true) {
       const handle = await fs.open(localFile, 'r+');
       try {
@@ -304,7 +297,6 @@ export class FilesystemDriver implements StorageDriver {
   async link(from: string, to: string): Promise<void> {
     const source = this.full(from);
     const target = this.full(to);
-    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     try {
       await fs.link(source, temp);
@@ -340,9 +332,13 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  /** rename(2) is atomic; the fsync of the directory makes the new name survive a crash. */
+  /**
+   * rename(2) is atomic; the fsync of the directory makes the new name survive a crash. The
+   * directory is made (durably) if missing.
+   */
   private async renameDurably(from: string, to: string): Promise<void> {
-    await fs.rename(from, to);
-    await syncDirectory(path.dirname(to));
+    const dir = path.dirname(to);
+    await inDirectory(dir, () => fs.rename(from, to));
+    await syncDirectory(dir);
   }
 }
