@@ -123,6 +123,11 @@ export class FilesystemDriver implements StorageDriver {
     await inDirectory(path.dirname(file), async () => (await fs.open(file, 'wx')).close());
   }
 
+  /** Makes the directory (and any missing parent) exist durably. */
+  async makeDirectory(relative: string): Promise<void> {
+    await ensureDirectory(this.full(relative));
+  }
+
   async openFile(relative: string): Promise<fs.FileHandle> {
     try {
       return await fs.open(this.full(relative), 'r');
