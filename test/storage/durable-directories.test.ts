@@ -55,6 +55,27 @@ function fdArgument(args: string): number {
   return Number(args.split(',')[0]);
 }
 
+/**
+ * Which descriptors are open on a given path, as the calls are seen in completion order. A close
+ * that started before the open of its number returned closed an earlier file of that number
+ * (strace may show it finishing later): it does not close the new one.
+ */
+class OpenDescriptors {
+  private readonly opened = new Map<number, { onPath: boolean; at: number }>();
+
+  see(call: Call, onPath: string): void {
+    if (call.name === 'openat' && call.result >= 0) this.opened.set(call.result, { onPath: pathArgument(call.args) === onPath, at: call.endedAt });
+    if (call.name === 'close') {
+      const fd = fdArgument(call.args);
+      if (call.startedAt > (this.opened.get(fd)?.at ?? -1)) this.opened.delete(fd);
+    }
+  }
+
+  get(fd: number): boolean | undefined {
+    return this.opened.get(fd)?.onPath;
+  }
+}
+
 interface Finding {
   created: string[];
   walWrites: number;
@@ -81,12 +102,11 @@ function checkDirectories(calls: Call[], root: string): Finding {
     created.push(dir);
     const deadline = walWrites.find((write) => write.startedAt > call.endedAt)?.startedAt ?? Number.POSITIVE_INFINITY;
     const parent = path.dirname(dir);
-    const open = new Map<number, boolean>();
+    const open = new OpenDescriptors();
     let synced = false;
     for (const later of calls.slice(index + 1)) {
       if (later.endedAt >= deadline) break;
-      if (later.name === 'openat' && later.result >= 0) open.set(later.result, pathArgument(later.args) === parent);
-      if (later.name === 'close') open.delete(fdArgument(later.args));
+      open.see(later, parent);
       if ((later.name === 'fsync' || later.name === 'fdatasync') && later.result === 0 && open.get(fdArgument(later.args)) === true) {
         synced = true;
         break;
@@ -122,12 +142,11 @@ function checkRenames(calls: Call[], root: string): { renamed: string[]; problem
     if (/^[0-9a-f]{64}$/.test(hex) && answer === undefined) problems.push(`no answer names ${hex}`);
     const deadline = answer?.startedAt ?? Number.POSITIVE_INFINITY;
     const dir = path.dirname(target);
-    const open = new Map<number, boolean>();
+    const open = new OpenDescriptors();
     let synced = false;
     for (const later of calls.slice(0, index).concat(calls.slice(index + 1))) {
       if (later.endedAt >= deadline) break;
-      if (later.name === 'openat' && later.result >= 0) open.set(later.result, pathArgument(later.args) === dir);
-      if (later.name === 'close') open.delete(fdArgument(later.args));
+      open.see(later, dir);
       const fsyncOfDir = (later.name === 'fsync' || later.name === 'fdatasync') && later.result === 0 && open.get(fdArgument(later.args)) === true;
       if (fsyncOfDir && later.startedAt > call.endedAt) {
         synced = true;
