@@ -9,6 +9,7 @@
 //   npm run bench -- --only options     # zot-ts with the rate limiter and a NATS events sink, each next to none
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
 //   npm run bench -- --only datapath    # figures 1–3 and 6–8 only: big pushes and pulls, GETs during a push
+//   npm run bench -- --only small       # figure 4 only: small images, both registries, alternating, median of 5
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
 //   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
 //   npm run bench -- --only startup     # cold start and idle RSS only, both registries, median of 7
@@ -75,7 +76,7 @@ interface Options {
    * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries;
    * `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
    */
-  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'auth' | 'sync' | 'startup' | 'scale' | undefined;
+  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'small' | 'auth' | 'sync' | 'startup' | 'scale' | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -89,7 +90,7 @@ function parseOptions(argv: string[]): Options {
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|auth|sync|startup|scale]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|small|auth|sync|startup|scale]\n');
     process.exit(0);
   }
   const only = values.only;
@@ -101,12 +102,13 @@ function parseOptions(argv: string[]): Options {
     only !== 'options' &&
     only !== 'storage' &&
     only !== 'datapath' &&
+    only !== 'small' &&
     only !== 'auth' &&
     only !== 'sync' &&
     only !== 'startup' &&
     only !== 'scale'
   ) {
-    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, auth, sync, startup or scale, not ${only}`);
+    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, small, auth, sync, startup or scale, not ${only}`);
   }
   return { quick: values.quick === true, only };
 }
@@ -299,7 +301,8 @@ interface Collected {
   pushChunkedErr: string[];
   pull: ThroughputResult[];
   pullErr: string[];
-  small: SmallImagesResult | Error | undefined;
+  small: SmallImagesResult[];
+  smallErr: string[];
   gets: LatencyStats | Error | undefined;
   underLoad: UnderLoadResult | Error | undefined;
   rss: Cell;
@@ -315,14 +318,20 @@ function emptyCollected(): Collected {
     pushChunkedErr: [],
     pull: [],
     pullErr: [],
-    small: undefined,
+    small: [],
+    smallErr: [],
     gets: undefined,
     underLoad: undefined,
     rss: {},
   };
 }
 
-function medianCell(values: ThroughputResult[], errors: string[], reps: number, pick: (r: ThroughputResult) => number | undefined = (r) => r.mibPerS): Cell {
+function medianCell<T = ThroughputResult>(
+  values: T[],
+  errors: string[],
+  reps: number,
+  pick: (r: T) => number | undefined = (r) => (r as ThroughputResult).mibPerS,
+): Cell {
   const picked = values.flatMap((v) => {
     const x = pick(v);
     return x === undefined ? [] : [x];
@@ -372,9 +381,7 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     ...serverCostRows('1. monolithic push', (c) => [c.pushMono, c.pushMonoErr]),
     ...serverCostRows('2. chunked push', (c) => [c.pushChunked, c.pushChunkedErr]),
     ...serverCostRows('3. pull', (c) => [c.pull, c.pullErr]),
-    row(`4. push ${sizes.smallImages} small images, c=${sizes.smallConcurrency}`, 'images/s', 'higher', 1, (c) =>
-      fromResult(c.small, (v) => v.imagesPerS),
-    ),
+    ...smallImageRows(sizes, row),
     row(`5. manifest GET c=${sizes.getConcurrency}, ${secs}: throughput`, 'req/s', 'higher', 0, (c) => fromResult(c.gets, (v) => v.rps)),
     row(`5. manifest GET c=${sizes.getConcurrency}: p50`, 'ms', 'lower', 2, (c) => fromResult(c.gets, (v) => v.p50Ms)),
     row(`5. manifest GET c=${sizes.getConcurrency}: p99`, 'ms', 'lower', 2, (c) => fromResult(c.gets, (v) => v.p99Ms)),
@@ -389,6 +396,23 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     row(`7. peak RSS of the server over the run`, 'MiB', 'lower', 1, (c) => c.rss),
     row(`8. start-up, spawn to first 200 on /v2/ (median of 3)`, 'ms', 'lower', 0, (c) => c.startup),
     row(`8. idle RSS after start (median of 3)`, 'MiB', 'lower', 1, (c) => c.idleRss),
+  ];
+}
+
+/**
+ * Figure 4 and what goes with it: the latency of one image (its first blob request to the manifest
+ * PUT's answer), and the CPU the registry and the bench's node client spent per image, so a client
+ * near one core shows. Medians over the runs (one in a whole-bench run, `reps` with --only small).
+ */
+function smallImageRows(sizes: Sizes, row: (figure: string, unit: string, better: Better, digits: number, cell: (c: Collected) => Cell) => Row): Row[] {
+  const f = `4. push ${sizes.smallImages} small images, c=${sizes.smallConcurrency}`;
+  const cell = (c: Collected, pick: (r: SmallImagesResult) => number | undefined): Cell => medianCell(c.small, c.smallErr, c.small.length + c.smallErr.length, pick);
+  return [
+    row(f, 'images/s', 'higher', 1, (c) => cell(c, (r) => r.imagesPerS)),
+    row(`4. per image, first blob request to manifest answer: p50`, 'ms', 'lower', 1, (c) => cell(c, (r) => r.perImage.p50Ms)),
+    row(`4. per image: p99`, 'ms', 'lower', 1, (c) => cell(c, (r) => r.perImage.p99Ms)),
+    row(`4. registry CPU per image`, 'ms', 'lower', 2, (c) => cell(c, (r) => r.serverCpuMsPerImage)),
+    row(`4. client (bench node process) CPU per image`, 'ms', 'lower', 2, (c) => cell(c, (r) => r.clientCpuMsPerImage)),
   ];
 }
 
@@ -588,7 +612,10 @@ async function main(): Promise<void> {
   if (opts.only === 'startup') return startupOnly(opts.quick);
   if (opts.only === 'scale') return scaleOnly(opts.quick);
   const datapathOnly = opts.only === 'datapath';
-  const kinds = KINDS.filter((k) => opts.only === undefined || datapathOnly || k === opts.only);
+  const smallOnly = opts.only === 'small';
+  // Figures beyond 1–8 (storage, metrics, auth, options) run only in a whole-bench or one-registry run.
+  const extras = !datapathOnly && !smallOnly;
+  const kinds = KINDS.filter((k) => opts.only === undefined || datapathOnly || smallOnly || k === opts.only);
 
   const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
   const contenders = kinds.map((k) => new Contender(k, tmpRoot));
@@ -602,13 +629,15 @@ async function main(): Promise<void> {
   try {
     // Fixtures: random blobs on disk, digests computed while writing.
     const fixtures = makeTempDir(tmpRoot, 'fixtures-');
-    log(`writing ${sizes.blobBytes / MiB} MiB and ${sizes.bigPushBytes / MiB} MiB random blobs`);
-    const blob: BlobFile = writeRandomFile(path.join(fixtures, 'blob.bin'), sizes.blobBytes);
-    const bigBlob: BlobFile = writeRandomFile(path.join(fixtures, 'big.bin'), sizes.bigPushBytes);
+    // --only small needs none of them: empty files stand in.
+    const bytes = (n: number): number => (smallOnly ? 0 : n);
+    if (!smallOnly) log(`writing ${sizes.blobBytes / MiB} MiB and ${sizes.bigPushBytes / MiB} MiB random blobs`);
+    const blob: BlobFile = writeRandomFile(path.join(fixtures, 'blob.bin'), bytes(sizes.blobBytes));
+    const bigBlob: BlobFile = writeRandomFile(path.join(fixtures, 'big.bin'), bytes(sizes.bigPushBytes));
     const chunks = splitIntoChunks(blob, sizes.chunkBytes);
 
     // 8. Start-up: three starts each (alternating); the third instance stays up for the scenarios.
-    for (let i = 0; i < 3; i++) {
+    for (let i = smallOnly ? 2 : 0; i < 3; i++) {
       for (const c of contenders) {
         try {
           const server = await c.start();
@@ -649,7 +678,7 @@ async function main(): Promise<void> {
       { name: '2. push chunked', run: (s, rep) => pushChunked(s.baseUrl, blob, chunks, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
       { name: '3. pull', run: (s) => pullBlob(s.baseUrl, blob), ok: (c) => c.pull, err: (c) => c.pullErr },
     ];
-    for (const sc of bigBlobScenarios) {
+    for (const sc of smallOnly ? [] : bigBlobScenarios) {
       for (let rep = 0; rep < sizes.reps; rep++) {
         for (const c of contenders) {
           const r = await c.measure(sc.name, (s) => sc.run(s, rep));
@@ -667,17 +696,33 @@ async function main(): Promise<void> {
       }
     }
 
-    // 4. Small images.
-    for (const c of datapathOnly ? [] : contenders) {
-      const r = await c.measure('4. small images', (s) => pushSmallImages(s.baseUrl, sizes));
-      got(c.kind).small = r;
-      if (!(r instanceof Error)) {
-        log(`${c.label} 4. small images: ${r.imagesPerS.toFixed(1)} images/s (${r.images} in ${(r.ms / 1000).toFixed(2)} s; blobs by POST ${r.blobsByPost}, by PUT fallback ${r.blobsByPutFallback})`);
+    // 4. Small images: once, or alternating `reps` times with --only small; each run into new repositories.
+    const smallReps = datapathOnly ? 0 : smallOnly ? sizes.reps : 1;
+    for (let rep = 0; rep < smallReps; rep++) {
+      for (const c of contenders) {
+        const prefix = rep === 0 ? 'bench/small' : `bench/r${rep}small`;
+        const r = await c.measure('4. small images', (s) => pushSmallImages(s.baseUrl, sizes, prefix));
+        if (r instanceof Error) {
+          got(c.kind).smallErr.push(r.message);
+          continue;
+        }
+        const cost = c.cpu.at(-1);
+        if (cost !== undefined) {
+          r.serverCpuMsPerImage = (cost.serverCpuS * 1000) / r.images;
+          r.clientCpuMsPerImage = (cost.clientCpuS * 1000) / r.images;
+        }
+        got(c.kind).small.push(r);
+        log(
+          `${c.label} 4. small images ${rep + 1}/${smallReps}: ${r.imagesPerS.toFixed(1)} images/s (${r.images} in ${(r.ms / 1000).toFixed(2)} s; ` +
+            `per image p50 ${r.perImage.p50Ms.toFixed(1)} / p99 ${r.perImage.p99Ms.toFixed(1)} ms; ` +
+            `CPU per image registry ${(r.serverCpuMsPerImage ?? NaN).toFixed(2)} ms, client ${(r.clientCpuMsPerImage ?? NaN).toFixed(2)} ms; ` +
+            `blobs by POST ${r.blobsByPost}, by PUT fallback ${r.blobsByPutFallback})`,
+        );
       }
     }
 
     // 5. Manifest GET throughput.
-    for (const c of datapathOnly ? [] : contenders) {
+    for (const c of datapathOnly || smallOnly ? [] : contenders) {
       const r = await c.measure('5. manifest GETs', (s) => manifestGets(s.baseUrl, sizes));
       got(c.kind).gets = r;
       if (!(r instanceof Error)) {
@@ -686,7 +731,7 @@ async function main(): Promise<void> {
     }
 
     // 6. Manifest GET latency while a big blob is pushed.
-    for (const c of contenders) {
+    for (const c of smallOnly ? [] : contenders) {
       const r = await c.measure('6. latency during big push', (s) => latencyUnderPush(s.baseUrl, bigBlob, sizes));
       got(c.kind).underLoad = r;
       if (!(r instanceof Error)) {
@@ -721,34 +766,34 @@ async function main(): Promise<void> {
 
   // 10–12. Storage: dedupe on disk, S3 next to the filesystem, manifest GETs during GC.
   let storage: StorageResult | undefined;
-  if (!datapathOnly) {
+  if (extras) {
     log('10–12. storage: dedupe on disk, S3 next to the filesystem, manifest GETs while GC removes blobs');
     storage = await measureStorage(kinds, opts.quick, tmpRoot, REPO_ROOT, log);
   }
 
   // 9. The cost of metrics and audit on the hot path: zot-ts with metrics and audit log off and on.
   let metricsCost: MetricsCostResult | undefined;
-  if (kinds.includes('zot') && !datapathOnly) {
+  if (kinds.includes('zot') && extras) {
     log('9. zot-ts with metrics and audit log off and on');
     metricsCost = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
   }
 
   // 13. Authentication: manifest GETs anonymous and with htpasswd (bcrypt cost 10).
   let authCost: Awaited<ReturnType<typeof measureAuthCost>> | undefined;
-  if (!datapathOnly) {
+  if (extras) {
     log('13. manifest GETs anonymous and with htpasswd');
     authCost = await measureAuthCost(kinds, sizes, tmpRoot, REPO_ROOT, log);
   }
 
   // 14. The cost of the rate limiter on GETs and of a NATS events sink on pushes.
   let optionsCost: OptionsCostResult | undefined;
-  if (kinds.includes('zot') && !datapathOnly) {
+  if (kinds.includes('zot') && extras) {
     log('14. zot-ts with the rate limiter and a NATS events sink, each next to none');
     optionsCost = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
   }
 
   // Report.
-  const figures = buildRows(sizes, collected).filter((r) => !datapathOnly || !/^[45]\./.test(r.figure));
+  const figures = buildRows(sizes, collected).filter((r) => (datapathOnly ? !/^[45]\./.test(r.figure) : !smallOnly || /^[47]\./.test(r.figure)));
   const rows = [...figures, ...(storage ? storageRows(storage, kinds) : [])];
   const failures = [...contenders.flatMap((c) => c.failures), ...(storage?.failures ?? [])];
   const table = renderTable(rows, failures);
@@ -783,8 +828,9 @@ async function main(): Promise<void> {
     out.push(
       `${c.label}: runs (MiB/s) monolithic [${runs(d.pushMono)}], chunked [${runs(d.pushChunked)}], pull [${runs(d.pull)}]; ` +
         `start-ups (ms) [${c.startupMs.map((x) => x.toFixed(0)).join(', ')}]` +
-        (d.small !== undefined && !(d.small instanceof Error)
-          ? `; small-image blobs stored by POST ?digest= ${d.small.blobsByPost}, by PUT fallback after 202 ${d.small.blobsByPutFallback}`
+        (d.small.length > 0
+          ? `; small images (images/s) [${d.small.map((r) => r.imagesPerS.toFixed(1)).join(', ')}], blobs stored by POST ?digest= ` +
+            `${d.small.reduce((n, r) => n + r.blobsByPost, 0)}, by PUT fallback after 202 ${d.small.reduce((n, r) => n + r.blobsByPutFallback, 0)}`
           : ''),
     );
     out.push(`${c.label}: server CPU per scenario (all runs): ${c.cpuSummary()}`);
@@ -800,7 +846,7 @@ async function main(): Promise<void> {
     for (const n of notes) out.push(`  - ${n}`);
   }
 
-  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-latest.json');
+  const resultPath = path.join(os.tmpdir(), smallOnly ? 'zot-ts-bench-small-latest.json' : 'zot-ts-bench-latest.json');
   const json = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -837,7 +883,8 @@ async function main(): Promise<void> {
             pushMonolithic: d.pushMono,
             pushChunked: d.pushChunked,
             pull: d.pull,
-            smallImages: plain(d.small),
+            smallImages: d.small,
+            smallImagesErrors: d.smallErr,
             manifestGets: plain(d.gets),
             latencyUnderPush: plain(d.underLoad),
             peakRssMiB: c.rssPeaksMiB,

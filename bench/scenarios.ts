@@ -341,18 +341,28 @@ export interface SmallImagesResult {
   /** Blobs stored by the monolithic POST (201) vs. by the PUT fallback after a 202. */
   blobsByPost: number;
   blobsByPutFallback: number;
+  /** Per image, from its first blob request to the manifest PUT's answer. */
+  perImage: LatencyStats;
+  /** CPU milliseconds the registry process spent per image (set by the runner, which knows the process). */
+  serverCpuMsPerImage?: number;
+  /** CPU milliseconds the bench process (the node client) spent per image: near one core, it is the limit. */
+  clientCpuMsPerImage?: number;
 }
 
-export async function pushSmallImages(baseUrl: string, sizes: Sizes): Promise<SmallImagesResult> {
+/** Pushes `sizes.smallImages` images, each to its own new repository `${repoPrefix}N`. */
+export async function pushSmallImages(baseUrl: string, sizes: Sizes, repoPrefix = 'bench/small'): Promise<SmallImagesResult> {
   const images = Array.from({ length: sizes.smallImages }, (_, i) => makeSmallImage(i));
   const agent = keepAliveAgent(sizes.smallConcurrency);
   try {
     const client = new OciClient(baseUrl, agent, { timeoutMs: 60_000 });
     const counts: SmallPushCounts = { post: 0, put: 0 };
+    const latencies: number[] = [];
     const t0 = performance.now();
-    await runPool(images.length, sizes.smallConcurrency, (i) =>
-      pushSmallImage(client, `bench/small${i}`, 'latest', images[i] as SmallImage, counts),
-    );
+    await runPool(images.length, sizes.smallConcurrency, async (i) => {
+      const s = performance.now();
+      await pushSmallImage(client, `${repoPrefix}${i}`, 'latest', images[i] as SmallImage, counts);
+      latencies.push(performance.now() - s);
+    });
     const ms = performance.now() - t0;
     return {
       images: images.length,
@@ -360,6 +370,7 @@ export async function pushSmallImages(baseUrl: string, sizes: Sizes): Promise<Sm
       imagesPerS: (images.length / ms) * 1000,
       blobsByPost: counts.post,
       blobsByPutFallback: counts.put,
+      perImage: latencyStats(latencies, ms),
     };
   } finally {
     agent.destroy();

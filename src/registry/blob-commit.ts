@@ -50,7 +50,9 @@ export class BlobCommit {
     const { uploads, locks } = this.parts;
     // Whether the session's acknowledged size is recorded (closing marker) while the PUT runs.
     const marked = lastChunk !== undefined && !options.privateSession;
-    return uploads.exclusive(repo, id, async (acknowledged) => {
+    // A private session is the caller's own, just created and empty: its size needs no stat.
+    const knownSize = options.privateSession ? 0 : undefined;
+    const work = async (acknowledged: number): Promise<string> => {
       try {
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
         const writeback = this.startWriteback(repo, id, digest, size);
@@ -63,7 +65,8 @@ export class BlobCommit {
       }
       await this.dropSession(repo, id, marked);
       return digest.value;
-    });
+    };
+    return uploads.exclusive(repo, id, work, knownSize);
   }
 
   /**

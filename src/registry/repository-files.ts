@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { ParsedDigest } from '../oci/digest.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
-import { blobPath, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';
+import { blobPath, blobsDir, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT, uploadsDir } from '../storage/layout.js';
 import type { StorageRoots } from '../storage/roots.js';
 
 export class RepositoryFiles {
@@ -16,14 +16,24 @@ export class RepositoryFiles {
     private readonly logger?: Logger,
   ) {}
 
-  /** Writes the repository's oci-layout and an empty index.json, as zot does on first push. */
+  /**
+   * Writes the repository's oci-layout and an empty index.json, as zot does on first push, and on
+   * a filesystem makes its blobs/sha256 and .uploads directories, as zot does too.
+   */
   async ensureLayout(repo: string): Promise<void> {
     if (this.laidOut.has(repo)) return;
-    const { driver } = this.roots.for(repo);
-    if (!(await driver.stat(ociLayoutPath(repo)))) await driver.putContent(ociLayoutPath(repo), OCI_LAYOUT_CONTENT);
-    if (!(await driver.stat(indexPath(repo)))) {
-      await driver.putContent(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] }));
-    }
+    const { driver, staging } = this.roots.for(repo);
+    const writeIfMissing = async (path: string, content: string): Promise<void> => {
+      if (!(await driver.stat(path))) await driver.putContent(path, content);
+    };
+    // All at once: the new names in the repository's directory then share its fsyncs, where one
+    // after the other each would pay its own.
+    const directories = staging === driver ? [blobsDir(repo, 'sha256'), uploadsDir(repo)] : [];
+    await Promise.all([
+      writeIfMissing(ociLayoutPath(repo), OCI_LAYOUT_CONTENT),
+      writeIfMissing(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] })),
+      ...directories.map((dir) => staging.makeDirectory(dir)),
+    ]);
     this.laidOut.add(repo);
   }
 

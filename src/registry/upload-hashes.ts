@@ -3,6 +3,12 @@
 // and the thread that keeps the session's hash reads that range from the page cache. A commit then
 // only asks for the digest. After a restart, or when a failed write cut the file back, the thread
 // rebuilds the hash by reading the file once from its start; such re-reads are logged.
+//
+// A small session (a config, a manifest-sized layer: most blobs of most images) is hashed on the
+// event loop instead, from the bytes as they are written: at this size a round trip to the thread
+// (a task, the thread's open and read of the file, and a second task to drop its state) costs
+// more than the hash itself, which stays well under a tenth of a millisecond.
+import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DigestAlgorithm } from '../oci/digest.js';
 import type { HashPool } from '../workers/pool.js';
@@ -20,6 +26,9 @@ const HASH_STEP_BYTES = 4 * 1024 * 1024;
  */
 const MAX_PENDING_TASKS = 16;
 
+/** Sessions up to this size are hashed on the event loop (see the top); larger ones by the pool. */
+export const INLINE_HASH_MAX_BYTES = 16 * 1024;
+
 interface SessionHash {
   /** The worker keeps state of this generation only; a new one makes it rebuild from the file. */
   generation: number;
@@ -29,6 +38,8 @@ interface SessionHash {
    */
   known?: number;
   pending: Set<Promise<void>>;
+  /** The hash of a small session, kept here from its first byte while it stays small (see the top). */
+  inline?: { hash: Hash; bytes: number };
 }
 
 export interface UploadRef {
@@ -51,8 +62,9 @@ export class UploadHashes {
    * The session's file now holds `size` bytes, of which [from, size) were just written: they are
    * hashed in the background. Resolves at once unless too many hashes of the session are in flight.
    */
-  async written(upload: UploadRef, from: number, size: number): Promise<void> {
+  async written(upload: UploadRef, from: number, size: number, bytes?: readonly Buffer[]): Promise<void> {
     const entry = this.entry(upload);
+    if (this.hashedInline(entry, from, size, bytes)) return;
     const known = entry.known ?? from;
     entry.known = known;
     if (size - known < HASH_STEP_BYTES) return;
@@ -72,18 +84,41 @@ export class UploadHashes {
     while (entry.pending.size >= MAX_PENDING_TASKS) await Promise.race(entry.pending);
   }
 
+  /**
+   * Hashes the written bytes here when the session is small and this process saw all of it; true
+   * if it did. A session that outgrows the limit goes to the pool, which hashes it from the start
+   * of the file (not a re-read: the thread never had those bytes).
+   */
+  private hashedInline(entry: SessionHash, from: number, size: number, bytes: readonly Buffer[] | undefined): boolean {
+    const continues = from === 0 ? entry.inline === undefined && entry.known === undefined : entry.inline?.bytes === from;
+    if (bytes !== undefined && continues && size <= INLINE_HASH_MAX_BYTES) {
+      entry.inline ??= { hash: createHash(STREAMED_ALGORITHM), bytes: 0 };
+      for (const chunk of bytes) entry.inline.hash.update(chunk);
+      entry.inline.bytes = size;
+      return true;
+    }
+    if (entry.inline !== undefined) {
+      delete entry.inline;
+      entry.known = 0;
+    }
+    return false;
+  }
+
   /** What was hashed is no longer the file's bytes (a failed write cut it back): rebuild at the next task. */
   invalidate(upload: Pick<UploadRef, 'repo' | 'id'>): void {
     const entry = this.sessions.get(key(upload));
     if (!entry) return;
     entry.generation = this.nextGeneration++;
     delete entry.known;
+    delete entry.inline;
   }
 
   /** Hex digest of the session's first `size` bytes (the whole file: the caller holds the session). */
   async digest(upload: UploadRef, size: number, algorithm: DigestAlgorithm): Promise<string> {
     if (algorithm !== STREAMED_ALGORITHM) return this.pool.hashFile({ path: upload.file, algorithm });
     const entry = this.entry(upload);
+    // A copy: the session stays hashable if this commit fails and a later one asks again.
+    if (entry.inline?.bytes === size) return entry.inline.hash.copy().digest('hex');
     // Tasks never reject (failures are logged and rebuilt from): waiting for them keeps the order.
     await Promise.all(entry.pending);
     const result = await this.pool.hashUpload({

@@ -206,13 +206,17 @@ export class UploadSessions {
     return info.size;
   }
 
-  /** Runs `work` holding the session, so two requests never write one upload at once. */
-  async exclusive<T>(repo: string, id: string, work: (size: number) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` holding the session, so two requests never write one upload at once. `knownSize`:
+   * the caller knows the session's size (one it just created, that no client can reach), which
+   * then needs no stat.
+   */
+  async exclusive<T>(repo: string, id: string, work: (size: number) => Promise<T>, knownSize?: number): Promise<T> {
     const key = `${repo}\u0000${id}`;
     if (this.busy.has(key)) throw new RegistryError('BLOB_UPLOAD_INVALID', `upload ${id} is busy with another request`);
     this.busy.add(key);
     try {
-      return await work(await this.size(repo, id));
+      return await work(knownSize ?? (await this.size(repo, id)));
     } finally {
       this.busy.delete(key);
     }
@@ -233,8 +237,8 @@ export class UploadSessions {
     const expected = range ? range.end - range.start + 1 : undefined;
     const upload = { repo, id, file: this.localFile(repo, id) };
     try {
-      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, async (from, to) => {
-        await this.hashes.written(upload, from, to);
+      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, async (from, to, bytes) => {
+        await this.hashes.written(upload, from, to, bytes);
         await this.parts.written(upload, from, to);
       });
       return currentSize + written;

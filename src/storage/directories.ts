@@ -5,8 +5,49 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
-/** fsync(2) of a directory: the names created or removed in it survive a power cut. */
-export async function syncDirectory(dir: string): Promise<void> {
+/**
+ * fsync(2) of a directory: the names created or removed in it before the call survive a power cut.
+ * Calls for one directory share fsyncs, as the event log's appends do: a call joins the next fsync
+ * of that directory if it has not started yet; the next one starts a turn of the event loop later
+ * (so the calls of one turn share it) and never while another runs (the calls made meanwhile wait
+ * and share the one after it). New repositories side by side (`ns/a`, `ns/b`) then sync `ns` once
+ * together, and the files of one new directory once.
+ */
+export function syncDirectory(dir: string): Promise<void> {
+  let syncs = directorySyncs.get(dir);
+  if (!syncs) {
+    syncs = { running: undefined, next: undefined };
+    directorySyncs.set(dir, syncs);
+  }
+  if (syncs.next) return syncs.next;
+  const state = syncs;
+  const after = state.running ?? Promise.resolve();
+  const next = after
+    .catch(() => undefined)
+    .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    .then(() => {
+      // Started: later calls wait for the one after this.
+      state.next = undefined;
+      state.running = next;
+      return fsyncDirectory(dir);
+    })
+    .finally(() => {
+      if (state.running === next) state.running = undefined;
+      if (state.running === undefined && state.next === undefined && directorySyncs.get(dir) === state) directorySyncs.delete(dir);
+    });
+  state.next = next;
+  return next;
+}
+
+/** Per directory: the fsync under way, and the one that calls made meanwhile wait for. */
+interface DirectorySyncs {
+  running: Promise<void> | undefined;
+  next: Promise<void> | undefined;
+}
+
+const directorySyncs = new Map<string, DirectorySyncs>();
+
+async function fsyncDirectory(dir: string): Promise<void> {
   const handle = await fsp.open(dir, 'r');
   try {
     await handle.sync();
@@ -33,6 +74,24 @@ export function ensureDirectory(dir: string): Promise<void> {
     inCreation.set(dir, creating);
   }
   return creating;
+}
+
+/**
+ * Runs `write`, which makes a name in `dir` (absolute), with `dir` durable as ensureDirectory
+ * would leave it, but without its mkdir(2) when `dir` is there, as it nearly always is: a `dir`
+ * being created is waited for (its parent's fsync), and only a write that finds it missing
+ * (ENOENT) makes it and runs again. `write` must be safe to run again after an ENOENT.
+ */
+export async function inDirectory<T>(dir: string, write: () => Promise<T>): Promise<T> {
+  const creating = inCreation.get(dir);
+  if (creating) await creating;
+  try {
+    return await write();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await ensureDirectory(dir);
+  return write();
 }
 
 /**

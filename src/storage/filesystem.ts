@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { writeInBatches } from './body-batches.js';
-import { ensureDirectory, syncDirectory } from './directories.js';
+import { ensureDirectory, inDirectory, syncDirectory } from './directories.js';
 import { readAhead } from './read-ahead.js';
 import { bodyBytesReceived } from './young-garbage.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
@@ -23,6 +23,11 @@ function isNotFound(err: unknown): boolean {
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
   private readonly tempDirectory: string;
+  /**
+   * The temporary directory, made durable once: nothing but clearTemporaryFiles removes it, so
+   * later files skip the mkdir(2) (and its EEXIST error) that ensureDirectory would cost each.
+   */
+  private tempDirectoryReady: Promise<void> | undefined;
 
   /**
    * `tempDirectory` (relative to the root, on the same filesystem so renames stay atomic) holds
@@ -37,12 +42,17 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   private async tempFile(): Promise<string> {
-    await ensureDirectory(this.tempDirectory);
+    this.tempDirectoryReady ??= ensureDirectory(this.tempDirectory).catch((err: unknown) => {
+      this.tempDirectoryReady = undefined;
+      throw err;
+    });
+    await this.tempDirectoryReady;
     return path.join(this.tempDirectory, `${randomUUID()}.tmp`);
   }
 
   /** Removes what a crash left in the temporary directory; only safe before any write starts. */
   async clearTemporaryFiles(): Promise<void> {
+    this.tempDirectoryReady = undefined;
     await fs.rm(this.tempDirectory, { recursive: true, force: true });
   }
 
@@ -80,7 +90,6 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(relative: string, content: Buffer | string): Promise<void> {
     const target = this.full(relative);
-    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     const handle = await fs.open(temp, 'w');
     try {
@@ -99,10 +108,9 @@ export class FilesystemDriver implements StorageDriver {
    */
   async replaceContent(relative: string, content: Buffer | string): Promise<void> {
     const target = this.full(relative);
-    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     await fs.writeFile(temp, content);
-    await fs.rename(temp, target);
+    await inDirectory(path.dirname(target), () => fs.rename(temp, target));
   }
 
   /**
@@ -112,8 +120,12 @@ export class FilesystemDriver implements StorageDriver {
    */
   async createEmpty(relative: string): Promise<void> {
     const file = this.full(relative);
-    await ensureDirectory(path.dirname(file));
-    await (await fs.open(file, 'wx')).close();
+    await inDirectory(path.dirname(file), async () => (await fs.open(file, 'wx')).close());
+  }
+
+  /** Makes the directory (and any missing parent) exist durably. */
+  async makeDirectory(relative: string): Promise<void> {
+    await ensureDirectory(this.full(relative));
   }
 
   async openFile(relative: string): Promise<fs.FileHandle> {
@@ -135,25 +147,30 @@ export class FilesystemDriver implements StorageDriver {
   /**
    * As the driver contract says, and: the next batch is read from the source while the last one is
    * written (one write in flight), and `afterWrite` hears of each range once it is in the file
-   * (absolute offsets), before the next write starts. No fsync: the commit syncs the file once.
+   * (absolute offsets, and the bytes, to read before it returns), before the next write starts.
+   * No fsync: the commit syncs the file once.
    */
-  async append(relative: string, source: Readable, exactLength?: number, afterWrite?: (from: number, to: number) => Promise<void>): Promise<number> {
+  async append(
+    relative: string,
+    source: Readable,
+    exactLength?: number,
+    afterWrite?: (from: number, to: number, bytes: readonly Buffer[]) => Promise<void>,
+  ): Promise<number> {
     const file = this.full(relative);
-    await ensureDirectory(path.dirname(file));
-    const handle = await this.openOwnCopy(file, 'a');
-    const before = (await handle.stat()).size;
+    const { handle, size: before } = await inDirectory(path.dirname(file), () => this.openOwnCopy(file, 'a'));
     let inFile = before;
     try {
       // Chunks are gathered into ~1 MiB writes.
       return await writeInBatches(source, exactLength, WRITE_BUFFER_BYTES, async (buffers, length) => {
         await handle.writev(buffers);
-        // Written: the chunks can go (young) while afterWrite waits, rather than age into the old
-        // generation; counted only now, so a young collection it triggers frees them.
-        buffers.length = 0;
-        bodyBytesReceived(length);
         const from = inFile;
         inFile += length;
-        await afterWrite?.(from, inFile);
+        const done = afterWrite?.(from, inFile, buffers);
+        // Written and read: the chunks can go (young) while afterWrite waits, rather than age into
+        // the old generation; counted only now, so a young collection it triggers frees them.
+        buffers.length = 0;
+        bodyBytesReceived(length);
+        await done;
       });
     } catch (err) {
       await handle.truncate(before).catch(() => undefined);
@@ -173,14 +190,11 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async move(from: string, to: string): Promise<void> {
-    const target = this.full(to);
-    await ensureDirectory(path.dirname(target));
-    await this.renameDurably(this.full(from), target);
+    await this.renameDurably(this.full(from), this.full(to));
   }
 
   async putFile(localFile: string, to: string, options: { synced?: boolean } = {}): Promise<void> {
     const target = this.full(to);
-    await ensureDirectory(path.dirname(target));
     if (options.synced !== true) {
       const handle = await fs.open(localFile, 'r+');
       try {
@@ -226,17 +240,24 @@ export class FilesystemDriver implements StorageDriver {
    * hard links (a staged upload that putFile placed, whose commit did not finish) is first replaced
    * by a copy of its own.
    */
-  private async openOwnCopy(file: string, flags: string): Promise<fs.FileHandle> {
+  private async openOwnCopy(file: string, flags: string): Promise<{ handle: fs.FileHandle; size: number }> {
     const handle = await fs.open(file, flags);
     try {
-      if ((await handle.stat()).nlink <= 1) return handle;
+      const { nlink, size } = await handle.stat();
+      if (nlink <= 1) return { handle, size };
     } catch (err) {
       await handle.close();
       throw err;
     }
     await handle.close();
     await this.replaceWithCopy(file);
-    return fs.open(file, flags);
+    const copy = await fs.open(file, flags);
+    try {
+      return { handle: copy, size: (await copy.stat()).size };
+    } catch (err) {
+      await copy.close();
+      throw err;
+    }
   }
 
   /** Replaces a file by a copy of it (of its first `size` bytes), durably, under the same name. */
@@ -256,7 +277,6 @@ export class FilesystemDriver implements StorageDriver {
   async link(from: string, to: string): Promise<void> {
     const source = this.full(from);
     const target = this.full(to);
-    await ensureDirectory(path.dirname(target));
     const temp = await this.tempFile();
     try {
       await fs.link(source, temp);
@@ -271,7 +291,16 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async delete(relative: string): Promise<void> {
-    await fs.rm(this.full(relative), { recursive: true, force: true });
+    const target = this.full(relative);
+    // Nearly always a file: one unlink(2), where rm would lstat it twice first. A directory (EISDIR)
+    // or any other failure goes the way it always went.
+    try {
+      await fs.unlink(target);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    }
+    await fs.rm(target, { recursive: true, force: true });
   }
 
   async list(relative: string): Promise<string[]> {
@@ -283,9 +312,13 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  /** rename(2) is atomic; the fsync of the directory makes the new name survive a crash. */
+  /**
+   * rename(2) is atomic; the fsync of the directory makes the new name survive a crash. The
+   * directory is made (durably) if missing.
+   */
   private async renameDurably(from: string, to: string): Promise<void> {
-    await fs.rename(from, to);
-    await syncDirectory(path.dirname(to));
+    const dir = path.dirname(to);
+    await inDirectory(dir, () => fs.rename(from, to));
+    await syncDirectory(dir);
   }
 }

@@ -101,6 +101,36 @@ describe('running hash of upload sessions', () => {
     assert.deepEqual(rebuilds(lines), []);
   });
 
+  it('hashes small sessions from the bytes as they arrive, and one that outgrows them from its start, checking every digest', async () => {
+    const { registry, lines } = await startLogged(`${makeTempDir()}/root`);
+    running.push(registry);
+    const post = (repo: string, data: Buffer, digest = sha256(data)): Promise<Response> =>
+      fetch(`${registry.url}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: data });
+
+    // Small monolithic POSTs (a config, a small layer, one byte): stored and served as sent.
+    for (const size of [1, 300, 9 * 1024, 16 * 1024]) {
+      const data = randomBytes(size);
+      const res = await post('hashing/small', data);
+      assert.equal(res.status, 201, `${size} bytes: ${await res.text()}`);
+      await assertServed(registry.url, 'hashing/small', data);
+    }
+    // A small body that does not hash to its digest is refused and not served.
+    const claimed = sha256(randomBytes(16));
+    await expectOciError(await post('hashing/small', randomBytes(2048), claimed), 400, 'DIGEST_INVALID');
+    assert.equal((await fetch(`${registry.url}/v2/hashing/small/blobs/${claimed}`, { method: 'HEAD' })).status, 404);
+
+    // Small chunks, then one that takes the session past the small size: the digest is of all of them.
+    const chunks = [randomBytes(3000), randomBytes(5000), randomBytes(40 * 1024), randomBytes(10)];
+    const data = Buffer.concat(chunks);
+    const end = await patchAll(await openSession(registry.url, 'hashing/outgrown'), chunks);
+    await expectOciError(await fetch(withDigest(end, sha256(Buffer.concat(chunks.slice(0, 2)))), { method: 'PUT' }), 400, 'DIGEST_INVALID');
+    const again = await patchAll(await openSession(registry.url, 'hashing/outgrown'), chunks);
+    const put = await fetch(withDigest(again, sha256(data)), { method: 'PUT' });
+    assert.equal(put.status, 201, await put.text());
+    await assertServed(registry.url, 'hashing/outgrown', data);
+    assert.deepEqual(rebuilds(lines), [], 'no session was hashed twice');
+  });
+
   it('after a restart in the middle of a chunked upload, rebuilds the hash by one re-read of what the session held', async () => {
     const root = `${makeTempDir()}/root`;
     const first = await startLogged(root);

@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { sha256 } from '../helpers/oci.js';
+import { pushImage, sha256 } from '../helpers/oci.js';
 import { openSession, patchChunk, resolveLocation, withDigest } from '../helpers/http.js';
 import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
 import { stopTraced, straceUnavailable } from '../helpers/strace.js';
 
-const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64';
+const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64,rename,renameat,renameat2';
 
 /** One finished system call of the trace, in the order they completed. */
 interface Call {
@@ -55,6 +55,27 @@ function fdArgument(args: string): number {
   return Number(args.split(',')[0]);
 }
 
+/**
+ * Which descriptors are open on a given path, as the calls are seen in completion order. A close
+ * that started before the open of its number returned closed an earlier file of that number
+ * (strace may show it finishing later): it does not close the new one.
+ */
+class OpenDescriptors {
+  private readonly opened = new Map<number, { onPath: boolean; at: number }>();
+
+  see(call: Call, onPath: string): void {
+    if (call.name === 'openat' && call.result >= 0) this.opened.set(call.result, { onPath: pathArgument(call.args) === onPath, at: call.endedAt });
+    if (call.name === 'close') {
+      const fd = fdArgument(call.args);
+      if (call.startedAt > (this.opened.get(fd)?.at ?? -1)) this.opened.delete(fd);
+    }
+  }
+
+  get(fd: number): boolean | undefined {
+    return this.opened.get(fd)?.onPath;
+  }
+}
+
 interface Finding {
   created: string[];
   walWrites: number;
@@ -81,12 +102,11 @@ function checkDirectories(calls: Call[], root: string): Finding {
     created.push(dir);
     const deadline = walWrites.find((write) => write.startedAt > call.endedAt)?.startedAt ?? Number.POSITIVE_INFINITY;
     const parent = path.dirname(dir);
-    const open = new Map<number, boolean>();
+    const open = new OpenDescriptors();
     let synced = false;
     for (const later of calls.slice(index + 1)) {
       if (later.endedAt >= deadline) break;
-      if (later.name === 'openat' && later.result >= 0) open.set(later.result, pathArgument(later.args) === parent);
-      if (later.name === 'close') open.delete(fdArgument(later.args));
+      open.see(later, parent);
       if ((later.name === 'fsync' || later.name === 'fdatasync') && later.result === 0 && open.get(fdArgument(later.args)) === true) {
         synced = true;
         break;
@@ -95,6 +115,47 @@ function checkDirectories(calls: Call[], root: string): Finding {
     if (!synced) problems.push(`${dir} was created but ${parent} was not fsynced before the next write to the event log`);
   });
   return { created, walWrites: walWrites.length, problems };
+}
+
+/** The second quoted path of a call's arguments (a rename's target). */
+function secondPathArgument(args: string): string | undefined {
+  return [...args.matchAll(/"((?:[^"\\]|\\.)*)"/g)][1]?.[1];
+}
+
+/**
+ * For each name renamed into place under `root`: an fsync of its directory that started after the
+ * rename returned and ended before the registry answered the request (the first answer written
+ * to a socket that names the digest, after the rename). Shared fsyncs pass only if they began
+ * after every rename they stand for.
+ */
+function checkRenames(calls: Call[], root: string): { renamed: string[]; problems: string[] } {
+  const answers = calls.filter((call) => (call.name === 'write' || call.name === 'writev') && call.args.includes('HTTP/1.1 201'));
+  const renamed: string[] = [];
+  const problems: string[] = [];
+  calls.forEach((call, index) => {
+    if (!call.name.startsWith('rename') || call.result !== 0) return;
+    const target = secondPathArgument(call.args);
+    if (!target?.startsWith(`${root}/`) || target.includes('/.zot-ts/')) return;
+    renamed.push(target);
+    const hex = path.basename(target);
+    const answer = /^[0-9a-f]{64}$/.test(hex) ? answers.find((write) => write.startedAt > call.endedAt && write.args.includes(hex)) : undefined;
+    if (/^[0-9a-f]{64}$/.test(hex) && answer === undefined) problems.push(`no answer names ${hex}`);
+    const deadline = answer?.startedAt ?? Number.POSITIVE_INFINITY;
+    const dir = path.dirname(target);
+    const open = new OpenDescriptors();
+    let synced = false;
+    for (const later of calls.slice(0, index).concat(calls.slice(index + 1))) {
+      if (later.endedAt >= deadline) break;
+      open.see(later, dir);
+      const fsyncOfDir = (later.name === 'fsync' || later.name === 'fdatasync') && later.result === 0 && open.get(fdArgument(later.args)) === true;
+      if (fsyncOfDir && later.startedAt > call.endedAt) {
+        synced = true;
+        break;
+      }
+    }
+    if (!synced) problems.push(`${target} was renamed into place but ${dir} was not fsynced after it and before the answer`);
+  });
+  return { renamed, problems };
 }
 
 describe('directories created on the way to a new file', () => {
@@ -125,5 +186,33 @@ describe('directories created on the way to a new file', () => {
     }
     assert.ok(finding.walWrites > 0, 'the trace shows the event log written');
     assert.deepEqual(finding.problems, []);
+  });
+
+  it('names renamed into new repositories side by side are each fsynced after their rename, before their event', async (t: TestContext) => {
+    const cannot = straceUnavailable();
+    if (cannot) {
+      t.skip(cannot);
+      return;
+    }
+    const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
+    const root = path.join(makeTempDir('zot-ts-durable-'), 'root');
+    const traced = `${TRACED},write,writev`;
+    const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', '-s', '1024', '-e', `trace=${traced}`, '-o', traceFile] });
+    try {
+      // Images into new repositories of one namespace at once: their directory fsyncs are shared.
+      const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => pushImage(registry.url, `ns/repo${i}`, 'latest')));
+      for (const res of answers) assert.equal(res.status, 201, await res.text());
+    } finally {
+      await stopTraced(registry.child);
+    }
+    const calls = parseTrace(fs.readFileSync(traceFile, 'utf8'));
+    const { renamed, problems } = checkRenames(calls, root);
+    for (let i = 0; i < 6; i++) {
+      for (const file of ['oci-layout', 'index.json']) assert.ok(renamed.includes(`${root}/ns/repo${i}/${file}`), `${file} of repo${i} renamed into place`);
+      assert.ok(renamed.filter((name) => name.startsWith(`${root}/ns/repo${i}/blobs/sha256/`)).length >= 3, `the blobs and manifest of repo${i} renamed into place`);
+    }
+    assert.deepEqual(problems, []);
+    const created = checkDirectories(calls, root);
+    assert.deepEqual(created.problems, []);
   });
 });
