@@ -26,6 +26,8 @@ import type { ChunkRange } from './uploads.js';
 export interface LastChunk {
   body: Readable;
   range?: ChunkRange;
+  /** The body's declared length (Content-Length), when the request has one. */
+  length?: number;
 }
 
 export interface CommitOptions {
@@ -53,7 +55,7 @@ export class BlobCommit {
     const marked = lastChunk !== undefined && !options.privateSession;
     return uploads.exclusive(repo, id, async (acknowledged) => {
       try {
-        if (lastChunk && acknowledged === 0) this.aimParts(repo, id, digest);
+        if (lastChunk && acknowledged === 0) this.aimParts(repo, id, digest, lastChunk.length);
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
         const writeback = this.startWriteback(repo, id, digest, size);
         await this.verifyDigest(repo, id, digest, size, marked);
@@ -91,16 +93,17 @@ export class BlobCommit {
   }
 
   /**
-   * The body is the whole blob and its digest is known: on S3 its parts go to the blob's key, to
-   * be completed there once verified, with no copy; nowhere when the repository, or with dedupe
+   * The body is the whole blob and its digest is known: on S3 it goes to the blob's key (streamed
+   * in one request when its length is declared, else in parts), to be completed there once
+   * verified, with no copy; nowhere when the repository, or with dedupe
    * another of the root, holds the bytes already (placeBlob then uploads nothing).
    */
-  private aimParts(repo: string, id: string, digest: ParsedDigest): void {
+  private aimParts(repo: string, id: string, digest: ParsedDigest, length: number | undefined): void {
     const { roots, queries, uploads } = this.parts;
     const root = roots.for(repo);
     if (!root.driver.partedWrites) return;
     const stored = queries.blobSize(repo, digest.value) !== undefined || (root.dedupe && this.bytesHolder(root, repo, digest.value) !== undefined);
-    uploads.aimParts(repo, id, stored ? undefined : blobPath(repo, digest));
+    uploads.aimParts(repo, id, stored ? undefined : blobPath(repo, digest), length);
   }
 
   /** Puts the session back as its PATCHes left it; if that fails too, the next start does it. */

@@ -14,6 +14,9 @@
 // only ever aborted, never deleted after: whatever is at the key (a blob pushed before) stays. Such
 // an upload serves its one request: a failed or interrupted request aborts it, and so does the next
 // start. When the repository holds the digest already, that request's bytes are not sent at all.
+// A body whose length is declared (Content-Length, within the store's single-request limit) goes
+// instead as one PutObject streamed to the blob's key, its last byte held back until the digest is
+// verified (held-back-write.ts): nothing to complete, and nothing stored if it is never sent.
 //
 // The session's file stays the truth, and the parts are a head start: a part that failed to send is
 // sent at commit, and a commit whose parts fail uploads the file whole (putFile), as a session with
@@ -33,6 +36,7 @@ import type { PartedWrites, StorageDriver, StoredPart } from '../storage/driver.
 import type { FilesystemDriver } from '../storage/filesystem.js';
 import { UPLOAD_PARTS_DIR, uploadPartsPath, uploadPath } from '../storage/layout.js';
 import type { StorageRoots } from '../storage/roots.js';
+import { HeldBackWrite } from './held-back-write.js';
 import type { UploadRef } from './upload-hashes.js';
 
 /** Parts of one session being sent at once: one on the wire while the next is read and sent. */
@@ -65,6 +69,8 @@ interface SessionParts {
   readonly direct: boolean;
   /** This request's bytes are not sent: the repository holds the blob already. */
   readonly withheld: boolean;
+  /** Instead of parts, this request's bytes go to the blob's key as one streamed write. */
+  readonly stream?: HeldBackWrite;
   /** The multipart upload, once begun (and until it moved into place or was aborted). */
   writeId?: string;
   beginning?: Promise<string>;
@@ -113,6 +119,8 @@ export class UploadParts {
    * they completed start sending. Resolves once the session has room for more parts in flight.
    */
   async written(upload: UploadRef, from: number, to: number): Promise<void> {
+    const stream = this.sessions.get(key(upload))?.stream;
+    if (stream) return stream.written(to);
     const partSize = this.roots.for(upload.repo).driver.partedWrites?.partSize;
     if (partSize === undefined) return;
     const first = Math.floor(from / partSize) + 1;
@@ -127,15 +135,21 @@ export class UploadParts {
   /**
    * Before the body of a request that names the digest, on a session with no bytes yet: its parts
    * go to a multipart upload at `to`, the blob's path (or, without `to`, the repository holding the
-   * blob already, nowhere). A session that has begun a multipart upload of its own keeps it.
+   * blob already, nowhere). With the body's `length` known, one streamed write instead, where the
+   * driver has them. A session that has begun a multipart upload of its own keeps it.
    */
-  aim(upload: UploadRef, to: string | undefined): void {
+  aim(upload: UploadRef, to: string | undefined, length?: number): void {
     const root = this.roots.for(upload.repo);
-    const writes = root.driver.partedWrites;
+    const { driver } = root;
+    const writes = driver.partedWrites;
     if (!writes) return;
     const existing = this.sessions.get(key(upload));
     if (existing && (existing.writeId !== undefined || existing.beginning || existing.inFlight.size > 0 || existing.leftover || existing.direct)) return;
-    const target = to === undefined ? { withheld: true } : { path: to, direct: true };
+    const streamed = to !== undefined && length !== undefined && length > 0 && length <= (driver.streamedWriteLimit ?? 0) ? driver.streamedWrite?.(to, length) : undefined;
+    const target =
+      to === undefined
+        ? { withheld: true }
+        : { path: to, direct: true, ...(streamed && length !== undefined ? { stream: new HeldBackWrite(streamed, upload.file, length) } : {}) };
     this.sessions.set(key(upload), this.newSession(upload, writes, root.driver, root.staging, target));
   }
 
@@ -157,6 +171,7 @@ export class UploadParts {
   private async unaim(session: SessionParts): Promise<void> {
     const { upload } = session;
     this.sessions.delete(key(upload));
+    session.stream?.abort();
     await session.beginning?.catch(() => undefined);
     if (session.writeId === undefined) return;
     try {
@@ -178,6 +193,7 @@ export class UploadParts {
     if (!session) return false;
     // A blob key's upload holds this digest's bytes only; its request commits as that digest.
     if (session.direct && session.path !== to) return false;
+    if (session.stream) return this.finishStream(session, session.stream, size);
     let completed = false;
     try {
       if (!(await this.complete(session, size))) return false;
@@ -199,6 +215,19 @@ export class UploadParts {
     await this.removeRecord(session).catch((err: unknown) => {
       this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to remove the multipart upload record of a committed upload session');
     });
+    return true;
+  }
+
+  /** Sends a streamed write's last bytes; false (logged) when it failed: the caller uploads the file whole. */
+  private async finishStream(session: SessionParts, stream: HeldBackWrite, size: number): Promise<boolean> {
+    const { upload } = session;
+    try {
+      await stream.finish(size);
+    } catch (err) {
+      this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to stream an upload to its blob key, uploading its file whole');
+      return false;
+    }
+    this.sessions.delete(key(upload));
     return true;
   }
 
@@ -252,6 +281,7 @@ export class UploadParts {
     const session = this.sessions.get(key(upload));
     if (!session) return removeFile();
     this.sessions.delete(key(upload));
+    session.stream?.abort();
     await Promise.all(session.inFlight);
     await session.beginning?.catch(() => undefined);
     let aborted = true;
@@ -352,7 +382,7 @@ export class UploadParts {
     writes: PartedWrites,
     driver: StorageDriver,
     staging: FilesystemDriver,
-    target: { path?: string; direct?: boolean; withheld?: boolean } = {},
+    target: { path?: string; direct?: boolean; withheld?: boolean; stream?: HeldBackWrite } = {},
   ): SessionParts {
     return {
       upload,
@@ -362,6 +392,7 @@ export class UploadParts {
       path: target.path ?? uploadPath(upload.repo, upload.id),
       direct: target.direct ?? false,
       withheld: target.withheld ?? false,
+      ...(target.stream ? { stream: target.stream } : {}),
       leftover: false,
       stored: new Map(),
       inFlight: new Set(),

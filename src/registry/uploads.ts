@@ -188,10 +188,11 @@ export class UploadSessions {
 
   /**
    * Before a request's body whose digest is known, on a session with no bytes yet: the parts its
-   * body fills go straight to `to`, the blob's path, or, without `to`, nowhere (upload-parts.ts).
+   * body fills go straight to `to`, the blob's path, or, without `to`, nowhere; with the body's
+   * `length` known, as one streamed write (upload-parts.ts).
    */
-  aimParts(repo: string, id: string, to: string | undefined): void {
-    this.parts.aim({ repo, id, file: this.localFile(repo, id) }, to);
+  aimParts(repo: string, id: string, to: string | undefined, length?: number): void {
+    this.parts.aim({ repo, id, file: this.localFile(repo, id) }, to, length);
   }
 
   /**

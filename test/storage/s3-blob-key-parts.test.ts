@@ -1,9 +1,11 @@
 // A push whose digest is known before its body (a monolithic POST ?digest=, or a PUT that carries
-// the whole blob) sends its parts on S3 straight to a multipart upload at the blob's key, which
-// completes there once the digest is verified: no copy from the session's key and no delete after
-// (registry/upload-parts.ts). Observed on s3rver: where the parts and the completion went, what a
-// wrong digest, a concurrent push of the same digest, a repository that holds the blob already and
-// a crash in the middle of the body leave at the blob key and among the multipart uploads.
+// the whole blob) sends its bytes on S3 straight to the blob's key, where they are stored once the
+// digest is verified: with a declared length as one PutObject whose last byte waits for the
+// verification, else (a chunked body) as a multipart upload completed there. No copy from the
+// session's key, no delete after (registry/upload-parts.ts, held-back-write.ts). Observed on
+// s3rver: where the bytes went, and what a wrong digest, concurrent pushes of one digest, a
+// repository that holds the blob already, a crash mid-body and a failed write leave at the blob
+// key and among the multipart uploads.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -11,7 +13,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { StorageDriverConfig } from '../../src/config/types.js';
-import type { StorageDriver } from '../../src/storage/driver.js';
+import type { PartedWrites, StorageDriver } from '../../src/storage/driver.js';
 import { createS3Driver } from '../../src/storage/s3.js';
 import { assertReplayClean, eventually, expectOciError, openSession, sessionStatus, withDigest } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci.js';
@@ -31,8 +33,11 @@ function blobKey(prefix: string, repo: string, digest: string): string {
   return `${prefix}/${repo}/blobs/sha256/${digest.slice('sha256:'.length)}`;
 }
 
-function postWithDigest(url: string, repo: string, digest: string, body: Buffer): Promise<Response> {
-  return fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', body });
+/** A monolithic POST; `chunked`: the body without a declared length (Transfer-Encoding: chunked). */
+function postWithDigest(url: string, repo: string, digest: string, body: Buffer, options: { chunked?: boolean } = {}): Promise<Response> {
+  const target = `${url}/v2/${repo}/blobs/uploads/?digest=${digest}`;
+  if (!options.chunked) return fetch(target, { method: 'POST', body });
+  return fetch(target, { method: 'POST', body: new Blob([body]).stream(), duplex: 'half' } as RequestInit);
 }
 
 async function pull(url: string, repo: string, digest: string): Promise<Buffer> {
@@ -72,28 +77,39 @@ describe('a push whose digest is known before the body, on S3', () => {
     await s3?.stop();
   });
 
-  it('sends the parts of a monolithic POST to the blob key and completes them there, with no copy', async () => {
+  it('streams a monolithic POST to the blob key as one PutObject, with no copy', async () => {
     const repo = 'direct/post';
     const data = randomBytes(2 * PART + 77);
     const digest = sha256(data);
     const mark = s3.requests.length;
     const res = await postWithDigest(registry.url, repo, digest, data);
     assert.equal(res.status, 201, await res.text());
-    const key = blobKey(prefix, repo, digest);
-    const onKey = operationsOn(s3, key, mark);
+    assert.deepEqual(operationsOn(s3, blobKey(prefix, repo, digest), mark), ['PutObject']);
+    assert.deepEqual(s3.requests.slice(mark).filter((r) => r.operation === 'CopyObject' || r.key.includes('/.uploads/')), [], 'no copy, no session key');
+    assert.ok((await pull(registry.url, repo, digest)).equals(data));
+    assert.deepEqual(await s3.multipartUploads(), []);
+    await assertReplayClean(registry);
+  });
+
+  it('sends the parts of a chunked monolithic POST to the blob key and completes them there, with no copy', async () => {
+    const repo = 'direct/chunked';
+    const data = randomBytes(2 * PART + 77);
+    const digest = sha256(data);
+    const mark = s3.requests.length;
+    const res = await postWithDigest(registry.url, repo, digest, data, { chunked: true });
+    assert.equal(res.status, 201, await res.text());
+    const onKey = operationsOn(s3, blobKey(prefix, repo, digest), mark);
     assert.equal(count(onKey, 'CreateMultipartUpload'), 1, 'the multipart upload began at the blob key');
     assert.equal(count(onKey, 'UploadPart'), 3, 'two full parts and the tail went to the blob key');
     assert.equal(onKey.at(-1), 'CompleteMultipartUpload', 'and completed there');
-    const since = s3.requests.slice(mark);
-    assert.deepEqual(since.filter((r) => r.operation === 'CopyObject'), [], 'nothing was copied');
-    assert.deepEqual(since.filter((r) => r.key.includes('/.uploads/')), [], 'nothing went to a session key');
+    assert.deepEqual(s3.requests.slice(mark).filter((r) => r.operation === 'CopyObject' || r.key.includes('/.uploads/')), [], 'no copy, no session key');
     assert.ok((await pull(registry.url, repo, digest)).equals(data));
     assert.deepEqual(await s3.multipartUploads(), []);
     assert.deepEqual(partRecords(registry.root), [], 'the record of the multipart upload is gone');
     await assertReplayClean(registry);
   });
 
-  it('sends the parts of a PUT that carries the whole blob to the blob key', async () => {
+  it('streams a PUT that carries the whole blob to the blob key', async () => {
     const repo = 'direct/put';
     const data = randomBytes(PART + 1);
     const digest = sha256(data);
@@ -101,28 +117,32 @@ describe('a push whose digest is known before the body, on S3', () => {
     const mark = s3.requests.length;
     const res = await fetch(withDigest(session, digest), { method: 'PUT', body: data });
     assert.equal(res.status, 201, await res.text());
-    const onKey = operationsOn(s3, blobKey(prefix, repo, digest), mark);
-    assert.deepEqual(onKey, ['CreateMultipartUpload', 'UploadPart', 'UploadPart', 'CompleteMultipartUpload']);
+    assert.deepEqual(operationsOn(s3, blobKey(prefix, repo, digest), mark), ['PutObject']);
     assert.deepEqual(s3.requests.slice(mark).filter((r) => r.operation === 'CopyObject' || r.key.includes('/.uploads/')), []);
     assert.ok((await pull(registry.url, repo, digest)).equals(data));
-    assert.deepEqual(await s3.multipartUploads(), []);
   });
 
-  it('refuses a wrong digest, aborting the upload at its blob key: nothing is there and no upload is left', async () => {
-    const repo = 'direct/wrong';
-    const data = randomBytes(2 * PART + 3);
-    const claimed = sha256(Buffer.from('other bytes'));
-    const mark = s3.requests.length;
-    await expectOciError(await postWithDigest(registry.url, repo, claimed, data), 400, 'DIGEST_INVALID');
-    const onKey = operationsOn(s3, blobKey(prefix, repo, claimed), mark);
-    assert.ok(count(onKey, 'UploadPart') >= 1, `parts went to the claimed digest's key: ${onKey.join()}`);
-    assert.equal(count(onKey, 'CompleteMultipartUpload'), 0, 'never completed');
-    assert.equal(onKey.at(-1), 'AbortMultipartUpload', 'aborted');
-    assert.equal(count(onKey, 'DeleteObject'), 0, 'the blob key is never deleted');
-    for (const digest of [claimed, sha256(data)]) assert.equal(await bucket.stat(`${repo}/blobs/sha256/${digest.slice(7)}`), undefined);
-    assert.deepEqual(await s3.multipartUploads(), []);
-    assert.deepEqual(partRecords(registry.root), []);
-  });
+  for (const chunked of [false, true]) {
+    it(`refuses a wrong digest${chunked ? ' of a chunked body' : ''}, storing nothing at the blob key it was sent to`, async () => {
+      const repo = `direct/wrong${chunked ? '-chunked' : ''}`;
+      const data = randomBytes(2 * PART + 3);
+      const claimed = sha256(Buffer.from(`other bytes ${String(chunked)}`));
+      const mark = s3.requests.length;
+      await expectOciError(await postWithDigest(registry.url, repo, claimed, data, { chunked }), 400, 'DIGEST_INVALID');
+      const onKey = operationsOn(s3, blobKey(prefix, repo, claimed), mark);
+      if (chunked) {
+        assert.ok(count(onKey, 'UploadPart') >= 1, `parts went to the claimed digest's key: ${onKey.join()}`);
+        assert.equal(count(onKey, 'CompleteMultipartUpload'), 0, 'never completed');
+        assert.equal(onKey.at(-1), 'AbortMultipartUpload', 'aborted');
+      } else {
+        assert.deepEqual(onKey, ['PutObject'], 'the body was streamed to the claimed digest\'s key');
+      }
+      assert.equal(count(onKey, 'DeleteObject'), 0, 'the blob key is never deleted');
+      for (const digest of [claimed, sha256(data)]) assert.equal(await bucket.stat(`${repo}/blobs/sha256/${digest.slice(7)}`), undefined);
+      assert.deepEqual(await s3.multipartUploads(), []);
+      assert.deepEqual(partRecords(registry.root), []);
+    });
+  }
 
   it('sends nothing for a blob the repository holds, and a wrong body for it leaves the blob as it was', async () => {
     const repo = 'direct/held';
@@ -130,7 +150,6 @@ describe('a push whose digest is known before the body, on S3', () => {
     const digest = sha256(data);
     const first = await postWithDigest(registry.url, repo, digest, data);
     assert.equal(first.status, 201, await first.text());
-    const key = blobKey(prefix, repo, digest);
     const mark = s3.requests.length;
     const again = await postWithDigest(registry.url, repo, digest, data);
     assert.equal(again.status, 201, await again.text());
@@ -139,35 +158,60 @@ describe('a push whose digest is known before the body, on S3', () => {
     await expectOciError(await postWithDigest(registry.url, repo, digest, forged), 400, 'DIGEST_INVALID');
     const sent = s3.requests.slice(mark).filter((r) => r.operation !== 'HeadObject' && r.operation !== 'ListObjectsV2');
     assert.deepEqual(sent, [], 'neither push wrote to the bucket');
-    assert.equal(count(operationsOn(s3, key), 'CompleteMultipartUpload'), 1, 'the blob was written once');
     assert.ok((await pull(registry.url, repo, digest)).equals(data));
   });
 
-  it('commits two concurrent pushes of one blob, a forged third refused, the blob key holding the right bytes', async () => {
-    const repo = 'direct/race';
-    const data = randomBytes(3 * PART + 9);
+  for (const chunked of [false, true]) {
+    it(`commits two concurrent pushes of one blob${chunked ? ' in chunked bodies' : ''}, a forged third refused, the blob key holding the right bytes`, async () => {
+      const repo = `direct/race${chunked ? '-chunked' : ''}`;
+      const data = randomBytes(3 * PART + 9);
+      const digest = sha256(data);
+      const forged = Buffer.from(data);
+      forged.writeUInt8(forged.readUInt8(2 * PART) ^ 0x01, 2 * PART);
+      const mark = s3.requests.length;
+      const [a, b, c] = await Promise.all([
+        postWithDigest(registry.url, repo, digest, data, { chunked }),
+        postWithDigest(registry.url, repo, digest, data, { chunked }),
+        postWithDigest(registry.url, repo, digest, forged, { chunked }),
+      ]);
+      assert.equal(a.status, 201, await a.text());
+      assert.equal(b.status, 201, await b.text());
+      await expectOciError(c, 400, 'DIGEST_INVALID');
+      const onKey = operationsOn(s3, blobKey(prefix, repo, digest), mark);
+      const began = count(onKey, chunked ? 'CreateMultipartUpload' : 'PutObject');
+      assert.ok(began >= 2, `the pushes went to the blob key: ${onKey.join()}`);
+      if (chunked) {
+        assert.equal(count(onKey, 'CompleteMultipartUpload'), 1, 'one push completed, the other found the blob committed');
+        assert.equal(count(onKey, 'AbortMultipartUpload'), began - 1, 'every other upload was aborted');
+      }
+      assert.equal(count(onKey, 'DeleteObject'), 0);
+      assert.ok((await pull(registry.url, repo, digest)).equals(data));
+      assert.deepEqual(await s3.multipartUploads(), []);
+      assert.deepEqual(partRecords(registry.root), []);
+      const pushed = [...registry.running.store.read()];
+      assert.equal(pushed.filter((e) => e.type === 'BlobPushed' && e.repo === repo).length, 1, 'one BlobPushed');
+      await assertReplayClean(registry);
+    });
+  }
+
+  it('uploads the staged file instead when the streamed PutObject fails', async () => {
+    const repo = 'direct/failed-stream';
+    const data = randomBytes(2 * PART + 11);
     const digest = sha256(data);
-    const forged = Buffer.from(data);
-    forged.writeUInt8(forged.readUInt8(2 * PART) ^ 0x01, 2 * PART);
+    const key = blobKey(prefix, repo, digest);
+    const heal = s3.failRequests('PutObject', key);
     const mark = s3.requests.length;
-    const [a, b, c] = await Promise.all([
-      postWithDigest(registry.url, repo, digest, data),
-      postWithDigest(registry.url, repo, digest, data),
-      postWithDigest(registry.url, repo, digest, forged),
-    ]);
-    assert.equal(a.status, 201, await a.text());
-    assert.equal(b.status, 201, await b.text());
-    await expectOciError(c, 400, 'DIGEST_INVALID');
-    const onKey = operationsOn(s3, blobKey(prefix, repo, digest), mark);
-    assert.ok(count(onKey, 'CreateMultipartUpload') >= 2, `the pushes' parts went to the blob key: ${onKey.join()}`);
-    assert.equal(count(onKey, 'CompleteMultipartUpload'), 1, 'one push completed, the other found the blob committed');
-    assert.equal(count(onKey, 'DeleteObject'), 0);
-    assert.equal(count(onKey, 'AbortMultipartUpload'), count(onKey, 'CreateMultipartUpload') - 1, 'every other upload was aborted');
+    try {
+      const res = await postWithDigest(registry.url, repo, digest, data);
+      assert.equal(res.status, 201, await res.text());
+    } finally {
+      heal();
+    }
+    const onKey = operationsOn(s3, key, mark);
+    assert.equal(onKey[0], 'PutObject', `the body was streamed first: ${onKey.join()}`);
+    assert.equal(onKey.at(-1), 'CompleteMultipartUpload', 'then the staged file uploaded in parts');
     assert.ok((await pull(registry.url, repo, digest)).equals(data));
     assert.deepEqual(await s3.multipartUploads(), []);
-    assert.deepEqual(partRecords(registry.root), []);
-    const pushed = [...registry.running.store.read()];
-    assert.equal(pushed.filter((e) => e.type === 'BlobPushed' && e.repo === repo).length, 1, 'one BlobPushed');
     await assertReplayClean(registry);
   });
 });
@@ -187,7 +231,7 @@ describe('a registry killed in the middle of a PUT that carries the whole blob, 
     await s3?.stop();
   });
 
-  it('aborts the upload at the blob key at the next start, and the session takes the PUT again', async () => {
+  it('stores nothing at the blob key, and the session takes the PUT again after the restart', async () => {
     const root = path.join(makeTempDir(), 'root');
     const storage = { dedupe: false, gc: false, storageDriver: driverConfig(s3, prefix) };
     killed = await spawnRegistry({ root, storage });
@@ -197,7 +241,7 @@ describe('a registry killed in the middle of a PUT that carries the whole blob, 
     const key = blobKey(prefix, repo, digest);
     const session = await openSession(killed.url, repo);
     const id = new URL(session).pathname.split('/').pop() ?? '';
-    // The body stops after two parts' worth; the registry dies with the request still open.
+    // The body stops 21 bytes short; the registry dies with the request still open.
     const target = new URL(withDigest(session, digest));
     const req = http.request({
       host: target.hostname,
@@ -207,17 +251,23 @@ describe('a registry killed in the middle of a PUT that carries the whole blob, 
       headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) },
     });
     req.on('error', () => undefined);
-    req.write(data.subarray(0, 2 * PART + 1));
-    await eventually(async () => (await s3.multipartUploads()).some((u) => u.key === key && u.parts.length >= 1), 'a part stored at the blob key', 15_000);
-    await eventually(async () => partRecords(root).includes(id), 'the multipart upload recorded');
+    req.write(data.subarray(0, 3 * PART));
+    const staged = path.join(root, repo, '.uploads', id);
+    await eventually(async () => fs.existsSync(staged) && fs.statSync(staged).size >= 2 * PART, 'the body staged', 15_000);
+    await eventually(async () => s3.requests.some((r) => r.operation === 'PutObject' && r.key === key), 'the body streamed to the blob key');
     await killed.kill();
     killed = undefined;
     req.destroy();
 
     restarted = await startTestRegistry({ root, storage });
-    assert.deepEqual(await s3.multipartUploads(), [], 'the upload at the blob key was aborted at start');
+    const bucket = createS3Driver(driverConfig(s3, prefix));
+    try {
+      await eventually(async () => (await bucket.stat(`${repo}/blobs/sha256/${digest.slice(7)}`)) === undefined, 'the blob key to hold nothing');
+    } finally {
+      bucket.destroy?.();
+    }
+    assert.deepEqual(await s3.multipartUploads(), []);
     assert.deepEqual(partRecords(root), []);
-    assert.ok(s3.requests.some((r) => r.operation === 'AbortMultipartUpload' && r.key === key));
     assert.ok(!s3.requests.some((r) => r.operation === 'DeleteObject' && r.key === key), 'the blob key is never deleted');
     const resumed = new URL(new URL(session).pathname, restarted.url).toString();
     assert.equal((await sessionStatus(resumed)).status, 204, 'the session is there, back where its PATCHes left it');
@@ -226,5 +276,71 @@ describe('a registry killed in the middle of a PUT that carries the whole blob, 
     assert.ok((await pull(restarted.url, repo, digest)).equals(data));
     assert.deepEqual(await s3.multipartUploads(), []);
     await assertReplayClean(restarted);
+  });
+});
+
+describe('a chunked push to the blob key whose multipart upload fails to complete, on S3', () => {
+  const prefix = 'blobkey-fallback';
+  let s3: TestS3Server;
+  let registry: TestRegistry;
+  /** The paths of the parted writes whose completion was made to fail. */
+  const failedAt: string[] = [];
+  let failingCompletions = 0;
+
+  before(async () => {
+    s3 = await startS3Server();
+    registry = await startTestRegistry(
+      { storage: { dedupe: false, gc: false, storageDriver: driverConfig(s3, prefix) } },
+      {
+        wrapDriver: (driver) => {
+          const writes = driver.partedWrites;
+          if (!writes) return driver;
+          const failing: PartedWrites = {
+            partSize: writes.partSize,
+            begin: (...args) => writes.begin(...args),
+            putPart: (...args) => writes.putPart(...args),
+            abort: (...args) => writes.abort(...args),
+            complete: (path, ...rest) => {
+              if (failingCompletions > 0) {
+                failingCompletions--;
+                failedAt.push(path);
+                return Promise.reject(new Error('injected fault in the completion of a multipart upload'));
+              }
+              return writes.complete(path, ...rest);
+            },
+          };
+          return new Proxy(driver, {
+            get: (target, property, receiver) => {
+              if (property === 'partedWrites') return failing;
+              const value = Reflect.get(target, property, receiver) as unknown;
+              return typeof value === 'function' ? value.bind(target) : value;
+            },
+          });
+        },
+      },
+    );
+  });
+  after(async () => {
+    await registry?.stop();
+    await s3?.stop();
+  });
+
+  it('uploads the staged file to the blob key instead, then aborts the upload there without deleting the blob', async () => {
+    const repo = 'direct/fallback';
+    const data = randomBytes(2 * PART + 5);
+    const digest = sha256(data);
+    const key = blobKey(prefix, repo, digest);
+    failingCompletions = 1;
+    const mark = s3.requests.length;
+    const res = await postWithDigest(registry.url, repo, digest, data, { chunked: true });
+    assert.equal(res.status, 201, await res.text());
+    assert.deepEqual(failedAt, [`${repo}/blobs/sha256/${digest.slice(7)}`], 'the completion was tried at the blob key');
+    const onKey = operationsOn(s3, key, mark);
+    assert.equal(count(onKey, 'DeleteObject'), 0, `the blob key is never deleted: ${onKey.join()}`);
+    assert.equal(onKey.at(-1), 'AbortMultipartUpload', 'the failed upload is aborted after the blob was put');
+    assert.ok((await pull(registry.url, repo, digest)).equals(data));
+    assert.deepEqual(await s3.multipartUploads(), []);
+    assert.deepEqual(partRecords(registry.root), []);
+    await assertReplayClean(registry);
   });
 });
