@@ -7,7 +7,7 @@ import * as fs from 'node:fs/promises';
 import type { StreamedWrite } from '../storage/driver.js';
 
 /** Bytes read back and sent at once while the body arrives. */
-const BATCH = 1024 * 1024;
+const BATCH = 4 * 1024 * 1024;
 
 export class HeldBackWrite {
   /** Bytes of the file sent so far. */

@@ -53,7 +53,7 @@ const PARTS_IN_FLIGHT = 2;
 /** S3's largest object in one PutObject. */
 const MAX_PUT_OBJECT = 5 * 1024 * MIB;
 /** Bytes a streamed PutObject's body buffers before its writer waits. */
-const STREAMED_BUFFER = MIB;
+const STREAMED_BUFFER = 4 * MIB;
 /** The most keys one DeleteObjects request takes. */
 const DELETE_BATCH = 1000;
 
