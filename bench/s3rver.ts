@@ -1,6 +1,7 @@
 // s3rver on 127.0.0.1 for the S3 figures, in a process of its own: its JavaScript then does not
 // share the benchmark client's event loop (the client's timings stay the client's). It is the
-// tests' helper (test/helpers/s3.ts), with its corrections of s3rver's listing and range quirks.
+// tests' helper (test/helpers/s3.ts), with its corrections of s3rver's listing and range quirks
+// and its objects stored whole, as S3 stores them (an object appears at once when its write ends).
 //
 // Run as a script (`node dist/bench/s3rver.js`), it prints one JSON line with the endpoint and
 // stops, removing its objects, on SIGTERM or when its stdin closes (the bench went away).

@@ -8,7 +8,7 @@ import { MAX_MANIFEST_BYTES, type Registry } from '../registry/registry.js';
 import { MediaTypes } from '../oci/media-types.js';
 import { writeFileBody } from './file-body.js';
 import { parseContentRange, parseRangeHeader } from './ranges.js';
-import { hasBody, readBodyBounded } from './request-body.js';
+import { declaredLength, hasBody, readBodyBounded } from './request-body.js';
 import type { Endpoint, Route } from './routes.js';
 
 type Handler = (registry: Registry, route: Route, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
@@ -111,7 +111,7 @@ const uploads: Handler = async (registry, route, request, reply) => {
   const digest = params.get('digest');
   if (digest !== null) {
     // Monolithic upload in one POST: the body is the whole blob.
-    return sendBlobCreated(reply, route.name, await registry.pushBlob(route.name, digest, request.raw, ctx));
+    return sendBlobCreated(reply, route.name, await registry.pushBlob(route.name, digest, request.raw, ctx, declaredLength(request.raw)));
   }
   const id = await registry.startUpload(route.name);
   return sendUploadProgress(reply, route.name, id, 0, 202);
@@ -131,7 +131,8 @@ const upload: Handler = async (registry, route, request, reply) => {
       const digest = query(request).get('digest');
       if (digest === null) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required to finish an upload');
       const range = parseContentRange(request.headers['content-range']);
-      const lastChunk = hasBody(request.raw) ? { body: request.raw, ...(range ? { range } : {}) } : undefined;
+      const length = declaredLength(request.raw);
+      const lastChunk = hasBody(request.raw) ? { body: request.raw, ...(range ? { range } : {}), ...(length !== undefined ? { length } : {}) } : undefined;
       const committed = await registry.commitUpload(route.name, id, digest, context(request), lastChunk);
       return sendBlobCreated(reply, route.name, committed);
     }

@@ -9,6 +9,14 @@ export function hasBody(raw: IncomingMessage): boolean {
   return raw.headers['transfer-encoding'] !== undefined;
 }
 
+/** The body's declared length (Content-Length), when the request declares one. */
+export function declaredLength(raw: IncomingMessage): number | undefined {
+  const length = raw.headers['content-length'];
+  if (length === undefined || !/^\d+$/.test(length)) return undefined;
+  const value = Number(length);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
 /**
  * Reads the whole body, refusing one larger than `limit` bytes as soon as it is known: by its
  * declared length before any byte is read, or (chunked) once `limit` is passed. The stream is then

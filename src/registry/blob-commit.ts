@@ -1,13 +1,14 @@
 // Committing an upload: the steps from a filled upload session to a blob the repository holds.
 // Read top to bottom, as distribution's blobwriter.Commit:
 //   1. take the last chunk, if the closing PUT carries one, after recording durably the size the
-//      session's PATCHes acknowledged;
+//      session's PATCHes acknowledged; on S3, when that chunk is the whole blob, its parts go
+//      straight to a multipart upload at the blob's key (none when the repository holds it);
 //   2. verify the digest: the running hash the worker pool kept as the chunks arrived (a mismatch
 //      discards the session: DIGEST_INVALID). Meanwhile the session's bytes start for the disk
 //      (an fsync of the staged file), so the durable placing of step 3 finds little left to write;
 //   3. under the digest's content lock, place the bytes durably at their content address (a second
 //      name for the session's bytes, or a link to a copy the root holds already, with dedupe; on
-//      S3 the multipart upload the session's parts went to, completed and moved into place);
+//      S3 the multipart upload the session's parts went to, completed in place or moved there);
 //   4. append BlobPushed: the commit point. Until then no reader can see the blob;
 //   5. drop the session.
 // Until step 4 the session is kept: any failure before it (other than a digest mismatch) puts the
@@ -25,6 +26,8 @@ import type { ChunkRange } from './uploads.js';
 export interface LastChunk {
   body: Readable;
   range?: ChunkRange;
+  /** The body's declared length (Content-Length), when the request has one. */
+  length?: number;
 }
 
 export interface CommitOptions {
@@ -54,6 +57,7 @@ export class BlobCommit {
     const knownSize = options.privateSession ? 0 : undefined;
     const work = async (acknowledged: number): Promise<string> => {
       try {
+        if (lastChunk && acknowledged === 0) this.aimParts(repo, id, digest, lastChunk.length);
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
         const writeback = this.startWriteback(repo, id, digest, size);
         await this.verifyDigest(repo, id, digest, size, marked);
@@ -89,6 +93,20 @@ export class BlobCommit {
     if (!lastChunk) return acknowledged;
     if (marked) await this.parts.uploads.markClosing(repo, id, acknowledged, digest.value);
     return this.parts.uploads.append(repo, id, acknowledged, lastChunk.body, lastChunk.range);
+  }
+
+  /**
+   * The body is the whole blob and its digest is known: on S3 it goes to the blob's key (streamed
+   * in one request when its length is declared, else in parts), to be completed there once
+   * verified, with no copy; nowhere when the repository, or with dedupe
+   * another of the root, holds the bytes already (placeBlob then uploads nothing).
+   */
+  private aimParts(repo: string, id: string, digest: ParsedDigest, length: number | undefined): void {
+    const { roots, queries, uploads } = this.parts;
+    const root = roots.for(repo);
+    if (!root.driver.partedWrites) return;
+    const stored = queries.blobSize(repo, digest.value) !== undefined || (root.dedupe && this.bytesHolder(root, repo, digest.value) !== undefined);
+    uploads.aimParts(repo, id, stored ? undefined : blobPath(repo, digest), length);
   }
 
   /** Puts the session back as its PATCHes left it; if that fails too, the next start does it. */
@@ -151,8 +169,8 @@ export class BlobCommit {
    * Puts a verified upload at its content address, durably. With dedupe, when another repository
    * of the root holds the bytes already, the upload is not used: the filesystem gets a hard link to
    * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise the session's
-   * bytes go into place: on S3 the multipart upload its parts went to as they arrived, moved from
-   * the session's key; else the staged file (a second name for it, or one upload to S3). The
+   * bytes go into place: on S3 the multipart upload its parts went to as they arrived, completed
+   * at the blob's key or moved from the session's; else the staged file (a second name for it, or one upload to S3). The
    * session stays.
    */
   private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string, size: number, synced: boolean): Promise<string | undefined> {

@@ -228,12 +228,15 @@ export class Registry {
     return restored;
   }
 
-  /** A whole blob in one request (POST ?digest=): a session that lives only as long as the request. */
-  async pushBlob(repo: string, digestText: string, body: Readable, context: EventContext): Promise<string> {
+  /**
+   * A whole blob in one request (POST ?digest=): a session that lives only as long as the request.
+   * `length`: the body's declared length, if any.
+   */
+  async pushBlob(repo: string, digestText: string, body: Readable, context: EventContext, length?: number): Promise<string> {
     const digest = parseDigest(digestText);
     const id = await this.startUpload(repo, { ownedByRequest: true });
     try {
-      return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body }, { privateSession: true }));
+      return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body, ...(length !== undefined ? { length } : {}) }, { privateSession: true }));
     } catch (err) {
       await this.uploads.discard(repo, id).catch(() => undefined);
       throw err;

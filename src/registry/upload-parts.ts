@@ -7,6 +7,17 @@
 // key and moves (a server-side copy, then a delete) to the blob's key, all before the commit event
 // names the blob.
 //
+// When the digest is known before the body (a monolithic POST ?digest=, or a PUT whose body is the
+// whole blob), there is nothing to move: the request's parts go to a multipart upload at the blob's
+// key itself, which completes there once the digest is verified. S3 shows nothing at a key before
+// its upload completes, and a blob key's upload is only ever completed with verified bytes and
+// only ever aborted, never deleted after: whatever is at the key (a blob pushed before) stays. Such
+// an upload serves its one request: a failed or interrupted request aborts it, and so does the next
+// start. When the repository holds the digest already, that request's bytes are not sent at all.
+// A body whose length is declared (Content-Length, within the store's single-request limit) goes
+// instead as one PutObject streamed to the blob's key, its last byte held back until the digest is
+// verified (held-back-write.ts): nothing to complete, and nothing stored if it is never sent.
+//
 // The session's file stays the truth, and the parts are a head start: a part that failed to send is
 // sent at commit, and a commit whose parts fail uploads the file whole (putFile), as a session with
 // no full part does. Each multipart upload's id and stored parts are recorded in the staging
@@ -25,6 +36,7 @@ import type { PartedWrites, StorageDriver, StoredPart } from '../storage/driver.
 import type { FilesystemDriver } from '../storage/filesystem.js';
 import { UPLOAD_PARTS_DIR, uploadPartsPath, uploadPath } from '../storage/layout.js';
 import type { StorageRoots } from '../storage/roots.js';
+import { HeldBackWrite } from './held-back-write.js';
 import type { UploadRef } from './upload-hashes.js';
 
 /** Parts of one session being sent at once: one on the wire while the next is read and sent. */
@@ -40,6 +52,8 @@ interface PartsRecord {
   id: string;
   writeId: string;
   partSize: number;
+  /** The blob path the multipart upload is at, when its request named the digest before the body. */
+  blob?: string;
   /** Byte range of each part, [start, end), so a record can be checked against the session's file. */
   parts: Array<StoredPart & { start: number; end: number }>;
 }
@@ -49,6 +63,14 @@ interface SessionParts {
   readonly writes: PartedWrites;
   readonly driver: StorageDriver;
   readonly staging: FilesystemDriver;
+  /** Where the multipart upload is: the session's key, or the blob's (`direct`). */
+  readonly path: string;
+  /** The upload is at the blob's key, for one request: it is completed there or aborted, never moved or deleted. */
+  readonly direct: boolean;
+  /** This request's bytes are not sent: the repository holds the blob already. */
+  readonly withheld: boolean;
+  /** Instead of parts, this request's bytes go to the blob's key as one streamed write. */
+  readonly stream?: HeldBackWrite;
   /** The multipart upload, once begun (and until it moved into place or was aborted). */
   writeId?: string;
   beginning?: Promise<string>;
@@ -97,14 +119,38 @@ export class UploadParts {
    * they completed start sending. Resolves once the session has room for more parts in flight.
    */
   async written(upload: UploadRef, from: number, to: number): Promise<void> {
+    const stream = this.sessions.get(key(upload))?.stream;
+    if (stream) return stream.written(to);
     const partSize = this.roots.for(upload.repo).driver.partedWrites?.partSize;
     if (partSize === undefined) return;
     const first = Math.floor(from / partSize) + 1;
     const last = Math.min(Math.floor(to / partSize), MAX_PARTS);
     if (last < first) return;
     const session = this.session(upload);
+    if (session.withheld) return;
     for (let part = first; part <= last; part++) this.send(session, part, partSize);
     while (session.inFlight.size >= PARTS_IN_FLIGHT_PER_SESSION) await Promise.race(session.inFlight);
+  }
+
+  /**
+   * Before the body of a request that names the digest, on a session with no bytes yet: its parts
+   * go to a multipart upload at `to`, the blob's path (or, without `to`, the repository holding the
+   * blob already, nowhere). With the body's `length` known, one streamed write instead, where the
+   * driver has them. A session that has begun a multipart upload of its own keeps it.
+   */
+  aim(upload: UploadRef, to: string | undefined, length?: number): void {
+    const root = this.roots.for(upload.repo);
+    const { driver } = root;
+    const writes = driver.partedWrites;
+    if (!writes) return;
+    const existing = this.sessions.get(key(upload));
+    if (existing && (existing.writeId !== undefined || existing.beginning || existing.inFlight.size > 0 || existing.leftover || existing.direct)) return;
+    const streamed = to !== undefined && length !== undefined && length > 0 && length <= (driver.streamedWriteLimit ?? 0) ? driver.streamedWrite?.(to, length) : undefined;
+    const target =
+      to === undefined
+        ? { withheld: true }
+        : { path: to, direct: true, ...(streamed && length !== undefined ? { stream: new HeldBackWrite(streamed, upload.file, length) } : {}) };
+    this.sessions.set(key(upload), this.newSession(upload, writes, root.driver, root.staging, target));
   }
 
   /** The session's file was cut back to `size` bytes: the parts past it no longer hold its bytes. */
@@ -112,9 +158,28 @@ export class UploadParts {
     const session = this.sessions.get(key(upload));
     if (!session) return;
     await Promise.all(session.inFlight);
+    if (session.direct || session.withheld) return this.unaim(session);
     const past = [...session.stored.keys()].filter((part) => part * session.writes.partSize > size);
     for (const part of past) session.stored.delete(part);
     if (past.length > 0) await this.save(session);
+  }
+
+  /**
+   * The request a blob key's upload served failed (the session goes back to its last PATCH): the
+   * upload is aborted, and the session's next bytes go to its own key again.
+   */
+  private async unaim(session: SessionParts): Promise<void> {
+    const { upload } = session;
+    this.sessions.delete(key(upload));
+    session.stream?.abort();
+    await session.beginning?.catch(() => undefined);
+    if (session.writeId === undefined) return;
+    try {
+      await this.abort(session.driver, session.writes, upload, session);
+      await this.removeRecord(session);
+    } catch (err) {
+      this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to abort the multipart upload of a failed blob push, leaving it to the bucket lifecycle rule');
+    }
   }
 
   /**
@@ -126,13 +191,16 @@ export class UploadParts {
   async place(upload: Pick<UploadRef, 'repo' | 'id'>, size: number, to: string): Promise<boolean> {
     const session = this.sessions.get(key(upload));
     if (!session) return false;
+    // A blob key's upload holds this digest's bytes only; its request commits as that digest.
+    if (session.direct && session.path !== to) return false;
+    if (session.stream) return this.finishStream(session, session.stream, size);
     let completed = false;
     try {
       if (!(await this.complete(session, size))) return false;
       completed = true;
-      await session.driver.move(uploadPath(upload.repo, upload.id), to);
+      if (!session.direct) await session.driver.move(session.path, to);
     } catch (err) {
-      if (completed) {
+      if (completed && !session.direct) {
         // The object under the session's key holds these bytes only for this commit: the session
         // may change before the next one, whose parts then go to a new multipart upload.
         delete session.writeId;
@@ -147,6 +215,19 @@ export class UploadParts {
     await this.removeRecord(session).catch((err: unknown) => {
       this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to remove the multipart upload record of a committed upload session');
     });
+    return true;
+  }
+
+  /** Sends a streamed write's last bytes; false (logged) when it failed: the caller uploads the file whole. */
+  private async finishStream(session: SessionParts, stream: HeldBackWrite, size: number): Promise<boolean> {
+    const { upload } = session;
+    try {
+      await stream.finish(size);
+    } catch (err) {
+      this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to stream an upload to its blob key, uploading its file whole');
+      return false;
+    }
+    this.sessions.delete(key(upload));
     return true;
   }
 
@@ -178,15 +259,14 @@ export class UploadParts {
       parts.push({ number: part, tag });
     }
     if (tail) parts.push(await tail);
-    await writes.complete(uploadPath(upload.repo, upload.id), writeId, parts);
+    await writes.complete(session.path, writeId, parts);
     return true;
   }
 
   private async sendTail(session: SessionParts, writeId: string, part: number, partSize: number, length: number): Promise<StoredPart> {
-    const { upload } = session;
     const body = await this.readPart(session, part, partSize, length);
     try {
-      return { number: part, tag: await session.writes.putPart(uploadPath(upload.repo, upload.id), writeId, part, body) };
+      return { number: part, tag: await session.writes.putPart(session.path, writeId, part, body) };
     } finally {
       this.buffers.give();
     }
@@ -201,12 +281,13 @@ export class UploadParts {
     const session = this.sessions.get(key(upload));
     if (!session) return removeFile();
     this.sessions.delete(key(upload));
+    session.stream?.abort();
     await Promise.all(session.inFlight);
     await session.beginning?.catch(() => undefined);
     let aborted = true;
     if (session.writeId !== undefined || session.leftover) {
       try {
-        await this.abort(session.driver, session.writes, upload, session.writeId);
+        await this.abort(session.driver, session.writes, upload, session);
       } catch (err) {
         aborted = false;
         this.logger?.warn({ repo: upload.repo, uploadId: upload.id, err }, 'failed to abort the multipart upload of an upload session, retrying at the next start');
@@ -250,9 +331,11 @@ export class UploadParts {
         }
         const upload = { repo: record.repo, id: record.id, file: localFile(record.repo, record.id) };
         const info = await staging.stat(uploadPath(record.repo, record.id));
-        if (!info || info.isDirectory || record.partSize !== writes.partSize) {
+        // A blob key's upload served one request, which is gone: it is aborted, whatever the session.
+        if (!info || info.isDirectory || record.partSize !== writes.partSize || record.blob !== undefined) {
           try {
-            await this.abort(root.driver, writes, upload, record.writeId);
+            const at = record.blob === undefined ? { path: uploadPath(record.repo, record.id), direct: false } : { path: record.blob, direct: true };
+            await this.abort(root.driver, writes, upload, { ...at, writeId: record.writeId });
             await staging.delete(path);
           } catch (err) {
             this.logger?.warn({ repo: record.repo, uploadId: record.id, err }, 'failed to abort the multipart upload of a finished upload session, retrying at the next start');
@@ -270,11 +353,16 @@ export class UploadParts {
     }
   }
 
-  private async abort(driver: StorageDriver, writes: PartedWrites, upload: Pick<UploadRef, 'repo' | 'id'>, writeId: string | undefined): Promise<void> {
-    const temporary = uploadPath(upload.repo, upload.id);
-    if (writeId !== undefined) await writes.abort(temporary, writeId);
+  private async abort(
+    driver: StorageDriver,
+    writes: PartedWrites,
+    upload: Pick<UploadRef, 'repo' | 'id'>,
+    at: { path: string; direct: boolean; writeId?: string | undefined },
+  ): Promise<void> {
+    if (at.writeId !== undefined) await writes.abort(at.path, at.writeId);
     // The upload may have completed before its move failed or a crash came: its object goes too.
-    await driver.delete(temporary);
+    // Not at a blob key: what is there is a verified blob, this push's or another's.
+    if (!at.direct) await driver.delete(uploadPath(upload.repo, upload.id));
   }
 
   /** The session's parts (its root writes in parts). */
@@ -289,8 +377,28 @@ export class UploadParts {
     return session;
   }
 
-  private newSession(upload: UploadRef, writes: PartedWrites, driver: StorageDriver, staging: FilesystemDriver): SessionParts {
-    return { upload, writes, driver, staging, leftover: false, stored: new Map(), inFlight: new Set(), saving: Promise.resolve(), saveQueued: false };
+  private newSession(
+    upload: UploadRef,
+    writes: PartedWrites,
+    driver: StorageDriver,
+    staging: FilesystemDriver,
+    target: { path?: string; direct?: boolean; withheld?: boolean; stream?: HeldBackWrite } = {},
+  ): SessionParts {
+    return {
+      upload,
+      writes,
+      driver,
+      staging,
+      path: target.path ?? uploadPath(upload.repo, upload.id),
+      direct: target.direct ?? false,
+      withheld: target.withheld ?? false,
+      ...(target.stream ? { stream: target.stream } : {}),
+      leftover: false,
+      stored: new Map(),
+      inFlight: new Set(),
+      saving: Promise.resolve(),
+      saveQueued: false,
+    };
   }
 
   /** Sends one full part in the background; a failure is logged and the part sent again at commit. */
@@ -301,7 +409,7 @@ export class UploadParts {
       const body = await this.readPart(session, part, partSize, partSize);
       let tag: string;
       try {
-        tag = await session.writes.putPart(uploadPath(upload.repo, upload.id), writeId, part, body);
+        tag = await session.writes.putPart(session.path, writeId, part, body);
       } finally {
         this.buffers.give();
       }
@@ -346,9 +454,8 @@ export class UploadParts {
   private writeOf(session: SessionParts): Promise<string> {
     if (session.writeId !== undefined) return Promise.resolve(session.writeId);
     session.beginning ??= (async () => {
-      const { upload } = session;
       try {
-        const writeId = await session.writes.begin(uploadPath(upload.repo, upload.id));
+        const writeId = await session.writes.begin(session.path);
         session.writeId = writeId;
         await this.save(session);
         return writeId;
@@ -376,6 +483,7 @@ export class UploadParts {
         id: session.upload.id,
         writeId,
         partSize,
+        ...(session.direct ? { blob: session.path } : {}),
         parts: [...session.stored]
           .sort(([a], [b]) => a - b)
           .map(([number, tag]) => ({ number, tag, start: (number - 1) * partSize, end: number * partSize })),
@@ -397,13 +505,14 @@ function parseRecord(content: Buffer | undefined): PartsRecord | undefined {
   if (!content) return undefined;
   try {
     const value = JSON.parse(content.toString('utf8')) as Partial<PartsRecord>;
-    const { repo, id, writeId, partSize, parts } = value;
+    const { repo, id, writeId, partSize, blob, parts } = value;
     if (typeof repo !== 'string' || typeof id !== 'string' || typeof writeId !== 'string') return undefined;
+    if (blob !== undefined && typeof blob !== 'string') return undefined;
     if (typeof partSize !== 'number' || !Number.isSafeInteger(partSize) || partSize <= 0 || !Array.isArray(parts)) return undefined;
     const valid = parts.every(
       (p) => Number.isSafeInteger(p.number) && p.number > 0 && typeof p.tag === 'string' && Number.isSafeInteger(p.start) && Number.isSafeInteger(p.end),
     );
-    return valid ? { repo, id, writeId, partSize, parts } : undefined;
+    return valid ? { repo, id, writeId, partSize, ...(blob !== undefined ? { blob } : {}), parts } : undefined;
   } catch {
     return undefined;
   }

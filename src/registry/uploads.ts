@@ -191,6 +191,15 @@ export class UploadSessions {
   }
 
   /**
+   * Before a request's body whose digest is known, on a session with no bytes yet: the parts its
+   * body fills go straight to `to`, the blob's path, or, without `to`, nowhere; with the body's
+   * `length` known, as one streamed write (upload-parts.ts).
+   */
+  aimParts(repo: string, id: string, to: string | undefined, length?: number): void {
+    this.parts.aim({ repo, id, file: this.localFile(repo, id) }, to, length);
+  }
+
+  /**
    * Puts the session's `size` verified bytes at `to` from the parts it sent as they arrived, where
    * it did (upload-parts.ts); false when the caller is to put its file there instead.
    */

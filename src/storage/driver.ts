@@ -63,6 +63,21 @@ export interface PartedWrites {
   abort(path: string, writeId: string): Promise<void>;
 }
 
+/**
+ * One file of a known length written as its bytes arrive, stored whole and at once when its last
+ * byte is written, and not at all when aborted before: an object store's single PutObject with a
+ * streamed body. Holding the last byte back keeps the write undecided until the writer knows the
+ * bytes are right.
+ */
+export interface StreamedWrite {
+  /** Sends bytes; resolves when the write can take more. Rejects once the write has failed. */
+  write(bytes: Buffer): Promise<void>;
+  /** Sends the last bytes (the total must be the declared length) and resolves once stored. */
+  end(last: Buffer): Promise<void>;
+  /** Stops the write with nothing stored. */
+  abort(): void;
+}
+
 export interface StorageDriver {
   readonly name: string;
   /**
@@ -70,6 +85,10 @@ export interface StorageDriver {
    * all of them once the upload is finished (see putFile).
    */
   readonly partedWrites?: PartedWrites;
+  /** The largest file streamedWrite takes (an object store's single-request limit). */
+  readonly streamedWriteLimit?: number;
+  /** Starts writing `length` bytes to `path` as they arrive (object stores; see StreamedWrite). */
+  streamedWrite?(path: string, length: number): StreamedWrite;
   /** Size and kind of the entry at path, or undefined when nothing is there. */
   stat(path: string): Promise<FileInfo | undefined>;
   /** The whole content of a small file. Throws PathNotFoundError. */

@@ -16,9 +16,10 @@
 //                    (registry/upload-parts.ts); putFile sends a staged file in parts at once
 // Every object is written by one PutObject or one multipart upload, and S3 makes an object visible
 // only when that request completes, so writes are atomic and a failed write leaves nothing.
+import { once } from 'node:events';
 import * as fs from 'node:fs/promises';
 import { Agent as HttpsAgent } from 'node:https';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -40,7 +41,7 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import type { StorageDriverConfig } from '../config/types.js';
-import { PathNotFoundError, type ByteRange, type FileInfo, type PartedWrites, type StorageDriver, type StoredPart } from './driver.js';
+import { PathNotFoundError, type ByteRange, type FileInfo, type PartedWrites, type StorageDriver, type StoredPart, type StreamedWrite } from './driver.js';
 import { withinLength } from './exact-length.js';
 
 const MIB = 1024 * 1024;
@@ -49,6 +50,10 @@ export const DEFAULT_CHUNK_SIZE = 10 * MIB;
 export const MIN_CHUNK_SIZE = 5 * MIB;
 /** Parts uploading at once per object: keeps two requests busy while the next part is read. */
 const PARTS_IN_FLIGHT = 2;
+/** S3's largest object in one PutObject. */
+const MAX_PUT_OBJECT = 5 * 1024 * MIB;
+/** Bytes a streamed PutObject's body buffers before its writer waits. */
+const STREAMED_BUFFER = 4 * MIB;
 /** The most keys one DeleteObjects request takes. */
 const DELETE_BATCH = 1000;
 
@@ -85,6 +90,7 @@ export class S3Driver implements StorageDriver {
   private readonly chunkSize: number;
   private readonly write: WriteOptions;
   readonly partedWrites: PartedWrites;
+  readonly streamedWriteLimit = MAX_PUT_OBJECT;
 
   constructor(options: S3DriverOptions) {
     if (options.chunkSize < MIN_CHUNK_SIZE) throw new Error(`s3 chunksize must be at least ${MIN_CHUNK_SIZE} bytes`);
@@ -216,6 +222,39 @@ export class S3Driver implements StorageDriver {
     }
     await this.writeObject(key, partsOf(appended(), this.chunkSize));
     return written;
+  }
+
+  /**
+   * One PutObject whose body is written as it arrives. S3 stores an object only once its request
+   * has all the bytes its Content-Length declared; aborted before, the request stores nothing.
+   */
+  streamedWrite(path: string, length: number): StreamedWrite {
+    if (length > MAX_PUT_OBJECT) throw new Error(`a single PutObject takes at most ${MAX_PUT_OBJECT} bytes, not ${length}`);
+    const body = new PassThrough({ highWaterMark: STREAMED_BUFFER });
+    const controller = new AbortController();
+    const sending = this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.key(path), Body: body, ContentLength: length, ContentType: 'application/octet-stream', ...this.write }),
+      { abortSignal: controller.signal },
+    );
+    // Rejects as soon as the request fails (or, before its last byte, answers): a writer waiting
+    // for room hears of it. Seen here, so that it is never an unhandled rejection.
+    const failed = sending.then(() => {
+      throw new Error(`the object store answered a PutObject of ${path} before its last byte`);
+    });
+    failed.catch(() => undefined);
+    return {
+      write: async (bytes) => {
+        if (!body.write(bytes)) await Promise.race([once(body, 'drain'), failed]);
+      },
+      end: async (last) => {
+        body.end(last);
+        await sending;
+      },
+      abort: () => {
+        controller.abort();
+        body.destroy();
+      },
+    };
   }
 
   /** Nothing to flush: an object is durable once the request that wrote it succeeded. */

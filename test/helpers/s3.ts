@@ -4,10 +4,12 @@
 // S3 does (each correction below says which); it also logs the requests it receives by their S3
 // names, and lists the multipart uploads in progress, for tests to observe what reached the bucket.
 import crypto from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import S3rver, { type KoaContext } from 's3rver';
 import type { StorageDriverConfig } from '../../src/config/types.js';
@@ -76,6 +78,7 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<Test
   sealContinuationTokensWithoutSingleDes();
   groupDelimitedListings(server);
   honourFirstByteRanges(server);
+  storeObjectsWhole(server, directory);
   const uploadsDirectory = path.join(directory, bucket, '._S3rver_uploads');
   const requests: S3Request[] = [];
   const failing = new Set<string>();
@@ -183,6 +186,45 @@ function honourFirstByteRanges(server: S3rver): void {
       })(),
     );
     return object;
+  };
+}
+
+/**
+ * s3rver (3.7.1) writes an object's bytes into its file as they arrive: a PutObject cut short
+ * leaves the key holding part of its body (over what was there), and a reader meanwhile sees a
+ * partial object. S3 stores an object only once its request has every byte, and then at once; so
+ * does this, writing each object to a file of its own and renaming it into place when complete.
+ * Multipart completions go through the same write.
+ */
+function storeObjectsWhole(server: S3rver, directory: string): void {
+  const store = server.store;
+  const incoming = path.join(directory, '._S3rver_incoming');
+  store.putObject = async (object) => {
+    const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
+    await fs.mkdir(path.dirname(objectPath), { recursive: true });
+    await fs.mkdir(incoming, { recursive: true });
+    const temporary = path.join(incoming, crypto.randomUUID());
+    const md5 = crypto.createHash('md5');
+    let size = 0;
+    const source = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
+    const measure = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        md5.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    });
+    try {
+      // A request that closes before its body ended rejects here (premature close): nothing is stored.
+      await pipeline(source, measure, createWriteStream(temporary));
+      await fs.rename(temporary, objectPath);
+    } catch (err) {
+      await fs.rm(temporary, { force: true });
+      throw err;
+    }
+    const digest = md5.digest('hex');
+    await store.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
   };
 }
 

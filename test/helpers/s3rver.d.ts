@@ -35,6 +35,14 @@ declare module 's3rver' {
     range?: { start: number; end: number };
   }
 
+  /** An object being stored: its body as the request's stream (or a buffer) and its metadata. */
+  interface NewObject {
+    bucket: string;
+    key: string;
+    content: Readable | Buffer;
+    metadata: Record<string, string>;
+  }
+
   /** The part of a Koa context the helper's middleware reads and writes (s3rver is a Koa app). */
   interface KoaContext {
     method: string;
@@ -54,6 +62,9 @@ declare module 's3rver' {
     store: {
       listObjects(bucket: string, options: ListOptions): Promise<ListResult>;
       getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<StoredObject | null>;
+      putObject(object: NewObject): Promise<{ size: number; md5: string }>;
+      putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void>;
+      getResourcePath(bucket: string, key: string, resource: string): string;
     };
     run(): Promise<AddressInfo>;
     close(): Promise<void>;

@@ -41,6 +41,30 @@ describe('s3 driver', () => {
 
   describeDriverSuite('s3', makeS3Driver, { multipartBytes: 12 * MIB });
 
+  describe('streamed writes', () => {
+    it('stores the object only once its last byte is written, and nothing when aborted before', async () => {
+      const driver = createS3Driver({ ...s3.driverConfig(`/streamed-${randomUUID()}`), chunksize: 5 * MIB }) as S3Driver;
+      try {
+        const data = Buffer.alloc(3 * MIB + 5, 7);
+        const kept = driver.streamedWrite('kept', data.length);
+        await kept.write(data.subarray(0, data.length - 1));
+        assert.equal(await driver.stat('kept'), undefined, 'nothing before the last byte');
+        await kept.end(data.subarray(data.length - 1));
+        assert.ok((await driver.getContent('kept')).equals(data));
+
+        const dropped = driver.streamedWrite('kept', data.length);
+        await dropped.write(Buffer.alloc(data.length - 1, 9));
+        dropped.abort();
+        await dropped.end(Buffer.alloc(1)).catch(() => undefined);
+        // An aborted write leaves what was there: S3 stores nothing from a request cut short.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.ok((await driver.getContent('kept')).equals(data));
+      } finally {
+        driver.destroy();
+      }
+    });
+  });
+
   describe('keys and configuration', () => {
     it('keeps every object under rootdirectory', async () => {
       const root = `tree-${randomUUID()}`;
