@@ -285,12 +285,13 @@ describe('upload sessions on S3 across a restart', () => {
   it('aborts the multipart upload of a session that expires idle', async () => {
     const root = path.join(makeTempDir(), 'root');
     const prefix = 'expired';
-    const registry = await start(root, prefix, { idleExpiryMs: 300 });
+    // Long enough that a loaded machine sends the PATCH before the session is idle that long.
+    const registry = await start(root, prefix, { idleExpiryMs: 2_000 });
     const repo = 'parts/expired';
     const session = await openSession(registry.url, repo);
     const key = sessionKey(repo, uploadIdOf(session), prefix);
     const location = await patchAll(session, [randomBytes(PART + 2)]);
-    await eventually(async () => (await sessionStatus(location)).status === 404, 'the session to expire', 10_000);
+    await eventually(async () => (await sessionStatus(location)).status === 404, 'the session to expire', 20_000);
     assert.ok(s3.requests.some((r) => r.operation === 'UploadPart' && r.key === key), 'a part had gone');
     assert.deepEqual(await s3.multipartUploads(), [], 'aborted');
     assert.deepEqual(partRecords(root), []);
