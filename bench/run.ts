@@ -71,6 +71,8 @@ const MiB = 1024 * 1024;
 
 interface Options {
   quick: boolean;
+  /** The results as JSON on stdout (the report goes to stderr); without it, the report on stdout. */
+  json: boolean;
   /**
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
    * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries;
@@ -85,12 +87,13 @@ function parseOptions(argv: string[]): Options {
     options: {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only zot|distribution|metrics|options|storage|datapath|small|auth|sync|startup|scale]\n');
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--json] [--only zot|distribution|metrics|options|storage|datapath|small|auth|sync|startup|scale]\n');
     process.exit(0);
   }
   const only = values.only;
@@ -110,11 +113,31 @@ function parseOptions(argv: string[]): Options {
   ) {
     throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, small, auth, sync, startup or scale, not ${only}`);
   }
-  return { quick: values.quick === true, only };
+  return { quick: values.quick === true, json: values.json === true, only };
 }
 
 function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${msg}\n`);
+}
+
+/** Where `publish` puts the JSON: set once from the command line. */
+let jsonOnStdout = false;
+
+/**
+ * Writes a run's results as JSON to $TMPDIR/`fileName` and prints its report: on stdout, or with
+ * `--json` on stderr with the JSON itself on stdout (for a pipe).
+ */
+function publish(fileName: string, json: object, report: string): void {
+  const resultPath = path.join(os.tmpdir(), fileName);
+  const text = `${JSON.stringify(json, errorsAsText, 2)}\n`;
+  fs.writeFileSync(resultPath, text);
+  const readable = `${report}\n\nResults as JSON: ${resultPath}\n`;
+  if (jsonOnStdout) {
+    process.stderr.write(readable);
+    process.stdout.write(text);
+  } else {
+    process.stdout.write(readable);
+  }
 }
 
 function errorText(err: unknown): string {
@@ -602,6 +625,7 @@ function fmtRun(r: ThroughputResult): string {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  jsonOnStdout = opts.json;
   const sizes = sizesFor(opts.quick);
   installCleanupHooks();
   if (opts.only === 'metrics') return metricsOnly(sizes);
@@ -846,7 +870,6 @@ async function main(): Promise<void> {
     for (const n of notes) out.push(`  - ${n}`);
   }
 
-  const resultPath = path.join(os.tmpdir(), smallOnly ? 'zot-ts-bench-small-latest.json' : 'zot-ts-bench-latest.json');
   const json = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -900,10 +923,7 @@ async function main(): Promise<void> {
     failures,
     notes,
   };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
-  out.push('');
-  out.push(`Results as JSON: ${resultPath}`);
-  process.stdout.write(`${out.join('\n')}\n`);
+  publish(smallOnly ? 'zot-ts-bench-small-latest.json' : 'zot-ts-bench-latest.json', json, out.join('\n'));
 }
 
 /** JSON.stringify replacer: an Error (a failed figure) as its message; it would be {} otherwise. */
@@ -918,7 +938,6 @@ async function storageOnly(quick: boolean): Promise<void> {
   log(`zot-ts bench${quick ? ' (--quick)' : ''}: storage figures 10–12; temp dir ${tmpRoot}`);
   const storage = await measureStorage(KINDS, quick, tmpRoot, REPO_ROOT, log);
   const rows = storageRows(storage, KINDS);
-  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-storage-latest.json');
   const json = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -927,7 +946,6 @@ async function storageOnly(quick: boolean): Promise<void> {
     rows: rows.map((r) => ({ figure: r.figure, unit: r.unit, better: r.better, 'zot-ts': r.cells.zot ?? null, distribution: r.cells.distribution ?? null, ratio: ratio(r) ?? null })),
     storage,
   };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   const out = [
     '',
     `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version} | ${quick ? 'quick' : 'full'} run, ${startedAt.toISOString()}`,
@@ -940,8 +958,7 @@ async function storageOnly(quick: boolean): Promise<void> {
     out.push('', 'Failures (request, response):');
     storage.failures.forEach((f, i) => out.push(`  [${i + 1}] ${f.registry} / ${f.scenario}: ${f.error}`));
   }
-  out.push('', `Results as JSON: ${resultPath}`);
-  process.stdout.write(`${out.join('\n')}\n`);
+  publish('zot-ts-bench-storage-latest.json', json, out.join('\n'));
 }
 
 /** `--only scale`: zot-ts at 100,000 manifests and about 1,000,000 events (bench/scale.ts). */
@@ -951,9 +968,11 @@ async function scaleOnly(quick: boolean): Promise<void> {
   log(`zot-ts bench${quick ? ' (--quick)' : ''}: scale; temp dir ${tmpRoot}`);
   try {
     const result = await measureScale(quick, tmpRoot, REPO_ROOT, log);
-    const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-scale-latest.json');
-    fs.writeFileSync(resultPath, `${JSON.stringify({ startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), ...result }, errorsAsText, 2)}\n`);
-    process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderScale(result)}\n\nResults as JSON: ${resultPath}\n`);
+    publish(
+      'zot-ts-bench-scale-latest.json',
+      { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), ...result },
+      `\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderScale(result)}`,
+    );
   } finally {
     removeTempDir(tmpRoot);
   }
@@ -965,12 +984,12 @@ async function authOnly(sizes: Sizes): Promise<void> {
   const startedAt = new Date();
   log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: manifest GETs anonymous vs. htpasswd; temp dir ${tmpRoot}`);
   const result = await measureAuthCost(KINDS, sizes, tmpRoot, REPO_ROOT, log);
-  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-auth-latest.json');
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
-  process.stdout.write(
+  publish(
+    'zot-ts-bench-auth-latest.json',
+    json,
     `\nzot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version}\n` +
-      `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n${renderAuthCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`,
+      `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n${renderAuthCost(result, sizes)}`,
   );
 }
 
@@ -980,12 +999,10 @@ async function syncOnly(quick: boolean): Promise<void> {
   const startedAt = new Date();
   log(`zot-ts bench${quick ? ' (--quick)' : ''}: sync figures; temp dir ${tmpRoot}`);
   const result = await measureSync(quick, tmpRoot, REPO_ROOT, log);
-  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-sync-latest.json');
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), distribution: await distributionVersion(), ...result };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version} | ${quick ? 'quick' : 'full'} run`;
   const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
-  process.stdout.write(`\n${header}\n${load}\n\n${renderSync(result)}\n\nResults as JSON: ${resultPath}\n`);
+  publish('zot-ts-bench-sync-latest.json', json, `\n${header}\n${load}\n\n${renderSync(result)}`);
 }
 
 /** `--only startup`: cold start and idle RSS (startup-scenarios.ts), and nothing else. */
@@ -995,12 +1012,10 @@ async function startupOnly(quick: boolean): Promise<void> {
   const runs = quick ? 3 : 7;
   log(`zot-ts bench${quick ? ' (--quick)' : ''}: start-up figures; temp dir ${tmpRoot}`);
   const result = await measureStartup(KINDS, runs, tmpRoot, REPO_ROOT, log);
-  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-startup-latest.json');
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), distribution: await distributionVersion(), ...result };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
   const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version}`;
   const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
-  process.stdout.write(`\n${header}\n${load}\n\n${renderStartup(result, KINDS)}\n\nResults as JSON: ${resultPath}\n`);
+  publish('zot-ts-bench-startup-latest.json', json, `\n${header}\n${load}\n\n${renderStartup(result, KINDS)}`);
   removeTempDir(tmpRoot);
 }
 
@@ -1010,10 +1025,8 @@ async function metricsOnly(sizes: Sizes): Promise<void> {
   const startedAt = new Date();
   log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: metrics and audit off vs. on; temp dir ${tmpRoot}`);
   const result = await measureMetricsCost(sizes, tmpRoot, REPO_ROOT, log);
-  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-metrics-latest.json');
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
-  process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderMetricsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
+  publish('zot-ts-bench-metrics-latest.json', json, `\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderMetricsCost(result, sizes)}`);
 }
 
 /** `--only options`: zot-ts with the rate limiter and a NATS events sink, each next to none. */
@@ -1022,10 +1035,8 @@ async function optionsOnly(sizes: Sizes): Promise<void> {
   const startedAt = new Date();
   log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: rate limiter and NATS events sink next to none; temp dir ${tmpRoot}`);
   const result = await measureOptionsCost(sizes, tmpRoot, REPO_ROOT, log);
-  const resultPath = path.join(os.tmpdir(), 'zot-ts-bench-options-latest.json');
   const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), sizes, ...result };
-  fs.writeFileSync(resultPath, `${JSON.stringify(json, errorsAsText, 2)}\n`);
-  process.stdout.write(`\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderOptionsCost(result, sizes)}\n\nResults as JSON: ${resultPath}\n`);
+  publish('zot-ts-bench-options-latest.json', json, `\nzot-ts ${gitCommit()} | ${os.cpus().length} CPUs, node ${process.version}\n${renderOptionsCost(result, sizes)}`);
 }
 
 main().then(
