@@ -10,7 +10,13 @@
 // with its attempt number, and one at error once the stall has lasted a few attempts. A failure
 // stays inside the actor's own loop: the shared stream and the other actors go on.
 //
-// Memory. Catch-up reads the log in pages of BATCH_EVENTS, never the backlog whole. Live events
+// Catch-up reads only the events of the types the actor handles (a SQL filter on type), in pages
+// of at most BATCH_EVENTS events and PAGE_SPAN_EVENTS sequence numbers, so its cost follows the
+// events it acts on, and the log's other events are scanned by SQLite, never parsed. A page ends
+// at its last event when it is full, else at the end of its span: the checkpoint moves to the
+// page's end, past the events of other types in it, as it does for the ones the live queue brings.
+//
+// Memory. Catch-up reads the log in pages, never the backlog whole. Live events
 // wait in a queue of at most QUEUE_EVENTS per actor; past that the queue takes no more, and the
 // actor reads what it missed from the log (which holds every event anyway) once it gets there. An
 // actor reads only events already published: committed and synced (src/events/store.ts).
@@ -75,6 +81,18 @@ export const BATCH_EVENTS = 500;
 export const QUEUE_EVENTS = 10_000;
 /** Events an actor ignores that its stored checkpoint may trail by. */
 export const IGNORED_EVENTS_PER_COMMIT = 1_000;
+/**
+ * Sequence numbers one catch-up page scans at most: an actor whose types are rare does not scan
+ * the whole log in one synchronous read.
+ */
+export const PAGE_SPAN_EVENTS = 50_000;
+
+/** Events to handle, and the last sequence number the batch covers (its other events: ignored). */
+interface Batch {
+  /** In log order; may hold events of types the actor ignores (those from the live queue). */
+  events: readonly StoredEvent[];
+  through: number;
+}
 
 /** The event an actor is failing on. */
 interface Stall {
@@ -148,7 +166,7 @@ export class ActorRunner {
     this.stopping.signal.addEventListener('abort', () => this.wake?.(), { once: true });
     while (!this.stopping.signal.aborted) {
       const batch = this.nextBatch();
-      if (batch.length === 0) {
+      if (batch === undefined) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
         continue;
@@ -163,36 +181,45 @@ export class ActorRunner {
 
   /**
    * The events after the checkpoint: from the queue when it starts right there, else a page of the
-   * log (catch-up, or what the queue missed), never past what the store has published.
+   * log holding only the types the actor handles (catch-up, or what the queue missed), never past
+   * what the store has published. Undefined when there is nothing after the checkpoint.
    */
-  private nextBatch(): StoredEvent[] {
+  private nextBatch(): Batch | undefined {
     const after = this.checkpoint;
     while (this.queue.length > 0 && (this.queue[0] as StoredEvent).seq <= after) this.queue.shift();
     const first = this.queue[0];
-    if (first !== undefined && first.seq === after + 1) return this.queue.slice(0, BATCH_EVENTS);
-    const through = this.store.publishedSeq;
-    if (through <= after) return [];
-    return Array.from(this.store.read({ afterSeq: after, throughSeq: through, limit: BATCH_EVENTS }));
+    if (first !== undefined && first.seq === after + 1) {
+      const events = this.queue.slice(0, BATCH_EVENTS);
+      return { events, through: (events[events.length - 1] as StoredEvent).seq };
+    }
+    const published = this.store.publishedSeq;
+    if (published <= after) return undefined;
+    const spanEnd = Math.min(published, after + PAGE_SPAN_EVENTS);
+    const events = Array.from(this.store.read({ afterSeq: after, throughSeq: spanEnd, types: this.actor.handles, limit: BATCH_EVENTS }));
+    // A full page may stop short of its span: the events after its last one are not read yet.
+    const through = events.length === BATCH_EVENTS ? (events[events.length - 1] as StoredEvent).seq : spanEnd;
+    return { events, through };
   }
 
   /** Handles the batch, retrying from the failed event with backoff until done or the runner stops. */
-  private async handleUntilDone(batch: readonly StoredEvent[]): Promise<void> {
+  private async handleUntilDone(batch: Batch): Promise<void> {
     let rest = batch;
-    for (let attempt = 1; !this.stopping.signal.aborted && rest.length > 0; attempt++) {
+    for (let attempt = 1; !this.stopping.signal.aborted && rest.through > this.checkpoint; attempt++) {
       try {
         await this.handleOnce(rest);
-        if (attempt > 1) this.logger.info({ actor: this.actor.name, seq: rest[0]?.seq, attempts: attempt }, 'actor handled the event it was stalled on');
+        if (attempt > 1) this.logger.info({ actor: this.actor.name, seq: rest.events[0]?.seq, attempts: attempt }, 'actor handled the event it was stalled on');
         this.stall.next(undefined);
         return;
       } catch (err) {
         if (this.stopping.signal.aborted) return;
         // The events before the failed one are done and checkpointed; retry from it.
-        rest = rest.filter((event) => event.seq > this.checkpoint);
-        const failed = rest[0] as StoredEvent;
+        rest = { events: rest.events.filter((event) => event.seq > this.checkpoint), through: rest.through };
+        const failed = rest.events.find((event) => this.handles.has(event.type));
+        const seq = failed?.seq ?? this.checkpoint + 1;
         const stall = this.stall.value;
-        this.stall.next({ seq: failed.seq, since: stall?.seq === failed.seq ? stall.since : Date.now() });
+        this.stall.next({ seq, since: stall?.seq === seq ? stall.since : Date.now() });
         const retryInMs = Math.min(this.retry.maxDelayMs, this.retry.firstDelayMs * 2 ** (attempt - 1));
-        const fields = { actor: this.actor.name, seq: failed.seq, type: failed.type, attempt, retryInMs, err };
+        const fields = { actor: this.actor.name, seq, type: failed?.type, attempt, retryInMs, err };
         if (attempt === this.retry.errorAtAttempt) this.logger.error(fields, 'failed to handle event, actor stalled until it succeeds');
         else this.logger.warn(fields, 'failed to handle event, retrying');
         await sleep(retryInMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
@@ -206,9 +233,9 @@ export class ActorRunner {
    * what `writeTables` stored for the events before (the event sinks' announced repositories). A
    * failure in `handle` first checkpoints the events before the failed one, then throws.
    */
-  private async handleOnce(batch: readonly StoredEvent[]): Promise<void> {
-    const acted = batch.filter((event) => this.handles.has(event.type));
-    const notDone = (through: number): StoredEvent[] => batch.filter((event) => event.seq > this.checkpoint && event.seq <= through);
+  private async handleOnce(batch: Batch): Promise<void> {
+    const acted = batch.events.filter((event) => this.handles.has(event.type));
+    const notDone = (through: number): StoredEvent[] => acted.filter((event) => event.seq > this.checkpoint && event.seq <= through);
     if (this.actor.handleBatch) {
       if (acted.length > 0) await this.actor.handleBatch(acted);
     } else if (this.actor.handle) {
@@ -217,37 +244,36 @@ export class ActorRunner {
         try {
           await this.actor.handle(event);
         } catch (err) {
-          const done = notDone(event.seq - 1);
-          if (done.length > 0 && !this.stopping.signal.aborted) this.commit(done);
+          if (event.seq - 1 > this.checkpoint && !this.stopping.signal.aborted) this.commit(event.seq - 1, notDone(event.seq - 1));
           throw err;
         }
         if (this.stopping.signal.aborted) return;
-        if (commitEach) this.commit(notDone(event.seq));
+        if (commitEach) this.commit(event.seq, notDone(event.seq));
       }
     }
     // Stopped meanwhile: the database may be closing; the next start handles the events again.
     if (this.stopping.signal.aborted) return;
-    const rest = notDone(Number.POSITIVE_INFINITY);
-    if (rest.length > 0) this.commit(rest);
+    if (batch.through > this.checkpoint) this.commit(batch.through, notDone(batch.through));
   }
 
-  /** Stores the checkpoint past `done` with the actor's table writes for it (see the top). */
-  private commit(done: readonly StoredEvent[]): void {
-    const last = (done[done.length - 1] as StoredEvent).seq;
-    const acted = done.filter((event) => this.handles.has(event.type));
-    if (acted.length === 0 && last - this.storedCheckpoint < IGNORED_EVENTS_PER_COMMIT) {
-      this.processed.next(last);
+  /**
+   * Stores the checkpoint `through` with the actor's table writes for `acted`, the events it acts
+   * on up to there that are not checkpointed yet (see the top).
+   */
+  private commit(through: number, acted: readonly StoredEvent[]): void {
+    if (acted.length === 0 && through - this.storedCheckpoint < IGNORED_EVENTS_PER_COMMIT) {
+      this.processed.next(through);
       return;
     }
-    const afterCommits = this.checkpoints.commit(this.actor.name, last, () => acted.map((event) => this.actor.writeTables?.(event)));
-    this.storedCheckpoint = last;
-    this.processed.next(last);
+    const afterCommits = this.checkpoints.commit(this.actor.name, through, () => acted.map((event) => this.actor.writeTables?.(event)));
+    this.storedCheckpoint = through;
+    this.processed.next(through);
     for (const afterCommit of afterCommits) {
       try {
         afterCommit?.();
       } catch (err) {
         // Committed: retrying would write the tables twice.
-        this.logger.error({ actor: this.actor.name, seq: last, err }, 'failed to apply a committed event in memory');
+        this.logger.error({ actor: this.actor.name, seq: through, err }, 'failed to apply a committed event in memory');
       }
     }
   }

@@ -70,6 +70,11 @@ export interface ContextualEvent {
 export interface EventFilter {
   repo?: string;
   type?: string;
+  /**
+   * Only events of these types (an actor's catch-up reads what it acts on). Scanned along the
+   * sequence, not through an index: bound the span with afterSeq and throughSeq.
+   */
+  types?: readonly string[];
   afterSeq?: number;
   /** The last sequence number to read (an actor reads only what the store has published). */
   throughSeq?: number;
@@ -451,6 +456,13 @@ export function* readEvents(db: Db, filter: EventFilter = {}): Generator<StoredE
   if (filter.type !== undefined) {
     where.push('type = @type');
     params.type = filter.type;
+  }
+  if (filter.types !== undefined) {
+    const names = filter.types.map((type, i) => {
+      params[`type${i}`] = type;
+      return `@type${i}`;
+    });
+    where.push(names.length > 0 ? `type IN (${names.join(', ')})` : '0');
   }
   if (filter.sinceTime !== undefined) {
     where.push('time >= @sinceTime');
