@@ -64,6 +64,12 @@ export interface Actor {
    * stores its checkpoint. Returns what to do once that transaction committed (in-memory figures).
    */
   writeTables?(event: StoredEvent): (() => void) | undefined;
+  /**
+   * The actor learns at start, from elsewhere, all that the events before then would tell it (GC:
+   * every repository is due for a sweep at start): it starts at the head of the log, not at its
+   * checkpoint, and reads no backlog.
+   */
+  readonly startsAtHead?: boolean;
 }
 
 export interface RetryPolicy {
@@ -147,6 +153,7 @@ export class ActorRunner {
   }
 
   start(): void {
+    if (this.actor.startsAtHead && this.store.publishedSeq > this.checkpoint) this.processed.next(this.store.publishedSeq);
     this.logger.debug({ actor: this.actor.name, checkpoint: this.checkpoint, backlog: this.store.publishedSeq - this.checkpoint }, 'actor resuming from checkpoint');
     this.subscription = this.store.events$.subscribe((event) => this.enqueue(event));
     this.run().catch((err: unknown) => {

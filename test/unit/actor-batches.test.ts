@@ -217,4 +217,22 @@ describe('actor runner costs', () => {
     assert.equal(checkpoints.get('recorder'), total);
     store.complete();
   });
+
+  it('an actor that starts at the head reads no backlog, and handles what comes after its start', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    await appendMany(store, Array.from({ length: 3_000 }, (_, i) => (i % 2 === 0 ? tag(i + 1) : blob(i + 1))));
+    store.eventsRead = 0;
+    const actor = Object.assign(new Recorder(['TagSet']), { startsAtHead: true });
+    const runner = new ActorRunner(actor, store, checkpoints, silent);
+    runner.start();
+    await runner.caughtUp(3_000);
+    assert.equal(store.eventsRead, 0, 'the backlog was not read');
+    await store.append([blob(3_001), tag(3_002)], ctx);
+    await runner.caughtUp(3_002);
+    runner.stop();
+    assert.deepEqual(actor.seen, [3_002]);
+    assert.equal(checkpoints.get('recorder'), 3_002);
+    store.complete();
+  });
 });
