@@ -12,7 +12,8 @@
 //
 // Catch-up reads only the events of the types the actor handles (a SQL filter on type), in pages
 // of at most BATCH_EVENTS events and PAGE_SPAN_EVENTS sequence numbers, so its cost follows the
-// events it acts on, and the log's other events are scanned by SQLite, never parsed. A page ends
+// events it acts on, and the log's other events are scanned by SQLite, never parsed (an actor
+// whose work is per repository reads only the repositories' names: `handleRepositories`). A page ends
 // at its last event when it is full, else at the end of its span: the checkpoint moves to the
 // page's end, past the events of other types in it, as it does for the ones the live queue brings.
 //
@@ -26,7 +27,7 @@
 // it has any (`writeTables`), so the two never disagree, even after a crash; an actor with both
 // `handle` and `writeTables` commits after each event it acts on instead (its handle may read
 // what the events before wrote). Side effects outside
-// the database (`handle`, `handleBatch`: files) happen before that transaction and must be
+// the database (`handle`, `handleRepositories`: files) happen before that transaction and must be
 // idempotent: a crash or a failed commit between them and the checkpoint brings the same events
 // again. A batch of events the actor ignores moves its checkpoint in memory, and in the database
 // only every IGNORED_EVENTS_PER_COMMIT events (or with the next batch it acts on, or at stop): a
@@ -54,11 +55,13 @@ export interface Actor {
    */
   handle?(event: StoredEvent): Promise<void>;
   /**
-   * Instead of `handle`, once for a batch of the events it acts on, in log order (an actor whose
-   * work for many events can be done once: the index.json writer writes each repository once).
-   * Idempotent as `handle` is; a failure retries the whole batch.
+   * Instead of `handle`, for an actor whose work is per repository and the same whatever the
+   * events (the index.json writer writes a repository's current state): once per batch, with the
+   * repositories its events name, each once. Catch-up then reads only those names, over spans of
+   * PAGE_SPAN_EVENTS, parsing no event. Idempotent as `handle` is; a failure retries the whole
+   * batch. Such an actor has no `writeTables`.
    */
-  handleBatch?(events: readonly StoredEvent[]): Promise<void>;
+  handleRepositories?(repos: readonly string[]): Promise<void>;
   /**
    * The event's writes to the actor's own tables, run synchronously inside the transaction that
    * stores its checkpoint. Returns what to do once that transaction committed (in-memory figures).
@@ -91,12 +94,14 @@ export const IGNORED_EVENTS_PER_COMMIT = 1_000;
  * Sequence numbers one catch-up page scans at most: an actor whose types are rare does not scan
  * the whole log in one synchronous read.
  */
-export const PAGE_SPAN_EVENTS = 50_000;
+export const PAGE_SPAN_EVENTS = 20_000;
 
 /** Events to handle, and the last sequence number the batch covers (its other events: ignored). */
 interface Batch {
   /** In log order; may hold events of types the actor ignores (those from the live queue). */
   events: readonly StoredEvent[];
+  /** For `handleRepositories` in catch-up: the repositories named, read instead of the events. */
+  repos?: readonly string[];
   through: number;
 }
 
@@ -202,6 +207,7 @@ export class ActorRunner {
     const published = this.store.publishedSeq;
     if (published <= after) return undefined;
     const spanEnd = Math.min(published, after + PAGE_SPAN_EVENTS);
+    if (this.actor.handleRepositories) return { events: [], repos: this.store.repositoriesTouched(after, spanEnd, this.actor.handles), through: spanEnd };
     const events = Array.from(this.store.read({ afterSeq: after, throughSeq: spanEnd, types: this.actor.handles, limit: BATCH_EVENTS }));
     // A full page may stop short of its span: the events after its last one are not read yet.
     const through = events.length === BATCH_EVENTS ? (events[events.length - 1] as StoredEvent).seq : spanEnd;
@@ -243,8 +249,9 @@ export class ActorRunner {
   private async handleOnce(batch: Batch): Promise<void> {
     const acted = batch.events.filter((event) => this.handles.has(event.type));
     const notDone = (through: number): StoredEvent[] => acted.filter((event) => event.seq > this.checkpoint && event.seq <= through);
-    if (this.actor.handleBatch) {
-      if (acted.length > 0) await this.actor.handleBatch(acted);
+    if (this.actor.handleRepositories) {
+      const repos = batch.repos ?? [...new Set(acted.map((event) => event.repo))];
+      if (repos.length > 0) await this.actor.handleRepositories(repos);
     } else if (this.actor.handle) {
       const commitEach = this.actor.writeTables !== undefined;
       for (const event of acted) {

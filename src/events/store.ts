@@ -393,6 +393,21 @@ export class EventStore {
     yield* readEvents(this.db, filter);
   }
 
+  /**
+   * The repositories that events of `types` after `afterSeq` through `throughSeq` name, each once,
+   * read without parsing an event (an actor whose work is per repository: the index.json writer).
+   */
+  repositoriesTouched(afterSeq: number, throughSeq: number, types: readonly string[]): string[] {
+    if (types.length === 0) return [];
+    const params: Record<string, unknown> = { afterSeq, throughSeq };
+    const names = types.map((type, i) => {
+      params[`type${i}`] = type;
+      return `@type${i}`;
+    });
+    const sql = `SELECT DISTINCT repo FROM events WHERE seq > @afterSeq AND seq <= @throughSeq AND type IN (${names.join(', ')})`;
+    return prepared(this.db, sql).pluck().all(params) as string[];
+  }
+
   /** The media type the latest ManifestPushed of the digest before `beforeSeq` recorded. */
   manifestMediaType(repo: string, digest: string, beforeSeq: number): string | undefined {
     this.mediaTypeQuery ??= this.db.prepare(
