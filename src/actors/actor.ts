@@ -24,14 +24,15 @@
 //
 // Checkpoints: one scheme for every actor. After each batch the runner stores the actor's
 // checkpoint, in one SQLite transaction with the actor's own table writes for the whole batch if
-// it has any (`writeTables`), so the two never disagree, even after a crash; an actor with both
-// `handle` and `writeTables` commits after each event it acts on instead (its handle may read
-// what the events before wrote). Side effects outside
-// the database (`handle`, `handleRepositories`: files) happen before that transaction and must be
-// idempotent: a crash or a failed commit between them and the checkpoint brings the same events
-// again. A batch of events the actor ignores moves its checkpoint in memory, and in the database
-// only every IGNORED_EVENTS_PER_COMMIT events (or with the next batch it acts on, or at stop): a
-// crash before brings those events again, and they are ignored again. The transaction goes
+// it has any (`writeTables`), so the two never disagree, even after a crash (an actor whose
+// `handle` depends on what `writeTables` stores for the events before keeps that in memory until
+// the commit: the event sinks' announced repositories). Side effects outside the database
+// (`handle`, `handleRepositories`: files, deliveries) happen before that transaction, confirmed
+// by the actor's `flush` if it has one, and must be idempotent: a crash, a failed flush or a
+// failed commit between them and the checkpoint brings the same events again. A batch of events
+// the actor ignores moves its checkpoint in memory, and in the database only every
+// IGNORED_EVENTS_PER_COMMIT events (or with the next batch it acts on, or at stop): a crash
+// before brings those events again, and they are ignored again. The transaction goes
 // through the actors' own connection to the database file, opened with synchronous=NORMAL: no
 // fsync per commit, while the log's appends keep theirs. A power loss can roll back the latest
 // checkpoints, together with the table writes committed with them, never tear one; the runner
@@ -67,6 +68,12 @@ export interface Actor {
    * stores its checkpoint. Returns what to do once that transaction committed (in-memory figures).
    */
   writeTables?(event: StoredEvent): (() => void) | undefined;
+  /**
+   * Resolves once the side effects of the events `handle` took since the last call are done, before
+   * the runner stores the checkpoint past them (an events sink: the receiver has them). A rejection
+   * means they are not known to be done: they come again.
+   */
+  flush?(): Promise<void>;
   /**
    * The actor learns at start, from elsewhere, all that the events before then would tell it (GC:
    * every repository is due for a sweep at start): it starts at the head of the log, not at its
@@ -241,10 +248,9 @@ export class ActorRunner {
   }
 
   /**
-   * The side effects of the batch's events, then one checkpoint commit for all of them. An actor
-   * with both `handle` and `writeTables` commits after each event it acts on: its `handle` may read
-   * what `writeTables` stored for the events before (the event sinks' announced repositories). A
-   * failure in `handle` first checkpoints the events before the failed one, then throws.
+   * The side effects of the batch's events, then one checkpoint commit for all of them (after the
+   * actor's `flush`). A failure in `handle` first checkpoints the events before the failed one, if
+   * the flush confirms them, then throws.
    */
   private async handleOnce(batch: Batch): Promise<void> {
     const acted = batch.events.filter((event) => this.handles.has(event.type));
@@ -253,17 +259,19 @@ export class ActorRunner {
       const repos = batch.repos ?? [...new Set(acted.map((event) => event.repo))];
       if (repos.length > 0) await this.actor.handleRepositories(repos);
     } else if (this.actor.handle) {
-      const commitEach = this.actor.writeTables !== undefined;
       for (const event of acted) {
         try {
           await this.actor.handle(event);
         } catch (err) {
-          if (event.seq - 1 > this.checkpoint && !this.stopping.signal.aborted) this.commit(event.seq - 1, notDone(event.seq - 1));
+          if (event.seq - 1 > this.checkpoint && !this.stopping.signal.aborted) {
+            await this.actor.flush?.();
+            this.commit(event.seq - 1, notDone(event.seq - 1));
+          }
           throw err;
         }
         if (this.stopping.signal.aborted) return;
-        if (commitEach) this.commit(event.seq, notDone(event.seq));
       }
+      if (acted.length > 0) await this.actor.flush?.();
     }
     // Stopped meanwhile: the database may be closing; the next start handles the events again.
     if (this.stopping.signal.aborted) return;
