@@ -263,10 +263,10 @@ export class ActorRunner {
         try {
           await this.actor.handle(event);
         } catch (err) {
-          if (event.seq - 1 > this.checkpoint && !this.stopping.signal.aborted) {
-            await this.actor.flush?.();
-            this.commit(event.seq - 1, notDone(event.seq - 1));
-          }
+          // The events before it are checkpointed if the flush confirms them; if not, they come
+          // again with it. The error logged is the event's own.
+          const confirmed = event.seq - 1 > this.checkpoint && !this.stopping.signal.aborted && (await this.flushed());
+          if (confirmed) this.commit(event.seq - 1, notDone(event.seq - 1));
           throw err;
         }
         if (this.stopping.signal.aborted) return;
@@ -276,6 +276,17 @@ export class ActorRunner {
     // Stopped meanwhile: the database may be closing; the next start handles the events again.
     if (this.stopping.signal.aborted) return;
     if (batch.through > this.checkpoint) this.commit(batch.through, notDone(batch.through));
+  }
+
+  /** The actor's flush; false when it failed (logged: what it had taken comes again). */
+  private async flushed(): Promise<boolean> {
+    try {
+      await this.actor.flush?.();
+      return true;
+    } catch (err) {
+      this.logger.warn({ actor: this.actor.name, err }, 'failed to flush, the events since the last flush come again');
+      return false;
+    }
   }
 
   /**

@@ -235,4 +235,42 @@ describe('actor runner costs', () => {
     assert.equal(checkpoints.get('recorder'), 3_002);
     store.complete();
   });
+
+  it('stores the checkpoint only after the actor flushed what it sent, and sends again what a failed flush did not confirm', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    await appendMany(store, Array.from({ length: 12 }, (_, i) => (i % 3 === 2 ? blob(i + 1) : tag(i + 1))));
+    const tags = Array.from({ length: 12 }, (_, i) => i + 1).filter((seq) => seq % 3 !== 0);
+    // Sends each event; a flush confirms what was sent since the last one. The first flush fails.
+    const actor = new (class implements Actor {
+      readonly name = 'sender';
+      readonly handles = ['TagSet'] as const;
+      sent: number[] = [];
+      unconfirmed: number[] = [];
+      confirmed: number[] = [];
+      checkpointAtFailedFlush?: number;
+      async handle(event: StoredEvent): Promise<void> {
+        this.sent.push(event.seq);
+        this.unconfirmed.push(event.seq);
+      }
+      async flush(): Promise<void> {
+        const taken = this.unconfirmed;
+        this.unconfirmed = [];
+        if (this.checkpointAtFailedFlush === undefined) {
+          this.checkpointAtFailedFlush = checkpoints.get('sender');
+          throw new Error('the receiver did not answer the flush');
+        }
+        this.confirmed.push(...taken);
+      }
+    })();
+    const runner = new ActorRunner(actor, store, checkpoints, silent, { firstDelayMs: 1, maxDelayMs: 10, errorAtAttempt: 5 });
+    runner.start();
+    await runner.caughtUp(12);
+    runner.stop();
+    assert.equal(actor.checkpointAtFailedFlush, 0, 'nothing was checkpointed before the flush');
+    assert.deepEqual(actor.sent, [...tags, ...tags], 'what the failed flush did not confirm was sent again');
+    assert.deepEqual(actor.confirmed, tags, 'each confirmed once, in order');
+    assert.equal(checkpoints.get('sender'), 12);
+    store.complete();
+  });
 });
