@@ -13,9 +13,10 @@
 // Catch-up reads only the events of the types the actor handles (a SQL filter on type), in pages
 // of at most BATCH_EVENTS events and PAGE_SPAN_EVENTS sequence numbers, so its cost follows the
 // events it acts on, and the log's other events are scanned by SQLite, never parsed (an actor
-// whose work is per repository reads only the repositories' names: `handleRepositories`). A page ends
-// at its last event when it is full, else at the end of its span: the checkpoint moves to the
-// page's end, past the events of other types in it, as it does for the ones the live queue brings.
+// whose work is per repository reads only the repositories' names: `handleRepositories`). A
+// page ends at its last event when it is full, else at the end of its span: the checkpoint moves
+// to the page's end, past the events of other types in it, as it does for the ones the live
+// queue brings. An actor that `startsAtHead` reads no backlog at all.
 //
 // Memory. Catch-up reads the log in pages, never the backlog whole. Live events
 // wait in a queue of at most QUEUE_EVENTS per actor; past that the queue takes no more, and the
