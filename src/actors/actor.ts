@@ -10,21 +10,30 @@
 // with its attempt number, and one at error once the stall has lasted a few attempts. A failure
 // stays inside the actor's own loop: the shared stream and the other actors go on.
 //
-// Memory. Catch-up reads the log in pages of BATCH_EVENTS, never the backlog whole. Live events
+// Catch-up reads only the events of the types the actor handles (a SQL filter on type), in pages
+// of at most BATCH_EVENTS events and PAGE_SPAN_EVENTS sequence numbers, so its cost follows the
+// events it acts on, and the log's other events are scanned by SQLite, never parsed (an actor
+// whose work is per repository reads only the repositories' names: `handleRepositories`). A
+// page ends at its last event when it is full, else at the end of its span: the checkpoint moves
+// to the page's end, past the events of other types in it, as it does for the ones the live
+// queue brings. An actor that `startsAtHead` reads no backlog at all.
+//
+// Memory. Catch-up reads the log in pages, never the backlog whole. Live events
 // wait in a queue of at most QUEUE_EVENTS per actor; past that the queue takes no more, and the
 // actor reads what it missed from the log (which holds every event anyway) once it gets there. An
 // actor reads only events already published: committed and synced (src/events/store.ts).
 //
 // Checkpoints: one scheme for every actor. After each batch the runner stores the actor's
 // checkpoint, in one SQLite transaction with the actor's own table writes for the whole batch if
-// it has any (`writeTables`), so the two never disagree, even after a crash; an actor with both
-// `handle` and `writeTables` commits after each event it acts on instead (its handle may read
-// what the events before wrote). Side effects outside
-// the database (`handle`, `handleBatch`: files) happen before that transaction and must be
-// idempotent: a crash or a failed commit between them and the checkpoint brings the same events
-// again. A batch of events the actor ignores moves its checkpoint in memory, and in the database
-// only every IGNORED_EVENTS_PER_COMMIT events (or with the next batch it acts on, or at stop): a
-// crash before brings those events again, and they are ignored again. The transaction goes
+// it has any (`writeTables`), so the two never disagree, even after a crash (an actor whose
+// `handle` depends on what `writeTables` stores for the events before keeps that in memory until
+// the commit: the event sinks' announced repositories). Side effects outside the database
+// (`handle`, `handleRepositories`: files, deliveries) happen before that transaction, confirmed
+// by the actor's `flush` if it has one, and must be idempotent: a crash, a failed flush or a
+// failed commit between them and the checkpoint brings the same events again. A batch of events
+// the actor ignores moves its checkpoint in memory, and in the database only every
+// IGNORED_EVENTS_PER_COMMIT events (or with the next batch it acts on, or at stop): a crash
+// before brings those events again, and they are ignored again. The transaction goes
 // through the actors' own connection to the database file, opened with synchronous=NORMAL: no
 // fsync per commit, while the log's appends keep theirs. A power loss can roll back the latest
 // checkpoints, together with the table writes committed with them, never tear one; the runner
@@ -48,16 +57,30 @@ export interface Actor {
    */
   handle?(event: StoredEvent): Promise<void>;
   /**
-   * Instead of `handle`, once for a batch of the events it acts on, in log order (an actor whose
-   * work for many events can be done once: the index.json writer writes each repository once).
-   * Idempotent as `handle` is; a failure retries the whole batch.
+   * Instead of `handle`, for an actor whose work is per repository and the same whatever the
+   * events (the index.json writer writes a repository's current state): once per batch, with the
+   * repositories its events name, each once. Catch-up then reads only those names, over spans of
+   * PAGE_SPAN_EVENTS, parsing no event. Idempotent as `handle` is; a failure retries the whole
+   * batch. Such an actor has no `writeTables`.
    */
-  handleBatch?(events: readonly StoredEvent[]): Promise<void>;
+  handleRepositories?(repos: readonly string[]): Promise<void>;
   /**
    * The event's writes to the actor's own tables, run synchronously inside the transaction that
    * stores its checkpoint. Returns what to do once that transaction committed (in-memory figures).
    */
   writeTables?(event: StoredEvent): (() => void) | undefined;
+  /**
+   * Resolves once the side effects of the events `handle` took since the last call are done, before
+   * the runner stores the checkpoint past them (an events sink: the receiver has them). A rejection
+   * means they are not known to be done: they come again.
+   */
+  flush?(): Promise<void>;
+  /**
+   * The actor learns at start, from elsewhere, all that the events before then would tell it (GC:
+   * every repository is due for a sweep at start): it starts at the head of the log, not at its
+   * checkpoint, and reads no backlog.
+   */
+  readonly startsAtHead?: boolean;
 }
 
 export interface RetryPolicy {
@@ -75,6 +98,20 @@ export const BATCH_EVENTS = 500;
 export const QUEUE_EVENTS = 10_000;
 /** Events an actor ignores that its stored checkpoint may trail by. */
 export const IGNORED_EVENTS_PER_COMMIT = 1_000;
+/**
+ * Sequence numbers one catch-up page scans at most: an actor whose types are rare does not scan
+ * the whole log in one synchronous read.
+ */
+export const PAGE_SPAN_EVENTS = 20_000;
+
+/** Events to handle, and the last sequence number the batch covers (its other events: ignored). */
+interface Batch {
+  /** In log order; may hold events of types the actor ignores (those from the live queue). */
+  events: readonly StoredEvent[];
+  /** For `handleRepositories` in catch-up: the repositories named, read instead of the events. */
+  repos?: readonly string[];
+  through: number;
+}
 
 /** The event an actor is failing on. */
 interface Stall {
@@ -129,6 +166,7 @@ export class ActorRunner {
   }
 
   start(): void {
+    if (this.actor.startsAtHead && this.store.publishedSeq > this.checkpoint) this.processed.next(this.store.publishedSeq);
     this.logger.debug({ actor: this.actor.name, checkpoint: this.checkpoint, backlog: this.store.publishedSeq - this.checkpoint }, 'actor resuming from checkpoint');
     this.subscription = this.store.events$.subscribe((event) => this.enqueue(event));
     this.run().catch((err: unknown) => {
@@ -148,7 +186,7 @@ export class ActorRunner {
     this.stopping.signal.addEventListener('abort', () => this.wake?.(), { once: true });
     while (!this.stopping.signal.aborted) {
       const batch = this.nextBatch();
-      if (batch.length === 0) {
+      if (batch === undefined) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
         continue;
@@ -163,36 +201,46 @@ export class ActorRunner {
 
   /**
    * The events after the checkpoint: from the queue when it starts right there, else a page of the
-   * log (catch-up, or what the queue missed), never past what the store has published.
+   * log holding only the types the actor handles (catch-up, or what the queue missed), never past
+   * what the store has published. Undefined when there is nothing after the checkpoint.
    */
-  private nextBatch(): StoredEvent[] {
+  private nextBatch(): Batch | undefined {
     const after = this.checkpoint;
     while (this.queue.length > 0 && (this.queue[0] as StoredEvent).seq <= after) this.queue.shift();
     const first = this.queue[0];
-    if (first !== undefined && first.seq === after + 1) return this.queue.slice(0, BATCH_EVENTS);
-    const through = this.store.publishedSeq;
-    if (through <= after) return [];
-    return Array.from(this.store.read({ afterSeq: after, throughSeq: through, limit: BATCH_EVENTS }));
+    if (first !== undefined && first.seq === after + 1) {
+      const events = this.queue.slice(0, BATCH_EVENTS);
+      return { events, through: (events[events.length - 1] as StoredEvent).seq };
+    }
+    const published = this.store.publishedSeq;
+    if (published <= after) return undefined;
+    const spanEnd = Math.min(published, after + PAGE_SPAN_EVENTS);
+    if (this.actor.handleRepositories) return { events: [], repos: this.store.repositoriesTouched(after, spanEnd, this.actor.handles), through: spanEnd };
+    const events = Array.from(this.store.read({ afterSeq: after, throughSeq: spanEnd, types: this.actor.handles, limit: BATCH_EVENTS }));
+    // A full page may stop short of its span: the events after its last one are not read yet.
+    const through = events.length === BATCH_EVENTS ? (events[events.length - 1] as StoredEvent).seq : spanEnd;
+    return { events, through };
   }
 
   /** Handles the batch, retrying from the failed event with backoff until done or the runner stops. */
-  private async handleUntilDone(batch: readonly StoredEvent[]): Promise<void> {
+  private async handleUntilDone(batch: Batch): Promise<void> {
     let rest = batch;
-    for (let attempt = 1; !this.stopping.signal.aborted && rest.length > 0; attempt++) {
+    for (let attempt = 1; !this.stopping.signal.aborted && rest.through > this.checkpoint; attempt++) {
       try {
         await this.handleOnce(rest);
-        if (attempt > 1) this.logger.info({ actor: this.actor.name, seq: rest[0]?.seq, attempts: attempt }, 'actor handled the event it was stalled on');
+        if (attempt > 1) this.logger.info({ actor: this.actor.name, seq: rest.events[0]?.seq, attempts: attempt }, 'actor handled the event it was stalled on');
         this.stall.next(undefined);
         return;
       } catch (err) {
         if (this.stopping.signal.aborted) return;
         // The events before the failed one are done and checkpointed; retry from it.
-        rest = rest.filter((event) => event.seq > this.checkpoint);
-        const failed = rest[0] as StoredEvent;
+        rest = { events: rest.events.filter((event) => event.seq > this.checkpoint), through: rest.through };
+        const failed = rest.events.find((event) => this.handles.has(event.type));
+        const seq = failed?.seq ?? this.checkpoint + 1;
         const stall = this.stall.value;
-        this.stall.next({ seq: failed.seq, since: stall?.seq === failed.seq ? stall.since : Date.now() });
+        this.stall.next({ seq, since: stall?.seq === seq ? stall.since : Date.now() });
         const retryInMs = Math.min(this.retry.maxDelayMs, this.retry.firstDelayMs * 2 ** (attempt - 1));
-        const fields = { actor: this.actor.name, seq: failed.seq, type: failed.type, attempt, retryInMs, err };
+        const fields = { actor: this.actor.name, seq, type: failed?.type, attempt, retryInMs, err };
         if (attempt === this.retry.errorAtAttempt) this.logger.error(fields, 'failed to handle event, actor stalled until it succeeds');
         else this.logger.warn(fields, 'failed to handle event, retrying');
         await sleep(retryInMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
@@ -201,53 +249,65 @@ export class ActorRunner {
   }
 
   /**
-   * The side effects of the batch's events, then one checkpoint commit for all of them. An actor
-   * with both `handle` and `writeTables` commits after each event it acts on: its `handle` may read
-   * what `writeTables` stored for the events before (the event sinks' announced repositories). A
-   * failure in `handle` first checkpoints the events before the failed one, then throws.
+   * The side effects of the batch's events, then one checkpoint commit for all of them (after the
+   * actor's `flush`). A failure in `handle` first checkpoints the events before the failed one, if
+   * the flush confirms them, then throws.
    */
-  private async handleOnce(batch: readonly StoredEvent[]): Promise<void> {
-    const acted = batch.filter((event) => this.handles.has(event.type));
-    const notDone = (through: number): StoredEvent[] => batch.filter((event) => event.seq > this.checkpoint && event.seq <= through);
-    if (this.actor.handleBatch) {
-      if (acted.length > 0) await this.actor.handleBatch(acted);
+  private async handleOnce(batch: Batch): Promise<void> {
+    const acted = batch.events.filter((event) => this.handles.has(event.type));
+    const notDone = (through: number): StoredEvent[] => acted.filter((event) => event.seq > this.checkpoint && event.seq <= through);
+    if (this.actor.handleRepositories) {
+      const repos = batch.repos ?? [...new Set(acted.map((event) => event.repo))];
+      if (repos.length > 0) await this.actor.handleRepositories(repos);
     } else if (this.actor.handle) {
-      const commitEach = this.actor.writeTables !== undefined;
       for (const event of acted) {
         try {
           await this.actor.handle(event);
         } catch (err) {
-          const done = notDone(event.seq - 1);
-          if (done.length > 0 && !this.stopping.signal.aborted) this.commit(done);
+          // The events before it are checkpointed if the flush confirms them; if not, they come
+          // again with it. The error logged is the event's own.
+          const confirmed = event.seq - 1 > this.checkpoint && !this.stopping.signal.aborted && (await this.flushed());
+          if (confirmed) this.commit(event.seq - 1, notDone(event.seq - 1));
           throw err;
         }
         if (this.stopping.signal.aborted) return;
-        if (commitEach) this.commit(notDone(event.seq));
       }
+      if (acted.length > 0) await this.actor.flush?.();
     }
     // Stopped meanwhile: the database may be closing; the next start handles the events again.
     if (this.stopping.signal.aborted) return;
-    const rest = notDone(Number.POSITIVE_INFINITY);
-    if (rest.length > 0) this.commit(rest);
+    if (batch.through > this.checkpoint) this.commit(batch.through, notDone(batch.through));
   }
 
-  /** Stores the checkpoint past `done` with the actor's table writes for it (see the top). */
-  private commit(done: readonly StoredEvent[]): void {
-    const last = (done[done.length - 1] as StoredEvent).seq;
-    const acted = done.filter((event) => this.handles.has(event.type));
-    if (acted.length === 0 && last - this.storedCheckpoint < IGNORED_EVENTS_PER_COMMIT) {
-      this.processed.next(last);
+  /** The actor's flush; false when it failed (logged: what it had taken comes again). */
+  private async flushed(): Promise<boolean> {
+    try {
+      await this.actor.flush?.();
+      return true;
+    } catch (err) {
+      this.logger.warn({ actor: this.actor.name, err }, 'failed to flush, the events since the last flush come again');
+      return false;
+    }
+  }
+
+  /**
+   * Stores the checkpoint `through` with the actor's table writes for `acted`, the events it acts
+   * on up to there that are not checkpointed yet (see the top).
+   */
+  private commit(through: number, acted: readonly StoredEvent[]): void {
+    if (acted.length === 0 && through - this.storedCheckpoint < IGNORED_EVENTS_PER_COMMIT) {
+      this.processed.next(through);
       return;
     }
-    const afterCommits = this.checkpoints.commit(this.actor.name, last, () => acted.map((event) => this.actor.writeTables?.(event)));
-    this.storedCheckpoint = last;
-    this.processed.next(last);
+    const afterCommits = this.checkpoints.commit(this.actor.name, through, () => acted.map((event) => this.actor.writeTables?.(event)));
+    this.storedCheckpoint = through;
+    this.processed.next(through);
     for (const afterCommit of afterCommits) {
       try {
         afterCommit?.();
       } catch (err) {
         // Committed: retrying would write the tables twice.
-        this.logger.error({ actor: this.actor.name, seq: last, err }, 'failed to apply a committed event in memory');
+        this.logger.error({ actor: this.actor.name, seq: through, err }, 'failed to apply a committed event in memory');
       }
     }
   }

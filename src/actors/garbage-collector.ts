@@ -34,6 +34,11 @@ const ADDING: ReadonlySet<EventType> = new Set(['BlobPushed', 'BlobMounted', 'Ma
 export class GarbageCollector implements Actor {
   readonly name = 'garbage-collector';
   readonly handles = GC_EVENTS;
+  /**
+   * The events of the backlog would only make repositories due, and the registry makes every
+   * repository due at start (app.ts, `schedule`): the backlog is not read at all.
+   */
+  readonly startsAtHead = true;
   /** Repository → when it should next be swept (ms since the epoch). */
   private readonly due = new Map<string, number>();
   private readonly timers: NodeJS.Timeout[] = [];

@@ -6,7 +6,7 @@
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';
-import type { EventType, StoredEvent } from '../events/types.js';
+import type { EventType } from '../events/types.js';
 import type { Actor } from './actor.js';
 import { REF_NAME_ANNOTATION } from '../oci/media-types.js';
 
@@ -38,10 +38,11 @@ export class IndexJsonWriter implements Actor {
 
   /**
    * Each repository the batch touches is written once: its file is the projection's current state,
-   * whatever the events, so a burst of tag PUTs costs one write of it, not one per tag.
+   * whatever the events, so a burst of tag PUTs costs one write of it, not one per tag, and a
+   * catch-up one per repository and span of the log, not one per page of events.
    */
-  async handleBatch(events: readonly StoredEvent[]): Promise<void> {
-    for (const repo of new Set(events.map((event) => event.repo))) await this.write(repo);
+  async handleRepositories(repos: readonly string[]): Promise<void> {
+    for (const repo of repos) await this.write(repo);
   }
 
   private async write(repo: string): Promise<void> {

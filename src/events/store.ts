@@ -70,6 +70,11 @@ export interface ContextualEvent {
 export interface EventFilter {
   repo?: string;
   type?: string;
+  /**
+   * Only events of these types (an actor's catch-up reads what it acts on). Scanned along the
+   * sequence, not through an index: bound the span with afterSeq and throughSeq.
+   */
+  types?: readonly string[];
   afterSeq?: number;
   /** The last sequence number to read (an actor reads only what the store has published). */
   throughSeq?: number;
@@ -388,6 +393,21 @@ export class EventStore {
     yield* readEvents(this.db, filter);
   }
 
+  /**
+   * The repositories that events of `types` after `afterSeq` through `throughSeq` name, each once,
+   * read without parsing an event (an actor whose work is per repository: the index.json writer).
+   */
+  repositoriesTouched(afterSeq: number, throughSeq: number, types: readonly string[]): string[] {
+    if (types.length === 0) return [];
+    const params: Record<string, unknown> = { afterSeq, throughSeq };
+    const names = types.map((type, i) => {
+      params[`type${i}`] = type;
+      return `@type${i}`;
+    });
+    const sql = `SELECT DISTINCT repo FROM events WHERE seq > @afterSeq AND seq <= @throughSeq AND type IN (${names.join(', ')})`;
+    return prepared(this.db, sql).pluck().all(params) as string[];
+  }
+
   /** The media type the latest ManifestPushed of the digest before `beforeSeq` recorded. */
   manifestMediaType(repo: string, digest: string, beforeSeq: number): string | undefined {
     this.mediaTypeQuery ??= this.db.prepare(
@@ -451,6 +471,13 @@ export function* readEvents(db: Db, filter: EventFilter = {}): Generator<StoredE
   if (filter.type !== undefined) {
     where.push('type = @type');
     params.type = filter.type;
+  }
+  if (filter.types !== undefined) {
+    const names = filter.types.map((type, i) => {
+      params[`type${i}`] = type;
+      return `@type${i}`;
+    });
+    where.push(names.length > 0 ? `type IN (${names.join(', ')})` : '0');
   }
   if (filter.sinceTime !== undefined) {
     where.push('time >= @sinceTime');

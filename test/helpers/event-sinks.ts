@@ -1,7 +1,9 @@
 // Receivers for the events extension's tests: an HTTP sink written here (a node:http server that
 // records every CloudEvent POSTed to it, and can be stopped and started again on its port), and
 // Debian's nats-server (/usr/sbin/nats-server) started on a free port of 127.0.0.1 with a
-// subscriber from the nats client. Every receiver is stopped by the test that started it.
+// subscriber from the nats client, and a TCP relay put between the registry and nats-server that
+// counts the client's flushes (its PINGs) and can cut the way through. Every receiver is stopped
+// by the test that started it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -175,5 +177,68 @@ export class NatsSubscriber {
     this.subscription.unsubscribe();
     await this.connection.close().catch(() => undefined);
     await this.done?.catch(() => undefined);
+  }
+}
+
+/**
+ * A TCP relay on a free port of 127.0.0.1 to a NATS server: counts the PINGs clients send (a
+ * flush is one PING; so is the handshake of each connection), and can be cut (connections
+ * dropped, new ones refused) and opened again on the same port.
+ */
+export class NatsRelay {
+  pings = 0;
+  private server?: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(
+    readonly port: number,
+    private readonly target: number,
+  ) {}
+
+  static async start(targetPort: number): Promise<NatsRelay> {
+    const relay = new NatsRelay(await getFreePort(), targetPort);
+    await relay.open();
+    return relay;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async open(): Promise<void> {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.target, '127.0.0.1');
+      this.sockets.add(client).add(upstream);
+      // The tail of the previous chunk, so that a PING split over two chunks is counted once.
+      let tail = '';
+      client.on('data', (chunk: Buffer) => {
+        const text = tail + chunk.toString('latin1');
+        this.pings += text.split('PING\r\n').length - 1;
+        tail = text.endsWith('PING\r\n') ? '' : text.slice(-5);
+        upstream.write(chunk);
+      });
+      upstream.pipe(client);
+      const close = (): void => {
+        client.destroy();
+        upstream.destroy();
+        this.sockets.delete(client);
+        this.sockets.delete(upstream);
+      };
+      for (const socket of [client, upstream]) socket.on('close', close).on('error', close);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+  }
+
+  /** Drops every connection and refuses new ones until open(). */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }

@@ -1,18 +1,47 @@
 // A burst of tag PUTs into one repository: the index.json writer writes the file once per batch of
 // events, not once per tag (its cost would grow with the repository: each write is the whole
 // file). Each write is slowed a little by a wrapped driver, so the events of the burst pile up
-// behind it as they would on a busy disk; the file ends up listing every tag.
+// behind it as they would on a busy disk; the file ends up listing every tag. And its catch-up
+// over a long log (a root whose writer starts from nothing, as after an upgrade or the scale
+// bench's generated root) writes each repository once, not once per page of events.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import type { StorageDriver } from '../../src/storage/driver.js';
+import { openDatabase } from '../../src/events/database.js';
+import { BATCH_EVENTS } from '../../src/actors/actor.js';
+import { eventLogFile } from '../../src/storage/layout.js';
 import { assertReplayClean } from '../helpers/http.js';
 import { makeImage, pushImage, pushManifest } from '../helpers/oci.js';
-import { startTestRegistry } from '../helpers/registry.js';
+import { makeTempDir, startTestRegistry } from '../helpers/registry.js';
 
 const TAGS = 300;
 const CLIENTS = 16;
+
+/** Counts index.json writes (by repository) and slows each a little, as a busy disk would. */
+function countingIndexWrites(writes: Map<string, number>) {
+  return <T extends StorageDriver>(driver: T): T =>
+    new Proxy(driver, {
+      get: (target, property, receiver) => {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (property !== 'putContent' || typeof value !== 'function') return value;
+        return async (file: string, content: Buffer | string) => {
+          if (file.endsWith('index.json')) {
+            const repo = path.dirname(file);
+            writes.set(repo, (writes.get(repo) ?? 0) + 1);
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          return (value as StorageDriver['putContent']).call(target, file, content);
+        };
+      },
+    });
+}
+
+function tagsOnDisk(root: string, repo: string): string[] {
+  const onDisk = JSON.parse(fs.readFileSync(path.join(root, repo, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
+  return onDisk.manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name'] ?? '').sort();
+}
 
 describe('index.json under a burst of tag PUTs', () => {
   it('is written once per batch, not once per tag, and lists every tag', async () => {
@@ -57,6 +86,48 @@ describe('index.json under a burst of tag PUTs', () => {
       assert.deepEqual(tags, ['first', ...Array.from({ length: TAGS }, (_, i) => `t${i}`)].sort());
       assert.ok(onDisk.manifests.every((m) => m.digest === image.digest));
       await assertReplayClean(registry);
+    } finally {
+      await registry.stop();
+    }
+  });
+
+  it('catches up on a long log writing each repository once, not once per page of events', async () => {
+    const root = path.join(makeTempDir(), 'root');
+    const repos = ['catchup/a', 'catchup/b', 'catchup/c'];
+    const perRepo = Math.ceil((BATCH_EVENTS * 3) / repos.length);
+    const first = await startTestRegistry({ root });
+    const image = makeImage();
+    try {
+      for (const repo of repos) assert.equal((await pushImage(first.url, repo, 'first', image)).status, 201);
+      // Tag PUTs to the three repositories interleaved: every page of the log names all three.
+      const puts = Array.from({ length: perRepo * repos.length }, (_, i) => ({ repo: repos[i % repos.length] as string, tag: `t${Math.floor(i / repos.length)}` }));
+      let next = 0;
+      const client = async (): Promise<void> => {
+        for (let put = puts[next++]; put !== undefined; put = puts[next++]) {
+          const res = await pushManifest(first.url, put.repo, put.tag, image.manifestBytes);
+          await res.arrayBuffer();
+          assert.equal(res.status, 201, `PUT ${put.repo}:${put.tag}`);
+        }
+      };
+      await Promise.all(Array.from({ length: CLIENTS }, client));
+      await first.running.actorsCaughtUp();
+    } finally {
+      await first.stop();
+    }
+    // The writer starts from nothing: no checkpoint, no index.json files.
+    const db = openDatabase(eventLogFile(root));
+    db.prepare("DELETE FROM checkpoints WHERE name = 'index-json-writer'").run();
+    db.close();
+    for (const repo of repos) fs.rmSync(path.join(root, repo, 'index.json'));
+
+    const writes = new Map<string, number>();
+    const registry = await startTestRegistry({ root }, { wrapDriver: countingIndexWrites(writes) });
+    try {
+      await registry.running.actorsCaughtUp();
+      assert.ok(registry.running.store.head() > BATCH_EVENTS * 3, 'the log spans several pages');
+      assert.deepEqual(Object.fromEntries(writes), Object.fromEntries(repos.map((repo) => [repo, 1])), 'one write per repository');
+      const expected = ['first', ...Array.from({ length: perRepo }, (_, i) => `t${i}`)].sort();
+      for (const repo of repos) assert.deepEqual(tagsOnDisk(root, repo), expected, `${repo}/index.json lists every tag`);
     } finally {
       await registry.stop();
     }

@@ -3,12 +3,13 @@
 // order they happened (HTTP in binary mode, NATS in structured mode, as zot's sdk-go sends
 // them). A sink that is stopped and started again receives every event it missed, in order,
 // once: the actor retries what failed and its checkpoint moves only past what was delivered.
+// The NATS sink flushes once per batch of events, not once per event.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fetchAs, writeHtpasswd } from '../helpers/auth.js';
 import { eventually } from '../helpers/http.js';
-import { HttpEventSink, NatsServer, NatsSubscriber, type ReceivedEvent } from '../helpers/event-sinks.js';
+import { HttpEventSink, NatsRelay, NatsServer, NatsSubscriber, type ReceivedEvent } from '../helpers/event-sinks.js';
 import { makeImage, pushImage, pushManifest, sha256, OCI_MANIFEST } from '../helpers/oci.js';
 import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -208,6 +209,50 @@ describe('a sink that was down', () => {
     assert.deepEqual(before, ['repository.created down/nats', 'image.updated down/nats before']);
     assert.deepEqual(subscriber.received.map(summary), ['image.updated down/nats during', 'image.deleted down/nats before']);
     assertNoDuplicates(subscriber.received);
+  });
+});
+
+describe('a NATS sink with events waiting', () => {
+  it('publishes them with one flush per batch, not per event, each once and in order', async () => {
+    const nats = await NatsServer.start();
+    cleanups.push(() => nats.stop());
+    const subscriber = await NatsSubscriber.start(nats.url, SUBJECT);
+    cleanups.push(() => subscriber.stop());
+    const relay = await NatsRelay.start(nats.port);
+    cleanups.push(() => relay.cut());
+    const registry = await startTestRegistry({ extensions: { events: { sinks: [{ type: 'nats', address: relay.url, channel: SUBJECT, timeout: '10s' }] } } });
+    cleanups.push(() => registry.stop());
+    const { url } = registry;
+    assert.equal((await pushImage(url, 'waiting/r0', 'v1')).status, 201);
+    await received('the subscriber', subscriber.received, 2);
+
+    // The way to the server is cut: the events of these pushes wait behind the first that failed.
+    await relay.cut();
+    const repos = Array.from({ length: 30 }, (_, i) => `waiting/r${i + 1}`);
+    for (let i = 0; i < repos.length; i += 6) {
+      const statuses = await Promise.all(repos.slice(i, i + 6).map(async (repo) => (await pushImage(url, repo, 'v1')).status));
+      assert.deepEqual(statuses, statuses.map(() => 201));
+    }
+    const pingsBefore = relay.pings;
+    await relay.open();
+
+    await received('the subscriber after the way is open', subscriber.received, 2 + repos.length * 2);
+    const flushes = relay.pings - pingsBefore;
+    assert.ok(flushes <= 10, `${flushes} flushes (and connection handshakes) for ${repos.length * 2} events`);
+    assert.equal((await pushImage(url, 'waiting/marker', 'v1')).status, 201);
+    await received('the subscriber, up to the marker', subscriber.received, 4 + repos.length * 2);
+    const events = subscriber.received.slice(0, 2 + repos.length * 2);
+    assertNoDuplicates(events);
+    const ids = events.map((event) => Number.parseInt(event.id, 10));
+    assert.deepEqual([...ids].sort((a, b) => a - b), ids, 'in log order');
+    const summaries = events.map(summary);
+    for (const repo of ['waiting/r0', ...repos]) {
+      assert.deepEqual(
+        summaries.filter((line) => line.includes(`${repo} `) || line.endsWith(repo)),
+        [`repository.created ${repo}`, `image.updated ${repo} v1`],
+        `${repo}: created once, then its image`,
+      );
+    }
   });
 });
 

@@ -361,3 +361,29 @@ describe('garbage collection after a crash', () => {
     await assertReplayClean(registry);
   });
 });
+
+describe('garbage collection after a restart', () => {
+  let registry: TestRegistry | undefined;
+  after(async () => registry?.stop());
+
+  it('collects what the events before the restart left to collect, without reading them again', async () => {
+    const root = path.join(makeTempDir(), 'root');
+    // GC on, with a delay that keeps everything during the first run: its checkpoint is at the head.
+    const first = await startTestRegistry({ root, storage: { ...GC_FAST, gcDelay: '1h' } });
+    const kept = makeImage();
+    const dropped = makeImage();
+    assert.equal((await pushImage(first.url, 'restart/app', 'keep', kept)).status, 201);
+    assert.equal((await pushImage(first.url, 'restart/app', 'tmp', dropped)).status, 201);
+    assert.equal((await fetch(`${first.url}/v2/restart/app/manifests/tmp`, { method: 'DELETE' })).status, 202);
+    await first.running.actorsCaughtUp();
+    await first.stop();
+
+    // GC learns of the repository at start (every one is due), not from the log's old events.
+    registry = await startTestRegistry({ root, storage: GC_FAST });
+    await eventually(async () => (await status(`${registry!.url}/v2/restart/app/manifests/${dropped.digest}`)) === 404, 'the untagged manifest to go', 8000);
+    await eventually(async () => !fs.existsSync(blobFile(root, 'restart/app', dropped.digest)), 'its file to go', 8000);
+    await assertImagePulls(registry.url, 'restart/app', 'keep', kept);
+    await registry.running.actorsCaughtUp();
+    await assertReplayClean(registry);
+  });
+});

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { openDatabase } from '../../src/events/database.js';
 import { EventStore, type EventFilter } from '../../src/events/store.js';
 import type { EventBody, StoredEvent } from '../../src/events/types.js';
-import { ActorRunner, BATCH_EVENTS, IGNORED_EVENTS_PER_COMMIT, QUEUE_EVENTS, type Actor } from '../../src/actors/actor.js';
+import { ActorRunner, BATCH_EVENTS, IGNORED_EVENTS_PER_COMMIT, PAGE_SPAN_EVENTS, QUEUE_EVENTS, type Actor } from '../../src/actors/actor.js';
 import { Checkpoints } from '../../src/actors/checkpoints.js';
 import { RegistryStateProjection } from '../../src/projections/registry-state.js';
 import { makeTempDir } from '../helpers/registry.js';
@@ -19,13 +19,17 @@ const silent = pino({ level: 'silent' });
 const blob = (n: number): EventBody => ({ type: 'BlobPushed', repo: 'a', digest: `sha256:${n.toString(16).padStart(64, '0')}`, size: n });
 const tag = (n: number): EventBody => ({ type: 'TagSet', repo: 'a', tag: `t${n}`, digest: `sha256:${'f'.repeat(64)}` });
 
-/** A store that counts the largest page an actor's catch-up read. */
+/** A store that counts what an actor's catch-up read: the largest page, every event, the widest span. */
 class CountingStore extends EventStore {
   largestRead = 0;
+  eventsRead = 0;
+  widestSpan = 0;
   override *read(filter: EventFilter = {}): Generator<StoredEvent> {
+    if (filter.throughSeq !== undefined) this.widestSpan = Math.max(this.widestSpan, filter.throughSeq - (filter.afterSeq ?? 0));
     let n = 0;
     for (const event of super.read(filter)) {
       yield event;
+      this.eventsRead++;
       this.largestRead = Math.max(this.largestRead, ++n);
     }
   }
@@ -39,16 +43,21 @@ class CountingCheckpoints extends Checkpoints {
   }
 }
 
-/** Records the events it acts on; `slow` makes each take a turn of the timers. */
+/**
+ * Records the events it acts on; `slow` makes each take a turn of the timers; `dieAt`: the process
+ * dies while it handles that event (the promise never settles, the work before it not checkpointed).
+ */
 class Recorder implements Actor {
   readonly name = 'recorder';
   readonly seen: number[] = [];
   constructor(
     readonly handles: Actor['handles'],
     private readonly slow = false,
+    private readonly dieAt?: number,
   ) {}
   async handle(event: StoredEvent): Promise<void> {
     if (this.slow) await new Promise((resolve) => setTimeout(resolve, 0));
+    if (event.seq === this.dieAt) await new Promise(() => undefined);
     this.seen.push(event.seq);
   }
 }
@@ -144,6 +153,124 @@ describe('actor runner costs', () => {
     runner.stop();
     assert.ok(seenAtNextTurn < total, `the loop turned after ${seenAtNextTurn} of ${total} events`);
     assert.equal(actor.seen.length, total);
+    store.complete();
+  });
+
+  it('catches up on the events of its types only, and a restart neither repeats nor skips one of them', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    let { store, checkpoints } = open(file);
+    // Every third event is a TagSet, the actor's one type: more of them than one page holds.
+    const interleaved = (from: number, count: number): EventBody[] => Array.from({ length: count }, (_, i) => ((from + i) % 3 === 0 ? tag(from + i) : blob(from + i)));
+    const tagSeqs = (after: number, through: number): number[] => Array.from({ length: through - after }, (_, i) => after + i + 1).filter((seq) => seq % 3 === 0);
+    const half = BATCH_EVENTS * 6;
+    await appendMany(store, interleaved(1, half));
+    store.eventsRead = 0;
+    const first = new Recorder(['TagSet']);
+    let runner = new ActorRunner(first, store, checkpoints, silent);
+    runner.start();
+    await runner.caughtUp(half);
+    runner.stop();
+    assert.deepEqual(first.seen, tagSeqs(0, half), 'every TagSet, in order, once');
+    assert.equal(store.eventsRead, half / 3, 'the catch-up read the TagSets only, not the BlobPusheds between them');
+    assert.equal(checkpoints.get('recorder'), half, 'the checkpoint moved past the ignored events at the end');
+
+    // Restarted after a clean stop, with more events: it starts after the stored checkpoint, then
+    // dies while handling a TagSet in the middle of a page: the TagSets it handled before in that
+    // page are not checkpointed.
+    await appendMany(store, interleaved(half + 1, half));
+    const dieAt = half + 3 * 20;
+    const second = new Recorder(['TagSet'], false, dieAt);
+    runner = new ActorRunner(second, store, checkpoints, silent);
+    runner.start();
+    while (second.seen.length < 19) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(second.seen[0], half + 3, 'nothing before the stored checkpoint came again');
+    const storedAtCrash = checkpoints.get('recorder');
+    assert.ok(storedAtCrash < half + 3, `the work of the page was not checkpointed (${storedAtCrash})`);
+    store.db.close();
+    checkpoints.db.close();
+
+    ({ store, checkpoints } = open(file));
+    const third = new Recorder(['TagSet']);
+    runner = new ActorRunner(third, store, checkpoints, silent);
+    runner.start();
+    await runner.caughtUp(half * 2);
+    runner.stop();
+    assert.deepEqual(third.seen, tagSeqs(storedAtCrash, half * 2), 'every TagSet after the stored checkpoint, once, in order');
+    assert.deepEqual(third.seen.slice(0, 19), second.seen, 'at least once: what was handled but not checkpointed comes again');
+    assert.ok(store.eventsRead <= half / 3, `read ${store.eventsRead} events for ${half / 3} TagSets`);
+    store.complete();
+  });
+
+  it('an actor of rare types scans the log in bounded spans and still sees every event of its type', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    const total = PAGE_SPAN_EVENTS + 5_000;
+    await appendMany(store, Array.from({ length: total }, (_, i) => (i + 1 === 10 || i + 1 === total - 1 ? tag(i + 1) : blob(i + 1))));
+    store.widestSpan = 0;
+    const actor = new Recorder(['TagSet']);
+    const runner = new ActorRunner(actor, store, checkpoints, silent);
+    runner.start();
+    await runner.caughtUp(total);
+    runner.stop();
+    assert.deepEqual(actor.seen, [10, total - 1]);
+    assert.ok(store.widestSpan <= PAGE_SPAN_EVENTS, `one read spanned ${store.widestSpan} events`);
+    assert.equal(checkpoints.get('recorder'), total);
+    store.complete();
+  });
+
+  it('an actor that starts at the head reads no backlog, and handles what comes after its start', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    await appendMany(store, Array.from({ length: 3_000 }, (_, i) => (i % 2 === 0 ? tag(i + 1) : blob(i + 1))));
+    store.eventsRead = 0;
+    const actor = Object.assign(new Recorder(['TagSet']), { startsAtHead: true });
+    const runner = new ActorRunner(actor, store, checkpoints, silent);
+    runner.start();
+    await runner.caughtUp(3_000);
+    assert.equal(store.eventsRead, 0, 'the backlog was not read');
+    await store.append([blob(3_001), tag(3_002)], ctx);
+    await runner.caughtUp(3_002);
+    runner.stop();
+    assert.deepEqual(actor.seen, [3_002]);
+    assert.equal(checkpoints.get('recorder'), 3_002);
+    store.complete();
+  });
+
+  it('stores the checkpoint only after the actor flushed what it sent, and sends again what a failed flush did not confirm', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    await appendMany(store, Array.from({ length: 12 }, (_, i) => (i % 3 === 2 ? blob(i + 1) : tag(i + 1))));
+    const tags = Array.from({ length: 12 }, (_, i) => i + 1).filter((seq) => seq % 3 !== 0);
+    // Sends each event; a flush confirms what was sent since the last one. The first flush fails.
+    const actor = new (class implements Actor {
+      readonly name = 'sender';
+      readonly handles = ['TagSet'] as const;
+      sent: number[] = [];
+      unconfirmed: number[] = [];
+      confirmed: number[] = [];
+      checkpointAtFailedFlush?: number;
+      async handle(event: StoredEvent): Promise<void> {
+        this.sent.push(event.seq);
+        this.unconfirmed.push(event.seq);
+      }
+      async flush(): Promise<void> {
+        const taken = this.unconfirmed;
+        this.unconfirmed = [];
+        if (this.checkpointAtFailedFlush === undefined) {
+          this.checkpointAtFailedFlush = checkpoints.get('sender');
+          throw new Error('the receiver did not answer the flush');
+        }
+        this.confirmed.push(...taken);
+      }
+    })();
+    const runner = new ActorRunner(actor, store, checkpoints, silent, { firstDelayMs: 1, maxDelayMs: 10, errorAtAttempt: 5 });
+    runner.start();
+    await runner.caughtUp(12);
+    runner.stop();
+    assert.equal(actor.checkpointAtFailedFlush, 0, 'nothing was checkpointed before the flush');
+    assert.deepEqual(actor.sent, [...tags, ...tags], 'what the failed flush did not confirm was sent again');
+    assert.deepEqual(actor.confirmed, tags, 'each confirmed once, in order');
+    assert.equal(checkpoints.get('sender'), 12);
     store.complete();
   });
 });

@@ -23,7 +23,7 @@ export class HttpSink implements EventSink {
     this.headers = headers;
   }
 
-  async deliver(event: CloudEvent): Promise<void> {
+  async send(event: CloudEvent): Promise<void> {
     const headers: Record<string, string> = {
       ...this.headers,
       'Content-Type': event.datacontenttype,
@@ -43,6 +43,10 @@ export class HttpSink implements EventSink {
     // The body is read whole so the connection goes back to the pool.
     const answer = await res.text();
     if (res.status < 200 || res.status > 299) throw new Error(`the sink answered ${res.status}: ${answer.slice(0, 200)}`);
+  }
+
+  async flush(): Promise<void> {
+    // Each event was delivered when its POST was answered.
   }
 
   async close(): Promise<void> {

@@ -1,9 +1,12 @@
 // A NATS sink: each event is published on the subject `channel` in the CloudEvents NATS binding's
-// structured mode (the whole event as JSON), as zot's sdk-go sender publishes it. Unlike zot, a
-// publish is followed by a flush, whose answer from the server says the server has the event:
-// only then is it delivered. The connection is opened when an event is to be sent and dropped on
-// any failure; the next attempt opens a new one (the client's own reconnect, which would buffer
-// publishes while the server is away, is off: the actor's retry is the one retry loop).
+// structured mode (the whole event as JSON), as zot's sdk-go sender publishes it. Unlike zot, the
+// publishes are followed by a flush, whose answer from the server says the server has every
+// event published before it: only then are they delivered. The actor flushes once per batch of
+// events, not once per event (a round trip each). The connection is opened when an event is to
+// be sent and dropped on any failure; the next attempt opens a new one (the client's own
+// reconnect, which would buffer publishes while the server is away, is off: the actor's retry is
+// the one retry loop). Publishes that went to a connection which closed before its flush are not
+// delivered, whatever a flush on a new connection answers: that flush fails.
 import { connect, type NatsConnection } from 'nats';
 import type { EventSinkConfig } from '../../config/types.js';
 import type { CloudEvent } from './cloud-event.js';
@@ -15,6 +18,10 @@ const CONNECTION_NAME = 'zotregistry.dev';
 export class NatsSink implements EventSink {
   readonly description: string;
   private connection?: Promise<NatsConnection>;
+  /** The connection of the publishes since the last flush. */
+  private unflushed?: NatsConnection;
+  /** Publishes went to a connection that closed before a flush: the next flush must fail. */
+  private lost = false;
 
   constructor(
     private readonly config: EventSinkConfig,
@@ -23,12 +30,34 @@ export class NatsSink implements EventSink {
     this.description = `nats ${config.address} ${config.channel ?? ''}`.trim();
   }
 
-  async deliver(event: CloudEvent): Promise<void> {
+  async send(event: CloudEvent): Promise<void> {
     const subject = this.config.channel;
     if (!subject) throw new Error('a nats sink needs a channel: the subject to publish on');
+    if (this.unflushed?.isClosed()) {
+      // The next flush fails whatever connection it finds: those publishes must be made again.
+      this.unflushed = undefined;
+      this.lost = true;
+      throw new Error('the connection to the NATS server closed before its publishes were flushed');
+    }
     const connection = await this.connected();
     try {
       connection.publish(subject, Buffer.from(JSON.stringify(event)));
+    } catch (err) {
+      await this.drop(connection);
+      throw err;
+    }
+    this.unflushed = connection;
+  }
+
+  async flush(): Promise<void> {
+    if (this.lost) {
+      this.lost = false;
+      throw new Error('publishes were lost with their connection to the NATS server');
+    }
+    const connection = this.unflushed;
+    if (connection === undefined) return;
+    this.unflushed = undefined;
+    try {
       await withTimeout(connection.flush(), this.timeoutMs, 'the NATS server did not answer the flush');
     } catch (err) {
       await this.drop(connection);

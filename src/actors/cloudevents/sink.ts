@@ -1,6 +1,8 @@
-// Where CloudEvents go: one sink per `extensions.events.sinks` entry. deliver() resolves only once
-// the receiver has the event (an HTTP 2xx; the NATS server's answer to a flush after the publish)
-// and rejects otherwise; the actor then retries the same event, and the ones after it wait.
+// Where CloudEvents go: one sink per `extensions.events.sinks` entry. An event is delivered once
+// send() and the next flush() resolved: the receiver has it (an HTTP 2xx to its POST; the NATS
+// server's answer to a flush after the publishes). A rejection of either means the events since
+// the last flush are not known to be delivered: the actor sends them again, and the later ones
+// wait.
 import type { EventSinkConfig } from '../../config/types.js';
 import { parseDuration } from '../../config/duration.js';
 import type { CloudEvent } from './cloud-event.js';
@@ -10,7 +12,10 @@ import { NatsSink } from './nats-sink.js';
 export interface EventSink {
   /** Type and address, for logs and the actor's name. */
   readonly description: string;
-  deliver(event: CloudEvent): Promise<void>;
+  /** Sends the event, in order after the ones before (HTTP: delivers it; NATS: publishes it). */
+  send(event: CloudEvent): Promise<void>;
+  /** Resolves once the receiver has every event sent since the last flush, rejects if not known. */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
