@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import S3rver, { type KoaContext } from 's3rver';
 import type { StorageDriverConfig } from '../../src/config/types.js';
+import type { PartedWrites, StorageDriver } from '../../src/storage/driver.js';
 
 // The SDK warns once per process that its 2027 releases need Node 22; the tests know.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -313,4 +314,28 @@ async function liveMultipartUploads(uploadsDirectory: string): Promise<LiveMulti
     found.push({ uploadId, key, parts });
   }
   return found;
+}
+
+/**
+ * The driver with the completion of its parted (multipart) writes failing whenever `failNow`, asked
+ * with the write's path, says so: the completion's fault, injected between the registry and S3.
+ */
+export function withFailingCompletions<T extends StorageDriver>(driver: T, failNow: (path: string) => boolean): T {
+  const writes = driver.partedWrites;
+  if (!writes) return driver;
+  const failing: PartedWrites = {
+    partSize: writes.partSize,
+    begin: (...args) => writes.begin(...args),
+    putPart: (...args) => writes.putPart(...args),
+    abort: (...args) => writes.abort(...args),
+    complete: (path, ...rest) =>
+      failNow(path) ? Promise.reject(new Error('injected fault in the completion of a multipart upload')) : writes.complete(path, ...rest),
+  };
+  return new Proxy(driver, {
+    get: (target, property, receiver) => {
+      if (property === 'partedWrites') return failing;
+      const value = Reflect.get(target, property, receiver) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }

@@ -13,12 +13,12 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { StorageDriverConfig } from '../../src/config/types.js';
-import type { PartedWrites, StorageDriver } from '../../src/storage/driver.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
 import { createS3Driver } from '../../src/storage/s3.js';
 import { assertReplayClean, eventually, expectOciError, openSession, sessionStatus, withDigest } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci.js';
 import { makeTempDir, spawnRegistry, startTestRegistry, type RegistryProcess, type TestRegistry } from '../helpers/registry.js';
-import { startS3Server, type TestS3Server } from '../helpers/s3.js';
+import { startS3Server, withFailingCompletions, type TestS3Server } from '../helpers/s3.js';
 
 const MiB = 1024 * 1024;
 /** The smallest part S3 takes: blobs of a few MiB cross parts. */
@@ -292,31 +292,13 @@ describe('a chunked push to the blob key whose multipart upload fails to complet
     registry = await startTestRegistry(
       { storage: { dedupe: false, gc: false, storageDriver: driverConfig(s3, prefix) } },
       {
-        wrapDriver: (driver) => {
-          const writes = driver.partedWrites;
-          if (!writes) return driver;
-          const failing: PartedWrites = {
-            partSize: writes.partSize,
-            begin: (...args) => writes.begin(...args),
-            putPart: (...args) => writes.putPart(...args),
-            abort: (...args) => writes.abort(...args),
-            complete: (path, ...rest) => {
-              if (failingCompletions > 0) {
-                failingCompletions--;
-                failedAt.push(path);
-                return Promise.reject(new Error('injected fault in the completion of a multipart upload'));
-              }
-              return writes.complete(path, ...rest);
-            },
-          };
-          return new Proxy(driver, {
-            get: (target, property, receiver) => {
-              if (property === 'partedWrites') return failing;
-              const value = Reflect.get(target, property, receiver) as unknown;
-              return typeof value === 'function' ? value.bind(target) : value;
-            },
-          });
-        },
+        wrapDriver: (driver) =>
+          withFailingCompletions(driver, (path) => {
+            if (failingCompletions <= 0) return false;
+            failingCompletions--;
+            failedAt.push(path);
+            return true;
+          }),
       },
     );
   });

@@ -10,12 +10,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { StorageDriverConfig } from '../../src/config/types.js';
-import type { PartedWrites, StorageDriver } from '../../src/storage/driver.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
 import { createS3Driver } from '../../src/storage/s3.js';
 import { assertReplayClean, eventually, expectOciError, openSession, patchChunk, resolveLocation, sessionStatus, withDigest } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci.js';
 import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startS3Server, type TestS3Server } from '../helpers/s3.js';
+import { startS3Server, withFailingCompletions, type TestS3Server } from '../helpers/s3.js';
 
 const MiB = 1024 * 1024;
 /** The smallest part S3 takes: the tests' blobs cross parts with a few MiB. */
@@ -310,30 +310,12 @@ describe('an S3 commit whose multipart upload fails to complete', () => {
       { storage: { dedupe: false, gc: false, storageDriver: driverConfig(s3, 'fallback') } },
       {
         // The bucket's driver with its parted writes' completion failing on demand.
-        wrapDriver: (driver) => {
-          const writes = driver.partedWrites;
-          if (!writes) return driver;
-          const failing: PartedWrites = {
-            partSize: writes.partSize,
-            begin: (...args) => writes.begin(...args),
-            putPart: (...args) => writes.putPart(...args),
-            abort: (...args) => writes.abort(...args),
-            complete: (...args) => {
-              if (failingCompletions > 0) {
-                failingCompletions--;
-                return Promise.reject(new Error('injected fault in the completion of a multipart upload'));
-              }
-              return writes.complete(...args);
-            },
-          };
-          return new Proxy(driver, {
-            get: (target, property, receiver) => {
-              if (property === 'partedWrites') return failing;
-              const value = Reflect.get(target, property, receiver) as unknown;
-              return typeof value === 'function' ? value.bind(target) : value;
-            },
-          });
-        },
+        wrapDriver: (driver) =>
+          withFailingCompletions(driver, () => {
+            if (failingCompletions <= 0) return false;
+            failingCompletions--;
+            return true;
+          }),
       },
     );
   });
