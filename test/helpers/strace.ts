@@ -2,6 +2,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { TestContext } from 'node:test';
+import { makeTempDir, spawnRegistry, type RegistryProcess } from './registry.js';
 
 /** Why strace cannot trace here, or undefined when it can. A missing strace is a failure, not a reason. */
 export function straceUnavailable(): string | undefined {
@@ -27,4 +30,28 @@ export async function stopTraced(strace: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => strace.once('exit', resolve));
   process.kill(tracedPid(strace.pid), 'SIGTERM');
   await exited;
+}
+
+export interface TracedRegistry {
+  registry: RegistryProcess;
+  /** strace's output file. */
+  traceFile: string;
+  /** The registry's new storage root. */
+  root: string;
+}
+
+/**
+ * A `zot serve` on a new root, run under `strace -f <straceOptions> -o <trace file>`; undefined,
+ * with the test marked skipped, where strace cannot trace here. Stop it with stopTraced.
+ */
+export async function spawnTraced(t: TestContext, straceOptions: readonly string[]): Promise<TracedRegistry | undefined> {
+  const cannot = straceUnavailable();
+  if (cannot) {
+    t.skip(cannot);
+    return undefined;
+  }
+  const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
+  const root = path.join(makeTempDir('zot-ts-traced-'), 'root');
+  const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', ...straceOptions, '-o', traceFile] });
+  return { registry, traceFile, root };
 }

@@ -8,8 +8,7 @@ import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { pushImage, sha256 } from '../helpers/oci.js';
 import { openSession, patchChunk, resolveLocation, withDigest } from '../helpers/http.js';
-import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
-import { stopTraced, straceUnavailable } from '../helpers/strace.js';
+import { spawnTraced, stopTraced } from '../helpers/strace.js';
 
 const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64,rename,renameat,renameat2';
 
@@ -160,14 +159,9 @@ function checkRenames(calls: Call[], root: string): { renamed: string[]; problem
 
 describe('directories created on the way to a new file', () => {
   it('are fsynced into their parents before the event that names the file', async (t: TestContext) => {
-    const cannot = straceUnavailable();
-    if (cannot) {
-      t.skip(cannot);
-      return;
-    }
-    const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
-    const root = path.join(makeTempDir('zot-ts-durable-'), 'root');
-    const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', '-e', `trace=${TRACED}`, '-o', traceFile] });
+    const traced = await spawnTraced(t, ['-e', `trace=${TRACED}`]);
+    if (!traced) return;
+    const { registry, traceFile, root } = traced;
     try {
       const data = Buffer.from('the first blob of a new repository');
       const session = await openSession(registry.url, 'a/b/c');
@@ -189,15 +183,9 @@ describe('directories created on the way to a new file', () => {
   });
 
   it('names renamed into new repositories side by side are each fsynced after their rename, before their event', async (t: TestContext) => {
-    const cannot = straceUnavailable();
-    if (cannot) {
-      t.skip(cannot);
-      return;
-    }
-    const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
-    const root = path.join(makeTempDir('zot-ts-durable-'), 'root');
-    const traced = `${TRACED},write,writev`;
-    const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', '-s', '1024', '-e', `trace=${traced}`, '-o', traceFile] });
+    const traced = await spawnTraced(t, ['-s', '1024', '-e', `trace=${TRACED},write,writev`]);
+    if (!traced) return;
+    const { registry, traceFile, root } = traced;
     try {
       // Images into new repositories of one namespace at once: their directory fsyncs are shared.
       const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => pushImage(registry.url, `ns/repo${i}`, 'latest')));

@@ -5,25 +5,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { sha256 } from '../helpers/oci.js';
-import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
-import { stopTraced, straceUnavailable } from '../helpers/strace.js';
+import { spawnTraced, stopTraced } from '../helpers/strace.js';
 
 const PUSHES = 3;
 
 describe('fsyncs of a push', () => {
   it('sync each upload once, at its commit, and nothing of the session before', async (t: TestContext) => {
-    const cannot = straceUnavailable();
-    if (cannot) {
-      t.skip(cannot);
-      return;
-    }
-    const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
-    const root = path.join(makeTempDir('zot-ts-fsyncs-'), 'root');
     // -y: file descriptors are printed with their paths.
-    const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', '-y', '-e', 'trace=fsync,fdatasync', '-o', traceFile] });
+    const traced = await spawnTraced(t, ['-y', '-e', 'trace=fsync,fdatasync']);
+    if (!traced) return;
+    const { registry, traceFile, root } = traced;
     try {
       for (let i = 0; i < PUSHES; i++) {
         const data = randomBytes(100_000);

@@ -3,24 +3,17 @@
 // log's WAL synced a few times, not once per CREATE statement (about twenty).
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
-import { stopTraced, straceUnavailable } from '../helpers/strace.js';
+import { spawnTraced, stopTraced } from '../helpers/strace.js';
 
 /** The schema's commit, the actors' connection, the checkpoint at stop: a handful, whatever the tables. */
 const MAX_WAL_SYNCS = 6;
 
 describe('fsyncs of a first start', () => {
   it('create the event log schema in one commit', async (t: TestContext) => {
-    const cannot = straceUnavailable();
-    if (cannot) {
-      t.skip(cannot);
-      return;
-    }
-    const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
-    const root = path.join(makeTempDir('zot-ts-start-'), 'root');
-    const registry = await spawnRegistry({ root }, { runUnder: ['strace', '-f', '-y', '-e', 'trace=fsync,fdatasync', '-o', traceFile] });
+    const traced = await spawnTraced(t, ['-y', '-e', 'trace=fsync,fdatasync']);
+    if (!traced) return;
+    const { registry, traceFile, root } = traced;
     await stopTraced(registry.child);
     const walSyncs = fs
       .readFileSync(traceFile, 'utf8')
