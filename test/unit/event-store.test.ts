@@ -119,8 +119,10 @@ describe('actor runner', () => {
     assert.deepEqual(first.attempts, [1, 2, 2, 2, 2, 3], 'event 2 failed three times and was retried; 3 waited behind it');
     assert.deepEqual(first.seen, [1, 2, 3]);
     assert.equal(runner.stalledForMs(), 0, 'no longer failing');
-    assert.equal(checkpoints.get('recorder'), 4, 'unhandled types move the checkpoint too');
+    // A batch of ignored events moves the stored checkpoint lazily (actor.ts), at the latest at
+    // stop: event 4 alone in its batch (no longer sharing one with 3) was stored only then.
     runner.stop();
+    assert.equal(checkpoints.get('recorder'), 4, 'unhandled types move the checkpoint too');
     checkpoints.db.close();
 
     // Events appended while the actor is down are replayed on the next start, and only those.
