@@ -1,7 +1,7 @@
 // Records V8's code cache of the bundle (src/cli/bundle-loader.cts) from one real start: a
 // `zot serve` on a temporary root answers GET /v2/ once and stops; at exit it writes the compiled
-// code of everything it ran. It runs with the node flags of bin/zot.js's first line, the ones every
-// start of `zot` has, because V8 rejects a cache made under other flags.
+// code of everything it ran. It runs with the node flags (and environment) of bin/zot.js's first
+// line, the ones every start of `zot` has, because V8 rejects a cache made under other flags.
 // A start that fails leaves no cache, with a warning: the registry runs as well without one, only
 // its start-up is slower.
 import { spawn } from 'node:child_process';
@@ -19,11 +19,16 @@ const zotBin = path.join(root, 'bin', 'zot.js');
 const CODE_CACHE_OUT_ENV = 'ZOT_BUNDLE_CODE_CACHE_OUT';
 const START_TIMEOUT_MS = 60_000;
 
-/** The node flags of bin/zot.js's `#!/usr/bin/env -S node …` line. */
-function shebangFlags() {
+/**
+ * What bin/zot.js's `#!/usr/bin/env -S NAME=VALUE … node …` line sets: the environment it adds
+ * and the node flags.
+ */
+function shebang() {
   const first = readFileSync(zotBin, 'utf8').split('\n', 1)[0] ?? '';
   const words = first.replace(/^#!\S*\s*(-S\s+)?/, '').split(/\s+/).filter(Boolean);
-  return words.slice(words.indexOf('node') + 1);
+  const node = words.indexOf('node');
+  const env = Object.fromEntries(words.slice(0, node).map((word) => [word.slice(0, word.indexOf('=')), word.slice(word.indexOf('=') + 1)]));
+  return { env, flags: words.slice(node + 1) };
 }
 
 function freePort() {
@@ -54,10 +59,11 @@ async function startAnswerStop(cacheOut) {
     const port = await freePort();
     const config = path.join(dir, 'config.json');
     writeFileSync(config, JSON.stringify({ http: { address: '127.0.0.1', port: String(port) }, storage: { rootDirectory: path.join(dir, 'root') }, log: { level: 'warn' } }));
-    const child = spawn(process.execPath, [...shebangFlags(), zotBin, 'serve', config], {
+    const { env, flags } = shebang();
+    const child = spawn(process.execPath, [...flags, zotBin, 'serve', config], {
       cwd: root,
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, [CODE_CACHE_OUT_ENV]: cacheOut },
+      env: { ...process.env, ...env, [CODE_CACHE_OUT_ENV]: cacheOut },
     });
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));

@@ -106,9 +106,11 @@ export function openEventStore(db: Db, options: EventStoreOptions = {}): { store
 function openEventLog(rootDirectory: string, readOnly: boolean): Db {
   const file = eventLogFile(rootDirectory);
   if (!readOnly) {
-    // The log's directory durably in the root: SQLite syncs the files it creates, not their parents.
+    // The log's directory durably in the root: the store syncs the log's files and their directory.
     ensureDirectorySync(path.dirname(file));
-    return openDatabase(file);
+    // OFF: a new log's schema costs no fsync before the registry answers; the store's first sync
+    // covers it (src/events/store.ts).
+    return openDatabase(file, { synchronous: 'OFF' });
   }
   if (!fs.existsSync(file)) {
     throw new Error(

@@ -11,8 +11,10 @@ export interface OpenOptions {
    * FULL (the default): a commit is on stable storage before it returns, as the log's appends need.
    * NORMAL: in WAL mode a commit does not wait for the disk; a power loss can roll back the last
    * commits, never tear one. For a connection whose writes can be replayed (the actors').
+   * OFF: SQLite syncs nothing, not even the switch of a new file to WAL. For the event log's own
+   * connection, whose EventStore syncs the log's files itself (src/events/store.ts).
    */
-  synchronous?: 'FULL' | 'NORMAL';
+  synchronous?: 'FULL' | 'NORMAL' | 'OFF';
 }
 
 /** A database that lives in memory only (the metrics of a read-only registry, scratch projections). */
@@ -23,10 +25,11 @@ export function openMemoryDatabase(): Db {
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
   if (!options.readonly) fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  // FULL: a committed append is on stable storage before the client hears about it. Set first: a
+  // new file's switch to WAL is a commit of its own.
+  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
   // Readers never block the writer (and the CLI never blocks a running registry) in WAL mode.
   if (!options.readonly) db.pragma('journal_mode = WAL');
-  // FULL: a committed append is on stable storage before the client hears about it.
-  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
   db.pragma('busy_timeout = 5000');
   return db;
 }

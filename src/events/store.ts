@@ -18,7 +18,14 @@
 // actor acts on an event, before it is on disk. Reads of the inline projections see a commit at
 // once (a power loss before its fsync can take it back, with every later commit: WAL frames
 // survive as a prefix). A connection not in WAL mode (in memory) commits with its own setting.
+//
+// Set-up. The schema (a new log's tables, an older log's upgrade) commits without an fsync: the
+// store's first sync of the WAL also syncs the database file and the directory that holds both,
+// which is where SQLite's own syncs would have made the new files durable, and no append is
+// acknowledged before it. A crash before it leaves the schema in the page cache (kill -9) or, on
+// a power loss, takes back the schema commit whole, which the next start makes again.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { RegistryError } from '../oci/errors.js';
 import { Observable, Subject } from './rx.js';
 import type { Db } from './database.js';
@@ -160,6 +167,8 @@ export class EventStore {
   private flushScheduled = false;
   /** The WAL file's descriptor, when the store syncs its commits itself (see the top). */
   private readonly walFd: number | undefined;
+  /** The database file and its directory: synced once, with the first sync of the WAL (see the top). */
+  private syncedOnce: number[] = [];
   /** Committed groups whose fsync has not started; they settle after the next one. */
   private unsynced: CommittedGroup[] = [];
   private syncing = false;
@@ -181,8 +190,10 @@ export class EventStore {
     this.readOnly = options.readOnly ?? false;
     this.onSyncFailure = options.onSyncFailure;
     if (!this.readOnly) {
-      // One transaction: a new log's schema costs one commit (one fsync) instead of one per
-      // statement, and a schema upgrade interrupted half-way is rolled back whole.
+      // One transaction: a schema upgrade interrupted half-way is rolled back whole. Not synced
+      // here on a file in WAL mode: the first sync covers it (see the top).
+      const walMode = !db.memory && String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
+      if (walMode) db.pragma('synchronous = OFF');
       db.transaction(() => {
         migrateEventTables(db);
         for (const projection of projections) projection.migrate(db);
@@ -190,6 +201,7 @@ export class EventStore {
     }
     this.lastPublished = this.head();
     this.walFd = this.readOnly ? undefined : openWalForSync(db);
+    if (this.walFd !== undefined) this.syncedOnce = [fs.openSync(db.name, 'r'), fs.openSync(path.dirname(db.name), 'r')];
     this.insert = db.prepare(`
       INSERT INTO events (type, version, time, repo, digest, media_type, size, tag, client, request_id, identity, auth_method, data)
       VALUES (@type, @version, @time, @repo, @digest, @media_type, @size, @tag, @client, @request_id, @identity, @auth_method, @data)
@@ -273,7 +285,10 @@ export class EventStore {
   private syncWal(fd: number): void {
     const groups = this.takeUnsynced();
     this.syncing = true;
-    fs.fsync(fd, (err) => {
+    const once = this.syncedOnce;
+    this.syncedOnce = [];
+    fsyncAll([fd, ...once], (err) => {
+      for (const onceFd of once) fs.closeSync(onceFd);
       this.syncing = false;
       this.syncsDone++;
       if (err || this.syncFailure !== undefined) {
@@ -436,10 +451,27 @@ export class EventStore {
     if (this.walFd !== undefined) {
       const groups = this.takeUnsynced();
       fs.fsyncSync(this.walFd);
+      for (const fd of this.syncedOnce) {
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+      }
+      this.syncedOnce = [];
       this.settle(groups);
       fs.closeSync(this.walFd);
     }
     this.published.complete();
+  }
+}
+
+/** fsyncs the descriptors side by side; calls back once all are done, with the first error. */
+function fsyncAll(fds: readonly number[], callback: (err: NodeJS.ErrnoException | null) => void): void {
+  let pending = fds.length;
+  let failure: NodeJS.ErrnoException | null = null;
+  for (const fd of fds) {
+    fs.fsync(fd, (err) => {
+      failure ??= err;
+      if (--pending === 0) callback(failure);
+    });
   }
 }
 

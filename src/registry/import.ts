@@ -60,6 +60,13 @@ export async function importStorageOnce(roots: StorageRoots, store: EventStore, 
     if (err instanceof StorageReadError) throw new Error(`failed to import the existing storage into the event log: ${err.message}`, { cause: err });
     throw err;
   }
+  if (repos.length === 0) {
+    // Nothing to import (a new root): the marker alone, without an append that waits for a sync
+    // before the registry answers. The first append's sync covers it; lost to a power loss before
+    // that, it is set again by the next start, which looks at the storage again.
+    store.setMeta(IMPORTED_META_KEY, new Date().toISOString());
+    return { repositories: 0, events: 0, skipped };
+  }
   await store.append(events, { identity: SYSTEM_IMPORT_IDENTITY }, { alsoInTransaction: () => store.setMeta(IMPORTED_META_KEY, new Date().toISOString()) });
   if (repos.length > 0) logger.info({ repositories: repos.length, events: events.length, skipped }, 'imported existing storage into the event log');
   return { repositories: repos.length, events: events.length, skipped };

@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeCa } from '../helpers/certs.js';
 import { loadedAtStart } from '../helpers/loaded-modules.js';
 import { pushImage } from '../helpers/oci.js';
+import { stopTraced, straceUnavailable } from '../helpers/strace.js';
 import { getFreePort, makeTempDir, REPO_ROOT, spawnRegistry, spawnZot, testConfig, writeConfig, ZOT_BIN } from '../helpers/registry.js';
 
 const BUNDLE = path.join(REPO_ROOT, 'dist', 'bundle', 'main.cjs');
@@ -97,6 +98,35 @@ describe('the bundled CLI', () => {
       } finally {
         await registry.stop();
       }
+    });
+
+    it('reads the source map only when the first stack is formatted, after the start, and maps that stack and the later ones', async (t) => {
+      const cannot = straceUnavailable();
+      if (cannot) return t.skip(cannot);
+      const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
+      const address = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/events`;
+      const registry = await spawnRegistry(
+        { extensions: { events: { enable: true, sinks: [{ type: 'http', address }] } } },
+        { runUnder: ['strace', '-f', '-e', 'trace=openat,accept4', '-o', traceFile] },
+      );
+      const failures = (): string[] => registry.output().split('\n').filter((l) => l.includes('failed to handle event'));
+      try {
+        assert.equal((await pushImage(registry.url, 'stack/lazy', 'v1')).status, 201);
+        // The sink refuses every event: the actor retries after 100 ms, 200 ms, ... and logs each error.
+        const deadline = Date.now() + 10_000;
+        while (failures().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        await stopTraced(registry.child);
+      }
+      const stacks = failures().map((line) => (JSON.parse(line) as { err: { stack: string } }).err.stack);
+      assert.ok(stacks.length >= 2, registry.output());
+      for (const stack of stacks) assert.match(stack, /src\/actors\/cloudevents\/http-sink\.ts:\d+:\d+/);
+      const trace = fs.readFileSync(traceFile, 'utf8').split('\n');
+      const firstAccept = trace.findIndex((l) => l.includes('accept4') && /= \d+$/.test(l));
+      const mapReads = trace.flatMap((l, i) => (l.includes(`${path.basename(BUNDLE)}.map"`) && !l.includes('ENOENT') ? [i] : []));
+      assert.ok(firstAccept >= 0, 'the registry accepted a connection');
+      assert.equal(mapReads.length, 1, `the map is read once: ${mapReads.map((i) => trace[i]).join('\n')}`);
+      assert.ok((mapReads[0] ?? -1) > firstAccept, `read after the first connection was accepted, not during the start: ${trace[mapReads[0] ?? 0]}`);
     });
   });
 

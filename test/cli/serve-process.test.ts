@@ -1,12 +1,14 @@
 // What `zot serve` sets up in its own process before the CLI loads (src/cli/serve-process.cts,
 // applied by bin/zot.js): libuv's thread pool sized for concurrent fsyncs, unless the operator
-// chose a size; and the node flags of bin/zot.js's shebang, which apply when it is run directly. The pool's threads are counted in /proc: they all start at once, with the first
+// chose a size; and the node flags and malloc setting of bin/zot.js's shebang, which apply when it
+// is run directly. The pool's threads are counted in /proc: they all start at once, with the first
 // file read, long before /v2/ answers.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { SERVE_THREADPOOL_SIZE } from '../../src/cli/serve-process.cjs';
-import { spawnRegistry } from '../helpers/registry.js';
+import { REPO_ROOT, spawnRegistry } from '../helpers/registry.js';
 
 async function threadsOfServe(threadpoolSize: string | undefined): Promise<number> {
   const env = { ...process.env };
@@ -43,5 +45,23 @@ describe('zot serve process settings', () => {
     const mib = Number(flag.slice('--max-old-space-size='.length));
     assert.ok(mib >= 1024 && mib < 2048, `old generation capped at ${mib} MiB`);
     assert.ok(args.includes('--expose-gc'), 'young-generation collections need gc()');
+  });
+
+  it('runs glibc malloc with at most two arenas (MALLOC_ARENA_MAX), set by the shebang', { skip: !fs.existsSync('/proc/self/environ') }, async () => {
+    const env = { ...process.env };
+    delete env.MALLOC_ARENA_MAX;
+    const registry = await spawnRegistry({}, { env });
+    let environment: string[];
+    try {
+      environment = fs.readFileSync(`/proc/${registry.child.pid}/environ`, 'utf8').split('\0');
+    } finally {
+      await registry.stop();
+    }
+    assert.ok(environment.includes('MALLOC_ARENA_MAX=2'), `environment of zot serve: ${environment.filter((v) => v.startsWith('MALLOC')).join(' ') || 'no MALLOC_*'}`);
+  });
+
+  it('is what `npm start` runs, so the settings of its first line apply', () => {
+    const scripts = (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    assert.match(scripts.start ?? '', /^bin\/zot\.js serve /);
   });
 });
