@@ -235,6 +235,16 @@ export class Registry {
   async pushBlob(repo: string, digestText: string, body: Readable, context: EventContext, length?: number): Promise<string> {
     const digest = parseDigest(digestText);
     const id = await this.startUpload(repo, { ownedByRequest: true });
+    return this.pushBlobInto(repo, id, digest, body, context, length);
+  }
+
+  /**
+   * pushBlob into a session the caller opened (startUpload with ownedByRequest, no bytes yet), so
+   * that it can read the session's file while the body arrives (a sync fetch's streaming readers).
+   * The digest is known before the body, so on S3 the bytes go straight to the blob's key. The
+   * session goes whatever the outcome.
+   */
+  async pushBlobInto(repo: string, id: string, digest: ParsedDigest, body: Readable, context: EventContext, length?: number): Promise<string> {
     try {
       return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body, ...(length !== undefined ? { length } : {}) }, { privateSession: true }));
     } catch (err) {

@@ -1,8 +1,10 @@
-// Blobs brought in from upstream, through the same commands as a push: an upload session in the
-// repository receives the upstream's bytes as they arrive, then the commit verifies the digest in
-// the worker pool, places the bytes durably and appends BlobPushed (identity `sync`, with the
-// upstream as its source): the append is the commit point, so a failed or interrupted fetch leaves
-// nothing visible (its session is discarded, or expires after a crash).
+// Blobs brought in from upstream, through the same command as a monolithic push with ?digest=
+// (Registry.pushBlobInto): an upload session of the fetch's own receives the upstream's bytes as
+// they arrive, then the commit verifies the digest in the worker pool, places the bytes durably and
+// appends BlobPushed (identity `sync`, with the upstream as its source): the append is the commit
+// point, so a failed or interrupted fetch leaves nothing visible (its session is discarded, or
+// expires after a crash). As the digest is known before the body, on S3 the bytes go straight to
+// the blob's key, stored there only once verified: no session key, no copy.
 //
 // One fetch per repository and digest at a time: a second caller (a client's blob GET, the image
 // copy of the same image) joins it. A joined fetch can be read while it runs (streaming
@@ -82,16 +84,26 @@ export class BlobFetches {
   }
 
   private async start(repo: string, digest: string, origin: BlobOrigin, signal: AbortSignal | undefined): Promise<BlobFetch> {
+    const parsed = parseDigest(digest);
     const answer = await origin.client.blob(origin.repo, digest, signal ? { signal } : {});
     if (!answer) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not in ${origin.repo} at ${origin.client.name}`);
     let id: string;
+    let file: fs.FileHandle;
     try {
-      id = await this.registry.startUpload(repo);
+      // The fetch's own session, as a monolithic push's: never idle while the upstream is slow.
+      id = await this.registry.startUpload(repo, { ownedByRequest: true });
     } catch (err) {
       answer.body.destroy();
       throw err;
     }
-    const fetch = new BlobFetch(answer.size, parseDigest(digest), await fs.open(this.registry.uploads.localFile(repo, id), 'r'));
+    try {
+      file = await fs.open(this.registry.uploads.localFile(repo, id), 'r');
+    } catch (err) {
+      answer.body.destroy();
+      await this.registry.cancelUpload(repo, id).catch(() => undefined);
+      throw err;
+    }
+    const fetch = new BlobFetch(answer.size, parsed, file);
     const upstream = origin.client.name;
     const counted = new Transform({
       transform: (chunk: Buffer, _encoding, done) => {
@@ -99,20 +111,25 @@ export class BlobFetches {
         this.observer?.bytes(upstream, chunk.length);
         done(null, chunk);
       },
+      // Before the body's end reaches the push: a short or wrong body fails it with nothing stored.
+      flush: (done) => {
+        try {
+          fetch.ended();
+          done();
+        } catch (err) {
+          done(err as Error);
+        }
+      },
     });
     answer.body.on('error', (err) => counted.destroy(err));
     const context = { identity: SYNC_IDENTITY, source: { url: answer.url, repo: origin.repo, digest } };
     fetch.run(async () => {
       try {
-        const written = await this.registry.appendUpload(repo, id, answer.body.pipe(counted));
-        if (answer.size !== undefined && written !== answer.size) {
-          throw new Error(`upstream sent ${written} bytes of ${answer.size}`);
-        }
-        fetch.written();
-        await this.registry.commitUpload(repo, id, digest, context);
+        // The digest is known before the body: a push with ?digest=, which on S3 writes straight
+        // to the blob's key (no session key, no copy) and stores nothing there unless verified.
+        await this.registry.pushBlobInto(repo, id, parsed, answer.body.pipe(counted), context, answer.size);
       } catch (err) {
         answer.body.destroy();
-        await this.registry.cancelUpload(repo, id).catch(() => undefined);
         this.logger.warn({ repo, digest, upstream, err }, 'failed to sync blob');
         throw err;
       }
@@ -176,12 +193,14 @@ export class BlobFetch {
   }
 
   /**
-   * Every byte is in the file: the memory window is no longer needed, and the bytes' hash must
-   * match the digest (else DIGEST_INVALID, before any reader gets the last byte).
+   * The upstream's body ended: it must have the length the upstream declared and hash to the
+   * digest (else DIGEST_INVALID), before the push takes its end and before any reader gets the last
+   * byte. The memory window stays until the fetch settles: the last bytes may not be on disk yet.
    */
-  written(): void {
-    this.memory = [];
-    this.memoryStart = this.receivedBytes;
+  ended(): void {
+    if (this.size !== undefined && this.receivedBytes !== this.size) {
+      throw new Error(`upstream sent ${this.receivedBytes} bytes of ${this.size}`);
+    }
     const actual = this.hash.digest('hex');
     if (actual !== this.digest.hex) {
       throw new RegistryError('DIGEST_INVALID', `upstream content has digest ${this.digest.algorithm}:${actual}, not ${this.digest.value}`);
@@ -189,7 +208,6 @@ export class BlobFetch {
     this.verified = true;
     this.changes.emit('change');
   }
-
 
   /**
    * The blob's bytes from `start` to `end` (inclusive) as they arrive. The last byte of the blob

@@ -1,6 +1,7 @@
 // An HTTP proxy in front of a real upstream registry for the sync tests: it records every request
 // (to count what a sync fetched), and can answer 503 a number of times, refuse connections, flip a
-// byte of a blob on its way, or hold back the end of a blob until the test releases it.
+// byte of a blob on its way, cut a blob's body short, or hold back the end of a blob until the test
+// releases it.
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -24,6 +25,8 @@ export interface SyncProxy {
   stall(on: boolean): void;
   /** The bytes of GET /blobs/<digest> answers get one byte flipped in the middle. */
   corrupt(digest: string | undefined): void;
+  /** GET /blobs/<digest> answers declare the whole length, send half the bytes and close the connection. */
+  truncate(digest: string | undefined): void;
   /**
    * GET /blobs/<digest> answers send all but their last `tailBytes`, then wait for release();
    * `sentAllButTail` resolves when the rest has been written.
@@ -40,6 +43,7 @@ export async function startSyncProxy(target: string): Promise<SyncProxy> {
   let refusing = false;
   let stalling = false;
   let corrupted: string | undefined;
+  let truncated: string | undefined;
   const held = new Map<string, { tailBytes: number; gate: Promise<void>; reached: () => void }>();
   const sockets = new Set<Socket>();
 
@@ -70,8 +74,9 @@ export async function startSyncProxy(target: string): Promise<SyncProxy> {
       const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(path.split('?')[0] ?? '')?.[1];
       const hold = digest !== undefined && request.method === 'GET' ? held.get(digest) : undefined;
       const flip = digest !== undefined && digest === corrupted && request.method === 'GET';
+      const cut = digest !== undefined && digest === truncated && request.method === 'GET';
       response.writeHead(answer.statusCode ?? 502, answer.headers);
-      if (!hold && !flip) {
+      if (!hold && !flip && !cut) {
         answer.pipe(response);
         return;
       }
@@ -80,6 +85,10 @@ export async function startSyncProxy(target: string): Promise<SyncProxy> {
         for await (const chunk of answer) chunks.push(chunk as Buffer);
         const body = Buffer.concat(chunks);
         if (flip && body.length > 0) body.writeUInt8(body.readUInt8(body.length >> 1) ^ 0xff, body.length >> 1);
+        if (cut) {
+          response.write(body.subarray(0, body.length >> 1), () => response.destroy());
+          return;
+        }
         if (hold) {
           const cut = Math.max(0, body.length - hold.tailBytes);
           response.write(body.subarray(0, cut));
@@ -122,6 +131,9 @@ export async function startSyncProxy(target: string): Promise<SyncProxy> {
     },
     corrupt: (digest) => {
       corrupted = digest;
+    },
+    truncate: (digest) => {
+      truncated = digest;
     },
     holdTail: (digest, tailBytes) => {
       let release!: () => void;

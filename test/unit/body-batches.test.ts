@@ -78,7 +78,7 @@ describe('writeInBatches', () => {
     assert.equal(await done, 128 * KIB);
   });
 
-  it('lets the event loop turn after 256 KiB taken at once, then reads on', async () => {
+  it('lets the event loop turn after each 64 KiB taken (one socket read), then reads on', async () => {
     const source = new PassThrough({ highWaterMark: 4 * 1024 * KIB });
     for (const chunk of chunks(16, 64 * KIB)) source.write(chunk);
     source.end();
@@ -89,6 +89,26 @@ describe('writeInBatches', () => {
     assert.equal(passed, 16 * 64 * KIB);
     // Each batch filled within one turn of data events: the source waited for the next turn.
     assert.deepEqual(pausedAtWrite, [true, true, true, true]);
+  });
+
+  it('takes one 64 KiB chunk (one socket read) per turn of the event loop', async () => {
+    const source = new PassThrough({ highWaterMark: 4 * 1024 * KIB });
+    for (const chunk of chunks(12, 64 * KIB)) source.write(chunk);
+    source.end();
+    let taken = 0;
+    source.on('data', () => taken++);
+    let settled = false;
+    const done = writeInBatches(source, undefined, 1024 * KIB, async () => undefined).finally(() => (settled = true));
+    const perTurn: number[] = [];
+    while (!settled) {
+      const before = taken;
+      await turn();
+      perTurn.push(taken - before);
+    }
+    assert.equal(await done, 12 * 64 * KIB);
+    assert.equal(taken, 12);
+    // Other connections get the loop between two reads of a large body, not after four.
+    assert.ok(Math.max(...perTurn) <= 1, `chunks taken per turn: ${perTurn.join(' ')}`);
   });
 
   it('fails with SizeMismatchError for a body shorter or longer than declared', async () => {
