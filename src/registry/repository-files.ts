@@ -42,6 +42,11 @@ export class RepositoryFiles {
     this.laidOut.delete(repo);
   }
 
+  /** Whether this process laid out the repository (or found it laid out) since GC last removed it. */
+  isLaidOut(repo: string): boolean {
+    return this.laidOut.has(repo);
+  }
+
   /**
    * Whether an event names the bytes at the repository's own path of the digest: a manifest of the
    * repository, or a blob it holds itself (not through another repository, as with S3 dedupe).
