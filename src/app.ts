@@ -243,7 +243,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       ...(options.uploadLimits ? { uploadLimits: options.uploadLimits } : {}),
       pullThrough: () => sync?.onDemand,
     });
-    if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots), store, checkpoints, logger));
+    if (!readOnly) runners.push(new ActorRunner(new IndexJsonWriter(queries, roots, registry), store, checkpoints, logger));
     if (!readOnly) {
       const restored = await registry.loadUploadSessions();
       if (restored > 0) logger.info({ sessions: restored }, 'restored upload sessions that an interrupted commit had extended');

@@ -9,6 +9,16 @@ import { indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.
 import type { EventType } from '../events/types.js';
 import type { Actor } from './actor.js';
 import { REF_NAME_ANNOTATION } from '../oci/media-types.js';
+import { eachBounded } from '../concurrency.js';
+import type { RegistryLocks } from '../registry/locks.js';
+import type { RepositoryFiles } from '../registry/repository-files.js';
+
+/**
+ * Repositories of one batch written side by side, at most: each write waits mostly on its two
+ * fsyncs (the file, its directory), which the libuv pool runs at once, where one after the other
+ * a burst into many repositories left the writer seconds behind the pushes.
+ */
+export const PARALLEL_INDEX_WRITES = 8;
 
 export interface IndexDescriptor {
   mediaType: string;
@@ -31,9 +41,16 @@ export class IndexJsonWriter implements Actor {
   readonly name = 'index-json-writer';
   readonly handles: readonly EventType[] = ['ManifestPushed', 'ManifestDeleted', 'TagSet', 'TagRemoved'];
 
+  /**
+   * Repositories whose oci-layout this writer found on storage: checked once each, not on every
+   * write. The ones this process laid out (`files`) are not checked at all.
+   */
+  private readonly layoutSeen = new Set<string>();
+
   constructor(
     private readonly queries: RegistryStateQueries,
     private readonly roots: StorageRoots,
+    private readonly registry: { readonly files: RepositoryFiles; readonly locks: RegistryLocks },
   ) {}
 
   /**
@@ -42,16 +59,28 @@ export class IndexJsonWriter implements Actor {
    * catch-up one per repository and span of the log, not one per page of events.
    */
   async handleRepositories(repos: readonly string[]): Promise<void> {
-    for (const repo of repos) await this.write(repo);
+    // Each write is durable on its own (putContent syncs the file and its directory), and the
+    // runner stores the checkpoint only once every write of the batch is done: a failure retries
+    // the batch, rewriting the ones already written with the same content.
+    await eachBounded(repos, PARALLEL_INDEX_WRITES, (repo) => this.registry.locks.inRepository(repo, () => this.write(repo)));
   }
 
+  /** Holding the repository shared: GC cannot remove its files between the check and the write. */
   private async write(repo: string): Promise<void> {
     // A repository GC has since removed keeps no files; its next push writes them again.
-    if (!this.queries.repositoryExists(repo)) return;
+    if (!this.queries.repositoryExists(repo)) {
+      this.layoutSeen.delete(repo);
+      return;
+    }
     // Written from the projection's current state, so replaying old events is idempotent.
     const { driver } = this.roots.for(repo);
     const index = buildIndex(this.queries, repo);
-    if (!(await driver.stat(ociLayoutPath(repo)))) await driver.putContent(ociLayoutPath(repo), OCI_LAYOUT_CONTENT);
+    // A push lays out its repository (durably, before its event) and GC's removal forgets it: only
+    // a repository this process has not laid out, one from before a restart, is looked at.
+    if (!this.registry.files.isLaidOut(repo) && !this.layoutSeen.has(repo)) {
+      if (!(await driver.stat(ociLayoutPath(repo)))) await driver.putContent(ociLayoutPath(repo), OCI_LAYOUT_CONTENT);
+      this.layoutSeen.add(repo);
+    }
     await driver.putContent(indexPath(repo), JSON.stringify(index));
   }
 }

@@ -3,12 +3,14 @@
 import type { Logger } from 'pino';
 import type { ParsedDigest } from '../oci/digest.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
-import { blobPath, blobsDir, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT, uploadsDir } from '../storage/layout.js';
+import { blobPath, blobsDir, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT, repoDir, uploadsDir } from '../storage/layout.js';
 import type { StorageRoots } from '../storage/roots.js';
 
 export class RepositoryFiles {
   /** Repositories whose oci-layout and index.json are known to be on storage. */
   private readonly laidOut = new Set<string>();
+  /** Layouts being written, by repository. */
+  private readonly layingOut = new Map<string, Promise<void>>();
 
   constructor(
     private readonly roots: StorageRoots,
@@ -20,18 +22,37 @@ export class RepositoryFiles {
    * Writes the repository's oci-layout and an empty index.json, as zot does on first push, and on
    * a filesystem makes its blobs/sha256 and .uploads directories, as zot does too.
    */
-  async ensureLayout(repo: string): Promise<void> {
-    if (this.laidOut.has(repo)) return;
+  ensureLayout(repo: string): Promise<void> {
+    if (this.laidOut.has(repo)) return Promise.resolve();
+    // Concurrent first writes share one layout: a second one's empty index.json must not land
+    // after the first one's push has had its index.json written.
+    let layingOut = this.layingOut.get(repo);
+    if (!layingOut) {
+      layingOut = this.layOut(repo).finally(() => this.layingOut.delete(repo));
+      this.layingOut.set(repo, layingOut);
+    }
+    return layingOut;
+  }
+
+  private async layOut(repo: string): Promise<void> {
     const { driver, staging } = this.roots.for(repo);
-    const writeIfMissing = async (path: string, content: string): Promise<void> => {
-      if (!(await driver.stat(path))) await driver.putContent(path, content);
+    // A repository the log does not know has no files that matter (at most what a crash or an
+    // interrupted GC left: its layout, an index.json of manifests removed since): they are
+    // written without looking first. One the log knows keeps its own (first write since a start).
+    const known = this.queries.repositoryExists(repo);
+    const write = async (path: string, content: string): Promise<void> => {
+      if (!known || !(await driver.stat(path))) await driver.putContent(path, content);
     };
+    const onFilesystem = staging === driver;
+    // A new repository's directory first: the names made in it then find it there, where side
+    // by side each one's first try failed (ENOENT) and went again.
+    if (onFilesystem && !known) await staging.makeDirectory(repoDir(repo));
     // All at once: the new names in the repository's directory then share its fsyncs, where one
     // after the other each would pay its own.
-    const directories = staging === driver ? [blobsDir(repo, 'sha256'), uploadsDir(repo)] : [];
+    const directories = onFilesystem ? [blobsDir(repo, 'sha256'), uploadsDir(repo)] : [];
     await Promise.all([
-      writeIfMissing(ociLayoutPath(repo), OCI_LAYOUT_CONTENT),
-      writeIfMissing(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] })),
+      write(ociLayoutPath(repo), OCI_LAYOUT_CONTENT),
+      write(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] })),
       ...directories.map((dir) => staging.makeDirectory(dir)),
     ]);
     this.laidOut.add(repo);
@@ -40,6 +61,11 @@ export class RepositoryFiles {
   /** GC removed the repository: the next write lays out its oci-layout and index.json again. */
   forget(repo: string): void {
     this.laidOut.delete(repo);
+  }
+
+  /** Whether this process laid out the repository (or found it laid out) since GC last removed it. */
+  isLaidOut(repo: string): boolean {
+    return this.laidOut.has(repo);
   }
 
   /**

@@ -13,7 +13,7 @@ import { openDatabase } from '../../src/events/database.js';
 import { BATCH_EVENTS } from '../../src/actors/actor.js';
 import { eventLogFile } from '../../src/storage/layout.js';
 import { assertReplayClean } from '../helpers/http.js';
-import { makeImage, pushImage, pushManifest } from '../helpers/oci.js';
+import { makeImage, pushImage, pushManifest, type TestImage } from '../helpers/oci.js';
 import { makeTempDir, startTestRegistry } from '../helpers/registry.js';
 
 const TAGS = 300;
@@ -33,6 +33,37 @@ function countingIndexWrites(writes: Map<string, number>) {
             await new Promise((resolve) => setTimeout(resolve, 20));
           }
           return (value as StorageDriver['putContent']).call(target, file, content);
+        };
+      },
+    });
+}
+
+/**
+ * Slows each index.json write of the writer and records the most in flight at once, and counts the
+ * stats of each repository's oci-layout (by repository).
+ */
+function watchingIndexWrites(seen: { inFlight: number; most: number; layoutStats: Map<string, number> }) {
+  return <T extends StorageDriver>(driver: T): T =>
+    new Proxy(driver, {
+      get: (target, property, receiver) => {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (property === 'stat' && typeof value === 'function') {
+          return (file: string) => {
+            if (file.endsWith('/oci-layout')) seen.layoutStats.set(path.dirname(file), (seen.layoutStats.get(path.dirname(file)) ?? 0) + 1);
+            return (value as StorageDriver['stat']).call(target, file);
+          };
+        }
+        if (property !== 'putContent' || typeof value !== 'function') return value;
+        return async (file: string, content: Buffer | string) => {
+          // The writer's writes only, not the empty index a new repository's layout starts with.
+          if (!file.endsWith('index.json') || !String(content).includes('"digest"')) return (value as StorageDriver['putContent']).call(target, file, content);
+          seen.most = Math.max(seen.most, ++seen.inFlight);
+          try {
+            await new Promise((resolve) => setTimeout(resolve, 30));
+            return await (value as StorageDriver['putContent']).call(target, file, content);
+          } finally {
+            seen.inFlight--;
+          }
         };
       },
     });
@@ -78,6 +109,41 @@ describe('index.json under a burst of tag PUTs', () => {
     }
   });
 
+  it('writes the repositories of a batch side by side, without looking for oci-layout on every write', async () => {
+    const seen = { inFlight: 0, most: 0, layoutStats: new Map<string, number>() };
+    const registry = await startTestRegistry({}, { wrapDriver: watchingIndexWrites(seen) });
+    const repos = Array.from({ length: 12 }, (_, i) => `spread/r${i}`);
+    const images = repos.map(() => makeImage());
+    try {
+      // One image into each repository at once: their events reach the writer in few batches.
+      const statuses = await Promise.all(repos.map(async (repo, i) => (await pushImage(registry.url, repo, 'v0', images[i])).status));
+      assert.deepEqual(statuses, repos.map(() => 201));
+      await registry.running.actorsCaughtUp();
+      assert.ok(seen.most > 1, `index.json writes at once: ${seen.most}`);
+      // More tags, one repository at a time, each written by the writer before the next.
+      for (let round = 1; round <= 3; round++) {
+        for (const [i, repo] of repos.entries()) {
+          const res = await pushManifest(registry.url, repo, `v${round}`, (images[i] as TestImage).manifestBytes);
+          await res.arrayBuffer();
+          assert.equal(res.status, 201);
+          await registry.running.actorsCaughtUp();
+        }
+      }
+      for (const [i, repo] of repos.entries()) {
+        assert.deepEqual(tagsOnDisk(registry.root, repo), ['v0', 'v1', 'v2', 'v3'], `${repo}/index.json`);
+        const onDisk = JSON.parse(fs.readFileSync(path.join(registry.root, repo, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+        assert.ok(onDisk.manifests.every((m) => m.digest === images[i]?.digest), `${repo}/index.json names its image`);
+        assert.ok(fs.existsSync(path.join(registry.root, repo, 'oci-layout')), `${repo}/oci-layout`);
+      }
+      // A repository new to the log is laid out without looking; the writer never looks at one
+      // this process laid out.
+      assert.deepEqual(Object.fromEntries(seen.layoutStats), {});
+      await assertReplayClean(registry);
+    } finally {
+      await registry.stop();
+    }
+  });
+
   it('catches up on a long log writing each repository once, not once per page of events', async () => {
     const root = path.join(makeTempDir(), 'root');
     const repos = ['catchup/a', 'catchup/b', 'catchup/c'];
@@ -106,6 +172,8 @@ describe('index.json under a burst of tag PUTs', () => {
     db.prepare("DELETE FROM checkpoints WHERE name = 'index-json-writer'").run();
     db.close();
     for (const repo of repos) fs.rmSync(path.join(root, repo, 'index.json'));
+    // A repository from before the start is looked at once: a missing oci-layout is written again.
+    fs.rmSync(path.join(root, 'catchup/a', 'oci-layout'));
 
     const writes = new Map<string, number>();
     const registry = await startTestRegistry({ root }, { wrapDriver: countingIndexWrites(writes) });
@@ -115,6 +183,7 @@ describe('index.json under a burst of tag PUTs', () => {
       assert.deepEqual(Object.fromEntries(writes), Object.fromEntries(repos.map((repo) => [repo, 1])), 'one write per repository');
       const expected = ['first', ...Array.from({ length: perRepo }, (_, i) => `t${i}`)].sort();
       for (const repo of repos) assert.deepEqual(tagsOnDisk(root, repo), expected, `${repo}/index.json lists every tag`);
+      assert.equal(fs.readFileSync(path.join(root, 'catchup/a', 'oci-layout'), 'utf8'), '{"imageLayoutVersion":"1.0.0"}');
     } finally {
       await registry.stop();
     }
