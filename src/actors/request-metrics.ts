@@ -7,12 +7,11 @@
 // into a t-digest for quantiles that zot's summaries do not have (_sum and _count only): at some
 // thousands of manifest GETs per second that was most of what metrics cost a request.
 //
-// The samples are prom-client's all the same: the counter is filled from the cells at each scrape
-// through its public API, the histogram is prom-client's own (observed with the method cell's
-// label object), and the summary renders the cells' sums and counts in the shape prom-client
-// gives a summary without percentiles. Label sets appear in the order they were first seen, as
-// prom-client orders them; test/observability/request-metrics.test.ts compares the text with
-// prom-client's stock metrics fed the same requests.
+// The samples are prom-client's all the same, rendered by its registry: the counter is filled
+// from the cells at each scrape through its public API, and the histogram and the summary give
+// the cells' figures in the shape prom-client's own give them. Label sets appear in the order
+// they were first seen, as prom-client orders them; test/observability/request-metrics.test.ts
+// compares the text with prom-client's stock metrics fed the same requests.
 import { Counter, Histogram, Summary, type Registry } from 'prom-client';
 
 /** zot's GetDefaultBuckets(): HTTP method latency and scheduler task durations. */
@@ -26,6 +25,10 @@ interface RequestCell {
 interface MethodCells {
   readonly labels: { readonly method: string };
   readonly byCode: Map<number, RequestCell>;
+  /** Latencies per bucket of DEFAULT_BUCKETS, each counted in the first bucket that holds it. */
+  readonly buckets: number[];
+  sum: number;
+  count: number;
 }
 
 interface RepoCell {
@@ -58,12 +61,54 @@ class SumAndCountSummary extends Summary<'repo'> {
   }
 }
 
+/**
+ * A histogram of latencies per method, kept in cells; what it renders equals a prom-client
+ * Histogram with the same buckets fed the same observations.
+ */
+class MethodLatencyHistogram extends Histogram<'method'> {
+  /** Not registered anywhere: gives name, help, type and aggregator as prom-client has them. */
+  private readonly stock: Histogram<'method'>;
+
+  constructor(
+    config: { name: string; help: string; registers: Registry[] },
+    private readonly cells: ReadonlyMap<string, MethodCells>,
+  ) {
+    super({ ...config, labelNames: ['method'], buckets: DEFAULT_BUCKETS });
+    this.stock = new Histogram({ ...config, labelNames: ['method'], buckets: DEFAULT_BUCKETS, registers: [] });
+  }
+
+  override async get(): ReturnType<Histogram<'method'>['get']> {
+    const empty = await this.stock.get();
+    const bucket = `${empty.name}_bucket`;
+    const values = [];
+    for (const cell of this.cells.values()) {
+      const { method } = cell.labels;
+      let cumulative = 0;
+      for (const [i, le] of DEFAULT_BUCKETS.entries()) {
+        cumulative += cell.buckets[i] ?? 0;
+        values.push({ metricName: bucket, labels: { le, method }, value: cumulative });
+      }
+      values.push({ metricName: bucket, labels: { le: '+Inf', method }, value: cell.count });
+      values.push({ metricName: `${empty.name}_sum`, labels: cell.labels, value: cell.sum });
+      values.push({ metricName: `${empty.name}_count`, labels: cell.labels, value: cell.count });
+    }
+    return { ...empty, values };
+  }
+
+  /**
+   * prom-client's registry renders a histogram from this method, where it has one (the stock one
+   * reads prom-client's own label sets, which stay empty here): the same samples as get().
+   */
+  getForPromString(): ReturnType<Histogram<'method'>['get']> {
+    return this.get();
+  }
+}
+
 export class RequestMetrics {
   private readonly methods = new Map<string, MethodCells>();
   /** Every (method, code) cell, in the order first seen. */
   private readonly requestCells: RequestCell[] = [];
   private readonly repos = new Map<string, RepoCell>();
-  private readonly methodLatency: Histogram<'method'>;
 
   constructor(registers: Registry[]) {
     const requestCells = this.requestCells;
@@ -77,13 +122,7 @@ export class RequestMetrics {
         for (const cell of requestCells) this.inc(cell.labels, cell.count);
       },
     });
-    this.methodLatency = new Histogram({
-      name: 'zot_http_method_latency_seconds',
-      help: 'Time to answer an HTTP request, by method',
-      labelNames: ['method'],
-      buckets: DEFAULT_BUCKETS,
-      registers,
-    });
+    new MethodLatencyHistogram({ name: 'zot_http_method_latency_seconds', help: 'Time to answer an HTTP request, by method', registers }, this.methods);
     new SumAndCountSummary({ name: 'zot_http_repo_latency_seconds', help: 'Time to answer an HTTP request, by repository', registers }, this.repos);
   }
 
@@ -91,7 +130,7 @@ export class RequestMetrics {
   observe(method: string, code: number, repo: string, seconds: number): void {
     let methodCells = this.methods.get(method);
     if (methodCells === undefined) {
-      methodCells = { labels: { method }, byCode: new Map() };
+      methodCells = { labels: { method }, byCode: new Map(), buckets: DEFAULT_BUCKETS.map(() => 0), sum: 0, count: 0 };
       this.methods.set(method, methodCells);
     }
     let request = methodCells.byCode.get(code);
@@ -101,7 +140,12 @@ export class RequestMetrics {
       this.requestCells.push(request);
     }
     request.count++;
-    this.methodLatency.observe(methodCells.labels, seconds);
+    // The first bucket whose bound holds it (le: less or equal); past the last, only +Inf.
+    let bucket = 0;
+    while (bucket < DEFAULT_BUCKETS.length && seconds > (DEFAULT_BUCKETS[bucket] as number)) bucket++;
+    if (bucket < DEFAULT_BUCKETS.length) methodCells.buckets[bucket] = (methodCells.buckets[bucket] ?? 0) + 1;
+    methodCells.sum += seconds;
+    methodCells.count++;
     let repoCell = this.repos.get(repo);
     if (repoCell === undefined) {
       repoCell = { labels: { repo }, sum: 0, count: 0 };
