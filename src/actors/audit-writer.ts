@@ -13,14 +13,19 @@
 // that change (PUT /v2/REPO/manifests/TAG for a tag set). Actions that no request makes (sync, GC)
 // carry the event type as `action`.
 //
+// One write per batch: `handle` only renders an event's line, and `flush`, which the runner calls
+// once the batch's events are handled and before it stores their checkpoint (actor.ts), appends
+// the batch's lines in one write. Under many small pushes that is one stat and one write for
+// the events of a batch instead of one of each per event.
+//
 // Rotation: before each write the file is stat'ed by name, and a moved or replaced file is
-// reopened; SIGHUP (reopen()) does the same at once. Nothing is lost or written twice: the line is
-// written before the checkpoint moves, and on every open the last seq in the file tells which
+// reopened; SIGHUP (reopen()) does the same at once. Nothing is lost or written twice: the lines
+// are written before the checkpoint moves, and on every open the last seq in the file tells which
 // events it already holds. A replacement file that holds fewer lines than were written (the
 // rebuild command renamed its file over ours) is first filled in from the event log.
 //
-// A failed write throws: the runner retries the same event (the file reopened first) until it
-// succeeds, and the lines after it wait, so the file never has a gap (see actor.ts).
+// A failed write throws: the runner hands the same events again (the file reopened first) until
+// the write succeeds, and the lines after them wait, so the file never has a gap (see actor.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
@@ -205,6 +210,8 @@ export class AuditWriter implements Actor {
   private partialLine = false;
   /** Highest seq known to be in the file (or handled before this process started). */
   private lastWritten: number;
+  /** Lines of the batch in hand, in log order, written by the next flush. */
+  private pending: { seq: number; line: string }[] = [];
   /** File operations run one at a time: handle(), reopen() and close() come from different places. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -217,8 +224,19 @@ export class AuditWriter implements Actor {
     this.lastWritten = checkpoints.get(this.name);
   }
 
+  /** Renders the event's line; `flush` writes it, with the rest of the batch. */
   handle(event: StoredEvent): Promise<void> {
-    return this.serially(() => this.write(event));
+    const last = this.pending.at(-1)?.seq ?? this.lastWritten;
+    if (event.seq > last) this.pending.push({ seq: event.seq, line: auditLine(event) });
+    return Promise.resolve();
+  }
+
+  /** Appends the lines `handle` rendered since the last flush, in one write. */
+  flush(): Promise<void> {
+    const lines = this.pending;
+    this.pending = [];
+    if (lines.length === 0) return Promise.resolve();
+    return this.serially(() => this.write(lines));
   }
 
   /** Opens the file at start, so a path that cannot be written stops the registry from starting. */
@@ -234,8 +252,12 @@ export class AuditWriter implements Actor {
     });
   }
 
-  /** Writes out what is pending, syncs and closes the file. */
+  /**
+   * Syncs and closes the file. Lines not flushed are dropped: their checkpoint was not stored, so
+   * the next start hands their events again.
+   */
   close(): Promise<void> {
+    this.pending = [];
     return this.serially(async () => {
       const handle = this.handle_;
       this.handle_ = undefined;
@@ -254,12 +276,15 @@ export class AuditWriter implements Actor {
     return next;
   }
 
-  private async write(event: StoredEvent): Promise<void> {
+  private async write(lines: readonly { seq: number; line: string }[]): Promise<void> {
     try {
       await this.ensureOpen();
-      if (event.seq <= this.lastWritten) return;
-      await this.append(auditLine(event));
-      this.lastWritten = event.seq;
+      // The file (or what it was filled in with when opened) may hold some of them already.
+      const fresh = lines.filter(({ seq }) => seq > this.lastWritten);
+      const last = fresh.at(-1);
+      if (last === undefined) return;
+      await this.append(fresh.map(({ line }) => line).join(''));
+      this.lastWritten = last.seq;
     } catch (err) {
       // The runner retries; the next attempt starts from a fresh open (and the file's last seq).
       this.reopenRequested = true;

@@ -4,7 +4,8 @@
 // registry (tests run several in one process), never the global default one.
 //
 // Who feeds what:
-//   zot_http_*                          the HTTP layer, once per answered request (src/http/observability.ts)
+//   zot_http_*                          the HTTP layer, once per answered request (src/http/monitoring-routes.ts),
+//                                       kept in per-label cells (request-metrics.ts)
 //   zot_repo_uploads_total, _storage_bytes
 //                                       the metrics actor, from events (metrics-actor.ts)
 //   zot_repo_downloads_total            the HTTP layer counts, the metrics actor persists
@@ -17,9 +18,8 @@
 //                                       registered so the series exist; they stay at zero (no task
 //                                       scheduler here; GC and scrub run on their own timers).
 import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
+import { DEFAULT_BUCKETS, RequestMetrics } from './request-metrics.js';
 
-/** zot's GetDefaultBuckets(): HTTP method latency and scheduler task durations. */
-export const DEFAULT_BUCKETS = [0.05, 0.5, 1, 5, 30, 60, 600];
 /** zot's GetStorageLatencyBuckets(). */
 export const STORAGE_LATENCY_BUCKETS = [0.001, 0.01, 0.1, 1, 5, 10, 15, 30, 60];
 /** The repo label zot gives requests whose path names no repository. */
@@ -46,9 +46,7 @@ export interface LogFigures {
 export class PrometheusMetrics {
   readonly registry = new Registry();
 
-  readonly httpRequests: Counter<'method' | 'code'>;
-  readonly httpMethodLatency: Histogram<'method'>;
-  readonly httpRepoLatency: Summary<'repo'>;
+  private readonly requests: RequestMetrics;
   readonly repoUploads: Counter<'repo'>;
   readonly repoDownloads: Counter<'repo'>;
   readonly repoStorageBytes: Gauge<'repo'>;
@@ -59,27 +57,7 @@ export class PrometheusMetrics {
 
   constructor(info: ServerInfo, log: LogFigures) {
     const registers = [this.registry];
-    this.httpRequests = new Counter({
-      name: 'zot_http_requests_total',
-      help: 'HTTP requests answered, by method and status code',
-      labelNames: ['method', 'code'],
-      registers,
-    });
-    this.httpMethodLatency = new Histogram({
-      name: 'zot_http_method_latency_seconds',
-      help: 'Time to answer an HTTP request, by method',
-      labelNames: ['method'],
-      buckets: DEFAULT_BUCKETS,
-      registers,
-    });
-    // zot's summaries have no objectives: _sum and _count only, no quantiles.
-    this.httpRepoLatency = new Summary({
-      name: 'zot_http_repo_latency_seconds',
-      help: 'Time to answer an HTTP request, by repository',
-      labelNames: ['repo'],
-      percentiles: [],
-      registers,
-    });
+    this.requests = new RequestMetrics(registers);
     this.repoStorageBytes = new Gauge({
       name: 'zot_repo_storage_bytes',
       help: 'Bytes of blobs and manifests held by each repository',
@@ -142,9 +120,7 @@ export class PrometheusMetrics {
 
   /** One answered HTTP request, as zot's session logger records it. */
   observeRequest(method: string, code: number, repo: string, seconds: number): void {
-    this.httpRequests.inc({ method, code: String(code) });
-    this.httpMethodLatency.observe({ method }, seconds);
-    this.httpRepoLatency.observe({ repo }, seconds);
+    this.requests.observe(method, code, repo, seconds);
   }
 
   get contentType(): string {

@@ -150,17 +150,14 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       response.destroy();
     }
   });
-  app.addHook('onResponse', (request, _reply, done) => {
+  // One hook for what every answer needs once sent: one line per request (static message, values
+  // as fields), and while closing, the socket ended.
+  app.addHook('onResponse', (request, reply, done) => {
+    if (options.logger.isLevelEnabled('info')) logCompleted(request, reply);
     if (closing) {
       const socket = request.raw.socket;
       socket.end(() => socket.destroy());
     }
-    done();
-  });
-
-  // One line per request, with static message and values as fields.
-  app.addHook('onResponse', (request, reply, done) => {
-    if (options.logger.isLevelEnabled('info')) logCompleted(request, reply);
     done();
   });
   const logCompleted = (request: FastifyRequest, reply: FastifyReply): void => {

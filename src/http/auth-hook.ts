@@ -91,10 +91,16 @@ export function registerAuthentication(app: FastifyInstance, auth: HttpAuth | un
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
 
+  // Without a method configured, every request is anonymous: its path matters only for /metrics.
+  const everyoneAnonymous = auth === undefined || !auth.authentication.configured;
   // The callback form, so an anonymous request (nothing to wait for) costs no promise.
   app.addHook('onRequest', (request, reply, done) => {
+    if (everyoneAnonymous && metricsPath === undefined) {
+      request.access = new RequestAccess(ANONYMOUS, auth, reply);
+      return done();
+    }
     const path = request.url.split('?')[0] ?? '';
-    if (auth === undefined || !auth.authentication.configured || ANONYMOUS_PATHS.has(path)) {
+    if (everyoneAnonymous || ANONYMOUS_PATHS.has(path)) {
       request.access = new RequestAccess(ANONYMOUS, auth, reply);
       if (metricsPath !== undefined && path === metricsPath) request.access.requireMetrics();
       return done();

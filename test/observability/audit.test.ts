@@ -1,6 +1,7 @@
 // The audit log (`log.audit`) of a real registry: one line per action with zot's fields and ours,
 // refused writes audited, `zot audit --rebuild-audit-log` equal to the live file byte for byte,
-// and nothing lost or doubled across a rotation (file moved, SIGHUP).
+// nothing lost or doubled across a rotation (file moved, SIGHUP), and the lines of a batch of
+// events written together.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { eventually, expectOciError, rawRequest } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage, pushManifest, sha256, type TestImage } from '../helpers/oci.js';
 import { makeTempDir, runZot, spawnRegistry, startTestRegistry, testConfig, writeConfig, type TestRegistry } from '../helpers/registry.js';
+import { stopTraced, straceUnavailable } from '../helpers/strace.js';
 
 interface AuditLine {
   level: string;
@@ -367,6 +369,40 @@ describe('audit log: rebuild from the event log', () => {
     } finally {
       await again.stop();
     }
+  });
+});
+
+describe('audit log: writes', () => {
+  it('appends the lines of a batch of events in one write (the history of a log turned on later)', async (t) => {
+    const cannot = straceUnavailable();
+    if (cannot) return t.skip(cannot);
+    const registry = await startTestRegistry();
+    const root = registry.root;
+    for (let i = 0; i < 5; i++) await pushOk(registry.url, `batch/app${i}`, 'v1');
+    await registry.stop();
+
+    // Catch-up hands the audit writer the 20 events as one batch.
+    const dir = fs.realpathSync(makeTempDir());
+    const auditFile = path.join(dir, 'audit.log');
+    const traceFile = path.join(dir, 'trace.txt');
+    const traced = await spawnRegistry(
+      { root, log: { level: 'warn', audit: auditFile } },
+      { runUnder: ['strace', '-f', '-y', '-e', 'trace=write,writev,pwrite64,pwritev,pwritev2', '-o', traceFile] },
+    );
+    try {
+      await eventually(async () => readLines(auditFile).length >= 20, 'the history in the audit log');
+    } finally {
+      await stopTraced(traced.child);
+    }
+    assert.deepEqual(
+      readAudit(auditFile).map((line) => line.seq),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+    const writes = fs
+      .readFileSync(traceFile, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes(`<${auditFile}>`));
+    assert.equal(writes.length, 1, writes.join('\n'));
   });
 });
 
