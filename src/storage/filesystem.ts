@@ -244,8 +244,8 @@ export class FilesystemDriver implements StorageDriver {
    * after the rename). The caller has synced it (syncTemporary): a rename does not sync the bytes.
    */
   async placeTemporary(temp: TemporaryFile, to: string): Promise<void> {
-    await temp.handle.close();
-    await this.renameDurably(temp.localPath, this.full(to));
+    // The close and the rename side by side: a name is renamed, not a descriptor.
+    await Promise.all([temp.handle.close(), this.renameDurably(temp.localPath, this.full(to))]);
     this.placed.add(temp);
   }
 

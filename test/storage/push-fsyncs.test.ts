@@ -17,7 +17,7 @@ const PUSHES = 3;
 describe('fsyncs of a push', () => {
   it('sync each blob once, at its commit, and nothing of a session before', async (t: TestContext) => {
     // -y: file descriptors are printed with their paths.
-    const traced = await spawnTraced(t, ['-y', '-e', 'trace=fsync,fdatasync,openat,rename']);
+    const traced = await spawnTraced(t, ['-y', '-e', 'trace=fsync,fdatasync,openat,rename,statx,newfstatat']);
     if (!traced) return;
     const { registry, traceFile, root } = traced;
     try {
@@ -67,6 +67,10 @@ describe('fsyncs of a push', () => {
     assert.ok(sessionOpens.every((line) => line.includes('O_EXCL')), `only to create it: ${sessionOpens.join('\n')}`);
     assert.deepEqual(opened.filter((file) => file.includes('/closing-uploads/')), [], 'and writes no closing marker');
     const sessions = `${root}/chunked/.uploads`;
+    // A PATCH opens its session file and takes the size from the open file: no stat by path (the
+    // closing PUT's one is all).
+    const statsByPath = trace.filter((line) => /\b(?:statx|newfstatat)\(AT_FDCWD/.test(line) && line.includes(`"${sessions}/`));
+    assert.equal(statsByPath.length, PUSHES, `one stat by path per chunked session, by its PUT: ${statsByPath.join('\n')}`);
     assert.equal(synced.filter((file) => file.startsWith(`${sessions}/`)).length, PUSHES, `each chunked upload's session file once: ${synced.join(', ')}`);
     assert.deepEqual(synced.filter((file) => file === sessions || file === `${root}/synced/.uploads`), [], 'the sessions directories never');
     assert.ok(synced.some((file) => file.endsWith('events.db-wal')), 'the trace shows the event log synced');
