@@ -3,7 +3,11 @@
 // to the bucket as they arrive, upload-parts.ts). The session's offset is the file's size, so sessions survive a
 // restart with no other state. A session being closed by a PUT that carries a last chunk also has a
 // marker (.zot-ts/closing-uploads/ID) holding the size its PATCHes acknowledged, so a failed or
-// interrupted PUT leaves the session as the client last saw it.
+// interrupted PUT leaves the session as the client last saw it. (A PUT whose body is the whole blob,
+// on a session with no bytes, leaves the session's file alone on a filesystem root: no marker.)
+//
+// A request whose body is the whole blob on a filesystem root has no session file at all: its body
+// is staged in a temporary file (stageBody) that the commit renames into place (blob-commit.ts).
 //
 // The open sessions are also indexed in memory (filled from disk at start), for the caps on how
 // many may be open (upload-limits.ts) and for the idle expiry (upload-expiry.ts).
