@@ -203,10 +203,14 @@ export class FilesystemDriver implements StorageDriver {
       throw err;
     }
     const { handle, size: before } = opened;
+    let refused = true;
     try {
       const { exactLength, afterWrite } = check(before);
+      refused = false;
       return { before, written: await writeBody(handle, before, source, exactLength, afterWrite) };
     } catch (err) {
+      // Refused before its first byte: nothing to cut back.
+      if (refused) throw err;
       await handle.truncate(before).catch(() => undefined);
       throw err;
     } finally {
