@@ -13,6 +13,12 @@
 //   5. drop the session.
 // Until step 4 the session is kept: any failure before it (other than a digest mismatch) puts the
 // session back as the PATCHes left it, and so does the start after a crash (recoverInterrupted).
+//
+// A body that is the whole blob (a POST ?digest=, or a closing PUT on a session with no bytes) on a
+// filesystem root takes a shorter way, commitBody: no session file to create, append to, link and
+// remove, and no closing marker, as no session's bytes change. The body goes to a temporary file
+// (hashed as it arrives), which step 3 syncs and renames into place. A crash leaves at most the
+// temporary file, which the next start clears, or an orphan in blobs/, as on the long way.
 import type { Readable } from 'node:stream';
 import type { EventContext } from '../events/types.js';
 import type { ParsedDigest } from '../oci/digest.js';
@@ -56,13 +62,14 @@ export class BlobCommit {
     // A private session is the caller's own, just created and empty: its size needs no stat.
     const knownSize = options.privateSession ? 0 : undefined;
     const work = async (acknowledged: number): Promise<string> => {
+      if (lastChunk && acknowledged === 0 && this.takesBodies(repo)) return this.commitWholeBody(repo, id, digest, context, lastChunk);
       try {
         if (lastChunk && acknowledged === 0) this.aimParts(repo, id, digest, lastChunk.length);
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);
         const writeback = this.startWriteback(repo, id, digest, size);
         await this.verifyDigest(repo, id, digest, size, marked);
         await writeback.done();
-        await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, id, digest, size, context, writeback.synced));
+        await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, digest, size, context, (target) => this.placeSession(repo, id, size, target, writeback.synced)));
       } catch (err) {
         if (marked && !(err instanceof DigestMismatch)) await this.restoreSession(repo, id, acknowledged);
         throw err;
@@ -71,6 +78,63 @@ export class BlobCommit {
       return digest.value;
     };
     return uploads.exclusive(repo, id, work, knownSize);
+  }
+
+  /**
+   * Whether a request's whole body can go to a temporary file renamed into place (commitBody): the
+   * repository's root is a filesystem, whose layout is in the staging directory's own tree.
+   */
+  takesBodies(repo: string): boolean {
+    const root = this.parts.roots.for(repo);
+    return root.driver === root.staging;
+  }
+
+  /**
+   * Commits a request's body that is the whole blob, on a root that takesBodies (see the top); the
+   * caller holds the repository. The steps of `commit`, on a temporary file instead of a session:
+   *   1. the body goes to the file, hashed as it arrives;
+   *   2. verify the digest (DIGEST_INVALID on a mismatch); meanwhile the file is synced, when
+   *      step 3 will place it;
+   *   3. under the content lock, rename it to its content address (or, with dedupe, link the copy
+   *      the root holds already);
+   *   4. append BlobPushed: the commit point;
+   *   5. the file goes, unless placed.
+   */
+  async commitBody(repo: string, digest: ParsedDigest, context: EventContext, body: LastChunk): Promise<string> {
+    const { uploads, locks } = this.parts;
+    const staged = await uploads.stageBody(repo, body.body, body.range);
+    try {
+      const sync = this.placesOwnBytes(repo, digest, staged.size) ? uploads.syncBody(staged) : undefined;
+      const writeback = new Writeback(sync);
+      const actual = await uploads.bodyDigest(staged, digest.algorithm);
+      if (actual !== digest.hex) throw new DigestMismatch(`upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
+      await writeback.done();
+      await locks.withContent(repo, digest.value, () =>
+        this.placeAndRecord(repo, digest, staged.size, context, async (target) => {
+          if (!writeback.synced) await uploads.syncBody(staged);
+          await uploads.placeBody(staged, target);
+        }),
+      );
+    } finally {
+      await uploads.dropBody(staged);
+    }
+    return digest.value;
+  }
+
+  /**
+   * A closing PUT whose body is the whole blob, on a session with no bytes: committed by
+   * commitBody, the session's file untouched (so nothing to mark or restore), then the session
+   * goes. A digest mismatch discards the session, as on the long way.
+   */
+  private async commitWholeBody(repo: string, id: string, digest: ParsedDigest, context: EventContext, body: LastChunk): Promise<string> {
+    try {
+      await this.commitBody(repo, digest, context, body);
+    } catch (err) {
+      if (err instanceof DigestMismatch) await this.parts.uploads.discard(repo, id);
+      throw err;
+    }
+    await this.dropSession(repo, id, false);
+    return digest.value;
   }
 
   /**
@@ -137,11 +201,17 @@ export class BlobCommit {
    * the digest already, nor for a bucket, which reads the staged file instead).
    */
   private startWriteback(repo: string, id: string, digest: ParsedDigest, size: number): Writeback {
-    const { roots, queries, uploads } = this.parts;
+    return new Writeback(this.placesOwnBytes(repo, digest, size) ? this.parts.uploads.sync(repo, id) : undefined);
+  }
+
+  /**
+   * Whether step 3 will likely place the staged bytes themselves on a filesystem: the repository
+   * does not hold the digest yet and, with dedupe, no other repository of the root does.
+   */
+  private placesOwnBytes(repo: string, digest: ParsedDigest, size: number): boolean {
+    const { roots, queries } = this.parts;
     const root = roots.for(repo);
-    const placedFromSession =
-      linksShareBytes(root) && queries.blobSize(repo, digest.value) !== size && !(root.dedupe && this.bytesHolder(root, repo, digest.value) !== undefined);
-    return new Writeback(placedFromSession ? uploads.sync(repo, id) : undefined);
+    return linksShareBytes(root) && queries.blobSize(repo, digest.value) !== size && !(root.dedupe && this.bytesHolder(root, repo, digest.value) !== undefined);
   }
 
   /**
@@ -157,24 +227,36 @@ export class BlobCommit {
     throw new DigestMismatch(`upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
   }
 
-  /** Under the content lock: the bytes into place, then BlobPushed, the commit point. */
-  private async placeAndRecord(repo: string, id: string, digest: ParsedDigest, size: number, context: EventContext, synced: boolean): Promise<void> {
+  /**
+   * Under the content lock: the bytes into place, then BlobPushed, the commit point. `placeOwn`
+   * puts the upload's own bytes at the blob's path, when they are what goes there.
+   */
+  private async placeAndRecord(repo: string, digest: ParsedDigest, size: number, context: EventContext, placeOwn: (target: string) => Promise<void>): Promise<void> {
     // The repository has these bytes already: nothing to place, nothing to record.
     if (this.parts.queries.blobSize(repo, digest.value) === size) return;
-    const storedIn = await this.placeBlob(repo, digest, id, size, synced);
+    const storedIn = await this.placeBlob(repo, digest, placeOwn);
     await this.parts.store.append([{ type: 'BlobPushed', repo, digest: digest.value, size, ...(storedIn ? { storedIn } : {}) }], context);
+  }
+
+  /**
+   * A session's bytes into place: on S3 the multipart upload its parts went to as they arrived,
+   * completed at the blob's key or moved from the session's; else the staged file (a second name
+   * for it, or one upload to S3). The session stays.
+   */
+  private async placeSession(repo: string, uploadId: string, size: number, target: string, synced: boolean): Promise<void> {
+    const { roots, uploads } = this.parts;
+    if (await uploads.placeFromParts(repo, uploadId, size, target)) return;
+    await roots.for(repo).driver.putFile(uploads.localFile(repo, uploadId), target, { synced });
   }
 
   /**
    * Puts a verified upload at its content address, durably. With dedupe, when another repository
    * of the root holds the bytes already, the upload is not used: the filesystem gets a hard link to
-   * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise the session's
-   * bytes go into place: on S3 the multipart upload its parts went to as they arrived, completed
-   * at the blob's key or moved from the session's; else the staged file (a second name for it, or one upload to S3). The
-   * session stays.
+   * those bytes, S3 a reference to the holder (returned as `storedIn`). Otherwise `placeOwn` puts
+   * the upload's bytes there.
    */
-  private async placeBlob(repo: string, digest: ParsedDigest, uploadId: string, size: number, synced: boolean): Promise<string | undefined> {
-    const { roots, uploads } = this.parts;
+  private async placeBlob(repo: string, digest: ParsedDigest, placeOwn: (target: string) => Promise<void>): Promise<string | undefined> {
+    const { roots } = this.parts;
     const root = roots.for(repo);
     const holder = root.dedupe ? this.bytesHolder(root, repo, digest.value) : undefined;
     if (holder !== undefined) {
@@ -187,9 +269,7 @@ export class BlobCommit {
         if (!(err instanceof PathNotFoundError)) throw err;
       }
     }
-    const target = blobPath(repo, digest);
-    if (await uploads.placeFromParts(repo, uploadId, size, target)) return undefined;
-    await root.driver.putFile(uploads.localFile(repo, uploadId), target, { synced });
+    await placeOwn(blobPath(repo, digest));
     return undefined;
   }
 

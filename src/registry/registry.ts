@@ -202,7 +202,7 @@ export class Registry {
 
   async appendUpload(repo: string, id: string, body: Readable, range?: ChunkRange): Promise<number> {
     assertValidName(repo);
-    return this.uploads.exclusive(repo, id, (size) => this.uploads.appendChunk(repo, id, size, body, range));
+    return this.uploads.appendChunk(repo, id, body, range);
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {
@@ -234,6 +234,7 @@ export class Registry {
    */
   async pushBlob(repo: string, digestText: string, body: Readable, context: EventContext, length?: number): Promise<string> {
     const digest = parseDigest(digestText);
+    if (this.commits.takesBodies(repo)) return this.pushBody(repo, digest, body, context);
     const id = await this.startUpload(repo, { ownedByRequest: true });
     return this.pushBlobInto(repo, id, digest, body, context, length);
   }
@@ -250,6 +251,26 @@ export class Registry {
     } catch (err) {
       await this.uploads.discard(repo, id).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * pushBlob on a filesystem root: no session file, the body goes to a temporary file that is
+   * renamed into place (blob-commit.ts commitBody). The request still counts against the caps on
+   * sessions, as the session it replaces would.
+   */
+  private async pushBody(repo: string, digest: ParsedDigest, body: Readable, context: EventContext): Promise<string> {
+    assertValidName(repo);
+    this.deps.quota?.assertRoomFor(repo);
+    const release = this.uploads.reserveBody(repo);
+    try {
+      return await this.locks.inRepository(repo, async () => {
+        await this.files.ensureLayout(repo);
+        this.deps.onUploadStarted?.(repo);
+        return this.commits.commitBody(repo, digest, context, { body });
+      });
+    } finally {
+      release();
     }
   }
 

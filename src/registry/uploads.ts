@@ -3,20 +3,24 @@
 // to the bucket as they arrive, upload-parts.ts). The session's offset is the file's size, so sessions survive a
 // restart with no other state. A session being closed by a PUT that carries a last chunk also has a
 // marker (.zot-ts/closing-uploads/ID) holding the size its PATCHes acknowledged, so a failed or
-// interrupted PUT leaves the session as the client last saw it.
+// interrupted PUT leaves the session as the client last saw it. (A PUT whose body is the whole blob,
+// on a session with no bytes, leaves the session's file alone on a filesystem root: no marker.)
+//
+// A request whose body is the whole blob on a filesystem root has no session file at all: its body
+// is staged in a temporary file (stageBody) that the commit renames into place (blob-commit.ts).
 //
 // The open sessions are also indexed in memory (filled from disk at start), for the caps on how
 // many may be open (upload-limits.ts) and for the idle expiry (upload-expiry.ts).
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { SizeMismatchError } from '../storage/driver.js';
-import type { FilesystemDriver } from '../storage/filesystem.js';
+import { PathNotFoundError, SizeMismatchError } from '../storage/driver.js';
+import type { FilesystemDriver, TemporaryFile } from '../storage/filesystem.js';
 import { CLOSING_UPLOADS_DIR, closingUploadPath, isLayoutEntry, uploadPath, uploadsDir, UPLOADS_DIR } from '../storage/layout.js';
 import type { DigestAlgorithm } from '../oci/digest.js';
 import { eachBounded } from '../concurrency.js';
 import { RegistryError } from '../oci/errors.js';
 import { isValidName } from '../oci/names.js';
-import type { UploadHashes } from './upload-hashes.js';
+import type { UploadHashes, UploadRef } from './upload-hashes.js';
 import type { UploadParts } from './upload-parts.js';
 import type { UploadWriteback } from './upload-writeback.js';
 import type { UploadLimits } from './upload-limits.js';
@@ -43,6 +47,15 @@ export interface OpenSession {
   repo: string;
   id: string;
   lastWrite: number;
+}
+
+/** A request's body written whole to a temporary file (UploadSessions.stageBody). */
+export interface StagedBody {
+  readonly repo: string;
+  /** Its running hash. */
+  readonly ref: UploadRef;
+  readonly temp: TemporaryFile;
+  readonly size: number;
 }
 
 /** Directories listed at once while the sessions of earlier runs are indexed at start. */
@@ -207,9 +220,66 @@ export class UploadSessions {
     return this.parts.place({ repo, id }, size, to);
   }
 
+  /**
+   * Counts a request that writes a whole blob without a session file (stageBody) against the
+   * session caps, as the session it replaces would be; returns its release.
+   */
+  reserveBody(repo: string): () => void {
+    const id = randomUUID();
+    // Never idle: the idle expiry has no file of it to remove.
+    this.reserve(repo, id, Number.POSITIVE_INFINITY);
+    return () => this.forget(repo, id);
+  }
+
+  /**
+   * Writes a request's body that is the whole blob (a POST ?digest=, or a PUT on a session with no
+   * bytes) to a new temporary file of the repository's staging directory, hashing it as it
+   * arrives: no session file to create, append to and remove. A declared range must start at 0.
+   * The caller places the file (a filesystem root renames it into the layout) or drops it (dropBody).
+   */
+  async stageBody(repo: string, body: Readable, range?: ChunkRange): Promise<StagedBody> {
+    const exactLength = chunkLength(range, 0);
+    // The running hash's key: no session has this id.
+    const id = randomUUID();
+    let ref: UploadRef | undefined;
+    try {
+      const { temp, size } = await this.stagingFor(repo).writeTemporary(body, exactLength, (created) => {
+        const upload = { repo, id, file: created.localPath };
+        ref = upload;
+        return (from, to, bytes) => this.hashes.written(upload, from, to, bytes);
+      });
+      return { repo, ref: ref as UploadRef, temp, size };
+    } catch (err) {
+      if (ref) this.hashes.forget(ref);
+      if (err instanceof SizeMismatchError) throw new RegistryError('SIZE_INVALID', `blob body does not match Content-Range: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /** Hex digest of a staged body, from the running hash its writes kept. */
+  bodyDigest(staged: StagedBody, algorithm: DigestAlgorithm): Promise<string> {
+    return this.hashes.digest(staged.ref, staged.size, algorithm);
+  }
+
+  /** fsync(2) of a staged body's file. */
+  syncBody(staged: StagedBody): Promise<void> {
+    return this.stagingFor(staged.repo).syncTemporary(staged.temp);
+  }
+
+  /** Renames a staged body's file (synced: syncBody) to `to`, durably, in the staging directory's own tree. */
+  async placeBody(staged: StagedBody, to: string): Promise<void> {
+    await this.stagingFor(staged.repo).placeTemporary(staged.temp, to);
+  }
+
+  /** The staged body is over: its hash goes, and its file unless placed. */
+  async dropBody(staged: StagedBody): Promise<void> {
+    this.hashes.forget(staged.ref);
+    await this.stagingFor(staged.repo).discardTemporary(staged.temp);
+  }
+
   /** Current size of the session, or BLOB_UPLOAD_UNKNOWN. */
   async size(repo: string, id: string): Promise<number> {
-    if (!UPLOAD_ID_RE.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
+    assertUploadId(id);
     const info = await this.stagingFor(repo).stat(uploadPath(repo, id));
     if (!info || info.isDirectory) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
     return info.size;
@@ -221,11 +291,16 @@ export class UploadSessions {
    * then needs no stat.
    */
   async exclusive<T>(repo: string, id: string, work: (size: number) => Promise<T>, knownSize?: number): Promise<T> {
+    return this.holding(repo, id, async () => work(knownSize ?? (await this.size(repo, id))));
+  }
+
+  /** Runs `work` holding the session (see exclusive), without looking at its file first. */
+  private async holding<T>(repo: string, id: string, work: () => Promise<T>): Promise<T> {
     const key = `${repo}\u0000${id}`;
     if (this.busy.has(key)) throw new RegistryError('BLOB_UPLOAD_INVALID', `upload ${id} is busy with another request`);
     this.busy.add(key);
     try {
-      return await work(knownSize ?? (await this.size(repo, id)));
+      return await work();
     } finally {
       this.busy.delete(key);
     }
@@ -236,42 +311,64 @@ export class UploadSessions {
    * (416 otherwise) and the body must be exactly its length.
    */
   async append(repo: string, id: string, currentSize: number, body: Readable, range?: ChunkRange): Promise<number> {
-    if (range) {
-      if (range.start !== currentSize || range.end < range.start) {
-        throw new RegistryError('RANGE_INVALID', `chunk ${range.start}-${range.end} does not continue the upload at ${currentSize}`, {
-          size: currentSize,
-        });
-      }
-    }
-    const expected = range ? range.end - range.start + 1 : undefined;
     const upload = { repo, id, file: this.localFile(repo, id) };
+    const expected = chunkLength(range, currentSize);
     try {
-      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, async (from, to, bytes) => {
-        await this.hashes.written(upload, from, to, bytes);
-        await this.parts.written(upload, from, to);
-      });
+      const written = await this.stagingFor(repo).append(uploadPath(repo, id), body, expected, this.afterWrite(upload));
       return currentSize + written;
     } catch (err) {
-      // The file is back at currentSize: what the running hash and the parts took of the failed write is not in it.
-      this.hashes.invalidate(upload);
-      await this.parts.cut(upload, currentSize);
-      if (err instanceof SizeMismatchError) {
-        throw new RegistryError('SIZE_INVALID', `chunk body does not match Content-Range: ${err.message}`);
-      }
-      throw err;
+      throw await this.failedAppend(upload, currentSize, err);
     } finally {
       this.touch(repo, id);
     }
   }
 
   /**
-   * A PATCH's chunk: appended as `append` does, then the session's file starts for the disk in the
-   * background while the client sends its next request (upload-writeback.ts).
+   * A PATCH's chunk, holding the session: appended as `append` does, at the size the session's
+   * file has once open (no stat before), then the file starts for the disk in the background
+   * while the client sends its next request (upload-writeback.ts). Returns the new size.
    */
-  async appendChunk(repo: string, id: string, currentSize: number, body: Readable, range?: ChunkRange): Promise<number> {
-    const size = await this.append(repo, id, currentSize, body, range);
-    this.writeback.written(repo, id, size - currentSize, () => this.stagingFor(repo).sync(uploadPath(repo, id)));
-    return size;
+  async appendChunk(repo: string, id: string, body: Readable, range?: ChunkRange): Promise<number> {
+    assertUploadId(id);
+    const upload = { repo, id, file: this.localFile(repo, id) };
+    const staging = this.stagingFor(repo);
+    return this.holding(repo, id, async () => {
+      let opened: number | undefined;
+      try {
+        const { before, written } = await staging.appendChecked(uploadPath(repo, id), body, (size) => {
+          opened = size;
+          return { exactLength: chunkLength(range, size), afterWrite: this.afterWrite(upload) };
+        });
+        this.writeback.written(repo, id, written, () => staging.sync(uploadPath(repo, id)));
+        return before + written;
+      } catch (err) {
+        if (err instanceof PathNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
+        // Refused before its first byte (a range that does not continue the session): nothing to undo.
+        if (opened === undefined || err instanceof RegistryError) throw err;
+        throw await this.failedAppend(upload, opened, err);
+      } finally {
+        this.touch(repo, id);
+      }
+    });
+  }
+
+  /** What a write to the session's file tells the running hash and the parts, as each range lands. */
+  private afterWrite(upload: UploadRef): (from: number, to: number, bytes: readonly Buffer[]) => Promise<void> {
+    return async (from, to, bytes) => {
+      await this.hashes.written(upload, from, to, bytes);
+      await this.parts.written(upload, from, to);
+    };
+  }
+
+  /**
+   * After a failed append, whose file is back at `size`: what the running hash and the parts took
+   * of the write is not in it. Returns the error to throw.
+   */
+  private async failedAppend(upload: UploadRef, size: number, err: unknown): Promise<unknown> {
+    this.hashes.invalidate(upload);
+    await this.parts.cut(upload, size);
+    if (err instanceof SizeMismatchError) return new RegistryError('SIZE_INVALID', `chunk body does not match Content-Range: ${err.message}`);
+    return err;
   }
 
   /**
@@ -342,6 +439,22 @@ export class UploadSessions {
     return restored;
   }
 
+}
+
+function assertUploadId(id: string): void {
+  if (!UPLOAD_ID_RE.test(id)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
+}
+
+/**
+ * The exact length of a chunk written at `size`, from its declared range (none: any length). A
+ * range must start exactly at `size`: RANGE_INVALID (416) otherwise.
+ */
+export function chunkLength(range: ChunkRange | undefined, size: number): number | undefined {
+  if (!range) return undefined;
+  if (range.start !== size || range.end < range.start) {
+    throw new RegistryError('RANGE_INVALID', `chunk ${range.start}-${range.end} does not continue the upload at ${size}`, { size });
+  }
+  return range.end - range.start + 1;
 }
 
 function parseMarker(content: Buffer | undefined): ClosingMarker | undefined {

@@ -20,6 +20,24 @@ function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
 
+/**
+ * A new file in the driver's temporary directory, kept open while a request writes it whole
+ * (writeTemporary): then synced and placed into the layout (syncTemporary, placeTemporary), or
+ * discarded (discardTemporary). What a crash leaves of one goes with the temporary directory at
+ * the next start.
+ */
+export interface TemporaryFile {
+  /** Relative to the root. */
+  readonly path: string;
+  /** On local disk, for the hashing pool. */
+  readonly localPath: string;
+  /** Open for writing until placed or discarded. */
+  readonly handle: fs.FileHandle;
+}
+
+/** Called with each range once it is in the file (absolute offsets, and the bytes, to read before it returns). */
+export type AfterWrite = (from: number, to: number, bytes: readonly Buffer[]) => Promise<void>;
+
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
   private readonly tempDirectory: string;
@@ -28,6 +46,8 @@ export class FilesystemDriver implements StorageDriver {
    * later files skip the mkdir(2) (and its EEXIST error) that ensureDirectory would cost each.
    */
   private tempDirectoryReady: Promise<void> | undefined;
+  /** Temporary files renamed into place: nothing left to remove of them. */
+  private readonly placed = new WeakSet<TemporaryFile>();
 
   /**
    * `tempDirectory` (relative to the root, on the same filesystem so renames stay atomic) holds
@@ -150,34 +170,96 @@ export class FilesystemDriver implements StorageDriver {
    * (absolute offsets, and the bytes, to read before it returns), before the next write starts.
    * No fsync: the commit syncs the file once.
    */
-  async append(
-    relative: string,
-    source: Readable,
-    exactLength?: number,
-    afterWrite?: (from: number, to: number, bytes: readonly Buffer[]) => Promise<void>,
-  ): Promise<number> {
+  async append(relative: string, source: Readable, exactLength?: number, afterWrite?: AfterWrite): Promise<number> {
     const file = this.full(relative);
     const { handle, size: before } = await inDirectory(path.dirname(file), () => this.openOwnCopy(file, 'a'));
-    let inFile = before;
     try {
-      // Chunks are gathered into ~1 MiB writes.
-      return await writeInBatches(source, exactLength, WRITE_BUFFER_BYTES, async (buffers, length) => {
-        await handle.writev(buffers);
-        const from = inFile;
-        inFile += length;
-        const done = afterWrite?.(from, inFile, buffers);
-        // Written and read: the chunks can go (young) while afterWrite waits, rather than age into
-        // the old generation; counted only now, so a young collection it triggers frees them.
-        buffers.length = 0;
-        bodyBytesReceived(length);
-        await done;
-      });
+      return await writeBody(handle, before, source, exactLength, afterWrite);
     } catch (err) {
       await handle.truncate(before).catch(() => undefined);
       throw err;
     } finally {
       await handle.close();
     }
+  }
+
+  /**
+   * Appends to an existing file as `append` does, with the file's size known before its first
+   * byte: `check(size)` runs once the file is open (one open and one fstat, no stat by path
+   * first) and may refuse the write by throwing. A missing file is PathNotFoundError.
+   */
+  async appendChecked(
+    relative: string,
+    source: Readable,
+    check: (size: number) => { exactLength?: number; afterWrite?: AfterWrite },
+  ): Promise<{ before: number; written: number }> {
+    const file = this.full(relative);
+    let opened: { handle: fs.FileHandle; size: number };
+    try {
+      // Flag 'a' without O_CREAT: a session that is gone must not come back as an empty file.
+      opened = await this.openOwnCopy(file, fs.constants.O_WRONLY | fs.constants.O_APPEND);
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(relative);
+      throw err;
+    }
+    const { handle, size: before } = opened;
+    let refused = true;
+    try {
+      const { exactLength, afterWrite } = check(before);
+      refused = false;
+      return { before, written: await writeBody(handle, before, source, exactLength, afterWrite) };
+    } catch (err) {
+      // Refused before its first byte: nothing to cut back.
+      if (refused) throw err;
+      await handle.truncate(before).catch(() => undefined);
+      throw err;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * Writes the stream to a new temporary file, as `append` would (same batches and `afterWrite`),
+   * and leaves it open; on any error the file is gone. `onCreated` hears of its path before the
+   * first byte (the hashing pool reads it).
+   */
+  async writeTemporary(
+    source: Readable,
+    exactLength: number | undefined,
+    onCreated: (temp: TemporaryFile) => AfterWrite | undefined,
+  ): Promise<{ temp: TemporaryFile; size: number }> {
+    const localPath = await this.tempFile();
+    const temp: TemporaryFile = { path: path.relative(this.root, localPath), localPath, handle: await fs.open(localPath, 'wx') };
+    try {
+      return { temp, size: await writeBody(temp.handle, 0, source, exactLength, onCreated(temp)) };
+    } catch (err) {
+      await this.discardTemporary(temp);
+      throw err;
+    }
+  }
+
+  /** fsync(2) of a temporary file, through its open descriptor. */
+  async syncTemporary(temp: TemporaryFile): Promise<void> {
+    await temp.handle.sync();
+  }
+
+  /**
+   * Closes a temporary file and moves it to `to` atomically and durably (its directory synced
+   * after the rename). The caller has synced it (syncTemporary): a rename does not sync the bytes.
+   */
+  async placeTemporary(temp: TemporaryFile, to: string): Promise<void> {
+    // The close and the rename side by side: a name is renamed, not a descriptor.
+    await Promise.all([temp.handle.close(), this.renameDurably(temp.localPath, this.full(to))]);
+    this.placed.add(temp);
+  }
+
+  /** Closes and removes a temporary file that is not placed; nothing to do for one placed already. */
+  async discardTemporary(temp: TemporaryFile): Promise<void> {
+    if (this.placed.has(temp)) return;
+    await temp.handle.close().catch(() => undefined);
+    await fs.unlink(temp.localPath).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
   }
 
   async sync(relative: string): Promise<void> {
@@ -240,7 +322,7 @@ export class FilesystemDriver implements StorageDriver {
    * hard links (a staged upload that putFile placed, whose commit did not finish) is first replaced
    * by a copy of its own.
    */
-  private async openOwnCopy(file: string, flags: string): Promise<{ handle: fs.FileHandle; size: number }> {
+  private async openOwnCopy(file: string, flags: string | number): Promise<{ handle: fs.FileHandle; size: number }> {
     const handle = await fs.open(file, flags);
     try {
       const { nlink, size } = await handle.stat();
@@ -321,4 +403,23 @@ export class FilesystemDriver implements StorageDriver {
     await inDirectory(dir, () => fs.rename(from, to));
     await syncDirectory(dir);
   }
+}
+
+/**
+ * Writes `source` to the open file from offset `start` (its end), in ~1 MiB writes; `afterWrite`
+ * hears of each range before the next write starts. Resolves with the bytes written.
+ */
+function writeBody(handle: fs.FileHandle, start: number, source: Readable, exactLength: number | undefined, afterWrite: AfterWrite | undefined): Promise<number> {
+  let inFile = start;
+  return writeInBatches(source, exactLength, WRITE_BUFFER_BYTES, async (buffers, length) => {
+    await handle.writev(buffers);
+    const from = inFile;
+    inFile += length;
+    const done = afterWrite?.(from, inFile, buffers);
+    // Written and read: the chunks can go (young) while afterWrite waits, rather than age into
+    // the old generation; counted only now, so a young collection it triggers frees them.
+    buffers.length = 0;
+    bodyBytesReceived(length);
+    await done;
+  });
 }

@@ -14,7 +14,7 @@ import { assertReplayClean, eventually, expectOciError, openSession, patchChunk,
 import { makeImage, pushBlob, pushManifest, sha256 } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
-type FaultyMethod = 'putFile' | 'putContent' | 'delete' | 'sync';
+type FaultyMethod = 'putFile' | 'putContent' | 'delete' | 'sync' | 'placeTemporary' | 'syncTemporary';
 
 /** Which driver calls fail right now: method → how many more calls fail (Infinity: until cleared). */
 class Faults {
@@ -77,17 +77,41 @@ describe('storage faults', () => {
     await registry?.stop();
   });
 
-  it('a failing move into place answers 500 with OCI error JSON, records nothing, and the retry succeeds', async () => {
-    const data = Buffer.from('blob whose move into place fails once');
+  // A POST ?digest= writes its body to a temporary file, synced and renamed into place.
+  for (const method of ['placeTemporary', 'syncTemporary'] as const) {
+    it(`a failing ${method === 'placeTemporary' ? 'move into place' : 'sync'} of a POST ?digest= body answers 500 with OCI error JSON, records nothing, leaves no file, and the retry succeeds`, async () => {
+      const data = Buffer.from(`blob whose ${method} fails once`);
+      const digest = sha256(data);
+      faults.fail(method, 1);
+      const res = await fetch(`${registry.url}/v2/faults/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data });
+      await expectOciError(res, 500, 'UNKNOWN');
+      assert.equal(faults.seen.get(method), 1);
+      assert.equal(await headStatus(`${registry.url}/v2/faults/app/blobs/${digest}`), 404);
+      assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobPushed' && event.digest === digest));
+      assert.deepEqual(fs.readdirSync(path.join(registry.root, '.zot-ts', 'tmp')), [], 'the temporary file is gone');
+      assert.equal(await pushBlob(registry.url, 'faults/app', data), digest);
+      assert.equal(await headStatus(`${registry.url}/v2/faults/app/blobs/${digest}`), 200);
+      await assertReplayClean(registry);
+    });
+  }
+
+  it('a failing move into place during a closing PUT whose body is the whole blob leaves the session open and empty, and the retry succeeds', async () => {
+    const data = Buffer.from('a blob sent whole in the closing PUT of an empty session, whose move into place fails once');
     const digest = sha256(data);
-    faults.fail('putFile', 1);
-    const res = await fetch(`${registry.url}/v2/faults/app/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data });
-    await expectOciError(res, 500, 'UNKNOWN');
-    assert.equal(faults.seen.get('putFile'), 1);
-    assert.equal(await headStatus(`${registry.url}/v2/faults/app/blobs/${digest}`), 404);
-    assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobPushed' && event.digest === digest));
-    assert.equal(await pushBlob(registry.url, 'faults/app', data), digest);
-    assert.equal(await headStatus(`${registry.url}/v2/faults/app/blobs/${digest}`), 200);
+    const session = await openSession(registry.url, 'faults/whole');
+    const closing = (): Promise<Response> => fetch(withDigest(session, digest), { method: 'PUT', body: data });
+    const faultsBefore = faults.seen.get('placeTemporary') ?? 0;
+    faults.fail('placeTemporary', 1);
+    await expectOciError(await closing(), 500, 'UNKNOWN');
+    assert.equal(faults.seen.get('placeTemporary'), faultsBefore + 1);
+    assert.equal(await headStatus(`${registry.url}/v2/faults/whole/blobs/${digest}`), 404);
+    const status = await sessionStatus(session);
+    assert.equal(status.status, 204, 'the session is still open');
+    assert.deepEqual(fs.readdirSync(path.join(registry.root, '.zot-ts', 'tmp')), [], 'the temporary file is gone');
+    assert.equal((await closing()).status, 201);
+    const blob = await fetch(`${registry.url}/v2/faults/whole/blobs/${digest}`);
+    assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
+    assert.equal((await sessionStatus(session)).status, 404, 'the committed session is gone');
     await assertReplayClean(registry);
   });
 
