@@ -384,13 +384,14 @@ describe('a delete racing an index push that lists the manifest', () => {
           new Proxy(driver, {
             get: (target, property, receiver) => {
               const value = Reflect.get(target, property, receiver) as unknown;
-              if (property !== 'putFile' || typeof value !== 'function') return value;
-              return async (from: string, to: string) => {
+              // putFile moves a session's file into place; placeTemporary a whole body's file.
+              if ((property !== 'putFile' && property !== 'placeTemporary') || typeof value !== 'function') return value;
+              return async (from: unknown, to: string) => {
                 if (to.endsWith(hex)) {
                   reachedMove();
                   await moveReleased;
                 }
-                return (value as (a: string, b: string) => Promise<void>).call(target, from, to);
+                return (value as (a: unknown, b: string) => Promise<void>).call(target, from, to);
               };
             },
           }),
