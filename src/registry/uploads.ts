@@ -333,19 +333,21 @@ export class UploadSessions {
     const upload = { repo, id, file: this.localFile(repo, id) };
     const staging = this.stagingFor(repo);
     return this.holding(repo, id, async () => {
-      let opened: number | undefined;
+      // The session's size once the chunk is accepted; unset while it may still be refused.
+      let accepted: number | undefined;
       try {
         const { before, written } = await staging.appendChecked(uploadPath(repo, id), body, (size) => {
-          opened = size;
-          return { exactLength: chunkLength(range, size), afterWrite: this.afterWrite(upload) };
+          const exactLength = chunkLength(range, size);
+          accepted = size;
+          return { exactLength, afterWrite: this.afterWrite(upload) };
         });
         this.writeback.written(repo, id, written, () => staging.sync(uploadPath(repo, id)));
         return before + written;
       } catch (err) {
         if (err instanceof PathNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown`);
         // Refused before its first byte (a range that does not continue the session): nothing to undo.
-        if (opened === undefined || err instanceof RegistryError) throw err;
-        throw await this.failedAppend(upload, opened, err);
+        if (accepted === undefined) throw err;
+        throw await this.failedAppend(upload, accepted, err);
       } finally {
         this.touch(repo, id);
       }
