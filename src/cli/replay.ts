@@ -9,7 +9,7 @@ import { buildIndex } from '../actors/index-json-writer.js';
 import { readEvents } from '../events/store.js';
 import { REGISTRY_STATE_TABLES, RegistryStateQueries } from '../projections/registry-state.js';
 import { openStorageRoots } from '../storage/roots.js';
-import { compareStorage } from '../registry/storage-check.js';
+import { compareStorage, recheckMissing } from '../registry/storage-check.js';
 import { HashPool } from '../workers/pool.js';
 import { loadConfigOrReport } from './load.js';
 import { openLiveLog } from './events.js';
@@ -63,14 +63,17 @@ export async function runReplay(args: string[]): Promise<number> {
     const indexCheckpoint = (live.prepare("SELECT seq FROM checkpoints WHERE name = 'index-json-writer'").get() as { seq: number } | undefined)?.seq ?? 0;
     const storage = await compareStorage(roots, liveQueries, (repo) => buildIndex(liveQueries, repo), indexCheckpoint >= head, hashPool);
     live.exec('COMMIT');
-    drift.push(...storage.drift);
+    // Outside the snapshot: removals a running registry committed since explain missing files.
+    const rechecked = await recheckMissing(roots, liveQueries, storage.missing);
+    drift.push(...storage.drift, ...rechecked.drift);
+    const notes = [...storage.notes, ...rechecked.notes];
 
-    const report = { events, tables: REGISTRY_STATE_TABLES.length, drift, notes: storage.notes };
+    const report = { events, tables: REGISTRY_STATE_TABLES.length, drift, notes };
     if (values.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } else {
       for (const line of drift) process.stdout.write(`drift: ${line}\n`);
-      for (const line of storage.notes) process.stdout.write(`note: ${line}\n`);
+      for (const line of notes) process.stdout.write(`note: ${line}\n`);
       process.stdout.write(
         drift.length === 0
           ? `replay: ${events} events; ${REGISTRY_STATE_TABLES.length} projection tables and storage match\n`

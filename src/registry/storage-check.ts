@@ -12,6 +12,17 @@ import { scrubStorage, type ScrubDeps } from './scrub.js';
 export interface StorageComparison {
   drift: string[];
   notes: string[];
+  /**
+   * Content the projections name that storage lacked: drift unless a removal committed after the
+   * projections were read explains it (recheckMissing, once the caller's snapshot is over).
+   */
+  missing: StoredContent[];
+}
+
+export interface StoredContent {
+  repo: string;
+  digest: string;
+  kind: 'blob' | 'manifest';
 }
 
 export async function compareStorage(
@@ -24,6 +35,7 @@ export async function compareStorage(
 ): Promise<StorageComparison> {
   const drift: string[] = [];
   const notes: string[] = [];
+  const missing: StoredContent[] = [];
   const known = new Map<string, Set<string>>();
   for (const item of queries.allStoredContent()) {
     const digest = parseDigest(item.digest);
@@ -33,7 +45,7 @@ export async function compareStorage(
       drift.push(`${item.repo}: blob ${item.digest} is stored in ${storedIn}, which is in another storage root`);
     }
     const info = await driver.stat(blobPath(storedIn ?? item.repo, digest));
-    if (!info) drift.push(`${item.repo}: ${item.kind} ${item.digest} is missing from storage`);
+    if (!info) missing.push({ repo: item.repo, digest: item.digest, kind: item.kind });
     else if (info.size !== item.size) drift.push(`${item.repo}: ${item.kind} ${item.digest} has ${info.size} bytes on storage, ${item.size} in the log`);
     let set = known.get(item.repo);
     if (!set) known.set(item.repo, (set = new Set()));
@@ -61,7 +73,31 @@ export async function compareStorage(
   }
   if (rehashWith) drift.push(...(await rehashDrift(roots, queries, rehashWith)));
   if (!indexWriterCaughtUp) notes.push('index.json writer has not caught up with the log; index.json files were not compared');
-  return { drift, notes };
+  return { drift, notes, missing };
+}
+
+/**
+ * Content found missing while the projections were read in one snapshot, checked again against
+ * the projections as they are now: a running registry removes a file only after it commits the
+ * removal (GC, a DELETE), so a file that went while the check ran is explained by a removal the
+ * snapshot predates. Content still recorded and still absent (where it is stored now) is drift.
+ */
+export async function recheckMissing(roots: StorageRoots, queries: RegistryStateQueries, missing: readonly StoredContent[]): Promise<StorageComparison> {
+  const drift: string[] = [];
+  let removed = 0;
+  for (const item of missing) {
+    const recorded = item.kind === 'blob' ? queries.blobSize(item.repo, item.digest) : queries.manifest(item.repo, item.digest)?.size;
+    if (recorded === undefined) {
+      removed++;
+      continue;
+    }
+    const storedIn = item.kind === 'blob' ? queries.blobStoredIn(item.repo, item.digest) : undefined;
+    const info = await roots.for(item.repo).driver.stat(blobPath(storedIn ?? item.repo, parseDigest(item.digest)));
+    if (!info) drift.push(`${item.repo}: ${item.kind} ${item.digest} is missing from storage`);
+    else if (info.size !== recorded) drift.push(`${item.repo}: ${item.kind} ${item.digest} has ${info.size} bytes on storage, ${recorded} in the log`);
+  }
+  const notes = removed > 0 ? [`${removed} blob(s) or manifest(s) removed by the registry while the check ran (not drift)`] : [];
+  return { drift, notes, missing: [] };
 }
 
 /**
