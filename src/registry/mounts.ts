@@ -2,12 +2,11 @@
 // holds, the cheapest way its root allows, and a BlobMounted event. Without `from` (automatic
 // content discovery), the source is a repository of the target's root that holds the blob and
 // that the caller may read.
-import { randomUUID } from 'node:crypto';
 import type { EventContext } from '../events/types.js';
 import { parseDigest, type ParsedDigest } from '../oci/digest.js';
 import { RegistryError } from '../oci/errors.js';
 import { assertValidName, isValidName } from '../oci/names.js';
-import { blobPath, uploadPath } from '../storage/layout.js';
+import { blobPath } from '../storage/layout.js';
 import { linksShareBytes } from '../storage/roots.js';
 import type { RegistryParts } from './parts.js';
 
@@ -67,7 +66,7 @@ export class Mounts {
     return locks.withContentOfBoth(repo, from, digest.value, async () => {
       const size = queries.blobSize(from, digest.value);
       if (size === undefined) return undefined;
-      const storedIn = await this.placeCopy(repo, from, digest);
+      const storedIn = await this.placeCopy(repo, from, digest, size);
       const stillThere = (): void => {
         if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
       };
@@ -80,10 +79,10 @@ export class Mounts {
 
   /**
    * Gives `repo` the bytes `from` holds: with dedupe a hard link (filesystem) or a reference to the
-   * holder (S3, returned as `storedIn`); without it a server-side copy (S3) or a copy through the
-   * staging directory.
+   * holder (S3, returned as `storedIn`); without it a server-side copy (S3) or a copy through a
+   * temporary file of the target's staging directory.
    */
-  private async placeCopy(repo: string, from: string, digest: ParsedDigest): Promise<string | undefined> {
+  private async placeCopy(repo: string, from: string, digest: ParsedDigest, size: number): Promise<string | undefined> {
     const { roots, queries, files } = this.parts;
     const target = roots.for(repo);
     const source = roots.for(from);
@@ -95,13 +94,21 @@ export class Mounts {
         return undefined;
       }
     }
-    // A real copy: into a staging file of the target root, then into place.
-    const staged = uploadPath(repo, randomUUID());
+    // A real copy, through a temporary file of the target's staging directory: what a crash leaves
+    // of it goes with that directory at the next start, and never looks like an upload session.
+    // The source must have the size the log records: a short file is never copied as the blob.
+    const staging = target.staging;
+    const { temp } = await staging.writeTemporary(await source.driver.reader(fromPath), size, () => undefined);
     try {
-      await target.staging.append(staged, await source.driver.reader(fromPath));
-      await target.driver.putFile(target.staging.localPath(staged), blobPath(repo, digest));
+      if (target.driver === staging) {
+        // A filesystem root: the file is renamed into place, synced through its open descriptor.
+        await staging.syncTemporary(temp);
+        await staging.placeTemporary(temp, blobPath(repo, digest));
+      } else {
+        await target.driver.putFile(temp.localPath, blobPath(repo, digest));
+      }
     } finally {
-      await target.staging.delete(staged).catch(() => undefined);
+      await staging.discardTemporary(temp).catch(() => undefined);
     }
     return undefined;
   }

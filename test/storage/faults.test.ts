@@ -95,6 +95,44 @@ describe('storage faults', () => {
     });
   }
 
+  // Without dedupe a mount copies the bytes: through a temporary file, never an upload session.
+  it('a failing move into place of a mount copy answers 500 with OCI error JSON, records nothing, leaves no session or temporary file, and the retry succeeds', async () => {
+    const data = Buffer.from('a blob copied by a mount whose move into place fails once');
+    const digest = await pushBlob(registry.url, 'faults/mount-source', data);
+    const mount = (): Promise<Response> => fetch(`${registry.url}/v2/faults/mount-target/blobs/uploads/?mount=${digest}&from=faults/mount-source`, { method: 'POST' });
+    const faultsBefore = faults.seen.get('placeTemporary') ?? 0;
+    faults.fail('placeTemporary', 1);
+    await expectOciError(await mount(), 500, 'UNKNOWN');
+    assert.equal(faults.seen.get('placeTemporary'), faultsBefore + 1, 'the copy went through a temporary file');
+    assert.equal(await headStatus(`${registry.url}/v2/faults/mount-target/blobs/${digest}`), 404);
+    assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobMounted' && event.repo === 'faults/mount-target'));
+    assert.ok(!fs.existsSync(blobFile(registry.root, 'faults/mount-target', digest)));
+    const uploads = path.join(registry.root, 'faults', 'mount-target', '.uploads');
+    assert.deepEqual(fs.existsSync(uploads) ? fs.readdirSync(uploads) : [], [], 'no upload session was staged');
+    assert.deepEqual(fs.readdirSync(path.join(registry.root, '.zot-ts', 'tmp')), [], 'the temporary file is gone');
+    assert.equal((await mount()).status, 201);
+    const copy = blobFile(registry.root, 'faults/mount-target', digest);
+    assert.ok(fs.readFileSync(copy).equals(data));
+    assert.notEqual(fs.statSync(copy).ino, fs.statSync(blobFile(registry.root, 'faults/mount-source', digest)).ino, 'a copy, not a link');
+    await assertReplayClean(registry);
+  });
+
+  it('a mount whose source file is shorter than the log records copies nothing and answers 500 with OCI error JSON', async () => {
+    const data = Buffer.from('a blob whose stored file was cut short before a mount copied it');
+    const digest = await pushBlob(registry.url, 'faults/short-source', data);
+    const source = blobFile(registry.root, 'faults/short-source', digest);
+    fs.truncateSync(source, data.length - 5);
+    try {
+      const res = await fetch(`${registry.url}/v2/faults/short-target/blobs/uploads/?mount=${digest}&from=faults/short-source`, { method: 'POST' });
+      await expectOciError(res, 500, 'UNKNOWN');
+    } finally {
+      fs.writeFileSync(source, data); // the later tests' replays compare storage with the log
+    }
+    assert.ok(!fs.existsSync(blobFile(registry.root, 'faults/short-target', digest)), 'no short copy under the digest');
+    assert.deepEqual(fs.readdirSync(path.join(registry.root, '.zot-ts', 'tmp')), [], 'the temporary file is gone');
+    assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobMounted' && event.repo === 'faults/short-target'));
+  });
+
   it('a failing move into place during a closing PUT whose body is the whole blob leaves the session open and empty, and the retry succeeds', async () => {
     const data = Buffer.from('a blob sent whole in the closing PUT of an empty session, whose move into place fails once');
     const digest = sha256(data);
