@@ -103,7 +103,7 @@ export class BlobCommit {
   async commitBody(repo: string, digest: ParsedDigest, context: EventContext, body: LastChunk): Promise<string> {
     const { uploads, locks } = this.parts;
     // A body the commit will place is synced while it arrives; one it will not (the repository, or
-    // with dedupe the root, holds the digest) is not written to the disk at all.
+    // with dedupe the root, holds the digest) is never synced, only dropped.
     const staged = await uploads.stageBody(repo, body.body, body.range, { writeback: this.placesOwnBytes(repo, digest) });
     try {
       const sync = this.placesOwnBytes(repo, digest, staged.size) ? uploads.syncBody(staged) : undefined;

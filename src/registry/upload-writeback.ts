@@ -13,7 +13,7 @@
 // writeback once, to the sync that sees it: such a failure is kept here and fails the commit.
 
 /** Bytes written to a file before a background sync starts: small writes do not each cost a sync. */
-export const WRITEBACK_AFTER_BYTES = 8 * 1024 * 1024;
+const WRITEBACK_AFTER_BYTES = 8 * 1024 * 1024;
 
 /** The background syncs of one file: one at a time, each started once enough bytes are unsynced. */
 export class BackgroundSync {
