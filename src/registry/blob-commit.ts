@@ -102,7 +102,9 @@ export class BlobCommit {
    */
   async commitBody(repo: string, digest: ParsedDigest, context: EventContext, body: LastChunk): Promise<string> {
     const { uploads, locks } = this.parts;
-    const staged = await uploads.stageBody(repo, body.body, body.range);
+    // A body the commit will place is synced while it arrives; one it will not (the repository, or
+    // with dedupe the root, holds the digest) is never synced, only dropped.
+    const staged = await uploads.stageBody(repo, body.body, body.range, { writeback: this.placesOwnBytes(repo, digest) });
     try {
       const sync = this.placesOwnBytes(repo, digest, staged.size) ? uploads.syncBody(staged) : undefined;
       const writeback = new Writeback(sync);
@@ -206,12 +208,16 @@ export class BlobCommit {
 
   /**
    * Whether step 3 will likely place the staged bytes themselves on a filesystem: the repository
-   * does not hold the digest yet and, with dedupe, no other repository of the root does.
+   * does not hold the digest yet (of `size` bytes, when known) and, with dedupe, no other
+   * repository of the root does.
    */
-  private placesOwnBytes(repo: string, digest: ParsedDigest, size: number): boolean {
+  private placesOwnBytes(repo: string, digest: ParsedDigest, size?: number): boolean {
     const { roots, queries } = this.parts;
     const root = roots.for(repo);
-    return linksShareBytes(root) && queries.blobSize(repo, digest.value) !== size && !(root.dedupe && this.bytesHolder(root, repo, digest.value) !== undefined);
+    const held = queries.blobSize(repo, digest.value);
+    // Before the bytes arrive (no size yet), a held digest is taken to be these bytes.
+    const holds = size === undefined ? held !== undefined : held === size;
+    return linksShareBytes(root) && !holds && !(root.dedupe && this.bytesHolder(root, repo, digest.value) !== undefined);
   }
 
   /**

@@ -1,27 +1,63 @@
-// Writing a chunked upload's bytes back to disk between its PATCHes. A client sends its chunks one
-// request after the other, and between two of them the registry waits for the next one (a curl
-// per chunk spends tens of milliseconds just starting). An fsync of the session's file started
-// once a PATCH has answered uses that wait: at the closing PUT, the commit's own fsync finds
-// only the last chunk still to write, instead of the whole blob.
+// Writing an upload's bytes back to disk before its commit. A client sends its chunks one request
+// after the other, and between two of them the registry waits for the next one (a curl per chunk
+// spends tens of milliseconds just starting). An fsync of the session's file started once a PATCH
+// has answered uses that wait: at the closing PUT, the commit's own fsync finds only the last
+// chunk still to write, instead of the whole blob. A body that is the whole blob (written to a
+// temporary file, uploads.ts stageBody) is synced the same way while it still arrives: the disk
+// writes its first megabytes while the network brings the rest, instead of all of them after the
+// last byte.
 //
 // Nothing here is a promise to the client: a PATCH's 202 still says the bytes are in the session
 // (they survive a crash of the process, as the page cache holds them), not that they are on disk.
 // The commit syncs the file as before and waits for these syncs first. The kernel reports a failed
 // writeback once, to the sync that sees it: such a failure is kept here and fails the commit.
 
-/** Bytes a session's PATCHes add before a background sync starts: small chunks do not each cost a sync. */
+/** Bytes written to a file before a background sync starts: small writes do not each cost a sync. */
 const WRITEBACK_AFTER_BYTES = 8 * 1024 * 1024;
 
-interface SessionWriteback {
+/** The background syncs of one file: one at a time, each started once enough bytes are unsynced. */
+export class BackgroundSync {
   /** Bytes written since the last background sync started. */
-  unsynced: number;
-  running?: Promise<void>;
+  private unsynced = 0;
+  private running: Promise<void> | undefined;
   /** A background sync's failure, not yet reported to a commit. */
-  failure?: unknown;
+  private failure: unknown;
+
+  /**
+   * `bytes` more were written to the file: once enough are unsynced, `sync` starts in the
+   * background, unless one runs already; bytes added meanwhile wait for the next one or the commit.
+   */
+  written(bytes: number, sync: () => Promise<void>): void {
+    this.unsynced += bytes;
+    if (this.running || this.unsynced < WRITEBACK_AFTER_BYTES) return;
+    this.unsynced = 0;
+    const running = sync().then(
+      () => undefined,
+      (err: unknown) => {
+        this.failure ??= err ?? new Error('the background sync of the upload failed');
+      },
+    );
+    this.running = running;
+    void running.finally(() => {
+      if (this.running === running) this.running = undefined;
+    });
+  }
+
+  /**
+   * Before the commit's own sync: waits for a background sync in flight and throws a failure one
+   * of them saw, once.
+   */
+  async settled(): Promise<void> {
+    await this.running;
+    const { failure } = this;
+    if (failure === undefined) return;
+    this.failure = undefined;
+    throw failure;
+  }
 }
 
 export class UploadWriteback {
-  private readonly sessions = new Map<string, SessionWriteback>();
+  private readonly sessions = new Map<string, BackgroundSync>();
 
   constructor(
     /** Whether the repository's sessions are placed from their staged file by a commit (a filesystem root). */
@@ -29,29 +65,18 @@ export class UploadWriteback {
   ) {}
 
   /**
-   * A PATCH appended `bytes` to the session: once enough are unsynced, `sync` (of the session's
-   * staged file) starts in the background, one at a time per session; bytes added meanwhile wait
-   * for the next one or the commit.
+   * A PATCH appended `bytes` to the session: `sync` (of the session's staged file) starts in the
+   * background once enough are unsynced (BackgroundSync).
    */
   written(repo: string, id: string, bytes: number, sync: () => Promise<void>): void {
     if (!this.placedFromStaging(repo)) return;
     const k = key(repo, id);
-    let entry = this.sessions.get(k);
-    if (!entry) {
-      entry = { unsynced: 0 };
-      this.sessions.set(k, entry);
+    let session = this.sessions.get(k);
+    if (!session) {
+      session = new BackgroundSync();
+      this.sessions.set(k, session);
     }
-    entry.unsynced += bytes;
-    if (entry.running || entry.unsynced < WRITEBACK_AFTER_BYTES) return;
-    entry.unsynced = 0;
-    const session = entry;
-    session.running = sync().then(
-      () => undefined,
-      (err: unknown) => {
-        session.failure ??= err ?? new Error('the background sync of the upload session failed');
-      },
-    );
-    void session.running.finally(() => delete session.running);
+    session.written(bytes, sync);
   }
 
   /**
@@ -59,13 +84,7 @@ export class UploadWriteback {
    * flight and throws a failure one of them saw, once.
    */
   async settled(repo: string, id: string): Promise<void> {
-    const entry = this.sessions.get(key(repo, id));
-    if (!entry) return;
-    await entry.running;
-    const { failure } = entry;
-    if (failure === undefined) return;
-    delete entry.failure;
-    throw failure;
+    await this.sessions.get(key(repo, id))?.settled();
   }
 
   /** The session is over (committed, cancelled, expired). */

@@ -22,7 +22,7 @@ import { RegistryError } from '../oci/errors.js';
 import { isValidName } from '../oci/names.js';
 import type { UploadHashes, UploadRef } from './upload-hashes.js';
 import type { UploadParts } from './upload-parts.js';
-import type { UploadWriteback } from './upload-writeback.js';
+import { BackgroundSync, type UploadWriteback } from './upload-writeback.js';
 import type { UploadLimits } from './upload-limits.js';
 
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
@@ -56,6 +56,8 @@ export interface StagedBody {
   readonly ref: UploadRef;
   readonly temp: TemporaryFile;
   readonly size: number;
+  /** Its syncs started while it was written (upload-writeback.ts), if the commit is to place it. */
+  readonly writeback?: BackgroundSync;
 }
 
 /** Directories listed at once while the sessions of earlier runs are indexed at start. */
@@ -235,20 +237,27 @@ export class UploadSessions {
    * Writes a request's body that is the whole blob (a POST ?digest=, or a PUT on a session with no
    * bytes) to a new temporary file of the repository's staging directory, hashing it as it
    * arrives: no session file to create, append to and remove. A declared range must start at 0.
+   * With `writeback` (the commit is to place the file itself), the file is synced in the
+   * background as it grows (upload-writeback.ts), so that syncBody finds little left to write.
    * The caller places the file (a filesystem root renames it into the layout) or drops it (dropBody).
    */
-  async stageBody(repo: string, body: Readable, range?: ChunkRange): Promise<StagedBody> {
+  async stageBody(repo: string, body: Readable, range?: ChunkRange, options: { writeback?: boolean } = {}): Promise<StagedBody> {
     const exactLength = chunkLength(range, 0);
+    const staging = this.stagingFor(repo);
+    const writeback = options.writeback === true ? new BackgroundSync() : undefined;
     // The running hash's key: no session has this id.
     const id = randomUUID();
     let ref: UploadRef | undefined;
     try {
-      const { temp, size } = await this.stagingFor(repo).writeTemporary(body, exactLength, (created) => {
+      const { temp, size } = await staging.writeTemporary(body, exactLength, (created) => {
         const upload = { repo, id, file: created.localPath };
         ref = upload;
-        return (from, to, bytes) => this.hashes.written(upload, from, to, bytes);
+        return async (from, to, bytes) => {
+          await this.hashes.written(upload, from, to, bytes);
+          writeback?.written(to - from, () => staging.syncTemporary(created));
+        };
       });
-      return { repo, ref: ref as UploadRef, temp, size };
+      return { repo, ref: ref as UploadRef, temp, size, ...(writeback ? { writeback } : {}) };
     } catch (err) {
       if (ref) this.hashes.forget(ref);
       if (err instanceof SizeMismatchError) throw new RegistryError('SIZE_INVALID', `blob body does not match Content-Range: ${err.message}`);
@@ -261,9 +270,10 @@ export class UploadSessions {
     return this.hashes.digest(staged.ref, staged.size, algorithm);
   }
 
-  /** fsync(2) of a staged body's file. */
-  syncBody(staged: StagedBody): Promise<void> {
-    return this.stagingFor(staged.repo).syncTemporary(staged.temp);
+  /** fsync(2) of a staged body's file, once its background syncs are done; fails when one of them failed. */
+  async syncBody(staged: StagedBody): Promise<void> {
+    await staged.writeback?.settled();
+    await this.stagingFor(staged.repo).syncTemporary(staged.temp);
   }
 
   /** Renames a staged body's file (synced: syncBody) to `to`, durably, in the staging directory's own tree. */

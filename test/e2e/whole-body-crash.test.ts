@@ -21,8 +21,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Small bodies (hashed on the event loop) and larger ones (hashed by the pool, long enough to be cut by the crash). */
+/**
+ * Small bodies (hashed on the event loop), larger ones (hashed by the pool, long enough to be cut by
+ * the crash), and some past 8 MiB (their temporary file also synced in the background as they arrive).
+ */
 function body(n: number): Buffer {
+  if (n % 9 === 0) return randomBytes(8 * 1024 * 1024 + Math.floor(Math.random() * 8 * 1024 * 1024));
   return randomBytes(n % 3 === 0 ? 512 * 1024 + Math.floor(Math.random() * 1024 * 1024) : 256 + Math.floor(Math.random() * 24 * 1024));
 }
 

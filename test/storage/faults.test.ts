@@ -133,6 +133,39 @@ describe('storage faults', () => {
     assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobMounted' && event.repo === 'faults/short-target'));
   });
 
+  it('a POST ?digest= body syncs its temporary file while it arrives; that sync failing answers 500, records nothing, leaves no file, and the retry succeeds', async () => {
+    const data = randomBytes(12 * 1024 * 1024);
+    const digest = sha256(data);
+    const syncsBefore = faults.seen.get('syncTemporary') ?? 0;
+    faults.fail('syncTemporary', 1);
+    // The body is held after 10 MiB until the background sync has been seen.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(data.subarray(0, 10 * 1024 * 1024));
+        await held;
+        controller.enqueue(data.subarray(10 * 1024 * 1024));
+        controller.close();
+      },
+    });
+    const answer = fetch(`${registry.url}/v2/faults/background/blobs/uploads/?digest=${digest}`, { method: 'POST', body, duplex: 'half' } as RequestInit & { duplex: 'half' });
+    try {
+      await eventually(async () => (faults.seen.get('syncTemporary') ?? 0) > syncsBefore, 'a sync of the temporary file before the body ends');
+    } finally {
+      release();
+    }
+    // The kernel reports a failed writeback once, to that background sync: the commit must hear of it.
+    await expectOciError(await answer, 500, 'UNKNOWN');
+    assert.equal(await headStatus(`${registry.url}/v2/faults/background/blobs/${digest}`), 404);
+    assert.ok(![...registry.running.store.read()].some((event) => event.type === 'BlobPushed' && event.digest === digest));
+    await eventually(async () => fs.readdirSync(path.join(registry.root, '.zot-ts', 'tmp')).length === 0, 'the temporary file gone');
+    assert.equal(await pushBlob(registry.url, 'faults/background', data), digest);
+    const blob = await fetch(`${registry.url}/v2/faults/background/blobs/${digest}`);
+    assert.ok(Buffer.from(await blob.arrayBuffer()).equals(data));
+    await assertReplayClean(registry);
+  });
+
   it('a failing move into place during a closing PUT whose body is the whole blob leaves the session open and empty, and the retry succeeds', async () => {
     const data = Buffer.from('a blob sent whole in the closing PUT of an empty session, whose move into place fails once');
     const digest = sha256(data);
