@@ -390,7 +390,7 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
   };
   // What the registry process spent per MiB moved (all its threads, from /proc/<pid>/stat), and
   // what curl spent: a client near one core would be the limit, not the registry.
-  const serverCostRows = (what: string, runs: (c: Collected) => [ThroughputResult[], string[]]): Row[] => [
+  const serverCostRows = (what: string, runs: (c: Collected) => [ThroughputResult[], string[]], reps = sizes.reps): Row[] => [
     row(`${what}: registry CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverCpuMsPerMiB)),
     row(`${what}: registry page faults per MiB (median)`, 'faults', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverFaultsPerMiB)),
     row(`${what}: client (curl) CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.clientCpuMsPerMiB)),
@@ -400,10 +400,10 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     row(`2. push ${blob} in ${sizes.chunkBytes / MiB} MiB chunks (median of ${reps})`, 'MiB/s', 'higher', 1, (c) =>
       medianCell(c.pushChunked, c.pushChunkedErr, reps),
     ),
-    row(`3. pull ${blob} (median of ${reps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pull, c.pullErr, reps)),
+    row(`3. pull ${blob} (median of ${sizes.pullReps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pull, c.pullErr, sizes.pullReps)),
     ...serverCostRows('1. monolithic push', (c) => [c.pushMono, c.pushMonoErr]),
     ...serverCostRows('2. chunked push', (c) => [c.pushChunked, c.pushChunkedErr]),
-    ...serverCostRows('3. pull', (c) => [c.pull, c.pullErr]),
+    ...serverCostRows('3. pull', (c) => [c.pull, c.pullErr], sizes.pullReps),
     ...smallImageRows(sizes, row),
     row(`5. manifest GET c=${sizes.getConcurrency}, ${secs}: throughput`, 'req/s', 'higher', 0, (c) => fromResult(c.gets, (v) => v.rps)),
     row(`5. manifest GET c=${sizes.getConcurrency}: p50`, 'ms', 'lower', 2, (c) => fromResult(c.gets, (v) => v.p50Ms)),
@@ -694,16 +694,17 @@ async function main(): Promise<void> {
     // 1–3: big blob push (monolithic, chunked) and pull, interleaving registries per repetition.
     const bigBlobScenarios: Array<{
       name: string;
+      reps: number;
       run: (s: ServerHandle, rep: number) => Promise<ThroughputResult>;
       ok: (c: Collected) => ThroughputResult[];
       err: (c: Collected) => string[];
     }> = [
-      { name: '1. push monolithic', run: (s, rep) => pushMonolithic(s.baseUrl, blob, rep), ok: (c) => c.pushMono, err: (c) => c.pushMonoErr },
-      { name: '2. push chunked', run: (s, rep) => pushChunked(s.baseUrl, blob, chunks, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
-      { name: '3. pull', run: (s) => pullBlob(s.baseUrl, blob), ok: (c) => c.pull, err: (c) => c.pullErr },
+      { name: '1. push monolithic', reps: sizes.reps, run: (s, rep) => pushMonolithic(s.baseUrl, blob, rep), ok: (c) => c.pushMono, err: (c) => c.pushMonoErr },
+      { name: '2. push chunked', reps: sizes.reps, run: (s, rep) => pushChunked(s.baseUrl, blob, chunks, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
+      { name: '3. pull', reps: sizes.pullReps, run: (s) => pullBlob(s.baseUrl, blob), ok: (c) => c.pull, err: (c) => c.pullErr },
     ];
     for (const sc of smallOnly ? [] : bigBlobScenarios) {
-      for (let rep = 0; rep < sizes.reps; rep++) {
+      for (let rep = 0; rep < sc.reps; rep++) {
         for (const c of contenders) {
           const r = await c.measure(sc.name, (s) => sc.run(s, rep));
           if (r instanceof Error) sc.err(got(c.kind)).push(r.message);
@@ -714,7 +715,7 @@ async function main(): Promise<void> {
               r.serverFaultsPerMiB = cost.serverFaults / (r.bytes / MiB);
             }
             sc.ok(got(c.kind)).push(r);
-            log(`${c.label} ${sc.name} ${rep + 1}/${sizes.reps}: ${fmtRun(r)}`);
+            log(`${c.label} ${sc.name} ${rep + 1}/${sc.reps}: ${fmtRun(r)}`);
           }
         }
       }

@@ -24,6 +24,12 @@ export interface Sizes {
   chunkBytes: number;
   /** Repetitions of scenarios 1–3 (the median is reported). */
   reps: number;
+  /**
+   * Repetitions of scenario 3, the pull: one takes ~0.2 s and single pulls spread widely on a
+   * shared 2-core machine (the ratio of two medians of 5 ranged 0.82–1.19 over one quiet minute),
+   * so the pull takes more runs than the pushes. Odd, for a plain median.
+   */
+  pullReps: number;
   smallImages: number;
   smallConcurrency: number;
   getConcurrency: number;
@@ -42,6 +48,7 @@ export function sizesFor(quick: boolean): Sizes {
     blobBytes: (quick ? 32 : 256) * MiB,
     chunkBytes: 16 * MiB,
     reps: quick ? 3 : 5,
+    pullReps: quick ? 7 : 21,
     smallImages: quick ? 100 : 500,
     smallConcurrency: 16,
     getConcurrency: 50,
