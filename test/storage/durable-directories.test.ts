@@ -205,9 +205,9 @@ describe('directories created on the way to a new file', () => {
   });
 });
 
-describe('a directory fsync', () => {
-  it('hands the pool the fsync alone: the open and close of the directory run on the event loop thread', async (t: TestContext) => {
-    const traced = await spawnTraced(t, ['-y', '-e', 'trace=openat,fsync']);
+describe('a directory fsync, and a small file written durably', () => {
+  it('hand the pool the fsync alone: the open, write and close run on the event loop thread', async (t: TestContext) => {
+    const traced = await spawnTraced(t, ['-y', '-e', 'trace=openat,fsync,rename']);
     if (!traced) return;
     const { registry, traceFile, root } = traced;
     let mainThread: number;
@@ -234,5 +234,26 @@ describe('a directory fsync', () => {
     assert.equal(opens.length, fsyncs.length, 'one open per directory fsync');
     assert.deepEqual(opens.filter((open) => open.thread !== mainThread), [], 'every open on the event loop thread');
     assert.deepEqual(fsyncs.filter((fsync) => fsync.thread === mainThread), [], 'no fsync on it');
+
+    // The layout's files and index.json: temporary files renamed into the repository.
+    const small = new Set(
+      lines.flatMap((line) => {
+        const m = /\brename\("([^"]*)", "([^"]*)"/.exec(line);
+        return m && [`${repo}/oci-layout`, `${repo}/index.json`].includes(m[2] as string) ? [m[1] as string] : [];
+      }),
+    );
+    assert.ok(small.size >= 3, `oci-layout and index.json (twice) renamed into place: ${[...small].join(', ')}`);
+    const smallOpens = lines.flatMap((line) => {
+      const m = /^(\d+)\s+openat\([^"]*"([^"]*)"/.exec(line);
+      return m && small.has(m[2] as string) ? [Number(m[1])] : [];
+    });
+    const smallFsyncs = lines.flatMap((line) => {
+      const m = /^(\d+)\s+fsync\(\d+<([^>]*)>/.exec(line);
+      return m && small.has(m[2] as string) ? [Number(m[1])] : [];
+    });
+    assert.equal(smallOpens.length, small.size, 'each small file opened once');
+    assert.equal(smallFsyncs.length, small.size, 'and fsynced once');
+    assert.ok(smallOpens.every((thread) => thread === mainThread), 'opened on the event loop thread');
+    assert.ok(smallFsyncs.every((thread) => thread !== mainThread), 'fsynced in the pool');
   });
 });
