@@ -31,9 +31,14 @@
 // (`handle`, `handleRepositories`: files, deliveries) happen before that transaction, confirmed
 // by the actor's `flush` if it has one, and must be idempotent: a crash, a failed flush or a
 // failed commit between them and the checkpoint brings the same events again. A batch of events
-// the actor ignores moves its checkpoint in memory, and in the database only every
-// IGNORED_EVENTS_PER_COMMIT events (or with the next batch it acts on, or at stop): a crash
-// before brings those events again, and they are ignored again. The transaction goes
+// the actor ignores moves its checkpoint in memory, and in the database only once it trails by
+// TRAILING_EVENTS events or for TRAILING_MS (or with the next batch it acts on, or at stop): a
+// crash before brings those events again, and they are ignored again. An actor whose side effects
+// are harmless to redo for such a tail (`lazyCheckpoint`: the index.json writer rewrites a
+// repository's file from the projection, the audit writer skips the seqs its file holds) has the
+// batches it acts on stored the same lazy way: a crash redoes at most that tail, and its stored
+// checkpoint still never passes work that is not done. An actor with table writes stores its
+// checkpoint with them, every batch it acts on. The transaction goes
 // through the actors' own connection to the database file, opened with synchronous=NORMAL: no
 // fsync per commit, while the log's appends keep theirs. A power loss can roll back the latest
 // checkpoints, together with the table writes committed with them, never tear one; the runner
@@ -81,6 +86,12 @@ export interface Actor {
    * checkpoint, and reads no backlog.
    */
   readonly startsAtHead?: boolean;
+  /**
+   * Redoing a tail of up to TRAILING_EVENTS events (or TRAILING_MS of them) is harmless: the
+   * runner stores the checkpoint of the batches it acts on lazily, as for events it ignores
+   * (see the top), not one commit per batch. Not with `writeTables`.
+   */
+  readonly lazyCheckpoint?: boolean;
 }
 
 export interface RetryPolicy {
@@ -96,8 +107,10 @@ export const DEFAULT_RETRY: RetryPolicy = { firstDelayMs: 100, maxDelayMs: 30_00
 export const BATCH_EVENTS = 500;
 /** Live events waiting for one actor; past this it reads them from the log later. */
 export const QUEUE_EVENTS = 10_000;
-/** Events an actor ignores that its stored checkpoint may trail by. */
-export const IGNORED_EVENTS_PER_COMMIT = 1_000;
+/** Events an actor ignores (or a `lazyCheckpoint` actor acts on) that its stored checkpoint may trail by. */
+export const TRAILING_EVENTS = 1_000;
+/** How long a stored checkpoint trails what is done, at most, while the actor is idle. */
+export const TRAILING_MS = 1_000;
 /**
  * Sequence numbers one catch-up page scans at most: an actor whose types are rare does not scan
  * the whole log in one synchronous read.
@@ -130,8 +143,10 @@ export class ActorRunner {
   private queue: StoredEvent[] = [];
   /** Wakes the loop when it waits for events. */
   private wake?: () => void;
-  /** The checkpoint as stored in the database (the in-memory one may be ahead: ignored events). */
+  /** The checkpoint as stored in the database (the in-memory one may be ahead: see the top). */
   private storedCheckpoint: number;
+  /** Stores a trailing checkpoint TRAILING_MS after it began to trail. */
+  private storeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly actor: Actor,
@@ -139,7 +154,9 @@ export class ActorRunner {
     private readonly checkpoints: Checkpoints,
     private readonly logger: Logger,
     private readonly retry: RetryPolicy = DEFAULT_RETRY,
+    private readonly trailingMs: number = TRAILING_MS,
   ) {
+    if (actor.lazyCheckpoint && actor.writeTables) throw new Error(`actor ${actor.name}: a lazy checkpoint cannot go with table writes`);
     this.handles = new Set(actor.handles);
     this.storedCheckpoint = checkpoints.get(actor.name);
     this.processed = new BehaviorSubject(this.storedCheckpoint);
@@ -295,8 +312,10 @@ export class ActorRunner {
    * on up to there that are not checkpointed yet (see the top).
    */
   private commit(through: number, acted: readonly StoredEvent[]): void {
-    if (acted.length === 0 && through - this.storedCheckpoint < IGNORED_EVENTS_PER_COMMIT) {
+    const lazy = acted.length === 0 || this.actor.lazyCheckpoint === true;
+    if (lazy && through - this.storedCheckpoint < TRAILING_EVENTS) {
       this.processed.next(through);
+      this.storeLater();
       return;
     }
     const afterCommits = this.checkpoints.commit(this.actor.name, through, () => acted.map((event) => this.actor.writeTables?.(event)));
@@ -309,6 +328,28 @@ export class ActorRunner {
         // Committed: retrying would write the tables twice.
         this.logger.error({ actor: this.actor.name, seq: through, err }, 'failed to apply a committed event in memory');
       }
+    }
+  }
+
+  /** Stores the trailing checkpoint TRAILING_MS from now, unless a commit stores it first. */
+  private storeLater(): void {
+    if (this.storeTimer !== undefined || this.stopping.signal.aborted) return;
+    this.storeTimer = setTimeout(() => {
+      this.storeTimer = undefined;
+      this.storeTrailing();
+    }, this.trailingMs);
+    this.storeTimer.unref();
+  }
+
+  /** Stores the checkpoint of the work done, if the stored one trails it. */
+  private storeTrailing(): void {
+    if (this.checkpoint <= this.storedCheckpoint) return;
+    try {
+      this.checkpoints.commit(this.actor.name, this.checkpoint, () => undefined);
+      this.storedCheckpoint = this.checkpoint;
+    } catch (err) {
+      // The events are handled again after a crash, harmlessly (see the top).
+      this.logger.warn({ actor: this.actor.name, err }, 'failed to store the checkpoint');
     }
   }
 
@@ -327,20 +368,14 @@ export class ActorRunner {
 
   /**
    * Stops following the stream and ends a retry's wait; a batch in flight does not move the
-   * checkpoint. The checkpoint of events it ignored is stored now (their work is done).
+   * checkpoint. A trailing checkpoint is stored now (the work up to it is done).
    */
   stop(): void {
     this.stopping.abort();
     this.subscription?.unsubscribe();
     this.queue = [];
-    if (this.checkpoint > this.storedCheckpoint) {
-      try {
-        this.checkpoints.commit(this.actor.name, this.checkpoint, () => undefined);
-        this.storedCheckpoint = this.checkpoint;
-      } catch (err) {
-        // The events are read again at the next start, and ignored again.
-        this.logger.warn({ actor: this.actor.name, err }, 'failed to store the checkpoint at stop');
-      }
-    }
+    clearTimeout(this.storeTimer);
+    this.storeTimer = undefined;
+    this.storeTrailing();
   }
 }

@@ -203,6 +203,11 @@ export class AuditWriter implements Actor {
   readonly name = 'audit-writer';
   /** Every change is an action to audit, including types added after this file was written. */
   readonly handles: readonly EventType[] = AUDITED_TYPES;
+  /**
+   * Events handled again are not written again: the file's last seq, read at every open, tells
+   * which lines it holds (`lastWritten`).
+   */
+  readonly lazyCheckpoint = true;
 
   private handle_?: fs.promises.FileHandle;
   private identity?: { dev: number; ino: number };

@@ -40,6 +40,8 @@ export function buildIndex(queries: RegistryStateQueries, repo: string): { schem
 export class IndexJsonWriter implements Actor {
   readonly name = 'index-json-writer';
   readonly handles: readonly EventType[] = ['ManifestPushed', 'ManifestDeleted', 'TagSet', 'TagRemoved'];
+  /** A repository's file is written from the projection's current state: rewriting it is harmless. */
+  readonly lazyCheckpoint = true;
 
   /**
    * Repositories whose oci-layout this writer found on storage: checked once each, not on every

@@ -35,7 +35,6 @@ export class RegistryStateProjection implements InlineProjection {
         size   INTEGER NOT NULL,
         PRIMARY KEY (repo, digest)
       ) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS repo_blobs_by_digest ON repo_blobs (digest);
       CREATE TABLE IF NOT EXISTS manifests (
         repo          TEXT    NOT NULL,
         digest        TEXT    NOT NULL,
@@ -75,7 +74,11 @@ export class RegistryStateProjection implements InlineProjection {
     addColumn(db, 'repo_blobs', 'added_at', 'INTEGER NOT NULL DEFAULT 0');
     addColumn(db, 'manifests', 'added_at', 'INTEGER NOT NULL DEFAULT 0');
     if (addColumn(db, 'tags', 'set_at', 'INTEGER NOT NULL DEFAULT 0')) backfillTagTimes(db);
+    // Blobs by digest (dedupe, mounts, holders): this index serves them all, its first column
+    // alone included. A log from before it also had one on (digest) only: a second index to
+    // update at a random leaf for every blob pushed, which no query needed; dropped on open.
     db.exec('CREATE INDEX IF NOT EXISTS repo_blobs_by_store ON repo_blobs (digest, stored_in)');
+    db.exec('DROP INDEX IF EXISTS repo_blobs_by_digest');
     this.statements = prepareStatements(db);
   }
 

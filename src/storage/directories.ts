@@ -47,12 +47,18 @@ interface DirectorySyncs {
 
 const directorySyncs = new Map<string, DirectorySyncs>();
 
+/**
+ * Only the fsync, which waits for the disk, goes to the libuv pool. The open and the close run on
+ * the event loop: a directory just written in is in the kernel's caches, so each takes
+ * microseconds, where as a pool job each cost two thread switches (~8 directory syncs per small
+ * image pushed into a new repository).
+ */
 async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, 'r');
+  const fd = fs.openSync(dir, 'r');
   try {
-    await handle.sync();
+    await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
   } finally {
-    await handle.close();
+    fs.closeSync(fd);
   }
 }
 

@@ -1,11 +1,15 @@
-// index.json across kill -9: clients push images into several repositories at once, so that the
-// index.json writer writes the repositories of a batch side by side, and the `zot serve` child is
-// killed mid-burst. After a restart each repository's index.json lists exactly the tags the
-// registry serves (every acknowledged one among them) with their digests, and `zot replay` is clean.
+// index.json and the audit log across kill -9: clients push images into several repositories at
+// once, so that the index.json writer writes the repositories of a batch side by side, and the
+// `zot serve` child is killed mid-burst. Both writers store their checkpoints lazily (actor.ts), so
+// the restart redoes a tail of their work. After it each repository's index.json lists exactly the
+// tags the registry serves (every acknowledged one among them) with their digests, the audit log
+// holds one line per audited event, each once and in order, and `zot replay` is clean.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { eventLogFile } from '../../src/storage/layout.js';
 import { eventually } from '../helpers/http.js';
 import { REF_NAME } from '../helpers/layout.js';
 import { makeImage, OCI_MANIFEST, pushImage } from '../helpers/oci.js';
@@ -37,15 +41,39 @@ function indexTags(root: string, repo: string): Map<string, string> {
   return new Map(index.manifests.flatMap((m) => (m.annotations?.[REF_NAME] ? [[m.annotations[REF_NAME], m.digest] as [string, string]] : [])));
 }
 
+/** Sequence numbers of the events the audit log records (all but pulls), from the event log. */
+function auditedEvents(root: string): number[] {
+  const db = new Database(eventLogFile(root), { readonly: true });
+  try {
+    return db.prepare("SELECT seq FROM events WHERE type != 'ManifestsPulled' ORDER BY seq").pluck().all() as number[];
+  } finally {
+    db.close();
+  }
+}
+
+/** The actors' stored checkpoints and the log's head, as a crash left them. */
+function storedCheckpoints(root: string): Record<string, number> {
+  const db = new Database(eventLogFile(root), { readonly: true });
+  try {
+    const rows = db.prepare('SELECT name, seq FROM checkpoints').all() as { name: string; seq: number }[];
+    const head = db.prepare('SELECT MAX(seq) FROM events').pluck().get() as number;
+    return { head, ...Object.fromEntries(rows.map((row) => [row.name, row.seq])) };
+  } finally {
+    db.close();
+  }
+}
+
 describe('index.json across kill -9', () => {
   const processes = new Set<RegistryProcess>();
   after(async () => {
     for (const registry of processes) await registry.kill();
   });
 
-  it('lists exactly the served tags after a restart, every acknowledged one among them, and replays clean', async () => {
+  it('lists exactly the served tags after a restart, every acknowledged one among them, audits each event once, and replays clean', async (t) => {
     const root = `${makeTempDir('zot-ts-index-crash-')}/root`;
-    const registry = await spawnRegistry({ root });
+    const audit = path.join(makeTempDir('zot-ts-index-crash-audit-'), 'audit.log');
+    const log = { level: 'warn' as const, audit };
+    const registry = await spawnRegistry({ root, log });
     processes.add(registry);
     const acked: { repo: string; tag: string; digest: string }[] = [];
     let killed = false;
@@ -72,8 +100,9 @@ describe('index.json across kill -9', () => {
     await registry.kill();
     processes.delete(registry);
     assert.deepEqual((await Promise.all(clients)).filter((failure) => failure !== undefined), [], 'no push failed before the crash');
+    t.diagnostic(`stored checkpoints at the crash: ${JSON.stringify(storedCheckpoints(root))}`);
 
-    const restarted = await spawnRegistry({ root });
+    const restarted = await spawnRegistry({ root, log });
     processes.add(restarted);
     const repos = Array.from({ length: REPOSITORIES }, (_, r) => `spread/r${r}`);
     const served = new Map<string, Map<string, string>>();
@@ -87,6 +116,9 @@ describe('index.json across kill -9', () => {
 
     assert.equal(await restarted.stop(), 0, restarted.output());
     processes.delete(restarted);
+    const lines = fs.readFileSync(audit, 'utf8').split('\n').filter((line) => line !== '');
+    const auditedSeqs = lines.map((line) => (JSON.parse(line) as { seq: number }).seq);
+    assert.deepEqual(auditedSeqs, auditedEvents(root), 'one audit line per audited event, each once, in order');
     const replay = await runZot(['replay', restarted.configPath]);
     assert.equal(replay.code, 0, `replay found drift:\n${replay.stdout}${replay.stderr}`);
     assert.doesNotMatch(replay.stdout, /^drift:/m);

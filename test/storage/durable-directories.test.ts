@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { pushImage, sha256 } from '../helpers/oci.js';
 import { openSession, patchChunk, resolveLocation, withDigest } from '../helpers/http.js';
-import { spawnTraced, stopTraced } from '../helpers/strace.js';
+import { spawnTraced, stopTraced, tracedPid } from '../helpers/strace.js';
 
 const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64,rename,renameat,renameat2';
 
@@ -202,5 +202,58 @@ describe('directories created on the way to a new file', () => {
     assert.deepEqual(problems, []);
     const created = checkDirectories(calls, root);
     assert.deepEqual(created.problems, []);
+  });
+});
+
+describe('a directory fsync, and a small file written durably', () => {
+  it('hand the pool the fsync alone: the open, write and close run on the event loop thread', async (t: TestContext) => {
+    const traced = await spawnTraced(t, ['-y', '-e', 'trace=openat,fsync,rename']);
+    if (!traced) return;
+    const { registry, traceFile, root } = traced;
+    let mainThread: number;
+    try {
+      mainThread = tracedPid(registry.child.pid as number);
+      const res = await pushImage(registry.url, 'loop/new', 'latest');
+      assert.equal(res.status, 201, await res.text());
+    } finally {
+      await stopTraced(registry.child);
+    }
+    const repo = `${root}/loop/new`;
+    const directories = new Set([`${root}/loop`, repo, `${repo}/blobs`, `${repo}/blobs/sha256`]);
+    const lines = fs.readFileSync(traceFile, 'utf8').split('\n');
+    // `PID openat(AT_FDCWD<cwd>, "PATH", O_RDONLY|O_CLOEXEC...`: a directory opened to be synced.
+    const opens = lines.flatMap((line) => {
+      const m = /^(\d+)\s+openat\([^"]*"([^"]*)", O_RDONLY\|O_CLOEXEC/.exec(line);
+      return m && directories.has(m[2] as string) ? [{ thread: Number(m[1]), dir: m[2] as string }] : [];
+    });
+    const fsyncs = lines.flatMap((line) => {
+      const m = /^(\d+)\s+fsync\(\d+<([^>]*)>/.exec(line);
+      return m && directories.has(m[2] as string) ? [{ thread: Number(m[1]), dir: m[2] as string }] : [];
+    });
+    assert.ok(fsyncs.length >= 4, `the new directories synced: ${JSON.stringify(fsyncs)}`);
+    assert.equal(opens.length, fsyncs.length, 'one open per directory fsync');
+    assert.deepEqual(opens.filter((open) => open.thread !== mainThread), [], 'every open on the event loop thread');
+    assert.deepEqual(fsyncs.filter((fsync) => fsync.thread === mainThread), [], 'no fsync on it');
+
+    // The layout's files and index.json: temporary files renamed into the repository.
+    const small = new Set(
+      lines.flatMap((line) => {
+        const m = /\brename\("([^"]*)", "([^"]*)"/.exec(line);
+        return m && [`${repo}/oci-layout`, `${repo}/index.json`].includes(m[2] as string) ? [m[1] as string] : [];
+      }),
+    );
+    assert.ok(small.size >= 3, `oci-layout and index.json (twice) renamed into place: ${[...small].join(', ')}`);
+    const smallOpens = lines.flatMap((line) => {
+      const m = /^(\d+)\s+openat\([^"]*"([^"]*)"/.exec(line);
+      return m && small.has(m[2] as string) ? [Number(m[1])] : [];
+    });
+    const smallFsyncs = lines.flatMap((line) => {
+      const m = /^(\d+)\s+fsync\(\d+<([^>]*)>/.exec(line);
+      return m && small.has(m[2] as string) ? [Number(m[1])] : [];
+    });
+    assert.equal(smallOpens.length, small.size, 'each small file opened once');
+    assert.equal(smallFsyncs.length, small.size, 'and fsynced once');
+    assert.ok(smallOpens.every((thread) => thread === mainThread), 'opened on the event loop thread');
+    assert.ok(smallFsyncs.every((thread) => thread !== mainThread), 'fsynced in the pool');
   });
 });

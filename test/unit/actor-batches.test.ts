@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { openDatabase } from '../../src/events/database.js';
 import { EventStore, type EventFilter } from '../../src/events/store.js';
 import type { EventBody, StoredEvent } from '../../src/events/types.js';
-import { ActorRunner, BATCH_EVENTS, IGNORED_EVENTS_PER_COMMIT, PAGE_SPAN_EVENTS, QUEUE_EVENTS, type Actor } from '../../src/actors/actor.js';
+import { ActorRunner, BATCH_EVENTS, DEFAULT_RETRY, PAGE_SPAN_EVENTS, QUEUE_EVENTS, TRAILING_EVENTS, type Actor } from '../../src/actors/actor.js';
 import { Checkpoints } from '../../src/actors/checkpoints.js';
 import { RegistryStateProjection } from '../../src/projections/registry-state.js';
 import { makeTempDir } from '../helpers/registry.js';
@@ -112,7 +112,8 @@ describe('actor runner costs', () => {
     const file = path.join(makeTempDir(), 'events.db');
     let { store, checkpoints } = open(file);
     const first = new Recorder(['TagSet']);
-    const runner = new ActorRunner(first, store, checkpoints, silent);
+    // The stored checkpoint trails for a minute at most here: the crash comes well before.
+    const runner = new ActorRunner(first, store, checkpoints, silent, DEFAULT_RETRY, 60_000);
     runner.start();
     // Ignored events, one the actor acts on, then fewer ignored ones than the lazy bound.
     await appendMany(store, Array.from({ length: 30 }, (_, i) => blob(i + 1)));
@@ -120,7 +121,7 @@ describe('actor runner costs', () => {
     await appendMany(store, Array.from({ length: 20 }, (_, i) => blob(i + 100)));
     await runner.caughtUp(51);
     assert.deepEqual(first.seen, [31]);
-    assert.ok(IGNORED_EVENTS_PER_COMMIT > 20);
+    assert.ok(TRAILING_EVENTS > 20);
     // The crash: no stop(), the connections dropped. The stored checkpoint is at the handled event.
     assert.equal(checkpoints.get('recorder'), 31);
     store.db.close();
@@ -271,6 +272,65 @@ describe('actor runner costs', () => {
     assert.deepEqual(actor.sent, [...tags, ...tags], 'what the failed flush did not confirm was sent again');
     assert.deepEqual(actor.confirmed, tags, 'each confirmed once, in order');
     assert.equal(checkpoints.get('sender'), 12);
+    store.complete();
+  });
+  it('an actor with a lazy checkpoint stores it now and then, not per batch, and after a crash redoes only the tail past it', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    let { store, checkpoints } = open(file);
+    const lazyRecorder = (): Recorder => Object.assign(new Recorder(['TagSet']), { lazyCheckpoint: true });
+    const first = lazyRecorder();
+    const runner = new ActorRunner(first, store, checkpoints, silent, DEFAULT_RETRY, 60_000);
+    runner.start();
+    // One batch per event: each is handled before the next is appended.
+    for (let seq = 1; seq <= 10; seq++) {
+      await store.append([tag(seq)], ctx);
+      await runner.caughtUp(seq);
+    }
+    assert.deepEqual(first.seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.equal(checkpoints.commits, 0, 'no checkpoint commit for 10 batches within the bounds');
+    assert.equal(runner.checkpoint, 10, 'done in memory');
+    // The crash: no stop(). The stored checkpoint trails; the next start redoes the tail past it.
+    const storedAtCrash = checkpoints.get('recorder');
+    store.db.close();
+    checkpoints.db.close();
+
+    ({ store, checkpoints } = open(file));
+    await store.append([tag(11)], ctx);
+    const second = lazyRecorder();
+    const restarted = new ActorRunner(second, store, checkpoints, silent, DEFAULT_RETRY, 60_000);
+    restarted.start();
+    await restarted.caughtUp(11);
+    restarted.stop();
+    assert.deepEqual(second.seen, Array.from({ length: 11 - storedAtCrash }, (_, i) => storedAtCrash + i + 1), 'the tail again, then the new event; none skipped');
+    assert.equal(checkpoints.get('recorder'), 11, 'stored at stop');
+    store.complete();
+  });
+
+  it('a lazy checkpoint trails by at most TRAILING_EVENTS, and is stored once the actor is idle for the trailing time', async () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    const actor = Object.assign(new Recorder(['TagSet']), { lazyCheckpoint: true });
+    const runner = new ActorRunner(actor, store, checkpoints, silent, DEFAULT_RETRY, 200);
+    runner.start();
+    const total = TRAILING_EVENTS * 2 + 300;
+    let widestTrail = 0;
+    const watch = store.events$.subscribe(() => (widestTrail = Math.max(widestTrail, runner.checkpoint - checkpoints.get('recorder'))));
+    await appendMany(store, Array.from({ length: total }, (_, i) => tag(i + 1)));
+    await runner.caughtUp(total);
+    watch.unsubscribe();
+    assert.ok(widestTrail < TRAILING_EVENTS, `the stored checkpoint trailed by ${widestTrail} events`);
+    // Idle now: the trailing checkpoint is stored without a stop.
+    while (checkpoints.get('recorder') < total) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(actor.seen.length, total);
+    runner.stop();
+    store.complete();
+  });
+
+  it('refuses a lazy checkpoint for an actor with table writes', () => {
+    const file = path.join(makeTempDir(), 'events.db');
+    const { store, checkpoints } = open(file);
+    const actor = Object.assign(new Recorder(['TagSet']), { lazyCheckpoint: true, writeTables: () => undefined });
+    assert.throws(() => new ActorRunner(actor, store, checkpoints, silent), /lazy checkpoint/);
     store.complete();
   });
 });
