@@ -65,7 +65,7 @@ export interface RunningRegistry {
   dedupeFinished(): Promise<void>;
   /** Sync from upstream registries, when `extensions.sync` (or `sync`) is on. */
   sync?: SyncService;
-  /** Resolves when every actor has handled every event appended so far. */
+  /** Resolves when every actor has handled every event appended so far, its checkpoint stored. */
   actorsCaughtUp(): Promise<void>;
   /** SIGHUP: reopens the audit log and the `log.output` file by name, after a rotation moved them. */
   reopenLogFiles(): Promise<void>;
@@ -369,6 +369,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     actorsCaughtUp: async () => {
       const head = store.head();
       await Promise.all(runners.map((runner) => runner.caughtUp(head)));
+      // zot replay compares index.json files only once the writer's stored checkpoint is at the head.
+      for (const runner of runners) runner.storeTrailing();
     },
     reopenLogFiles: async () => {
       reopenLogOutput(logger);

@@ -341,8 +341,11 @@ export class ActorRunner {
     this.storeTimer.unref();
   }
 
-  /** Stores the checkpoint of the work done, if the stored one trails it. */
-  private storeTrailing(): void {
+  /**
+   * Stores the checkpoint of the work done, if the stored one trails it (a lazy one, see the top):
+   * what reads the database next, such as `zot replay`, then sees that work as done.
+   */
+  storeTrailing(): void {
     if (this.checkpoint <= this.storedCheckpoint) return;
     try {
       this.checkpoints.commit(this.actor.name, this.checkpoint, () => undefined);

@@ -12,8 +12,8 @@ import { compareStorage, recheckMissing } from '../../src/registry/storage-check
 import { RegistryStateQueries } from '../../src/projections/registry-state.js';
 import { openStorageRoots } from '../../src/storage/roots.js';
 import { assertReplayClean } from '../helpers/http.js';
-import { pushBlob } from '../helpers/oci.js';
-import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeImage, pushBlob, pushImage } from '../helpers/oci.js';
+import { runZot, startTestRegistry, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
 function blobFile(root: string, repo: string, digest: string): string {
   return path.join(root, repo, 'blobs', 'sha256', digest.slice('sha256:'.length));
@@ -58,5 +58,33 @@ describe('replay against a running registry', () => {
 
   it('zot replay, through the CLI, still reports the file lost without a removal as drift', async () => {
     await assert.rejects(assertReplayClean(registry), /drift: live\/app: blob sha256:[0-9a-f]{64} is missing from storage\n/);
+  });
+});
+
+describe('replay of index.json files once the actors caught up', () => {
+  let registry: TestRegistry;
+
+  before(async () => {
+    registry = await startTestRegistry();
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+
+  // The index.json writer stores its checkpoint lazily (up to 1 s late): actorsCaughtUp stores it,
+  // or replay would skip the index.json files as not written yet and compare nothing.
+  it('compares the index.json files right after actorsCaughtUp, and reports one that differs', async () => {
+    const res = await pushImage(registry.url, 'indexed/app', 'v1', makeImage({ layers: 1, layerBytes: 100 }));
+    await res.arrayBuffer();
+    assert.equal(res.status, 201);
+    await registry.running.actorsCaughtUp();
+    const config = writeConfig(registry.config);
+    const clean = await runZot(['replay', config]);
+    assert.equal(clean.code, 0, clean.stdout);
+    assert.doesNotMatch(clean.stdout, /index\.json files were not compared/);
+    fs.writeFileSync(path.join(registry.root, 'indexed', 'app', 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [] }));
+    const drift = await runZot(['replay', config]);
+    assert.equal(drift.code, 1);
+    assert.match(drift.stdout, /drift: indexed\/app: index\.json differs from the tags and manifests in the log/);
   });
 });
