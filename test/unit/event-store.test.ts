@@ -26,8 +26,9 @@ class RecordingActor implements Actor {
   readonly attempts: number[] = [];
   constructor(private readonly failures = new Map<number, number>()) {}
   async handle(event: StoredEvent): Promise<void> {
-    await new Promise((r) => setTimeout(r, 1));
+    // Counted when called: a call in flight at stop() is one the runner made before it.
     this.attempts.push(event.seq);
+    await new Promise((r) => setTimeout(r, 1));
     const left = this.failures.get(event.seq) ?? 0;
     if (left > 0) {
       this.failures.set(event.seq, left - 1);
