@@ -1,7 +1,7 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4 --max-old-space-size=1536 --expose-gc --enable-source-maps
 // Shim over the compiled CLI; `npm ci` builds dist/ through the prepare script.
 // MALLOC_ARENA_MAX=2: glibc's malloc gives each thread that allocates at once an arena of its own,
-// up to 8 per core, and keeps what each arena grew to; the libuv pool (16 threads for `zot serve`),
+// up to 8 per core, and keeps what each arena grew to; the libuv pool (8 threads for `zot serve`),
 // the hash worker and V8's helper threads then hold some 10 MiB of peak RSS in arenas. With two,
 // the peak over the benchmark's figures 1-6 was 104.0 against 114.6 MiB (medians of 5), and push
 // and pull throughput stayed within the noise of a busy machine. env sets it before node starts,
