@@ -42,6 +42,11 @@ export interface CommitOptions {
    * acknowledged size is not recorded and the caller discards it on failure.
    */
   privateSession?: boolean;
+  /**
+   * Others read the session's file while the body arrives (sync's joined fetches, blob-fetches.ts):
+   * its bytes go to that file, never to a temporary file of their own (commitWholeBody).
+   */
+  readFromSession?: boolean;
 }
 
 /** DIGEST_INVALID from verification: the session is discarded already, there is nothing to restore. */
@@ -62,7 +67,7 @@ export class BlobCommit {
     // A private session is the caller's own, just created and empty: its size needs no stat.
     const knownSize = options.privateSession ? 0 : undefined;
     const work = async (acknowledged: number): Promise<string> => {
-      if (lastChunk && acknowledged === 0 && this.takesBodies(repo)) return this.commitWholeBody(repo, id, digest, context, lastChunk);
+      if (lastChunk && acknowledged === 0 && !options.readFromSession && this.takesBodies(repo)) return this.commitWholeBody(repo, id, digest, context, lastChunk);
       try {
         if (lastChunk && acknowledged === 0) this.aimParts(repo, id, digest, lastChunk.length);
         const size = await this.takeLastChunk(repo, id, acknowledged, digest, lastChunk, marked);

@@ -247,7 +247,7 @@ export class Registry {
    */
   async pushBlobInto(repo: string, id: string, digest: ParsedDigest, body: Readable, context: EventContext, length?: number): Promise<string> {
     try {
-      return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body, ...(length !== undefined ? { length } : {}) }, { privateSession: true }));
+      return await this.locks.inRepository(repo, () => this.commits.commit(repo, id, digest, context, { body, ...(length !== undefined ? { length } : {}) }, { privateSession: true, readFromSession: true }));
     } catch (err) {
       await this.uploads.discard(repo, id).catch(() => undefined);
       throw err;

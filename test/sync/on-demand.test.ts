@@ -156,6 +156,38 @@ describe('sync on demand', () => {
     await eventually(async () => local.running.queries.blobSize('lib/big', sha256(layer)) === layer.length, 'the blob committed', 10_000);
   });
 
+  // A joined reader follows the fetch's session file; the bytes in memory are only its last 4 MiB
+  // and go at the commit. A reader that falls behind must still find the rest in the file.
+  it('gives a client that reads slowly, behind the fetch and past its commit, the whole blob', async () => {
+    const large = layoutImage({ layers: 1, fileBytes: [12 * 1024 * 1024] });
+    await pushOverHttp(upstream.url, 'lib/large', 'v1', large);
+    const layer = large.blobs[1] as Buffer;
+    const manifest = await fetch(`${local.url}/v2/lib/large/manifests/v1`, { headers: { Accept: ACCEPT_MANIFESTS } });
+    assert.equal(manifest.status, 200);
+    await manifest.arrayBuffer();
+    const chunks: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const request = http.get(`${local.url}/v2/lib/large/blobs/${sha256(layer)}`, (res) => {
+        assert.equal(res.statusCode, 200);
+        res.once('data', (first: Buffer) => {
+          chunks.push(first);
+          // Stop reading until the fetch has committed, then take the rest.
+          res.pause();
+          void eventually(async () => local.running.queries.blobSize('lib/large', sha256(layer)) === layer.length, 'the blob committed', 20_000).then(() => {
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.resume();
+          }, reject);
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      request.on('error', reject);
+      // Without the bytes the reader would wait for ever: fail instead.
+      request.setTimeout(30_000, () => request.destroy(new Error('the body stalled')));
+    });
+    assert.ok(Buffer.concat(chunks).equals(layer), 'the slow reader got the whole blob');
+  });
+
   it('refuses a corrupted upstream blob: the client gets a cut body, nothing is stored, a HEAD says 502', async () => {
     const bad = layoutImage({ layers: 1, fileBytes: [300_000] });
     await pushOverHttp(upstream.url, 'lib/bad', 'v1', bad);
