@@ -46,7 +46,7 @@ export async function compareStorage(
     }
     const info = await driver.stat(blobPath(storedIn ?? item.repo, digest));
     if (!info) missing.push({ repo: item.repo, digest: item.digest, kind: item.kind });
-    else if (info.size !== item.size) drift.push(`${item.repo}: ${item.kind} ${item.digest} has ${info.size} bytes on storage, ${item.size} in the log`);
+    else if (info.size !== item.size) drift.push(sizeDrift(item, info.size, item.size));
     let set = known.get(item.repo);
     if (!set) known.set(item.repo, (set = new Set()));
     set.add(`${digest.algorithm}/${digest.hex}`);
@@ -76,6 +76,11 @@ export async function compareStorage(
   return { drift, notes, missing };
 }
 
+/** The drift line of content whose file has another size than the log records. */
+function sizeDrift(item: StoredContent, onStorage: number, inLog: number): string {
+  return `${item.repo}: ${item.kind} ${item.digest} has ${onStorage} bytes on storage, ${inLog} in the log`;
+}
+
 /**
  * Content found missing while the projections were read in one snapshot, checked again against
  * the projections as they are now: a running registry removes a file only after it commits the
@@ -94,7 +99,7 @@ export async function recheckMissing(roots: StorageRoots, queries: RegistryState
     const storedIn = item.kind === 'blob' ? queries.blobStoredIn(item.repo, item.digest) : undefined;
     const info = await roots.for(item.repo).driver.stat(blobPath(storedIn ?? item.repo, parseDigest(item.digest)));
     if (!info) drift.push(`${item.repo}: ${item.kind} ${item.digest} is missing from storage`);
-    else if (info.size !== recorded) drift.push(`${item.repo}: ${item.kind} ${item.digest} has ${info.size} bytes on storage, ${recorded} in the log`);
+    else if (info.size !== recorded) drift.push(sizeDrift(item, info.size, recorded));
   }
   const notes = removed > 0 ? [`${removed} blob(s) or manifest(s) removed by the registry while the check ran (not drift)`] : [];
   return { drift, notes, missing: [] };
