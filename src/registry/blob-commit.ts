@@ -17,8 +17,9 @@
 // A body that is the whole blob (a POST ?digest=, or a closing PUT on a session with no bytes) on a
 // filesystem root takes a shorter way, commitBody: no session file to create, append to, link and
 // remove, and no closing marker, as no session's bytes change. The body goes to a temporary file
-// (hashed as it arrives), which step 3 syncs and renames into place. A crash leaves at most the
-// temporary file, which the next start clears, or an orphan in blobs/, as on the long way.
+// (hashed as it arrives), which step 3 renames into place and syncs. A crash leaves at most the
+// temporary file, which the next start clears, or an orphan in blobs/ (possibly short: no event
+// names it, and the next push of the digest replaces it), as on the long way.
 import type { Readable } from 'node:stream';
 import type { EventContext } from '../events/types.js';
 import type { ParsedDigest } from '../oci/digest.js';
@@ -98,10 +99,10 @@ export class BlobCommit {
    * Commits a request's body that is the whole blob, on a root that takesBodies (see the top); the
    * caller holds the repository. The steps of `commit`, on a temporary file instead of a session:
    *   1. the body goes to the file, hashed as it arrives;
-   *   2. verify the digest (DIGEST_INVALID on a mismatch); meanwhile the file is synced, when
+   *   2. verify the digest (DIGEST_INVALID on a mismatch); meanwhile the file's sync starts, when
    *      step 3 will place it;
-   *   3. under the content lock, rename it to its content address (or, with dedupe, link the copy
-   *      the root holds already);
+   *   3. under the content lock, rename it to its content address, then wait for its sync and the
+   *      directory's side by side (or, with dedupe, link the copy the root holds already);
    *   4. append BlobPushed: the commit point;
    *   5. the file goes, unless placed.
    */
@@ -115,12 +116,10 @@ export class BlobCommit {
       const writeback = new Writeback(sync);
       const actual = await uploads.bodyDigest(staged, digest.algorithm);
       if (actual !== digest.hex) throw new DigestMismatch(`upload content has digest ${digest.algorithm}:${actual}, not ${digest.value}`);
-      await writeback.done();
+      // The file is renamed into place while its sync may still run, and that sync waited for with
+      // its directory's: nothing names the path until the append.
       await locks.withContent(repo, digest.value, () =>
-        this.placeAndRecord(repo, digest, staged.size, context, async (target) => {
-          if (!writeback.synced) await uploads.syncBody(staged);
-          await uploads.placeBody(staged, target);
-        }),
+        this.placeAndRecord(repo, digest, staged.size, context, (target) => uploads.placeBody(staged, target, writeback.synced ? writeback.done() : uploads.syncBody(staged))),
       );
     } finally {
       await uploads.dropBody(staged);

@@ -133,7 +133,7 @@ export class ManifestStore {
       await locks.withContent(repo, digest.value, async () => {
         // Bytes already at the path are trusted only when an event names them; whatever else is
         // there (even of the right size) is replaced by the content just hashed.
-        if (!files.ownPathNamed(repo, digest.value)) await driver.putContent(blobPath(repo, digest), content);
+        if (!files.ownPathNamed(repo, digest.value)) await driver.putContent(blobPath(repo, digest), content, { unnamed: true });
         // The events from the state inside the append: another push may move the tag meanwhile;
         // a tag move is authorized there too, in the same transaction.
         await store.append(

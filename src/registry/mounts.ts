@@ -66,6 +66,8 @@ export class Mounts {
     return locks.withContentOfBoth(repo, from, digest.value, async () => {
       const size = queries.blobSize(from, digest.value);
       if (size === undefined) return undefined;
+      // A push of the digest may have landed since the caller looked: its named bytes stay as they are.
+      if (queries.blobSize(repo, digest.value) !== undefined) return digest.value;
       const storedIn = await this.placeCopy(repo, from, digest, size);
       const stillThere = (): void => {
         if (queries.blobSize(from, digest.value) === undefined) throw new RegistryError('BLOB_UNKNOWN', `blob ${digest.value} left ${from} during the mount`);
@@ -101,8 +103,7 @@ export class Mounts {
     const { temp } = await staging.writeTemporary(await source.driver.reader(fromPath), size, () => undefined);
     try {
       if (target.driver === staging) {
-        // A filesystem root: the file is renamed into place, synced through its open descriptor.
-        await staging.syncTemporary(temp);
+        // A filesystem root: the file is renamed into place, then synced through its open descriptor.
         await staging.placeTemporary(temp, blobPath(repo, digest));
       } else {
         await target.driver.putFile(temp.localPath, blobPath(repo, digest));

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { ParsedDigest } from '../oci/digest.js';
 import type { RegistryStateQueries } from '../projections/registry-state.js';
-import { blobPath, blobsDir, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT, repoDir, uploadsDir } from '../storage/layout.js';
+import { blobPath, blobsDir, indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT, uploadsDir } from '../storage/layout.js';
 import type { StorageRoots } from '../storage/roots.js';
 
 export class RepositoryFiles {
@@ -36,25 +36,30 @@ export class RepositoryFiles {
 
   private async layOut(repo: string): Promise<void> {
     const { driver, staging } = this.roots.for(repo);
-    // A repository the log does not know has no files that matter (at most what a crash or an
-    // interrupted GC left: its layout, an index.json of manifests removed since): they are
-    // written without looking first. One the log knows keeps its own (first write since a start).
     const known = this.queries.repositoryExists(repo);
-    const write = async (path: string, content: string): Promise<void> => {
-      if (!known || !(await driver.stat(path))) await driver.putContent(path, content);
-    };
-    const onFilesystem = staging === driver;
-    // A new repository's directory first: the names made in it then find it there, where side
-    // by side each one's first try failed (ENOENT) and went again.
-    if (onFilesystem && !known) await staging.makeDirectory(repoDir(repo));
-    // All at once: the new names in the repository's directory then share its fsyncs, where one
-    // after the other each would pay its own.
-    const directories = onFilesystem ? [blobsDir(repo, 'sha256'), uploadsDir(repo)] : [];
-    await Promise.all([
-      write(ociLayoutPath(repo), OCI_LAYOUT_CONTENT),
-      write(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] })),
-      ...directories.map((dir) => staging.makeDirectory(dir)),
-    ]);
+    const empty = JSON.stringify({ schemaVersion: 2, manifests: [] });
+    if (staging === driver && !known) {
+      // A repository the log does not know has no files that matter (at most what a crash or an
+      // interrupted GC left: its layout, an index.json of manifests removed since): all of it is
+      // written at once, without looking first, and synced together. A crash before its first
+      // event leaves it new to the log, so its next write lays it out again.
+      await staging.createTogether(
+        [blobsDir(repo, 'sha256'), uploadsDir(repo)],
+        [
+          { path: ociLayoutPath(repo), content: OCI_LAYOUT_CONTENT },
+          { path: indexPath(repo), content: empty },
+        ],
+      );
+    } else {
+      // A bucket, or a repository the log knows (its first write since a start, or since GC
+      // removed its layout): its files are kept where they are, and written where missing.
+      const write = async (path: string, content: string): Promise<void> => {
+        if (!known) await driver.putContent(path, content, { unnamed: true });
+        else if (!(await driver.stat(path))) await driver.putContent(path, content);
+      };
+      const directories = staging === driver ? [blobsDir(repo, 'sha256'), uploadsDir(repo)] : [];
+      await Promise.all([write(ociLayoutPath(repo), OCI_LAYOUT_CONTENT), write(indexPath(repo), empty), ...directories.map((dir) => staging.makeDirectory(dir))]);
+    }
     this.laidOut.add(repo);
   }
 

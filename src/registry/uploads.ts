@@ -276,9 +276,13 @@ export class UploadSessions {
     await this.stagingFor(staged.repo).syncTemporary(staged.temp);
   }
 
-  /** Renames a staged body's file (synced: syncBody) to `to`, durably, in the staging directory's own tree. */
-  async placeBody(staged: StagedBody, to: string): Promise<void> {
-    await this.stagingFor(staged.repo).placeTemporary(staged.temp, to);
+  /**
+   * Renames a staged body's file to `to`, a path no event names, in the staging directory's own
+   * tree, then makes it durable: `syncing` (syncBody, started since its last write) side by side
+   * with its directory's sync.
+   */
+  async placeBody(staged: StagedBody, to: string, syncing: Promise<void>): Promise<void> {
+    await this.stagingFor(staged.repo).placeTemporary(staged.temp, to, syncing);
   }
 
   /** The staged body is over: its hash goes, and its file unless placed. */

@@ -100,6 +100,90 @@ export async function inDirectory<T>(dir: string, write: () => Promise<T>): Prom
   return write();
 }
 
+/** A small file for createTogether: its absolute path and content. */
+export interface NewFile {
+  path: string;
+  content: Buffer | string;
+}
+
+/**
+ * Makes directories and small files that no event names yet (a new repository's layout) exist
+ * durably with one wait for the disk, where ensureDirectory and a durable write would wait level
+ * after level: every missing level is made and every file written in place (on the event loop:
+ * metadata and a few bytes into the kernel's caches), then the files and the parents of every new
+ * name are synced side by side. Meanwhile the levels made count as being created, so inDirectory
+ * and ensureDirectory callers wait for their syncs and GC leaves their parents. A crash before the
+ * syncs end may leave some of it, possibly a short file: its owner writes it all again (the
+ * repository is still new to the log).
+ */
+export async function createTogether(dirs: readonly string[], files: readonly NewFile[]): Promise<void> {
+  const paths = [...dirs, ...files.map((file) => path.dirname(file.path))];
+  // Another creation of one of these levels or above them goes first: its syncs are its own.
+  for (let pending = creationsAtOrAbove(paths); pending.length > 0; pending = creationsAtOrAbove(paths)) {
+    await Promise.allSettled(pending);
+  }
+  // From here to the registration below nothing yields: no other creation can start in between.
+  const made = dirs.flatMap(makeLevels);
+  const descriptors: number[] = [];
+  try {
+    for (const file of files) {
+      const fd = fs.openSync(file.path, 'w');
+      descriptors.push(fd);
+      fs.writeFileSync(fd, file.content);
+    }
+  } catch (err) {
+    for (const fd of descriptors) fs.closeSync(fd);
+    throw err;
+  }
+  const parents = new Set([...made.map((level) => path.dirname(level)), ...files.map((file) => path.dirname(file.path))]);
+  const durable = settleAll([...descriptors.map(fsyncDescriptor), ...[...parents].map(syncDirectory)]).finally(() => {
+    for (const fd of descriptors) fs.closeSync(fd);
+    for (const level of made) if (inCreation.get(level) === durable) inCreation.delete(level);
+  });
+  for (const level of made) inCreation.set(level, durable);
+  await durable;
+}
+
+/** The creations under way of any of `dirs` or of a directory above one. */
+function creationsAtOrAbove(dirs: readonly string[]): Promise<void>[] {
+  const found = new Set<Promise<void>>();
+  for (const dir of dirs) {
+    for (let level = dir; ; level = path.dirname(level)) {
+      const creating = inCreation.get(level);
+      if (creating) found.add(creating);
+      if (path.dirname(level) === level) break;
+    }
+  }
+  return [...found];
+}
+
+/** mkdir -p of `dir`, synchronously; the levels it made, outermost first. */
+function makeLevels(dir: string): string[] {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const first = fs.mkdirSync(dir, { recursive: true });
+      if (first === undefined) return [];
+      const levels = [dir];
+      for (let level = dir; level !== first; ) levels.unshift((level = path.dirname(level)));
+      return levels;
+    } catch (err) {
+      // A level GC removed between two of mkdir -p's steps: made again, as createLevel does.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === CREATE_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** fsync(2) in the pool of a descriptor opened on the event loop. */
+function fsyncDescriptor(fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Waits for every promise to settle, then rejects with the first failure, if any. */
+async function settleAll(work: readonly Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
 /**
  * How often a level is tried when its parent vanishes between being made and being used: GC
  * removes an empty parent shared with another repository (`ns` of `ns/a` and `ns/b`), and a removal

@@ -78,6 +78,18 @@ export interface StreamedWrite {
   abort(): void;
 }
 
+export interface PutContentOptions {
+  /**
+   * No event names the path yet, and whatever a crash leaves there is replaced before one does: a
+   * content address whose bytes are about to be recorded (RepositoryFiles.ownPathNamed), or the
+   * layout of a repository the log does not know. A filesystem then renames the file into place
+   * first and syncs its bytes and its directory side by side, one wait for the disk instead of two
+   * in a row; a crash before both finish may leave a short file there, never under a name that
+   * counts.
+   */
+  unnamed?: boolean;
+}
+
 export interface StorageDriver {
   readonly name: string;
   /**
@@ -94,7 +106,7 @@ export interface StorageDriver {
   /** The whole content of a small file. Throws PathNotFoundError. */
   getContent(path: string): Promise<Buffer>;
   /** Writes a small file atomically and durably: readers see the old or the new content, never a mix. */
-  putContent(path: string, content: Buffer | string): Promise<void>;
+  putContent(path: string, content: Buffer | string, options?: PutContentOptions): Promise<void>;
   /** A stream of the file, or of one inclusive byte range of it. Throws PathNotFoundError. */
   reader(path: string, range?: ByteRange): Promise<Readable>;
   /**

@@ -6,10 +6,10 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { writeInBatches } from './body-batches.js';
-import { ensureDirectory, inDirectory, syncDirectory } from './directories.js';
+import { createTogether, ensureDirectory, inDirectory, syncDirectory } from './directories.js';
 import { readAhead } from './read-ahead.js';
 import { bodyBytesReceived } from './young-garbage.js';
-import { PathNotFoundError, type ByteRange, type FileInfo, type StorageDriver } from './driver.js';
+import { PathNotFoundError, type ByteRange, type FileInfo, type PutContentOptions, type StorageDriver } from './driver.js';
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 /** Reads in smaller pieces: a slow client then holds little in the socket queue. */
@@ -109,9 +109,19 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async putContent(relative: string, content: Buffer | string): Promise<void> {
+  async putContent(relative: string, content: Buffer | string, options: PutContentOptions = {}): Promise<void> {
     const target = this.full(relative);
     const temp = await this.tempFile();
+    if (options.unnamed === true) {
+      const file = await writeOpen(temp, content);
+      try {
+        await inDirectory(path.dirname(target), () => fs.rename(temp, target));
+        await syncPlaced(target, file.sync);
+      } finally {
+        await file.close();
+      }
+      return;
+    }
     if (Buffer.byteLength(content) <= SMALL_CONTENT_BYTES) {
       await writeSmallDurably(temp, content);
       await this.renameDurably(temp, target);
@@ -152,6 +162,17 @@ export class FilesystemDriver implements StorageDriver {
   /** Makes the directory (and any missing parent) exist durably. */
   async makeDirectory(relative: string): Promise<void> {
     await ensureDirectory(this.full(relative));
+  }
+
+  /**
+   * Makes directories and small files (written in place) that no event names yet exist durably,
+   * all with one wait for the disk (directories.ts createTogether): a new repository's layout.
+   */
+  async createTogether(directories: readonly string[], files: readonly { path: string; content: Buffer | string }[]): Promise<void> {
+    await createTogether(
+      directories.map((dir) => this.full(dir)),
+      files.map((file) => ({ path: this.full(file.path), content: file.content })),
+    );
   }
 
   async openFile(relative: string): Promise<fs.FileHandle> {
@@ -250,13 +271,23 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   /**
-   * Closes a temporary file and moves it to `to` atomically and durably (its directory synced
-   * after the rename). The caller has synced it (syncTemporary): a rename does not sync the bytes.
+   * Moves a temporary file to `to`, a path no event names (PutContentOptions.unnamed), atomically
+   * and durably: renamed first, then its bytes and the directory synced side by side, and closed.
+   * `syncing`: a sync of the file started after its last write (syncTemporary), waited for instead
+   * of a new one.
    */
-  async placeTemporary(temp: TemporaryFile, to: string): Promise<void> {
-    // The close and the rename side by side: a name is renamed, not a descriptor.
-    await Promise.all([temp.handle.close(), this.renameDurably(temp.localPath, this.full(to))]);
+  async placeTemporary(temp: TemporaryFile, to: string, syncing?: Promise<void>): Promise<void> {
+    const target = this.full(to);
+    // Its failure is awaited after the rename, or of no concern when the rename fails: until then
+    // it must not count as unhandled.
+    syncing?.catch(() => undefined);
+    await inDirectory(path.dirname(target), () => fs.rename(temp.localPath, target));
     this.placed.add(temp);
+    try {
+      await syncPlaced(target, () => syncing ?? temp.handle.sync());
+    } finally {
+      await temp.handle.close();
+    }
   }
 
   /** Closes and removes a temporary file that is not placed; nothing to do for one placed already. */
@@ -423,10 +454,56 @@ async function writeSmallDurably(file: string, content: Buffer | string): Promis
   const fd = openSync(file, 'w');
   try {
     writeFileSync(fd, content);
-    await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    await fsyncDescriptor(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** fsync(2) in the pool of a descriptor opened on the event loop. */
+function fsyncDescriptor(fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** A file written and left open, for its sync once it has its name (see syncPlaced). */
+interface OpenWrittenFile {
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Writes a new file and leaves it open: small content on the event loop, as writeSmallDurably. */
+async function writeOpen(file: string, content: Buffer | string): Promise<OpenWrittenFile> {
+  if (Buffer.byteLength(content) <= SMALL_CONTENT_BYTES) {
+    const fd = openSync(file, 'w');
+    try {
+      writeFileSync(fd, content);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    return { sync: () => fsyncDescriptor(fd), close: async () => closeSync(fd) };
+  }
+  const handle = await fs.open(file, 'w');
+  try {
+    await handle.writeFile(content);
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  return { sync: () => handle.sync(), close: () => handle.close() };
+}
+
+/**
+ * Makes a file just renamed to `target`, a path no event names, durable: its bytes (`syncBytes`)
+ * and its directory synced side by side, both settled before the file may be closed. When either
+ * fails the name goes again, as the bytes under it may not be on the disk.
+ */
+async function syncPlaced(target: string, syncBytes: () => Promise<void>): Promise<void> {
+  const outcomes = await Promise.allSettled([syncBytes(), syncDirectory(path.dirname(target))]);
+  const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failed === undefined) return;
+  await fs.unlink(target).catch(() => undefined);
+  throw failed.reason;
 }
 
 /**

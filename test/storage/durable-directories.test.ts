@@ -157,6 +157,38 @@ function checkRenames(calls: Call[], root: string): { renamed: string[]; problem
   return { renamed, problems };
 }
 
+/**
+ * For each file created in place under `dir` (opened with O_CREAT: a new repository's layout, which
+ * no event names): the file fsynced through that descriptor, and `dir` fsynced after the open
+ * returned, both before the first answer of a push into the repository (`answerNames`).
+ */
+function checkCreatedInPlace(calls: Call[], dir: string, answerNames: string): { created: string[]; problems: string[] } {
+  const answer = calls.find((call) => (call.name === 'write' || call.name === 'writev') && call.args.includes('HTTP/1.1 201') && call.args.includes(answerNames));
+  const deadline = answer?.startedAt ?? Number.POSITIVE_INFINITY;
+  const created: string[] = [];
+  const problems: string[] = answer === undefined ? [`no answer names ${answerNames}`] : [];
+  calls.forEach((call, index) => {
+    const file = pathArgument(call.args);
+    if (call.name !== 'openat' || call.result < 0 || !call.args.includes('O_CREAT') || file === undefined || path.dirname(file) !== dir) return;
+    created.push(file);
+    const fd = call.result;
+    const open = new OpenDescriptors();
+    let fileSynced = false;
+    let dirSynced = false;
+    for (const later of calls.slice(index + 1)) {
+      if (later.endedAt >= deadline) break;
+      if (later.name === 'close' && fdArgument(later.args) === fd && !fileSynced) break;
+      open.see(later, dir);
+      if (later.name !== 'fsync' || later.result !== 0) continue;
+      if (fdArgument(later.args) === fd && !fileSynced) fileSynced = true;
+      else if (open.get(fdArgument(later.args)) === true && later.startedAt > call.endedAt) dirSynced = true;
+    }
+    if (!fileSynced) problems.push(`${file} was created in place but not fsynced before the answer`);
+    if (!dirSynced) problems.push(`${file} was created in place but ${dir} was not fsynced after it and before the answer`);
+  });
+  return { created, problems };
+}
+
 describe('directories created on the way to a new file', () => {
   it('are fsynced into their parents before the event that names the file', async (t: TestContext) => {
     const traced = await spawnTraced(t, ['-e', `trace=${TRACED}`]);
@@ -196,7 +228,12 @@ describe('directories created on the way to a new file', () => {
     const calls = parseTrace(fs.readFileSync(traceFile, 'utf8'));
     const { renamed, problems } = checkRenames(calls, root);
     for (let i = 0; i < 6; i++) {
-      for (const file of ['oci-layout', 'index.json']) assert.ok(renamed.includes(`${root}/ns/repo${i}/${file}`), `${file} of repo${i} renamed into place`);
+      // A new repository's layout is written in place (nothing names it yet), index.json later
+      // rewritten by the index.json writer through a rename.
+      const layout = checkCreatedInPlace(calls, `${root}/ns/repo${i}`, `/v2/ns/repo${i}/`);
+      for (const file of ['oci-layout', 'index.json']) assert.ok(layout.created.includes(`${root}/ns/repo${i}/${file}`), `${file} of repo${i} created in place`);
+      assert.deepEqual(layout.problems, []);
+      assert.ok(renamed.includes(`${root}/ns/repo${i}/index.json`), `index.json of repo${i} rewritten through a rename`);
       assert.ok(renamed.filter((name) => name.startsWith(`${root}/ns/repo${i}/blobs/sha256/`)).length >= 3, `the blobs and manifest of repo${i} renamed into place`);
     }
     assert.deepEqual(problems, []);
@@ -235,16 +272,19 @@ describe('a directory fsync, and a small file written durably', () => {
     assert.deepEqual(opens.filter((open) => open.thread !== mainThread), [], 'every open on the event loop thread');
     assert.deepEqual(fsyncs.filter((fsync) => fsync.thread === mainThread), [], 'no fsync on it');
 
-    // The layout's files and index.json: temporary files renamed into the repository.
-    const small = new Set(
-      lines.flatMap((line) => {
+    // Small files: the layout's, created in place (nothing names them yet), and index.json, rewritten
+    // through a temporary file renamed into the repository. -y prints a descriptor's current path.
+    const layoutFiles = [`${repo}/oci-layout`, `${repo}/index.json`];
+    const small = new Set([
+      ...layoutFiles,
+      ...lines.flatMap((line) => {
         const m = /\brename\("([^"]*)", "([^"]*)"/.exec(line);
-        return m && [`${repo}/oci-layout`, `${repo}/index.json`].includes(m[2] as string) ? [m[1] as string] : [];
+        return m && m[2] === `${repo}/index.json` ? [m[1] as string] : [];
       }),
-    );
-    assert.ok(small.size >= 3, `oci-layout and index.json (twice) renamed into place: ${[...small].join(', ')}`);
+    ]);
+    assert.ok(small.size >= 3, `oci-layout, index.json and index.json's rewrite: ${[...small].join(', ')}`);
     const smallOpens = lines.flatMap((line) => {
-      const m = /^(\d+)\s+openat\([^"]*"([^"]*)"/.exec(line);
+      const m = /^(\d+)\s+openat\([^"]*"([^"]*)", [^)]*O_CREAT/.exec(line);
       return m && small.has(m[2] as string) ? [Number(m[1])] : [];
     });
     const smallFsyncs = lines.flatMap((line) => {
