@@ -115,7 +115,10 @@ export class FilesystemDriver implements StorageDriver {
     if (options.unnamed === true) {
       const file = await writeOpen(temp, content);
       try {
-        await inDirectory(path.dirname(target), () => fs.rename(temp, target));
+        await inDirectory(path.dirname(target), () => fs.rename(temp, target)).catch(async (err: unknown) => {
+          await fs.unlink(temp).catch(() => undefined);
+          throw err;
+        });
         await syncPlaced(target, file.sync);
       } finally {
         await file.close();
