@@ -243,8 +243,8 @@ describe('directories created on the way to a new file', () => {
 });
 
 describe('a directory fsync, and a small file written durably', () => {
-  it('hand the pool the fsync alone: the open, write and close run on the event loop thread', async (t: TestContext) => {
-    const traced = await spawnTraced(t, ['-y', '-e', 'trace=openat,fsync,rename']);
+  it('hand the pool the fsync alone: the open, write, rename and close run on the event loop thread', async (t: TestContext) => {
+    const traced = await spawnTraced(t, ['-y', '-e', 'trace=openat,fsync,rename,write,writev']);
     if (!traced) return;
     const { registry, traceFile, root } = traced;
     let mainThread: number;
@@ -295,5 +295,20 @@ describe('a directory fsync, and a small file written durably', () => {
     assert.equal(smallFsyncs.length, small.size, 'and fsynced once');
     assert.ok(smallOpens.every((thread) => thread === mainThread), 'opened on the event loop thread');
     assert.ok(smallFsyncs.every((thread) => thread !== mainThread), 'fsynced in the pool');
+
+    // The small bodies (config, layer) written to their temporary files, and every name renamed
+    // into the repository (the blobs, the manifest, index.json's rewrite): on the event loop too.
+    const bodyWrites = lines.flatMap((line) => {
+      const m = /^(\d+)\s+writev?\(\d+<([^>]*)>/.exec(line);
+      return m && (m[2] as string).startsWith(`${root}/.zot-ts/tmp/`) ? [Number(m[1])] : [];
+    });
+    assert.ok(bodyWrites.length >= 2, `the bodies written: ${bodyWrites.length}`);
+    assert.deepEqual(bodyWrites.filter((thread) => thread !== mainThread), [], 'body writes on the event loop thread');
+    const renames = lines.flatMap((line) => {
+      const m = /^(\d+)\s+rename\("[^"]*", "([^"]*)"/.exec(line);
+      return m && (m[2] as string).startsWith(`${repo}/`) ? [Number(m[1])] : [];
+    });
+    assert.ok(renames.length >= 4, `blobs, manifest and index.json renamed into place: ${renames.length}`);
+    assert.deepEqual(renames.filter((thread) => thread !== mainThread), [], 'renames on the event loop thread');
   });
 });
