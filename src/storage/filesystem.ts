@@ -1,7 +1,7 @@
 // The filesystem driver: files under one root directory, made durable with fsync and atomic
 // renames so that a `kill -9` (or power loss) never leaves a half-written file in place.
 import * as fs from 'node:fs/promises';
-import { closeSync, fsync, openSync, renameSync, writeFileSync, writevSync } from 'node:fs';
+import { closeSync, fsync, openSync, renameSync, writeFileSync, writev, writevSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -32,8 +32,11 @@ export interface TemporaryFile {
   readonly path: string;
   /** On local disk, for the hashing pool. */
   readonly localPath: string;
-  /** Open for writing until placed or discarded. */
-  readonly handle: fs.FileHandle;
+  /**
+   * Open for writing until placed or discarded: a descriptor opened and closed on the event loop
+   * (see SMALL_CONTENT_BYTES), closed once its syncs have returned, as its number may be reused.
+   */
+  readonly fd: number;
 }
 
 /** Called with each range once it is in the file (absolute offsets, and the bytes, to read before it returns). */
@@ -49,6 +52,10 @@ export class FilesystemDriver implements StorageDriver {
   private tempDirectoryReady: Promise<void> | undefined;
   /** Temporary files renamed into place: nothing left to remove of them. */
   private readonly placed = new WeakSet<TemporaryFile>();
+  /** Temporary files' syncs in flight: their descriptors stay open until these return. */
+  private readonly syncsOf = new WeakMap<TemporaryFile, Set<Promise<void>>>();
+  /** Temporary files whose descriptors are closed (or being closed). */
+  private readonly closed = new WeakSet<TemporaryFile>();
 
   /**
    * `tempDirectory` (relative to the root, on the same filesystem so renames stay atomic) holds
@@ -204,7 +211,7 @@ export class FilesystemDriver implements StorageDriver {
     const file = this.full(relative);
     const { handle, size: before } = await inDirectory(path.dirname(file), () => this.openOwnCopy(file, 'a'));
     try {
-      return await writeBody(handle, before, source, exactLength, afterWrite);
+      return await writeBody(handle.fd, before, source, exactLength, afterWrite);
     } catch (err) {
       await handle.truncate(before).catch(() => undefined);
       throw err;
@@ -237,7 +244,7 @@ export class FilesystemDriver implements StorageDriver {
     try {
       const { exactLength, afterWrite } = check(before);
       refused = false;
-      return { before, written: await writeBody(handle, before, source, exactLength, afterWrite) };
+      return { before, written: await writeBody(handle.fd, before, source, exactLength, afterWrite) };
     } catch (err) {
       // Refused before its first byte: nothing to cut back.
       if (refused) throw err;
@@ -259,9 +266,9 @@ export class FilesystemDriver implements StorageDriver {
     onCreated: (temp: TemporaryFile) => AfterWrite | undefined,
   ): Promise<{ temp: TemporaryFile; size: number }> {
     const localPath = await this.tempFile();
-    const temp: TemporaryFile = { path: path.relative(this.root, localPath), localPath, handle: await fs.open(localPath, 'wx') };
+    const temp: TemporaryFile = { path: path.relative(this.root, localPath), localPath, fd: openSync(localPath, 'wx') };
     try {
-      return { temp, size: await writeBody(temp.handle, 0, source, exactLength, onCreated(temp)) };
+      return { temp, size: await writeBody(temp.fd, 0, source, exactLength, onCreated(temp)) };
     } catch (err) {
       await this.discardTemporary(temp);
       throw err;
@@ -269,8 +276,23 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   /** fsync(2) of a temporary file, through its open descriptor. */
-  async syncTemporary(temp: TemporaryFile): Promise<void> {
-    await temp.handle.sync();
+  syncTemporary(temp: TemporaryFile): Promise<void> {
+    if (this.closed.has(temp)) return Promise.reject(new Error(`temporary file ${temp.path} is closed`));
+    let syncs = this.syncsOf.get(temp);
+    if (!syncs) this.syncsOf.set(temp, (syncs = new Set()));
+    const sync = fsyncDescriptor(temp.fd);
+    const running = syncs;
+    running.add(sync);
+    void sync.catch(() => undefined).finally(() => running.delete(sync));
+    return sync;
+  }
+
+  /** Closes a temporary file's descriptor once, after the syncs in flight on it have returned. */
+  private async closeTemporary(temp: TemporaryFile): Promise<void> {
+    if (this.closed.has(temp)) return;
+    this.closed.add(temp);
+    await Promise.allSettled(this.syncsOf.get(temp) ?? []);
+    closeSync(temp.fd);
   }
 
   /**
@@ -287,16 +309,16 @@ export class FilesystemDriver implements StorageDriver {
     await inDirectory(path.dirname(target), () => renameOnLoop(temp.localPath, target));
     this.placed.add(temp);
     try {
-      await syncPlaced(target, () => syncing ?? temp.handle.sync());
+      await syncPlaced(target, () => syncing ?? this.syncTemporary(temp));
     } finally {
-      await temp.handle.close();
+      await this.closeTemporary(temp);
     }
   }
 
   /** Closes and removes a temporary file that is not placed; nothing to do for one placed already. */
   async discardTemporary(temp: TemporaryFile): Promise<void> {
     if (this.placed.has(temp)) return;
-    await temp.handle.close().catch(() => undefined);
+    await this.closeTemporary(temp).catch(() => undefined);
     await fs.unlink(temp.localPath).catch((err: unknown) => {
       if (!isNotFound(err)) throw err;
     });
@@ -477,6 +499,11 @@ function fsyncDescriptor(fd: number): Promise<void> {
   return new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
+/** writev(2) in the pool at the descriptor's position; resolves with the bytes written. */
+function writevDescriptor(fd: number, buffers: readonly Buffer[]): Promise<number> {
+  return new Promise<number>((resolve, reject) => writev(fd, buffers, (err, written) => (err ? reject(err) : resolve(written))));
+}
+
 /** A file written and left open, for its sync once it has its name (see syncPlaced). */
 interface OpenWrittenFile {
   sync(): Promise<void>;
@@ -522,11 +549,11 @@ async function syncPlaced(target: string, syncBytes: () => Promise<void>): Promi
  * Writes `source` to the open file from offset `start` (its end), in ~1 MiB writes; `afterWrite`
  * hears of each range before the next write starts. Resolves with the bytes written.
  */
-function writeBody(handle: fs.FileHandle, start: number, source: Readable, exactLength: number | undefined, afterWrite: AfterWrite | undefined): Promise<number> {
+function writeBody(fd: number, start: number, source: Readable, exactLength: number | undefined, afterWrite: AfterWrite | undefined): Promise<number> {
   let inFile = start;
   return writeInBatches(source, exactLength, WRITE_BUFFER_BYTES, async (buffers, length) => {
-    if (length <= SMALL_CONTENT_BYTES) writevSync(handle.fd, buffers);
-    else await handle.writev(buffers);
+    const written = length <= SMALL_CONTENT_BYTES ? writevSync(fd, buffers) : await writevDescriptor(fd, buffers);
+    if (written !== length) throw new Error(`wrote ${written} of ${length} bytes`);
     const from = inFile;
     inFile += length;
     const done = afterWrite?.(from, inFile, buffers);

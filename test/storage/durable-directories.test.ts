@@ -243,7 +243,7 @@ describe('directories created on the way to a new file', () => {
 });
 
 describe('a directory fsync, and a small file written durably', () => {
-  it('hand the pool the fsync alone: the open, write, rename and close run on the event loop thread', async (t: TestContext) => {
+  it('hand the pool the fsync alone: opens, writes, renames and closes run on the event loop thread', async (t: TestContext) => {
     const traced = await spawnTraced(t, ['-y', '-e', 'trace=openat,fsync,rename,write,writev']);
     if (!traced) return;
     const { registry, traceFile, root } = traced;
@@ -303,6 +303,12 @@ describe('a directory fsync, and a small file written durably', () => {
       return m && (m[2] as string).startsWith(`${root}/.zot-ts/tmp/`) ? [Number(m[1])] : [];
     });
     assert.ok(bodyWrites.length >= 2, `the bodies written: ${bodyWrites.length}`);
+    const bodyOpens = lines.flatMap((line) => {
+      const m = /^(\d+)\s+openat\([^"]*"([^"]*)", [^)]*O_EXCL/.exec(line);
+      return m && (m[2] as string).startsWith(`${root}/.zot-ts/tmp/`) ? [Number(m[1])] : [];
+    });
+    assert.ok(bodyOpens.length >= 2, `the bodies' temporary files created: ${bodyOpens.length}`);
+    assert.deepEqual(bodyOpens.filter((thread) => thread !== mainThread), [], 'created on the event loop thread');
     assert.deepEqual(bodyWrites.filter((thread) => thread !== mainThread), [], 'body writes on the event loop thread');
     const renames = lines.flatMap((line) => {
       const m = /^(\d+)\s+rename\("[^"]*", "([^"]*)"/.exec(line);

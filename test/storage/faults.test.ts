@@ -317,4 +317,27 @@ describe('storage faults', () => {
     await registry.running.actorsCaughtUp();
     await assertReplayClean(registry);
   });
+
+  // Temporary files are written through descriptors of their own, closed by the registry itself.
+  it('leaves no descriptor of a temporary or placed file open after the faults above, a digest mismatch and a body written in large batches', async () => {
+    const small = Buffer.from('a body whose digest does not match');
+    await expectOciError(
+      await fetch(`${registry.url}/v2/faults/fds/blobs/uploads/?digest=${sha256('something else')}`, { method: 'POST', body: small }),
+      400,
+      'DIGEST_INVALID',
+    );
+    const large = randomBytes(3 * 1024 * 1024 + 7);
+    assert.equal(await pushBlob(registry.url, 'faults/fds', large), sha256(large));
+    const open = fs
+      .readdirSync('/proc/self/fd')
+      .map((fd) => {
+        try {
+          return fs.readlinkSync(path.join('/proc/self/fd', fd));
+        } catch {
+          return ''; // closed between the listing and the read
+        }
+      })
+      .filter((target) => target.startsWith(path.join(registry.root, '.zot-ts', 'tmp')) || target.includes(`${path.sep}blobs${path.sep}sha256${path.sep}`));
+    assert.deepEqual(open, []);
+  });
 });
