@@ -24,6 +24,9 @@
 // CommonJS (bin/package.json): this file runs before any ES module is read, so the settings libuv
 // reads once, at its first file read (UV_THREADPOOL_SIZE), are in place for `zot serve`.
 'use strict';
+// First: V8 has read the flags above; back at their defaults, Node's own modules load with their
+// code cache (src/cli/v8-flags.cts).
+require('../dist/src/cli/v8-flags.cjs').restoreSetupFlagDefaults();
 require('../dist/src/cli/serve-process.cjs').prepareServeProcess(process.argv.slice(2), process.env);
 
 const fs = require('node:fs');

@@ -178,11 +178,17 @@ describe('the bundled CLI', () => {
       assert.match(run.stderr, /code cache accepted/);
     });
 
-    it('is left to V8 to refuse under other node flags, and the CLI runs without it', () => {
-      const run = version([process.execPath, ZOT_BIN]);
+    it('is left to V8 to refuse under other V8 flags, and the CLI runs without it', () => {
+      const run = version([process.execPath, '--no-opt', ZOT_BIN]);
       assert.equal(run.status, 0, run.stderr);
       assert.match(run.stdout, /^zot-ts /);
       assert.match(run.stderr, /code cache rejected by V8/);
+    });
+
+    it("is taken by a node run without the shebang's flags too: those only size the heap (src/cli/v8-flags.cts)", () => {
+      const run = version([process.execPath, ZOT_BIN]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stderr, /code cache accepted/);
     });
 
     it('is not used for another bundle, and zot serve then starts without it', async () => {
