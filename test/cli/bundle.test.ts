@@ -191,10 +191,26 @@ describe('the bundled CLI', () => {
       assert.match(run.stderr, /code cache accepted/);
     });
 
+    it('is not used for a bundle of the same length with other bytes', () => {
+      const code = fs.readFileSync(BUNDLE);
+      const first = code.toString('latin1').split('\n', 1)[0] ?? '';
+      assert.match(first, /^const importMetaUrlOfBundle = /);
+      // Another bundle, as long as this one, that still runs: `let  ` for `const`.
+      fs.writeFileSync(BUNDLE, Buffer.concat([Buffer.from('let  ', 'latin1'), code.subarray('const'.length)]));
+      try {
+        const run = version([ZOT_BIN]);
+        assert.equal(run.status, 0, run.stderr);
+        assert.match(run.stdout, /^zot-ts /);
+        assert.match(run.stderr, /made from another bundle: not used/);
+      } finally {
+        fs.writeFileSync(BUNDLE, code);
+      }
+    });
+
     it('is not used for another bundle, and zot serve then starts without it', async () => {
       const cache = fs.readFileSync(CODE_CACHE);
       const other = Buffer.from(cache);
-      other[0] = (other[0] ?? 0) ^ 0xff; // the digest of some other bundle
+      other[0] = (other[0] ?? 0) ^ 0xff; // the fingerprint of some other bundle
       fs.writeFileSync(CODE_CACHE, other);
       try {
         const registry = await spawnRegistry({}, { env: { ...process.env, NODE_DEBUG: 'zot-bundle' } });
