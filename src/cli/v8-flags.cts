@@ -1,5 +1,5 @@
 // bin/zot.js's first line gives V8 flags that size the heap (--max-semi-space-size,
-// --max-old-space-size) and install gc() (--expose-gc). V8 reads them when it sets up the heap and
+// --min-semi-space-size, --max-old-space-size) and install gc() (--expose-gc). V8 reads them when it sets up the heap and
 // the main context, before any script runs, and never again for this isolate. But V8 also hashes
 // every flag that differs from its default into the check of each code cache it is handed, and
 // Node's own modules (http, streams, crypto, fs/promises, ...) come with a code cache made under
@@ -15,7 +15,7 @@
 import { setFlagsFromString } from 'node:v8';
 
 /** The flags, with their V8 defaults, that only matter while V8 sets up the heap and context. */
-export const SETUP_ONLY_FLAGS: readonly string[] = ['--max-semi-space-size=0', '--max-old-space-size=0', '--no-expose-gc'];
+export const SETUP_ONLY_FLAGS: readonly string[] = ['--max-semi-space-size=0', '--min-semi-space-size=0', '--max-old-space-size=0', '--no-expose-gc'];
 
 /** Puts the set-up-only V8 flags back to their defaults; call it before any other module loads. */
 export function restoreSetupFlagDefaults(): void {
