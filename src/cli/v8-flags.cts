@@ -1,6 +1,7 @@
 // bin/zot.js's first line gives V8 flags that size the heap (--max-semi-space-size,
-// --min-semi-space-size, --max-old-space-size) and install gc() (--expose-gc). V8 reads them when it sets up the heap and
-// the main context, before any script runs, and never again for this isolate. But V8 also hashes
+// --min-semi-space-size, --max-old-space-size) and install gc() (--expose-gc). V8 reads them when
+// it sets up the heap and the main context, before any script runs, and never again for this
+// isolate (an operator's own, with `node FLAGS bin/zot.js`, likewise). But V8 also hashes
 // every flag that differs from its default into the check of each code cache it is handed, and
 // Node's own modules (http, streams, crypto, fs/promises, ...) come with a code cache made under
 // the default flags: with ours in place V8 rejects it, and each of the hundred-odd modules a start
