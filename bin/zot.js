@@ -12,8 +12,8 @@
 // (the benchmark's manifest GETs and small-image pushes). Start it as `zot` or `./bin/zot.js` so
 // the flags apply; `npm start` runs it so.
 // --min-semi-space-size=4: and at that size from the start, instead of growing to it from 1 MiB:
-// a start to its first 200 made 1 young-generation collection instead of 4 (some 20 ms fewer on
-// a busy 2-core machine), and its idle RSS was no higher.
+// a start to its first 200 made 1 young-generation collection instead of 4 (19-20 ms of them
+// instead of 27-30 ms at load 1.5 on 2 cores), and its idle RSS was no higher.
 // --max-old-space-size=1536: V8 grows the old generation after each full collection by a factor
 // that it caps at 4 when the heap may reach 2 GiB or more (the default here), and takes that cap
 // whenever it has no collection speed yet (the first one) or many short-lived objects get
