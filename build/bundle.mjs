@@ -11,8 +11,10 @@
 //   that runs on its first import(), and V8 compiles a function only when it first runs.
 // - Packages that the registry loads only for some configurations stay outside, in node_modules,
 //   so a start that does not use them reads nothing of them (test/cli/start-modules.test.ts).
-// - better-sqlite3 loads its native addon by a path of its own, and piscina starts its worker
-//   threads from its own files: both stay outside too.
+// - better-sqlite3's JavaScript is inside (a dozen files fewer to resolve, read and compile at each
+//   start), its native addon outside: src/events/database.ts loads it by its path and hands it
+//   over, so `bindings`, which finds it from a stack trace's file names, stays outside and unused.
+//   piscina starts its worker threads from its own files: it stays outside.
 // - fastify's require('semver') gets semver-on-demand.cjs: semver's index costs a fifth of the
 //   start-up CPU and is needed only for a plugin that names a fastify version (none here).
 // - node:tls, node:https and node:http2 load on first use (builtinsOnDemand): fastify requires
@@ -35,8 +37,8 @@ const builtinRequire = createRequire(import.meta.url);
 const outdir = `${root}dist/bundle`;
 
 const external = [
-  // native addon, worker threads
-  'better-sqlite3',
+  // better-sqlite3's finder of its native addon; worker threads
+  'bindings',
   'piscina',
   // loaded only when the configuration asks for them
   '@aws-sdk/*',

@@ -5,16 +5,17 @@
 // module.enableCompileCache does), so bin/zot.js loads the bundle through vm.Script, the one API
 // that takes a code cache, and gives it what require() would: module, exports, require, __filename.
 //
-// The cache holds the digest of the bundle it was made from, and V8 checks its own version and
-// flags: a cache of another bundle is never used; one of another node or other V8 flags is rejected
-// by V8; either way the bundle compiles as without a cache. NODE_DEBUG=zot-bundle says which.
+// The cache holds the fingerprint of the bundle it was made from, and V8 checks its own version
+// and flags: a cache of another bundle is never used; one of another node or other V8 flags is
+// rejected by V8; either way the bundle compiles as without a cache. NODE_DEBUG=zot-bundle says
+// which.
 import { isAscii } from 'node:buffer';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import Module from 'node:module';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import * as vm from 'node:vm';
+import * as zlib from 'node:zlib';
 
 const debug = debuglog('zot-bundle');
 
@@ -26,14 +27,25 @@ export function codeCacheFile(bundle: string): string {
   return `${bundle}.cache`;
 }
 
-const DIGEST_BYTES = 32;
+const FINGERPRINT_BYTES = 8;
 
-function digestOf(code: Buffer): Buffer {
-  return createHash('sha256').update(code).digest();
+/**
+ * The bundle's length and CRC-32: a build that changes the bundle changes its CRC but for one
+ * chance in four billion, and the CRC of a megabyte takes under a millisecond where a SHA-256
+ * took some 7 ms and loading node:crypto some 10 more (the bundle loads it later, with its code
+ * cache). Before Node 20.15 (no zlib.crc32) there is no fingerprint, and so no cache.
+ */
+function fingerprintOf(code: Buffer): Buffer | undefined {
+  const crc32 = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
+  if (crc32 === undefined) return undefined;
+  const fingerprint = Buffer.alloc(FINGERPRINT_BYTES);
+  fingerprint.writeUInt32BE(code.length, 0);
+  fingerprint.writeUInt32BE(crc32(code), 4);
+  return fingerprint;
 }
 
 /** The V8 data of the cache when it was made from exactly this bundle. */
-function readCodeCache(file: string, digest: Buffer): Buffer | undefined {
+function readCodeCache(file: string, fingerprint: Buffer): Buffer | undefined {
   let cache: Buffer;
   try {
     cache = fs.readFileSync(file);
@@ -41,11 +53,11 @@ function readCodeCache(file: string, digest: Buffer): Buffer | undefined {
     debug('no code cache at %s', file);
     return undefined;
   }
-  if (cache.length <= DIGEST_BYTES || !cache.subarray(0, DIGEST_BYTES).equals(digest)) {
+  if (cache.length <= FINGERPRINT_BYTES || !cache.subarray(0, FINGERPRINT_BYTES).equals(fingerprint)) {
     debug('code cache %s was made from another bundle: not used', file);
     return undefined;
   }
-  return cache.subarray(DIGEST_BYTES);
+  return cache.subarray(FINGERPRINT_BYTES);
 }
 
 interface NodeModuleInternals {
@@ -94,8 +106,8 @@ function registerSourceMapOnFirstStack(owner: Module, bundle: string): void {
 /** Loads and runs the bundle as require() would run a CommonJS module, with its code cache. */
 export function runBundle(bundle: string): void {
   const code = fs.readFileSync(bundle);
-  const digest = digestOf(code);
-  const cachedData = readCodeCache(codeCacheFile(bundle), digest);
+  const fingerprint = fingerprintOf(code);
+  const cachedData = fingerprint ? readCodeCache(codeCacheFile(bundle), fingerprint) : undefined;
   // An ASCII bundle (build/bundle.mjs keeps it so) reads as latin1: a copy of the bytes into a
   // one-byte string, where UTF-8 would decode and check every byte first.
   const source = code.toString(isAscii(code) ? 'latin1' : 'utf8');
@@ -118,9 +130,9 @@ export function runBundle(bundle: string): void {
   internals._cache[bundle] = bundleModule;
   registerSourceMapOnFirstStack(bundleModule, bundle);
   const outFile = process.env[CODE_CACHE_OUT_ENV];
-  if (outFile !== undefined) {
+  if (outFile !== undefined && fingerprint !== undefined) {
     // At exit the cache holds every function the run compiled, not only the top level.
-    process.once('exit', () => fs.writeFileSync(outFile, Buffer.concat([digest, script.createCachedData()])));
+    process.once('exit', () => fs.writeFileSync(outFile, Buffer.concat([fingerprint, script.createCachedData()])));
   }
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void;
   wrapper.call(bundleModule.exports, bundleModule.exports, Module.createRequire(bundle), bundleModule, bundle, dirname);

@@ -1,9 +1,41 @@
 // Opens the SQLite file that holds the event log and the projections.
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
 export type Db = Database.Database;
+
+let sqliteAddon: object | undefined;
+
+/**
+ * better-sqlite3's native addon, loaded from where its install puts it (build/Release). Left to
+ * itself, better-sqlite3 finds it through the `bindings` package, which locates the package by the
+ * file names of a stack trace: that cannot work from inside the bundle of the CLI
+ * (build/bundle.mjs), which holds better-sqlite3's JavaScript so that a start need not resolve,
+ * read and compile its dozen files. An addon elsewhere (a build of its own) is still found by
+ * `bindings`, from the package's own directory.
+ */
+function loadSqliteAddon(): object {
+  if (sqliteAddon !== undefined) return sqliteAddon;
+  const fromHere = createRequire(import.meta.url);
+  const packageJson = fromHere.resolve('better-sqlite3/package.json');
+  const packageRoot = path.dirname(packageJson);
+  try {
+    sqliteAddon = fromHere(path.join(packageRoot, 'build', 'Release', 'better_sqlite3.node')) as object;
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'MODULE_NOT_FOUND') throw err;
+    const bindings = createRequire(packageJson)('bindings') as (options: { bindings: string; module_root: string }) => object;
+    sqliteAddon = bindings({ bindings: 'better_sqlite3.node', module_root: packageRoot });
+  }
+  return sqliteAddon;
+}
+
+/** A better-sqlite3 connection (every one the registry opens goes through here, for the addon). */
+function connect(file: string, options: Database.Options = {}): Db {
+  // better-sqlite3 takes the addon object itself as nativeBinding; its types name only a path.
+  return new Database(file, { ...options, nativeBinding: loadSqliteAddon() as unknown as string });
+}
 
 export interface OpenOptions {
   readonly?: boolean;
@@ -19,12 +51,12 @@ export interface OpenOptions {
 
 /** A database that lives in memory only (the metrics of a read-only registry, scratch projections). */
 export function openMemoryDatabase(): Db {
-  return new Database(':memory:');
+  return connect(':memory:');
 }
 
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
   if (!options.readonly) fs.mkdirSync(path.dirname(file), { recursive: true });
-  const db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  const db = connect(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
   // FULL: a committed append is on stable storage before the client hears about it. Set first: a
   // new file's switch to WAL is a commit of its own.
   db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);

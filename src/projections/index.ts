@@ -1,7 +1,6 @@
 // The inline projections, and folding events through them into a scratch database (for
 // `zot replay` and `zot audit --at`, which rebuild state from the log without touching it).
-import Database from 'better-sqlite3';
-import type { Db } from '../events/database.js';
+import { openMemoryDatabase, type Db } from '../events/database.js';
 import type { StoredEvent } from '../events/types.js';
 import { RegistryStateProjection } from './registry-state.js';
 
@@ -12,7 +11,7 @@ export function createProjections(): [RegistryStateProjection] {
 
 /** Fresh projections on an in-memory database; `apply` events in log order, then query `db`. */
 export class ScratchProjections {
-  readonly db: Db = new Database(':memory:');
+  readonly db: Db = openMemoryDatabase();
   private readonly projections = createProjections();
 
   constructor() {

@@ -37,14 +37,20 @@ describe('the bundled CLI', () => {
     assert.ok(urls.some((url) => url.endsWith('/dist/bundle/main.cjs')), 'the bundle was loaded');
     assert.ok(!urls.some((url) => url.endsWith('/dist/src/cli/main.js')), 'not the compiled CLI');
     assert.ok(!packages.has('fastify'), 'fastify is inside the bundle');
+    // better-sqlite3's JavaScript is inside too; its native addon is loaded by path, without `bindings`.
+    assert.ok(!urls.some((url) => /\/node_modules\/better-sqlite3\/lib\//.test(url)), 'better-sqlite3 is inside the bundle');
+    assert.ok(urls.some((url) => url.endsWith('/node_modules/better-sqlite3/build/Release/better_sqlite3.node')), 'its native addon was loaded');
+    assert.ok(!packages.has('bindings'), 'bindings was not loaded');
   });
 
   it('leaves out of the bundle what only some configurations load', () => {
     const map = JSON.parse(fs.readFileSync(`${BUNDLE}.map`, 'utf8')) as { sources: string[] };
     const packages = new Set(map.sources.map((source) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(source)?.[1]).filter((name) => name !== undefined));
-    for (const name of ['@aws-sdk/client-s3', 'ldapts', 'bcryptjs', 'jsonwebtoken', 'prom-client', 'nats', 'js-yaml', 'smol-toml', '@fastify/ajv-compiler', 'better-sqlite3', 'piscina']) {
+    for (const name of ['@aws-sdk/client-s3', 'ldapts', 'bcryptjs', 'jsonwebtoken', 'prom-client', 'nats', 'js-yaml', 'smol-toml', '@fastify/ajv-compiler', 'bindings', 'piscina']) {
       assert.ok(!packages.has(name), `${name} is not in the bundle`);
     }
+    // better-sqlite3's JavaScript is, its native addon is not (src/events/database.ts).
+    assert.ok(packages.has('better-sqlite3'), 'better-sqlite3 is in the bundle');
     // fastify's require('semver') gets the three functions it calls, loaded on first call.
     for (const file of ['semver/index.js', 'semver/ranges/subset.js']) assert.ok(!map.sources.some((source) => source.endsWith(`node_modules/${file}`)), `${file} is not in the bundle`);
     assert.ok(map.sources.some((source) => source.endsWith('src/cli/main.ts')), 'the map names the TypeScript sources');
@@ -178,17 +184,39 @@ describe('the bundled CLI', () => {
       assert.match(run.stderr, /code cache accepted/);
     });
 
-    it('is left to V8 to refuse under other node flags, and the CLI runs without it', () => {
-      const run = version([process.execPath, ZOT_BIN]);
+    it('is left to V8 to refuse under other V8 flags, and the CLI runs without it', () => {
+      const run = version([process.execPath, '--no-opt', ZOT_BIN]);
       assert.equal(run.status, 0, run.stderr);
       assert.match(run.stdout, /^zot-ts /);
       assert.match(run.stderr, /code cache rejected by V8/);
     });
 
+    it("is taken by a node run without the shebang's flags too: those only size the heap (src/cli/v8-flags.cts)", () => {
+      const run = version([process.execPath, ZOT_BIN]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stderr, /code cache accepted/);
+    });
+
+    it('is not used for a bundle of the same length with other bytes', () => {
+      const code = fs.readFileSync(BUNDLE);
+      const first = code.toString('latin1').split('\n', 1)[0] ?? '';
+      assert.match(first, /^const importMetaUrlOfBundle = /);
+      // Another bundle, as long as this one, that still runs: `let  ` for `const`.
+      fs.writeFileSync(BUNDLE, Buffer.concat([Buffer.from('let  ', 'latin1'), code.subarray('const'.length)]));
+      try {
+        const run = version([ZOT_BIN]);
+        assert.equal(run.status, 0, run.stderr);
+        assert.match(run.stdout, /^zot-ts /);
+        assert.match(run.stderr, /made from another bundle: not used/);
+      } finally {
+        fs.writeFileSync(BUNDLE, code);
+      }
+    });
+
     it('is not used for another bundle, and zot serve then starts without it', async () => {
       const cache = fs.readFileSync(CODE_CACHE);
       const other = Buffer.from(cache);
-      other[0] = (other[0] ?? 0) ^ 0xff; // the digest of some other bundle
+      other[0] = (other[0] ?? 0) ^ 0xff; // the fingerprint of some other bundle
       fs.writeFileSync(CODE_CACHE, other);
       try {
         const registry = await spawnRegistry({}, { env: { ...process.env, NODE_DEBUG: 'zot-bundle' } });

@@ -5,10 +5,63 @@
 // file read, long before /v2/ answers.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { SERVE_THREADPOOL_SIZE } from '../../src/cli/serve-process.cjs';
-import { REPO_ROOT, spawnRegistry } from '../helpers/registry.js';
+import { makeTempDir, REPO_ROOT, spawnRegistry } from '../helpers/registry.js';
+
+/**
+ * What V8 holds in a running `zot serve` (started as users start it, shebang flags and all),
+ * written by a module preloaded through NODE_OPTIONS once bin/zot.js has run: whether V8 accepts a
+ * code cache made by a node with default flags (as Node's own modules' cache is), the heap's
+ * limits, and whether gc() is there.
+ */
+interface V8State {
+  defaultCacheAccepted: boolean;
+  heapLimitMiB: number;
+  /** The young generation's two semi-spaces, at the start and after a burst of garbage. */
+  newSpaceAtStartMiB: number;
+  newSpaceGrownMiB: number;
+  gc: string;
+}
+
+async function v8StateOfServe(): Promise<V8State> {
+  const dir = makeTempDir();
+  const source = 'globalThis.probeValue = [1, 2, 3].map((x) => x * 2);';
+  // The cache of a node without V8 flags, as Node's build makes its modules' cache.
+  const made = spawnSync(process.execPath, ['-e', `process.stdout.write(new (require('node:vm').Script)(${JSON.stringify(source)}).createCachedData().toString('base64'))`], { encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  const out = path.join(dir, 'v8-state.json');
+  const probe = path.join(dir, 'probe.cjs');
+  fs.writeFileSync(
+    probe,
+    `setTimeout(() => {
+  const vm = require('node:vm');
+  const v8 = require('node:v8');
+  const newSpaceMiB = () => v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_size / 1048576;
+  const newSpaceAtStartMiB = newSpaceMiB();
+  const script = new vm.Script(${JSON.stringify(source)}, { cachedData: Buffer.from(${JSON.stringify(made.stdout)}, 'base64') });
+  // Short-lived objects with some survivors, which grow the young generation to its cap.
+  let kept = [];
+  for (let i = 0; i < 2e6; i++) {
+    kept.push({ i, list: [i] });
+    if (kept.length > 50000) kept = [];
+  }
+  require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({
+    defaultCacheAccepted: script.cachedDataRejected === false,
+    heapLimitMiB: v8.getHeapStatistics().heap_size_limit / 1048576,
+    newSpaceAtStartMiB,
+    newSpaceGrownMiB: newSpaceMiB(),
+    gc: typeof globalThis.gc,
+  }));
+}, 0);
+`,
+  );
+  const registry = await spawnRegistry({}, { env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
+  await registry.stop();
+  return JSON.parse(fs.readFileSync(out, 'utf8')) as V8State;
+}
 
 async function threadsOfServe(threadpoolSize: string | undefined): Promise<number> {
   const env = { ...process.env };
@@ -45,6 +98,17 @@ describe('zot serve process settings', () => {
     const mib = Number(flag.slice('--max-old-space-size='.length));
     assert.ok(mib >= 1024 && mib < 2048, `old generation capped at ${mib} MiB`);
     assert.ok(args.includes('--expose-gc'), 'young-generation collections need gc()');
+  });
+
+  it("keeps the shebang's heap limits and gc() while V8 accepts code caches made under default flags (Node's own modules')", async () => {
+    const state = await v8StateOfServe();
+    assert.ok(state.defaultCacheAccepted, `a code cache made under V8's default flags is rejected: ${JSON.stringify(state)}`);
+    assert.ok(state.heapLimitMiB > 1024 && state.heapLimitMiB < 2048, `heap limit ${state.heapLimitMiB} MiB`);
+    // Semi-spaces of 4 MiB from the start (V8 starts them at 1), and no larger after a burst (V8
+    // grows them to 16): V8 counts the new space at 4 MiB, then at 8 MiB (32 without the cap).
+    assert.equal(state.newSpaceAtStartMiB, 4, `new space at start ${state.newSpaceAtStartMiB} MiB`);
+    assert.ok(state.newSpaceGrownMiB <= 8, `new space after a burst ${state.newSpaceGrownMiB} MiB`);
+    assert.equal(state.gc, 'function', 'young-generation collections need gc()');
   });
 
   it('runs glibc malloc with at most two arenas (MALLOC_ARENA_MAX), set by the shebang', { skip: !fs.existsSync('/proc/self/environ') }, async () => {
