@@ -84,8 +84,11 @@ interface Finding {
 /**
  * For each directory created under `root`: the parent opened and fsynced (on that descriptor,
  * not closed in between) after the mkdir and before the first WAL write that starts after it.
+ * With `byAnswer`, for pushes into several repositories at once (whose events are appended while
+ * another's layout is still being synced): before the first answer (201) of a push into the
+ * repository the directory belongs to, or into any repository beneath it.
  */
-function checkDirectories(calls: Call[], root: string): Finding {
+function checkDirectories(calls: Call[], root: string, byAnswer = false): Finding {
   const walFds = new Set<number>();
   const walWrites: Call[] = [];
   for (const call of calls) {
@@ -99,7 +102,9 @@ function checkDirectories(calls: Call[], root: string): Finding {
     const dir = pathArgument(call.args);
     if (!dir || !(dir === root || dir.startsWith(`${root}/`))) return;
     created.push(dir);
-    const deadline = walWrites.find((write) => write.startedAt > call.endedAt)?.startedAt ?? Number.POSITIVE_INFINITY;
+    const deadline = byAnswer
+      ? firstAnswerBeneath(calls, path.relative(root, dir), call.endedAt)
+      : (walWrites.find((write) => write.startedAt > call.endedAt)?.startedAt ?? Number.POSITIVE_INFINITY);
     const parent = path.dirname(dir);
     const open = new OpenDescriptors();
     let synced = false;
@@ -114,6 +119,20 @@ function checkDirectories(calls: Call[], root: string): Finding {
     if (!synced) problems.push(`${dir} was created but ${parent} was not fsynced before the next write to the event log`);
   });
   return { created, walWrites: walWrites.length, problems };
+}
+
+/**
+ * Where the first answer (201) to a push into the repository holding `relativeDir` (its path in the
+ * root, layout directories dropped), or into one beneath it, starts after `after`.
+ */
+function firstAnswerBeneath(calls: Call[], relativeDir: string, after: number): number {
+  const parts = relativeDir.split(path.sep);
+  const layout = parts.findIndex((part) => part === 'blobs' || part === '.uploads');
+  const repo = (layout < 0 ? parts : parts.slice(0, layout)).join('/');
+  const answer = calls.find(
+    (call) => (call.name === 'write' || call.name === 'writev') && call.startedAt > after && call.args.includes('HTTP/1.1 201') && call.args.includes(`/v2/${repo}/`),
+  );
+  return answer?.startedAt ?? Number.POSITIVE_INFINITY;
 }
 
 /** The second quoted path of a call's arguments (a rename's target). */
@@ -237,7 +256,8 @@ describe('directories created on the way to a new file', () => {
       assert.ok(renamed.filter((name) => name.startsWith(`${root}/ns/repo${i}/blobs/sha256/`)).length >= 3, `the blobs and manifest of repo${i} renamed into place`);
     }
     assert.deepEqual(problems, []);
-    const created = checkDirectories(calls, root);
+    const created = checkDirectories(calls, root, true);
+    for (let i = 0; i < 6; i++) assert.ok(created.created.includes(`${root}/ns/repo${i}/blobs/sha256`), `the trace shows repo${i}'s directories created`);
     assert.deepEqual(created.problems, []);
   });
 });
