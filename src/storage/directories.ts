@@ -56,7 +56,7 @@ const directorySyncs = new Map<string, DirectorySyncs>();
 async function fsyncDirectory(dir: string): Promise<void> {
   const fd = fs.openSync(dir, 'r');
   try {
-    await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+    await fsyncDescriptor(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -174,12 +174,12 @@ function makeLevels(dir: string): string[] {
 }
 
 /** fsync(2) in the pool of a descriptor opened on the event loop. */
-function fsyncDescriptor(fd: number): Promise<void> {
+export function fsyncDescriptor(fd: number): Promise<void> {
   return new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 /** Waits for every promise to settle, then rejects with the first failure, if any. */
-async function settleAll(work: readonly Promise<void>[]): Promise<void> {
+export async function settleAll(work: readonly Promise<void>[]): Promise<void> {
   const failed = (await Promise.allSettled(work)).find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
 }

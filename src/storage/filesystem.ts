@@ -1,12 +1,12 @@
 // The filesystem driver: files under one root directory, made durable with fsync and atomic
 // renames so that a `kill -9` (or power loss) never leaves a half-written file in place.
 import * as fs from 'node:fs/promises';
-import { closeSync, fsync, openSync, renameSync, writeFileSync, writev, writevSync } from 'node:fs';
+import { closeSync, openSync, renameSync, writeFileSync, writev, writevSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { writeInBatches } from './body-batches.js';
-import { createTogether, ensureDirectory, inDirectory, syncDirectory } from './directories.js';
+import { createTogether, ensureDirectory, fsyncDescriptor, inDirectory, settleAll, syncDirectory } from './directories.js';
 import { readAhead } from './read-ahead.js';
 import { bodyBytesReceived } from './young-garbage.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type PutContentOptions, type StorageDriver } from './driver.js';
@@ -119,8 +119,8 @@ export class FilesystemDriver implements StorageDriver {
   async putContent(relative: string, content: Buffer | string, options: PutContentOptions = {}): Promise<void> {
     const target = this.full(relative);
     const temp = await this.tempFile();
+    const file = await writeOpen(temp, content);
     if (options.unnamed === true) {
-      const file = await writeOpen(temp, content);
       try {
         await inDirectory(path.dirname(target), () => renameOnLoop(temp, target)).catch(async (err: unknown) => {
           await fs.unlink(temp).catch(() => undefined);
@@ -132,17 +132,10 @@ export class FilesystemDriver implements StorageDriver {
       }
       return;
     }
-    if (Buffer.byteLength(content) <= SMALL_CONTENT_BYTES) {
-      await writeSmallDurably(temp, content);
-      await this.renameDurably(temp, target);
-      return;
-    }
-    const handle = await fs.open(temp, 'w');
     try {
-      await handle.writeFile(content);
-      await handle.sync();
+      await file.sync();
     } finally {
-      await handle.close();
+      await file.close();
     }
     await this.renameDurably(temp, target);
   }
@@ -484,21 +477,6 @@ async function renameOnLoop(from: string, to: string): Promise<void> {
 }
 
 /** A new file with `content`, fsynced (in the pool) before this resolves. */
-async function writeSmallDurably(file: string, content: Buffer | string): Promise<void> {
-  const fd = openSync(file, 'w');
-  try {
-    writeFileSync(fd, content);
-    await fsyncDescriptor(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** fsync(2) in the pool of a descriptor opened on the event loop. */
-function fsyncDescriptor(fd: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
-}
-
 /** writev(2) in the pool at the descriptor's position; resolves with the bytes written. */
 function writevDescriptor(fd: number, buffers: readonly Buffer[]): Promise<number> {
   return new Promise<number>((resolve, reject) => writev(fd, buffers, (err, written) => (err ? reject(err) : resolve(written))));
@@ -510,7 +488,7 @@ interface OpenWrittenFile {
   close(): Promise<void>;
 }
 
-/** Writes a new file and leaves it open: small content on the event loop, as writeSmallDurably. */
+/** Writes a new file and leaves it open: small content on the event loop (see SMALL_CONTENT_BYTES). */
 async function writeOpen(file: string, content: Buffer | string): Promise<OpenWrittenFile> {
   if (Buffer.byteLength(content) <= SMALL_CONTENT_BYTES) {
     const fd = openSync(file, 'w');
@@ -538,11 +516,12 @@ async function writeOpen(file: string, content: Buffer | string): Promise<OpenWr
  * fails the name goes again, as the bytes under it may not be on the disk.
  */
 async function syncPlaced(target: string, syncBytes: () => Promise<void>): Promise<void> {
-  const outcomes = await Promise.allSettled([syncBytes(), syncDirectory(path.dirname(target))]);
-  const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-  if (failed === undefined) return;
-  await fs.unlink(target).catch(() => undefined);
-  throw failed.reason;
+  try {
+    await settleAll([syncBytes(), syncDirectory(path.dirname(target))]);
+  } catch (err) {
+    await fs.unlink(target).catch(() => undefined);
+    throw err;
+  }
 }
 
 /**
