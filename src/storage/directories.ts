@@ -76,10 +76,58 @@ const inCreation = new Map<string, Promise<void>>();
 export function ensureDirectory(dir: string): Promise<void> {
   let creating = inCreation.get(dir);
   if (!creating) {
-    creating = createLevel(dir).finally(() => inCreation.delete(dir));
+    creating = (undurable.size > 0 ? syncUndurableLevels([dir]).then(() => createLevel(dir)) : createLevel(dir)).finally(() => inCreation.delete(dir));
     inCreation.set(dir, creating);
   }
   return creating;
+}
+
+/**
+ * Levels this process made whose parent it could not sync: the fsync failed, or never ran because
+ * the rest of the creation failed first (a full disk, an I/O error). They exist, so the next mkdir
+ * finds them (EEXIST) and would go on as if their creator had made them durable, and a blob
+ * written beneath one would lose its path at a power cut while its event survives. The next
+ * creation or write at or beneath such a level syncs its parent first (syncUndurableLevels).
+ * Kept for the life of the process: after a restart, the kernel has long written such entries.
+ */
+const undurable = new Set<string>();
+
+/**
+ * Syncs the parent of every level in `undurable` that is one of `dirs` or above one, so the
+ * caller's new name has a durable path. Costs one Set lookup per level while nothing failed.
+ */
+async function syncUndurableLevels(dirs: readonly string[]): Promise<void> {
+  const levels = undurableAtOrAbove(dirs);
+  if (levels.length === 0) return;
+  await settleAll(
+    levels.map(async (level) => {
+      try {
+        await syncDirectory(path.dirname(level));
+      } catch (err) {
+        // Its parent is gone (GC removed both): a new creation makes and syncs them afresh.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      undurable.delete(level);
+    }),
+  );
+}
+
+/** The levels in `undurable` that are one of `dirs` or above one. */
+function undurableAtOrAbove(dirs: readonly string[]): string[] {
+  if (undurable.size === 0) return [];
+  const levels = new Set<string>();
+  for (const dir of dirs) {
+    for (let level = dir; ; level = path.dirname(level)) {
+      if (undurable.has(level)) levels.add(level);
+      if (path.dirname(level) === level) break;
+    }
+  }
+  return [...levels];
+}
+
+/** Notes levels made by a creation that failed before their parents were all synced. */
+function madeUndurably(levels: readonly string[]): void {
+  for (const level of levels) undurable.add(level);
 }
 
 /**
@@ -91,6 +139,7 @@ export function ensureDirectory(dir: string): Promise<void> {
 export async function inDirectory<T>(dir: string, write: () => Promise<T>): Promise<T> {
   const creating = inCreation.get(dir);
   if (creating) await creating;
+  if (undurable.size > 0) await syncUndurableLevels([dir]);
   try {
     return await write();
   } catch (err) {
@@ -118,14 +167,20 @@ export interface NewFile {
  */
 export async function createTogether(dirs: readonly string[], files: readonly NewFile[]): Promise<void> {
   const paths = [...dirs, ...files.map((file) => path.dirname(file.path))];
-  // Another creation of one of these levels or above them goes first: its syncs are its own.
-  for (let pending = creationsAtOrAbove(paths); pending.length > 0; pending = creationsAtOrAbove(paths)) {
-    await Promise.allSettled(pending);
+  // Another creation of one of these levels or above them goes first: its syncs are its own. Then
+  // the levels a failed creation left (one of those, possibly): their parents synced before
+  // anything goes beneath them.
+  for (;;) {
+    const pending = creationsAtOrAbove(paths);
+    if (pending.length > 0) await Promise.allSettled(pending);
+    else if (undurableAtOrAbove(paths).length > 0) await syncUndurableLevels(paths);
+    else break;
   }
   // From here to the registration below nothing yields: no other creation can start in between.
-  const made = dirs.flatMap(makeLevels);
+  const made: string[] = [];
   const descriptors: number[] = [];
   try {
+    for (const dir of dirs) makeLevels(dir, made);
     for (const file of files) {
       const fd = fs.openSync(file.path, 'w');
       descriptors.push(fd);
@@ -133,13 +188,19 @@ export async function createTogether(dirs: readonly string[], files: readonly Ne
     }
   } catch (err) {
     for (const fd of descriptors) fs.closeSync(fd);
+    madeUndurably(made);
     throw err;
   }
   const parents = new Set([...made.map((level) => path.dirname(level)), ...files.map((file) => path.dirname(file.path))]);
-  const durable = settleAll([...descriptors.map(fsyncDescriptor), ...[...parents].map(syncDirectory)]).finally(() => {
-    for (const fd of descriptors) fs.closeSync(fd);
-    for (const level of made) if (inCreation.get(level) === durable) inCreation.delete(level);
-  });
+  const durable = settleAll([...descriptors.map(fsyncDescriptor), ...[...parents].map(syncDirectory)])
+    .catch((err: unknown) => {
+      madeUndurably(made);
+      throw err;
+    })
+    .finally(() => {
+      for (const fd of descriptors) fs.closeSync(fd);
+      for (const level of made) if (inCreation.get(level) === durable) inCreation.delete(level);
+    });
   for (const level of made) inCreation.set(level, durable);
   await durable;
 }
@@ -157,18 +218,24 @@ function creationsAtOrAbove(dirs: readonly string[]): Promise<void>[] {
   return [...found];
 }
 
-/** mkdir -p of `dir`, synchronously; the levels it made, outermost first. */
-function makeLevels(dir: string): string[] {
+/**
+ * mkdir -p of `dir`, synchronously, level by level: each level made is added to `made`, outermost
+ * first, as soon as it exists, so a creation that fails part-way knows what it left.
+ */
+function makeLevels(dir: string, made: string[]): void {
+  const parent = path.dirname(dir);
   for (let attempt = 1; ; attempt++) {
     try {
-      const first = fs.mkdirSync(dir, { recursive: true });
-      if (first === undefined) return [];
-      const levels = [dir];
-      for (let level = dir; level !== first; ) levels.unshift((level = path.dirname(level)));
-      return levels;
+      fs.mkdirSync(dir);
+      made.push(dir);
+      return;
     } catch (err) {
-      // A level GC removed between two of mkdir -p's steps: made again, as createLevel does.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === CREATE_ATTEMPTS) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return;
+      // A missing parent is made first; one that GC removed (from the pool's threads) between
+      // two steps is made again, as createLevel does.
+      if (code !== 'ENOENT' || parent === dir || attempt === CREATE_ATTEMPTS) throw err;
+      makeLevels(parent, made);
     }
   }
 }
@@ -206,7 +273,12 @@ async function createLevel(dir: string): Promise<void> {
       await ensureDirectory(parent);
     }
   }
-  await syncDirectory(parent);
+  try {
+    await syncDirectory(parent);
+  } catch (err) {
+    madeUndurably([dir]);
+    throw err;
+  }
 }
 
 /**
@@ -218,10 +290,14 @@ export async function removeEmptyDirectory(dir: string): Promise<boolean> {
   for (const creating of inCreation.keys()) if (creating.startsWith(beneath)) return false;
   try {
     await fsp.rmdir(dir);
+    undurable.delete(dir);
     return true;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return true;
+    if (code === 'ENOENT') {
+      undurable.delete(dir);
+      return true;
+    }
     if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
     throw err;
   }

@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { pushImage, sha256 } from '../helpers/oci.js';
+import { errorCode, makeImage, pushImage, sha256 } from '../helpers/oci.js';
 import { openSession, patchChunk, resolveLocation, withDigest } from '../helpers/http.js';
-import { spawnTraced, stopTraced, tracedPid } from '../helpers/strace.js';
+import { makeTempDir, spawnRegistry } from '../helpers/registry.js';
+import { spawnTraced, stopTraced, straceUnavailable, tracedPid, type TracedRegistry } from '../helpers/strace.js';
 
 const TRACED = 'mkdir,mkdirat,openat,close,fsync,fdatasync,pwrite64,rename,renameat,renameat2';
 
@@ -336,5 +337,97 @@ describe('a directory fsync, and a small file written durably', () => {
     });
     assert.ok(renames.length >= 4, `blobs, manifest and index.json renamed into place: ${renames.length}`);
     assert.deepEqual(renames.filter((thread) => thread !== mainThread), [], 'renames on the event loop thread');
+  });
+});
+
+/**
+ * A registry on a root laid out by a first start (so the traced start creates nothing in it), run
+ * under strace with `straceOptions`, on one pool thread: strace counts each thread's calls apart,
+ * and `when=1` of an injected fault means the first of the process only with one thread making them.
+ */
+async function traceFaulted(t: TestContext, straceOptions: (root: string) => string[]): Promise<TracedRegistry | undefined> {
+  const cannot = straceUnavailable();
+  if (cannot) {
+    t.skip(cannot);
+    return undefined;
+  }
+  const root = path.join(makeTempDir('zot-ts-undurable-'), 'root');
+  const first = await spawnRegistry({ root });
+  await first.stop();
+  const traceFile = path.join(makeTempDir('zot-ts-strace-'), 'trace.txt');
+  const registry = await spawnRegistry(
+    { root },
+    { runUnder: ['strace', '-f', ...straceOptions(root), '-o', traceFile], env: { ...process.env, UV_THREADPOOL_SIZE: '1' } },
+  );
+  return { registry, traceFile, root };
+}
+
+/**
+ * Pushes a blob into `fresh/repo`, which must fail (the injected fault) with an OCI error and leave
+ * `fresh` behind, then the whole image, which must succeed; returns the fsyncs of `root` traced.
+ */
+async function failThenPush(traced: TracedRegistry): Promise<('EIO' | 'ok' | string)[]> {
+  const { registry, traceFile, root } = traced;
+  const image = makeImage();
+  try {
+    const failed = await fetch(`${registry.url}/v2/fresh/repo/blobs/uploads/?digest=${sha256(image.config)}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/octet-stream' },
+      body: image.config,
+    });
+    assert.equal(failed.status, 500, await failed.clone().text());
+    assert.equal(typeof (await errorCode(failed)), 'string', 'an OCI error body');
+    assert.ok(fs.existsSync(path.join(root, 'fresh')), 'the failed push left `fresh` in the root');
+    // The same push again finds `fresh` there, made by the failed one.
+    const again = await pushImage(registry.url, 'fresh/repo', 'latest', image);
+    assert.equal(again.status, 201, await again.text());
+    const pulled = await fetch(`${registry.url}/v2/fresh/repo/blobs/${sha256(image.config)}`);
+    assert.ok(Buffer.from(await pulled.arrayBuffer()).equals(image.config));
+  } finally {
+    await stopTraced(registry.child);
+  }
+  const lines = fs.readFileSync(traceFile, 'utf8').split('\n');
+  const rootFd = new Set<string>();
+  return lines
+    .filter((line) => {
+      // -y names each descriptor's path: fsync(31</tmp/.../root>)
+      const m = /\bfsync\((\d+)<([^>]*)>\)/.exec(line);
+      if (m?.[2] === root) rootFd.add(m[1] as string);
+      return m?.[2] === root;
+    })
+    .map((line) => (/= -1 EIO .*INJECTED/.test(line) ? 'EIO' : /= 0$/.test(line.trim()) ? 'ok' : line));
+}
+
+describe('a directory made by a push that failed before its parent was synced', () => {
+  it('has its parent synced by the next push beneath it when the parent fsync failed', async (t: TestContext) => {
+    // Only calls on the root itself are traced (-P), and its first fsync fails (EIO).
+    const traced = await traceFaulted(t, (root) => ['-y', '-P', root, '-e', 'trace=fsync', '-e', 'inject=fsync:error=EIO:when=1']);
+    if (!traced) return;
+    const syncs = await failThenPush(traced);
+    assert.equal(syncs[0], 'EIO', `the first fsync of the root failed: ${syncs.join(', ')}`);
+    // Without the resync the second push made nothing in the root, and nothing synced it again.
+    assert.ok(syncs.slice(1).includes('ok'), `the root synced again after the failure: ${syncs.join(', ')}`);
+  });
+
+  it('has its parent synced by the next push beneath it when a mkdir beneath it failed', async (t: TestContext) => {
+    // `fresh` is made, then `fresh/repo` fails (a full disk): nothing was synced yet. The third
+    // mkdir on these paths: the start's of the root (EEXIST), mkdir -p's first try of fresh/repo
+    // (ENOENT: `fresh` is made then), its second.
+    const traced = await traceFaulted(t, (root) => [
+      '-y',
+      '-P',
+      root,
+      '-P',
+      `${root}/fresh/repo`,
+      '-e',
+      'trace=fsync,mkdir,mkdirat',
+      '-e',
+      'inject=mkdir,mkdirat:error=ENOSPC:when=3',
+    ]);
+    if (!traced) return;
+    const trace = (): string => fs.readFileSync(traced.traceFile, 'utf8');
+    const syncs = await failThenPush(traced);
+    assert.match(trace(), /mkdir(at)?\([^)]*fresh\/repo.*ENOSPC/, 'the mkdir of fresh/repo failed');
+    assert.ok(syncs.includes('ok'), `the root synced after \`fresh\` was made: ${syncs.join(', ')}\n${trace()}`);
   });
 });
