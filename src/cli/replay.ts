@@ -63,8 +63,9 @@ export async function runReplay(args: string[]): Promise<number> {
     const indexCheckpoint = (live.prepare("SELECT seq FROM checkpoints WHERE name = 'index-json-writer'").get() as { seq: number } | undefined)?.seq ?? 0;
     const storage = await compareStorage(roots, liveQueries, (repo) => buildIndex(liveQueries, repo), indexCheckpoint >= head, hashPool);
     live.exec('COMMIT');
-    // Outside the snapshot: removals a running registry committed since explain missing files.
-    const rechecked = await recheckMissing(roots, liveQueries, storage.missing);
+    // Outside the snapshot: removals a running registry committed since explain missing files and
+    // repositories.
+    const rechecked = await recheckMissing(roots, liveQueries, storage.missing, storage.missingIndexes);
     drift.push(...storage.drift, ...rechecked.drift);
     const notes = [...storage.notes, ...rechecked.notes];
 

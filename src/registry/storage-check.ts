@@ -17,6 +17,11 @@ export interface StorageComparison {
    * projections were read explains it (recheckMissing, once the caller's snapshot is over).
    */
   missing: StoredContent[];
+  /**
+   * Repositories whose index.json could not be read: drift unless the repository's removal (GC of
+   * an empty repository) committed after the projections were read (recheckMissing).
+   */
+  missingIndexes: string[];
 }
 
 export interface StoredContent {
@@ -36,6 +41,7 @@ export async function compareStorage(
   const drift: string[] = [];
   const notes: string[] = [];
   const missing: StoredContent[] = [];
+  const missingIndexes: string[] = [];
   const known = new Map<string, Set<string>>();
   for (const item of queries.allStoredContent()) {
     const digest = parseDigest(item.digest);
@@ -68,12 +74,12 @@ export async function compareStorage(
       const onDisk = JSON.parse((await driver.getContent(indexPath(repo))).toString('utf8')) as unknown;
       if (JSON.stringify(onDisk) !== JSON.stringify(expectedIndex(repo))) drift.push(`${repo}: index.json differs from the tags and manifests in the log`);
     } catch {
-      drift.push(`${repo}: index.json is missing or unreadable`);
+      missingIndexes.push(repo);
     }
   }
   if (rehashWith) drift.push(...(await rehashDrift(roots, queries, rehashWith)));
   if (!indexWriterCaughtUp) notes.push('index.json writer has not caught up with the log; index.json files were not compared');
-  return { drift, notes, missing };
+  return { drift, notes, missing, missingIndexes };
 }
 
 /** The drift line of content whose file has another size than the log records. */
@@ -87,9 +93,19 @@ function sizeDrift(item: StoredContent, onStorage: number, inLog: number): strin
  * removal (GC, a DELETE), so a file that went while the check ran is explained by a removal the
  * snapshot predates. Content still recorded and still absent (where it is stored now) is drift.
  */
-export async function recheckMissing(roots: StorageRoots, queries: RegistryStateQueries, missing: readonly StoredContent[]): Promise<StorageComparison> {
+export async function recheckMissing(
+  roots: StorageRoots,
+  queries: RegistryStateQueries,
+  missing: readonly StoredContent[],
+  missingIndexes: readonly string[] = [],
+): Promise<StorageComparison> {
   const drift: string[] = [];
   let removed = 0;
+  let removedRepositories = 0;
+  for (const repo of missingIndexes) {
+    if (!queries.repositoryExists(repo)) removedRepositories++;
+    else if (!(await readableIndex(roots, repo))) drift.push(`${repo}: index.json is missing or unreadable`);
+  }
   for (const item of missing) {
     const recorded = item.kind === 'blob' ? queries.blobSize(item.repo, item.digest) : queries.manifest(item.repo, item.digest)?.size;
     if (recorded === undefined) {
@@ -102,7 +118,18 @@ export async function recheckMissing(roots: StorageRoots, queries: RegistryState
     else if (info.size !== recorded) drift.push(sizeDrift(item, info.size, recorded));
   }
   const notes = removed > 0 ? [`${removed} blob(s) or manifest(s) removed by the registry while the check ran (not drift)`] : [];
-  return { drift, notes, missing: [] };
+  if (removedRepositories > 0) notes.push(`${removedRepositories} repository(ies) removed by the registry while the check ran (not drift)`);
+  return { drift, notes, missing: [], missingIndexes: [] };
+}
+
+/** Whether the repository's index.json reads as JSON. */
+async function readableIndex(roots: StorageRoots, repo: string): Promise<boolean> {
+  try {
+    JSON.parse((await roots.for(repo).driver.getContent(indexPath(repo))).toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ import { openLiveLog } from '../../src/cli/events.js';
 import { compareStorage, recheckMissing } from '../../src/registry/storage-check.js';
 import { RegistryStateQueries } from '../../src/projections/registry-state.js';
 import { openStorageRoots } from '../../src/storage/roots.js';
-import { assertReplayClean } from '../helpers/http.js';
+import { assertReplayClean, eventually } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage } from '../helpers/oci.js';
 import { runZot, startTestRegistry, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
@@ -86,5 +86,45 @@ describe('replay of index.json files once the actors caught up', () => {
     const drift = await runZot(['replay', config]);
     assert.equal(drift.code, 1);
     assert.match(drift.stdout, /drift: indexed\/app: index\.json differs from the tags and manifests in the log/);
+  });
+});
+
+describe('replay while GC removes an empty repository', () => {
+  let registry: TestRegistry;
+
+  before(async () => {
+    registry = await startTestRegistry({ storage: { gc: true, dedupe: false, gcDelay: '200ms', gcInterval: '100ms' } });
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+
+  it('an index.json gone with its repository during the check is a note; one lost without a removal is drift', async () => {
+    const emptied = await pushBlob(registry.url, 'gone/app', 'the only blob of a repository that GC removes while replay holds its snapshot');
+    const kept = await pushImage(registry.url, 'kept/app', 'v1', makeImage({ layers: 1, layerBytes: 64 }));
+    assert.equal(kept.status, 201);
+    await registry.running.actorsCaughtUp();
+    const db = openLiveLog(registry.root);
+    assert.ok(db);
+    try {
+      const queries = new RegistryStateQueries(db);
+      const roots = await openStorageRoots(registry.config.storage, { createDirectories: false });
+      db.exec('BEGIN');
+      assert.equal(queries.repositoryExists('gone/app'), true, 'the snapshot starts with the repository');
+      // While the snapshot is open: the last blob goes, GC removes the empty repository, and an
+      // index.json goes behind the registry's back.
+      assert.equal((await fetch(`${registry.url}/v2/gone/app/blobs/${emptied}`, { method: 'DELETE' })).status, 202);
+      await eventually(async () => !fs.existsSync(path.join(registry.root, 'gone', 'app')), 'GC to remove gone/app', 10_000);
+      fs.rmSync(path.join(registry.root, 'kept', 'app', 'index.json'));
+      const inSnapshot = await compareStorage(roots, queries, () => undefined, true);
+      db.exec('COMMIT');
+      assert.deepEqual(inSnapshot.missingIndexes.sort(), ['gone/app', 'kept/app'], 'the snapshot finds both index.json files missing');
+
+      const rechecked = await recheckMissing(roots, queries, inSnapshot.missing, inSnapshot.missingIndexes);
+      assert.deepEqual(rechecked.drift, ['kept/app: index.json is missing or unreadable']);
+      assert.ok(rechecked.notes.includes('1 repository(ies) removed by the registry while the check ran (not drift)'), rechecked.notes.join('; '));
+    } finally {
+      db.close();
+    }
   });
 });
