@@ -1,6 +1,8 @@
 // zot-ts vs. the CNCF distribution registry (Debian's docker-registry), side by side, in one run,
-// with the same clients, both on 127.0.0.1: curl for the big transfers (figures 1–3 and the push of
-// 6, bench/curl-client.ts), bench/client.ts (node:http) for everything else.
+// with the same clients, both on 127.0.0.1: curl for the big single-request transfers (figures 1
+// and 3 and the push of 6, bench/curl-client.ts), a node:http client in a process of its own for
+// the chunked push (figure 2, bench/chunked-push-child.ts), bench/client.ts (node:http) in the
+// bench process for everything else.
 //
 //   npm run bench                       # full run
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
@@ -43,7 +45,6 @@ import {
   pushMonolithic,
   pushSmallImages,
   sizesFor,
-  splitIntoChunks,
   writeRandomFile,
   type LatencyStats,
   type Sizes,
@@ -389,11 +390,12 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     return { figure, unit, better, digits, cells };
   };
   // What the registry process spent per MiB moved (all its threads, from /proc/<pid>/stat), and
-  // what curl spent: a client near one core would be the limit, not the registry.
+  // what the client spent (curl, or the chunked push's own process): a client near one core would
+  // be the limit, not the registry.
   const serverCostRows = (what: string, runs: (c: Collected) => [ThroughputResult[], string[]], reps = sizes.reps): Row[] => [
     row(`${what}: registry CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverCpuMsPerMiB)),
     row(`${what}: registry page faults per MiB (median)`, 'faults', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverFaultsPerMiB)),
-    row(`${what}: client (curl) CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.clientCpuMsPerMiB)),
+    row(`${what}: client CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.clientCpuMsPerMiB)),
   ];
   return [
     row(`1. push ${blob} monolithic (median of ${reps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pushMono, c.pushMonoErr, reps)),
@@ -623,7 +625,7 @@ function gitCommit(): string {
 function fmtRun(r: ThroughputResult): string {
   const cost =
     (r.serverCpuMsPerMiB === undefined ? '' : `; registry ${r.serverCpuMsPerMiB.toFixed(2)} ms CPU and ${(r.serverFaultsPerMiB ?? 0).toFixed(2)} faults per MiB`) +
-    (r.clientCpuMsPerMiB === undefined ? '' : `; curl ${r.clientCpuMsPerMiB.toFixed(2)} ms CPU per MiB`);
+    (r.clientCpuMsPerMiB === undefined ? '' : `; client ${r.clientCpuMsPerMiB.toFixed(2)} ms CPU per MiB`);
   return `${r.mibPerS.toFixed(1)} MiB/s (${(r.ms / 1000).toFixed(2)} s${r.patches === undefined ? '' : `, ${r.patches} PATCHes`}${cost})`;
 }
 
@@ -662,7 +664,6 @@ async function main(): Promise<void> {
     if (!smallOnly) log(`writing ${sizes.blobBytes / MiB} MiB and ${sizes.bigPushBytes / MiB} MiB random blobs`);
     const blob: BlobFile = writeRandomFile(path.join(fixtures, 'blob.bin'), bytes(sizes.blobBytes));
     const bigBlob: BlobFile = writeRandomFile(path.join(fixtures, 'big.bin'), bytes(sizes.bigPushBytes));
-    const chunks = splitIntoChunks(blob, sizes.chunkBytes);
 
     // 8. Start-up: three starts each (alternating); the third instance stays up for the scenarios.
     for (let i = smallOnly ? 2 : 0; i < 3; i++) {
@@ -704,7 +705,7 @@ async function main(): Promise<void> {
       err: (c: Collected) => string[];
     }> = [
       { name: '1. push monolithic', reps: sizes.reps, run: (s, rep) => pushMonolithic(s.baseUrl, blob, rep), ok: (c) => c.pushMono, err: (c) => c.pushMonoErr },
-      { name: '2. push chunked', reps: sizes.reps, run: (s, rep) => pushChunked(s.baseUrl, blob, chunks, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
+      { name: '2. push chunked', reps: sizes.reps, run: (s, rep) => pushChunked(s.baseUrl, blob, sizes.chunkBytes, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
       { name: '3. pull', reps: sizes.pullReps, run: (s) => pullBlob(s.baseUrl, blob), ok: (c) => c.pull, err: (c) => c.pullErr },
     ];
     for (const sc of smallOnly ? [] : bigBlobScenarios) {

@@ -1,9 +1,12 @@
 // The benchmark scenarios. Each takes a running registry and returns typed measurements; each
 // sets up whatever it needs (untimed) so that one scenario failing does not break the next.
 
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import {
   keepAliveAgent,
   OCI_CONFIG,
@@ -12,6 +15,7 @@ import {
   OciClient,
   type BlobFile,
 } from './client.js';
+import type { ChunkedChildResult } from './chunked-push-child.js';
 import { curl, type CurlResult } from './curl-client.js';
 
 const MiB = 1024 * 1024;
@@ -222,41 +226,6 @@ function throughput(bytes: number, ms: number): ThroughputResult {
   return { bytes, ms, mibPerS: bytes / MiB / (ms / 1000) };
 }
 
-/** A byte range of a blob, written to a file of its own for curl to upload (end inclusive). */
-export interface BlobChunk {
-  path: string;
-  start: number;
-  end: number;
-}
-
-/** Writes the blob's consecutive `chunkBytes` pieces to files next to it (untimed fixtures for scenario 2). */
-export function splitIntoChunks(blob: BlobFile, chunkBytes: number): BlobChunk[] {
-  const chunks: BlobChunk[] = [];
-  const buf = Buffer.allocUnsafe(Math.min(chunkBytes, 4 * MiB));
-  const source = fs.openSync(blob.path, 'r');
-  try {
-    for (let start = 0; start < blob.size; start += chunkBytes) {
-      const end = Math.min(start + chunkBytes, blob.size) - 1;
-      const file = `${blob.path}.${chunks.length}`;
-      const target = fs.openSync(file, 'w');
-      try {
-        for (let at = start; at <= end; ) {
-          const n = fs.readSync(source, buf, 0, Math.min(buf.length, end - at + 1), at);
-          if (n === 0) throw new Error(`${blob.path} ended at ${at}, expected ${blob.size} bytes`);
-          for (let off = 0; off < n; ) off += fs.writeSync(target, buf, off, n - off);
-          at += n;
-        }
-      } finally {
-        fs.closeSync(target);
-      }
-      chunks.push({ path: file, start, end });
-    }
-  } finally {
-    fs.closeSync(source);
-  }
-  return chunks;
-}
-
 function expectStatus(what: string, result: CurlResult, status: number): void {
   if (result.status !== status) throw new Error(`${what} -> HTTP ${result.status}, expected ${status}`);
 }
@@ -284,33 +253,44 @@ export async function pushMonolithic(baseUrl: string, blob: BlobFile, rep: numbe
   }
 }
 
-/** Scenario 2: POST, one curl PATCH per chunk (Content-Range), PUT ?digest= with an empty body. */
-export async function pushChunked(baseUrl: string, blob: BlobFile, chunks: readonly BlobChunk[], rep: number): Promise<ThroughputResult> {
-  const agent = keepAliveAgent(1);
+/**
+ * Scenario 2: POST, one PATCH per `chunkBytes` (Content-Range) over one connection, PUT ?digest=
+ * with an empty body, sent by a client process of its own (chunked-push-child.ts): started, and
+ * its start awaited, before the clock runs, so the figure holds the push and not a process start.
+ */
+export async function pushChunked(baseUrl: string, blob: BlobFile, chunkBytes: number, rep: number): Promise<ThroughputResult> {
+  const child = spawn(
+    process.execPath,
+    [CHUNKED_CHILD, baseUrl, `bench/chunked${rep}`, blob.path, String(blob.size), blob.digest, String(chunkBytes)],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const lines = readLines(child.stdout);
   try {
-    const client = new OciClient(baseUrl, agent);
-    let cpuS = 0;
+    const ready = await lines.next();
+    if (ready.value !== 'ready') throw new Error(`chunked push client did not start: ${stderr.trim() || String(ready.value)}`);
     const t0 = performance.now();
-    let location = await client.startUpload(`bench/chunked${rep}`);
-    for (const chunk of chunks) {
-      const patch = await curl(
-        'PATCH',
-        location.href,
-        { 'content-type': 'application/octet-stream', 'content-range': `${chunk.start}-${chunk.end}` },
-        chunk.path,
-      );
-      cpuS += patch.cpuS;
-      expectStatus(`PATCH ${location.pathname} ${chunk.start}-${chunk.end}`, patch, 202);
-      if (patch.location === undefined) throw new Error(`PATCH ${location.pathname} answered no Location`);
-      location = client.resolve(patch.location);
-    }
-    const put = await client.request('PUT', new URL(withDigest(location, blob.digest)), {});
+    child.stdin.end('go\n');
+    const answer = await lines.next();
     const ms = performance.now() - t0;
-    if (put.status !== 201) throw new Error(`PUT ${location.pathname}?digest= -> HTTP ${put.status}, expected 201`);
-    return { ...throughput(blob.size, ms), patches: chunks.length, clientCpuMsPerMiB: (cpuS * 1000) / (blob.size / MiB) };
+    if (typeof answer.value !== 'string') throw new Error(`chunked push client ended without a result (exit ${await exited}): ${stderr.trim()}`);
+    const result = JSON.parse(answer.value) as ChunkedChildResult;
+    if (!result.ok) throw new Error(result.error ?? 'chunked push failed');
+    return { ...throughput(blob.size, ms), patches: result.patches, clientCpuMsPerMiB: result.cpuMs / (blob.size / MiB) };
   } finally {
-    agent.destroy();
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
   }
+}
+
+/** The compiled chunked-push client, next to this file. */
+const CHUNKED_CHILD = fileURLToPath(new URL('chunked-push-child.js', import.meta.url));
+
+/** The lines a stream carries, one at a time. */
+function readLines(stream: NodeJS.ReadableStream): AsyncIterator<string> {
+  return createInterface({ input: stream, crlfDelay: Infinity })[Symbol.asyncIterator]();
 }
 
 /** Makes sure the blob is in `repo` (untimed), pushing it if needed. */
