@@ -50,6 +50,18 @@ export interface CommitOptions {
   readFromSession?: boolean;
 }
 
+/**
+ * An fsync of staged upload bytes failed. The kernel reports a failed writeback once: a later
+ * fsync of the same file succeeds though its pages may never reach the disk, so bytes that saw one
+ * are never committed. The session goes, and the client pushes the blob again into a new file.
+ */
+export class StagedSyncFailed extends Error {
+  constructor(cause: unknown) {
+    super(`an fsync of the staged upload failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'StagedSyncFailed';
+  }
+}
+
 /** DIGEST_INVALID from verification: the session is discarded already, there is nothing to restore. */
 class DigestMismatch extends RegistryError {
   constructor(message: string) {
@@ -77,7 +89,8 @@ export class BlobCommit {
         await writeback.done();
         await locks.withContent(repo, digest.value, () => this.placeAndRecord(repo, digest, size, context, (target) => this.placeSession(repo, id, size, target, writeback.synced)));
       } catch (err) {
-        if (marked && !(err instanceof DigestMismatch)) await this.restoreSession(repo, id, acknowledged);
+        if (err instanceof StagedSyncFailed) await this.abandonSession(repo, id, marked, err);
+        else if (marked && !(err instanceof DigestMismatch)) await this.restoreSession(repo, id, acknowledged);
         throw err;
       }
       await this.dropSession(repo, id, marked);
@@ -189,6 +202,21 @@ export class BlobCommit {
   }
 
   /**
+   * After a failed fsync of its bytes (StagedSyncFailed): the session goes, so that no retry of the
+   * commit places bytes whose writeback failed. The client's next request on it finds no session
+   * (BLOB_UPLOAD_UNKNOWN) and starts the blob again; clients restart an upload after a 5xx anyway.
+   */
+  private async abandonSession(repo: string, id: string, marked: boolean, failure: StagedSyncFailed): Promise<void> {
+    this.parts.logger?.error({ repo, uploadId: id, err: failure.cause }, 'an fsync of an upload failed: its bytes may not be on disk, so the session is discarded and the blob must be pushed again');
+    try {
+      await this.parts.uploads.discard(repo, id);
+      if (marked) await this.parts.uploads.unmarkClosing(repo, id);
+    } catch (err) {
+      this.parts.logger?.error({ repo, uploadId: id, err }, 'failed to discard the upload session whose fsync failed');
+    }
+  }
+
+  /**
    * The session goes, then its closing marker (a marker left alone is dropped at the next start).
    * After the commit point a failure here is not the request's: the session then expires idle.
    */
@@ -256,7 +284,16 @@ export class BlobCommit {
   private async placeSession(repo: string, uploadId: string, size: number, target: string, synced: boolean): Promise<void> {
     const { roots, uploads } = this.parts;
     if (await uploads.placeFromParts(repo, uploadId, size, target)) return;
-    await roots.for(repo).driver.putFile(uploads.localFile(repo, uploadId), target, { synced });
+    const root = roots.for(repo);
+    // The staged file itself becomes the blob: its sync, if none ran yet, here, where its failure
+    // is known for what it is (putFile would sync it too, among other steps).
+    if (!synced && linksShareBytes(root)) {
+      await uploads.sync(repo, uploadId).catch((err: unknown) => {
+        throw new StagedSyncFailed(err);
+      });
+      synced = true;
+    }
+    await root.driver.putFile(uploads.localFile(repo, uploadId), target, { synced });
   }
 
   /**
@@ -310,6 +347,6 @@ class Writeback {
 
   async done(): Promise<void> {
     const failure = await this.outcome;
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined) throw new StagedSyncFailed(failure);
   }
 }

@@ -10,7 +10,9 @@
 // Nothing here is a promise to the client: a PATCH's 202 still says the bytes are in the session
 // (they survive a crash of the process, as the page cache holds them), not that they are on disk.
 // The commit syncs the file as before and waits for these syncs first. The kernel reports a failed
-// writeback once, to the sync that sees it: such a failure is kept here and fails the commit.
+// writeback once, to the sync that sees it: such a failure is kept here and fails the commit, which
+// then discards the session (blob-commit.ts StagedSyncFailed): a later fsync would succeed without
+// writing the lost pages. Kept in memory: a restart in between forgets it (noted, not handled).
 
 /** Bytes written to a file before a background sync starts: small writes do not each cost a sync. */
 const WRITEBACK_AFTER_BYTES = 8 * 1024 * 1024;
