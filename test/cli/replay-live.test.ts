@@ -10,13 +10,20 @@ import { after, before, describe, it } from 'node:test';
 import { openLiveLog } from '../../src/cli/events.js';
 import { compareStorage, recheckMissing } from '../../src/registry/storage-check.js';
 import { RegistryStateQueries } from '../../src/projections/registry-state.js';
-import { openStorageRoots } from '../../src/storage/roots.js';
+import { openStorageRoots, type StorageRoots } from '../../src/storage/roots.js';
 import { assertReplayClean, eventually } from '../helpers/http.js';
 import { makeImage, pushBlob, pushImage } from '../helpers/oci.js';
 import { runZot, startTestRegistry, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
 function blobFile(root: string, repo: string, digest: string): string {
   return path.join(root, repo, 'blobs', 'sha256', digest.slice('sha256:'.length));
+}
+
+/** What `zot replay` reads of a running registry: its live log (no snapshot begun yet) and storage. */
+async function openCheck(registry: TestRegistry): Promise<{ db: NonNullable<ReturnType<typeof openLiveLog>>; queries: RegistryStateQueries; roots: StorageRoots }> {
+  const db = openLiveLog(registry.root);
+  assert.ok(db);
+  return { db, queries: new RegistryStateQueries(db), roots: await openStorageRoots(registry.config.storage, { createDirectories: false }) };
 }
 
 describe('replay against a running registry', () => {
@@ -32,11 +39,8 @@ describe('replay against a running registry', () => {
   it('a blob the registry removes during the check is a note; a file lost without a removal is drift', async () => {
     const removed = await pushBlob(registry.url, 'live/app', 'a blob deleted through the API while replay holds its snapshot');
     const lost = await pushBlob(registry.url, 'live/app', 'a blob whose file is lost behind the registry');
-    const db = openLiveLog(registry.root);
-    assert.ok(db);
+    const { db, queries, roots } = await openCheck(registry);
     try {
-      const queries = new RegistryStateQueries(db);
-      const roots = await openStorageRoots(registry.config.storage, { createDirectories: false });
       db.exec('BEGIN');
       assert.equal(queries.blobSize('live/app', removed) !== undefined, true, 'the snapshot starts with both blobs');
       // While the snapshot is open: the registry commits a removal, and a file goes without one.
@@ -104,11 +108,8 @@ describe('replay while GC removes an empty repository', () => {
     const kept = await pushImage(registry.url, 'kept/app', 'v1', makeImage({ layers: 1, layerBytes: 64 }));
     assert.equal(kept.status, 201);
     await registry.running.actorsCaughtUp();
-    const db = openLiveLog(registry.root);
-    assert.ok(db);
+    const { db, queries, roots } = await openCheck(registry);
     try {
-      const queries = new RegistryStateQueries(db);
-      const roots = await openStorageRoots(registry.config.storage, { createDirectories: false });
       db.exec('BEGIN');
       assert.equal(queries.repositoryExists('gone/app'), true, 'the snapshot starts with the repository');
       // While the snapshot is open: the last blob goes, GC removes the empty repository, and an
