@@ -83,7 +83,15 @@ export class Registry {
       this.uploadLimits,
       new UploadHashes(hashPool, logger),
       new UploadParts(roots, logger),
-      new UploadWriteback((repo) => linksShareBytes(roots.for(repo))),
+      new UploadWriteback(
+        (repo) => linksShareBytes(roots.for(repo)),
+        (repo, uploadId, err) => {
+          logger?.error({ repo, uploadId, err }, 'a background fsync of an upload failed: its bytes may not be on disk, so the session is discarded and the blob must be pushed again');
+          this.uploads.discardWhenIdle(repo, uploadId).catch((discardErr: unknown) => {
+            logger?.error({ repo, uploadId, err: discardErr }, 'failed to discard the upload session whose background fsync failed');
+          });
+        },
+      ),
     );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);

@@ -12,7 +12,8 @@
 // The commit syncs the file as before and waits for these syncs first. The kernel reports a failed
 // writeback once, to the sync that sees it: such a failure is kept here and fails the commit, which
 // then discards the session (blob-commit.ts StagedSyncFailed): a later fsync would succeed without
-// writing the lost pages. Kept in memory: a restart in between forgets it (noted, not handled).
+// writing the lost pages. A session's failure between its requests discards it at once, when no
+// request holds it (uploads.ts discardWhenIdle): kept in memory only, a restart would forget it.
 
 /** Bytes written to a file before a background sync starts: small writes do not each cost a sync. */
 const WRITEBACK_AFTER_BYTES = 8 * 1024 * 1024;
@@ -24,6 +25,9 @@ export class BackgroundSync {
   private running: Promise<void> | undefined;
   /** A background sync's failure, not yet reported to a commit. */
   private failure: unknown;
+
+  /** `onFailure` hears of each background sync that fails, as it fails. */
+  constructor(private readonly onFailure?: (err: unknown) => void) {}
 
   /**
    * `bytes` more were written to the file: once enough are unsynced, `sync` starts in the
@@ -37,6 +41,7 @@ export class BackgroundSync {
       () => undefined,
       (err: unknown) => {
         this.failure ??= err ?? new Error('the background sync of the upload failed');
+        this.onFailure?.(this.failure);
       },
     );
     this.running = running;
@@ -64,6 +69,11 @@ export class UploadWriteback {
   constructor(
     /** Whether the repository's sessions are placed from their staged file by a commit (a filesystem root). */
     private readonly placedFromStaging: (repo: string) => boolean,
+    /**
+     * Hears of a session's background sync failing, as it fails: the session is then discarded
+     * (uploads.ts discardWhenIdle) rather than kept, in memory only, for its commit to hear of.
+     */
+    private readonly onFailure?: (repo: string, id: string, err: unknown) => void,
   ) {}
 
   /**
@@ -75,7 +85,7 @@ export class UploadWriteback {
     const k = key(repo, id);
     let session = this.sessions.get(k);
     if (!session) {
-      session = new BackgroundSync();
+      session = new BackgroundSync((err) => this.onFailure?.(repo, id, err));
       this.sessions.set(k, session);
     }
     session.written(bytes, sync);

@@ -25,6 +25,9 @@ import type { UploadParts } from './upload-parts.js';
 import { BackgroundSync, type UploadWriteback } from './upload-writeback.js';
 import type { UploadLimits } from './upload-limits.js';
 
+/** How often discardWhenIdle looks again at a session a request holds. */
+const DISCARD_RETRY_MS = 50;
+
 const UPLOAD_ID_RE = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
 
 export interface ChunkRange {
@@ -394,6 +397,21 @@ export class UploadSessions {
   async sync(repo: string, id: string): Promise<void> {
     await this.writeback.settled(repo, id);
     await this.stagingFor(repo).sync(uploadPath(repo, id));
+  }
+
+  /**
+   * Discards a session whose bytes failed to sync in the background (upload-writeback.ts) once no
+   * request holds it: its file must not outlive a failure that only this process knows of. A commit
+   * that holds it meanwhile hears of the failure itself and discards it (blob-commit.ts).
+   */
+  async discardWhenIdle(repo: string, id: string): Promise<void> {
+    while (this.open.get(repo)?.has(id) === true) {
+      if (!this.busy.has(`${repo}\u0000${id}`)) {
+        await this.holding(repo, id, () => this.discard(repo, id));
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, DISCARD_RETRY_MS));
+    }
   }
 
   async discard(repo: string, id: string): Promise<void> {
