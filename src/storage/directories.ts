@@ -97,8 +97,11 @@ const undurable = new Set<string>();
  * caller's new name has a durable path. Costs one Set lookup per level while nothing failed.
  */
 async function syncUndurableLevels(dirs: readonly string[]): Promise<void> {
-  const levels = undurableAtOrAbove(dirs);
-  if (levels.length === 0) return;
+  await syncParentsOf(undurableAtOrAbove(dirs));
+}
+
+/** Syncs each level's parent, side by side; the level is then no longer undurable. */
+async function syncParentsOf(levels: readonly string[]): Promise<void> {
   await settleAll(
     levels.map(async (level) => {
       try {
@@ -115,14 +118,17 @@ async function syncUndurableLevels(dirs: readonly string[]): Promise<void> {
 /** The levels in `undurable` that are one of `dirs` or above one. */
 function undurableAtOrAbove(dirs: readonly string[]): string[] {
   if (undurable.size === 0) return [];
-  const levels = new Set<string>();
+  return [...new Set(levelsAtOrAbove(dirs))].filter((level) => undurable.has(level));
+}
+
+/** Each of `dirs` and every directory above it, up to the filesystem's root. */
+function* levelsAtOrAbove(dirs: readonly string[]): Generator<string> {
   for (const dir of dirs) {
     for (let level = dir; ; level = path.dirname(level)) {
-      if (undurable.has(level)) levels.add(level);
+      yield level;
       if (path.dirname(level) === level) break;
     }
   }
-  return [...levels];
 }
 
 /** Notes levels made by a creation that failed before their parents were all synced. */
@@ -172,9 +178,13 @@ export async function createTogether(dirs: readonly string[], files: readonly Ne
   // anything goes beneath them.
   for (;;) {
     const pending = creationsAtOrAbove(paths);
-    if (pending.length > 0) await Promise.allSettled(pending);
-    else if (undurableAtOrAbove(paths).length > 0) await syncUndurableLevels(paths);
-    else break;
+    if (pending.length > 0) {
+      await Promise.allSettled(pending);
+      continue;
+    }
+    const undurableLevels = undurableAtOrAbove(paths);
+    if (undurableLevels.length === 0) break;
+    await syncParentsOf(undurableLevels);
   }
   // From here to the registration below nothing yields: no other creation can start in between.
   const made: string[] = [];
@@ -208,12 +218,9 @@ export async function createTogether(dirs: readonly string[], files: readonly Ne
 /** The creations under way of any of `dirs` or of a directory above one. */
 function creationsAtOrAbove(dirs: readonly string[]): Promise<void>[] {
   const found = new Set<Promise<void>>();
-  for (const dir of dirs) {
-    for (let level = dir; ; level = path.dirname(level)) {
-      const creating = inCreation.get(level);
-      if (creating) found.add(creating);
-      if (path.dirname(level) === level) break;
-    }
+  for (const level of levelsAtOrAbove(dirs)) {
+    const creating = inCreation.get(level);
+    if (creating) found.add(creating);
   }
   return [...found];
 }
