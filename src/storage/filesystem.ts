@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { writeInBatches } from './body-batches.js';
 import { createTogether, ensureDirectory, fsyncDescriptor, inDirectory, settleAll, syncDirectory } from './directories.js';
 import { readAhead } from './read-ahead.js';
+import { TemporaryFileReserve, type ReservedFile } from './temporary-reserve.js';
 import { bodyBytesReceived } from './young-garbage.js';
 import { PathNotFoundError, type ByteRange, type FileInfo, type PutContentOptions, type StorageDriver } from './driver.js';
 
@@ -56,6 +57,8 @@ export class FilesystemDriver implements StorageDriver {
   private readonly syncsOf = new WeakMap<TemporaryFile, Set<Promise<void>>>();
   /** Temporary files whose descriptors are closed (or being closed). */
   private readonly closed = new WeakSet<TemporaryFile>();
+  /** New temporary files made ahead by the pool (temporary-reserve.ts), from the first one taken. */
+  private reserve = new TemporaryFileReserve(() => this.temporaryDirectory());
 
   /**
    * `tempDirectory` (relative to the root, on the same filesystem so renames stay atomic) holds
@@ -69,19 +72,46 @@ export class FilesystemDriver implements StorageDriver {
     this.tempDirectory = this.full(tempDirectory);
   }
 
-  private async tempFile(): Promise<string> {
+  /** The temporary directory (absolute), once it exists durably. */
+  private async temporaryDirectory(): Promise<string> {
     this.tempDirectoryReady ??= ensureDirectory(this.tempDirectory).catch((err: unknown) => {
       this.tempDirectoryReady = undefined;
       throw err;
     });
     await this.tempDirectoryReady;
-    return path.join(this.tempDirectory, `${randomUUID()}.tmp`);
+    return this.tempDirectory;
+  }
+
+  /** A new name in the temporary directory, for a file not made yet. */
+  private async tempFile(): Promise<string> {
+    return path.join(await this.temporaryDirectory(), `${randomUUID()}.tmp`);
+  }
+
+  /** A new temporary file, open for writing: one from the reserve, else one opened here. */
+  private async openTemporary(): Promise<ReservedFile> {
+    const directory = await this.temporaryDirectory();
+    const reserved = this.reserve.take();
+    if (reserved !== undefined) return reserved;
+    const localPath = path.join(directory, `${randomUUID()}.tmp`);
+    return { localPath, fd: openSync(localPath, 'wx') };
   }
 
   /** Removes what a crash left in the temporary directory; only safe before any write starts. */
   async clearTemporaryFiles(): Promise<void> {
     this.tempDirectoryReady = undefined;
+    this.reserve.destroy();
+    this.reserve = new TemporaryFileReserve(() => this.temporaryDirectory());
     await fs.rm(this.tempDirectory, { recursive: true, force: true });
+  }
+
+  /** Temporary files made ahead, or being made, and not taken yet (absolute paths): no request's, and empty. */
+  reservedFiles(): string[] {
+    return this.reserve.files();
+  }
+
+  /** Closes and removes the temporary files made ahead. */
+  destroy(): void {
+    this.reserve.destroy();
   }
 
   private full(relative: string): string {
@@ -118,8 +148,9 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(relative: string, content: Buffer | string, options: PutContentOptions = {}): Promise<void> {
     const target = this.full(relative);
-    const temp = await this.tempFile();
-    const file = await writeOpen(temp, content);
+    const file =
+      Buffer.byteLength(content) <= SMALL_CONTENT_BYTES ? writeSmall(await this.openTemporary(), content) : await writeLarge(await this.tempFile(), content);
+    const temp = file.localPath;
     if (options.unnamed === true) {
       try {
         await inDirectory(path.dirname(target), () => renameOnLoop(temp, target)).catch(async (err: unknown) => {
@@ -258,8 +289,8 @@ export class FilesystemDriver implements StorageDriver {
     exactLength: number | undefined,
     onCreated: (temp: TemporaryFile) => AfterWrite | undefined,
   ): Promise<{ temp: TemporaryFile; size: number }> {
-    const localPath = await this.tempFile();
-    const temp: TemporaryFile = { path: path.relative(this.root, localPath), localPath, fd: openSync(localPath, 'wx') };
+    const { localPath, fd } = await this.openTemporary();
+    const temp: TemporaryFile = { path: path.relative(this.root, localPath), localPath, fd };
     try {
       return { temp, size: await writeBody(temp.fd, 0, source, exactLength, onCreated(temp)) };
     } catch (err) {
@@ -484,30 +515,33 @@ function writevDescriptor(fd: number, buffers: readonly Buffer[]): Promise<numbe
 
 /** A file written and left open, for its sync once it has its name (see syncPlaced). */
 interface OpenWrittenFile {
+  readonly localPath: string;
   sync(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Writes a new file and leaves it open: small content on the event loop (see SMALL_CONTENT_BYTES). */
-async function writeOpen(file: string, content: Buffer | string): Promise<OpenWrittenFile> {
-  if (Buffer.byteLength(content) <= SMALL_CONTENT_BYTES) {
-    const fd = openSync(file, 'w');
-    try {
-      writeFileSync(fd, content);
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
-    return { sync: () => fsyncDescriptor(fd), close: async () => closeSync(fd) };
+/** Writes small content (see SMALL_CONTENT_BYTES) into a new, open file on the event loop, and leaves it open. */
+function writeSmall(file: ReservedFile, content: Buffer | string): OpenWrittenFile {
+  const { localPath, fd } = file;
+  try {
+    writeFileSync(fd, content);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
   }
-  const handle = await fs.open(file, 'w');
+  return { localPath, sync: () => fsyncDescriptor(fd), close: async () => closeSync(fd) };
+}
+
+/** Writes a new file from the pool and leaves it open. */
+async function writeLarge(localPath: string, content: Buffer | string): Promise<OpenWrittenFile> {
+  const handle = await fs.open(localPath, 'w');
   try {
     await handle.writeFile(content);
   } catch (err) {
     await handle.close();
     throw err;
   }
-  return { sync: () => handle.sync(), close: () => handle.close() };
+  return { localPath, sync: () => handle.sync(), close: () => handle.close() };
 }
 
 /**

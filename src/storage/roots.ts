@@ -58,9 +58,12 @@ export class StorageRoots {
     return this.for(repo) === root;
   }
 
-  /** Releases what drivers hold open (an S3 client's sockets). */
+  /** Releases what drivers hold open (an S3 client's sockets, temporary files made ahead). */
   close(): void {
-    for (const root of this.roots) root.driver.destroy?.();
+    for (const root of this.roots) {
+      root.driver.destroy?.();
+      if (root.staging !== root.driver) root.staging.destroy();
+    }
   }
 
   /** Clears what a crash left in every staging directory; only before any write starts. */
