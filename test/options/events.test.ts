@@ -3,7 +3,8 @@
 // order they happened (HTTP in binary mode, NATS in structured mode, as zot's sdk-go sends
 // them). A sink that is stopped and started again receives every event it missed, in order,
 // once: the actor retries what failed and its checkpoint moves only past what was delivered.
-// The NATS sink flushes once per batch of events, not once per event.
+// The NATS sink flushes once per batch of events, not once per event, and publishes a batch's
+// events at its flush, together.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +13,8 @@ import { eventually } from '../helpers/http.js';
 import { HttpEventSink, NatsRelay, NatsServer, NatsSubscriber, type ReceivedEvent } from '../helpers/event-sinks.js';
 import { makeImage, pushImage, pushManifest, sha256, OCI_MANIFEST } from '../helpers/oci.js';
 import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { CloudEvent } from '../../src/actors/cloudevents/cloud-event.js';
+import { NatsSink } from '../../src/actors/cloudevents/nats-sink.js';
 
 const SUBJECT = 'zot.events';
 const WAIT_MS = 60_000;
@@ -253,6 +256,42 @@ describe('a NATS sink with events waiting', () => {
         `${repo}: created once, then its image`,
       );
     }
+  });
+});
+
+describe('a NATS sink', () => {
+  it('publishes the events sent since the last flush at the flush, together, in order, each once', async () => {
+    const nats = await NatsServer.start();
+    cleanups.push(() => nats.stop());
+    const subscriber = await NatsSubscriber.start(nats.url, SUBJECT);
+    cleanups.push(() => subscriber.stop());
+    const sink = new NatsSink({ type: 'nats', address: nats.url, channel: SUBJECT }, 10_000);
+    cleanups.push(() => sink.close());
+    const event = (id: number): CloudEvent => ({
+      specversion: '1.0',
+      id: String(id),
+      source: 'test',
+      type: 'zotregistry.image.updated',
+      time: new Date().toISOString(),
+      datacontenttype: 'application/json',
+      data: { name: `held/r${id}` },
+    });
+    for (let id = 1; id <= 3; id++) await sink.send(event(id));
+    // Anything published would be at the server well within this wait.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(subscriber.received.length, 0, 'nothing is published before the flush');
+    await sink.flush();
+    await received('the subscriber after the flush', subscriber.received, 3);
+    await sink.send(event(4));
+    await sink.flush();
+    await received('the subscriber after the second flush', subscriber.received, 4);
+    await sink.flush();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(
+      subscriber.received.map((message) => message.id),
+      ['1', '2', '3', '4'],
+      'in order, each once: a flush publishes nothing twice',
+    );
   });
 });
 

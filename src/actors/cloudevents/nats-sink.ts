@@ -2,11 +2,14 @@
 // structured mode (the whole event as JSON), as zot's sdk-go sender publishes it. Unlike zot, the
 // publishes are followed by a flush, whose answer from the server says the server has every
 // event published before it: only then are they delivered. The actor flushes once per batch of
-// events, not once per event (a round trip each). The connection is opened when an event is to
-// be sent and dropped on any failure; the next attempt opens a new one (the client's own
-// reconnect, which would buffer publishes while the server is away, is off: the actor's retry is
-// the one retry loop). Publishes that went to a connection which closed before its flush are not
-// delivered, whatever a flush on a new connection answers: that flush fails.
+// events, not once per event (a round trip each), and the events sent since the last flush are
+// published at the flush, together: the client then writes them to its socket at once, where
+// publishes spread over the batch's work were each written alone (a push of 500 small images with
+// this sink spent ~190 ms of the event loop in those writes). The connection is opened when
+// events are to be published and dropped on any failure; the next attempt opens a new one (the
+// client's own reconnect, which would buffer publishes while the server is away, is off: the
+// actor's retry is the one retry loop). Events whose flush failed are not delivered, and not kept:
+// the actor sends them again.
 import { connect, type NatsConnection } from 'nats';
 import type { EventSinkConfig } from '../../config/types.js';
 import type { CloudEvent } from './cloud-event.js';
@@ -18,10 +21,8 @@ const CONNECTION_NAME = 'zotregistry.dev';
 export class NatsSink implements EventSink {
   readonly description: string;
   private connection?: Promise<NatsConnection>;
-  /** The connection of the publishes since the last flush. */
-  private unflushed?: NatsConnection;
-  /** Publishes went to a connection that closed before a flush: the next flush must fail. */
-  private lost = false;
+  /** The events sent since the last flush, as published. */
+  private held: Buffer[] = [];
 
   constructor(
     private readonly config: EventSinkConfig,
@@ -31,33 +32,18 @@ export class NatsSink implements EventSink {
   }
 
   async send(event: CloudEvent): Promise<void> {
-    const subject = this.config.channel;
-    if (!subject) throw new Error('a nats sink needs a channel: the subject to publish on');
-    if (this.unflushed?.isClosed()) {
-      // The next flush fails whatever connection it finds: those publishes must be made again.
-      this.unflushed = undefined;
-      this.lost = true;
-      throw new Error('the connection to the NATS server closed before its publishes were flushed');
-    }
-    const connection = await this.connected();
-    try {
-      connection.publish(subject, Buffer.from(JSON.stringify(event)));
-    } catch (err) {
-      await this.drop(connection);
-      throw err;
-    }
-    this.unflushed = connection;
+    if (!this.config.channel) throw new Error('a nats sink needs a channel: the subject to publish on');
+    this.held.push(Buffer.from(JSON.stringify(event)));
   }
 
   async flush(): Promise<void> {
-    if (this.lost) {
-      this.lost = false;
-      throw new Error('publishes were lost with their connection to the NATS server');
-    }
-    const connection = this.unflushed;
-    if (connection === undefined) return;
-    this.unflushed = undefined;
+    const events = this.held;
+    this.held = [];
+    const subject = this.config.channel;
+    if (events.length === 0 || !subject) return;
+    const connection = await this.connected();
     try {
+      for (const data of events) connection.publish(subject, data);
       await withTimeout(connection.flush(), this.timeoutMs, 'the NATS server did not answer the flush');
     } catch (err) {
       await this.drop(connection);
@@ -93,6 +79,7 @@ export class NatsSink implements EventSink {
   }
 
   async close(): Promise<void> {
+    this.held = [];
     const connection = await this.connection?.catch(() => undefined);
     this.connection = undefined;
     await connection?.close().catch(() => undefined);

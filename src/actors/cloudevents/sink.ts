@@ -1,6 +1,6 @@
 // Where CloudEvents go: one sink per `extensions.events.sinks` entry. An event is delivered once
 // send() and the next flush() resolved: the receiver has it (an HTTP 2xx to its POST; the NATS
-// server's answer to a flush after the publishes). A rejection of either means the events since
+// server's answer to a flush after the publishes, made by the flush). A rejection of either means the events since
 // the last flush are not known to be delivered: the actor sends them again, and the later ones
 // wait.
 import type { EventSinkConfig } from '../../config/types.js';
@@ -12,7 +12,7 @@ import { NatsSink } from './nats-sink.js';
 export interface EventSink {
   /** Type and address, for logs and the actor's name. */
   readonly description: string;
-  /** Sends the event, in order after the ones before (HTTP: delivers it; NATS: publishes it). */
+  /** Sends the event, in order after the ones before (HTTP: delivers it; NATS: holds it for the flush). */
   send(event: CloudEvent): Promise<void>;
   /** Resolves once the receiver has every event sent since the last flush, rejects if not known. */
   flush(): Promise<void>;
