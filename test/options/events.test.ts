@@ -39,6 +39,15 @@ after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
 });
 
+/** A nats-server and a subscriber of SUBJECT, both stopped after the tests. */
+async function natsWithSubscriber(): Promise<{ nats: NatsServer; subscriber: NatsSubscriber }> {
+  const nats = await NatsServer.start();
+  cleanups.push(() => nats.stop());
+  const subscriber = await NatsSubscriber.start(nats.url, SUBJECT);
+  cleanups.push(() => subscriber.stop());
+  return { nats, subscriber };
+}
+
 describe('extensions.events', () => {
   let httpSink: HttpEventSink;
   let nats: NatsServer;
@@ -217,10 +226,7 @@ describe('a sink that was down', () => {
 
 describe('a NATS sink with events waiting', () => {
   it('publishes them with one flush per batch, not per event, each once and in order', async () => {
-    const nats = await NatsServer.start();
-    cleanups.push(() => nats.stop());
-    const subscriber = await NatsSubscriber.start(nats.url, SUBJECT);
-    cleanups.push(() => subscriber.stop());
+    const { nats, subscriber } = await natsWithSubscriber();
     const relay = await NatsRelay.start(nats.port);
     cleanups.push(() => relay.cut());
     const registry = await startTestRegistry({ extensions: { events: { sinks: [{ type: 'nats', address: relay.url, channel: SUBJECT, timeout: '10s' }] } } });
@@ -261,10 +267,7 @@ describe('a NATS sink with events waiting', () => {
 
 describe('a NATS sink', () => {
   it('publishes the events sent since the last flush at the flush, together, in order, each once', async () => {
-    const nats = await NatsServer.start();
-    cleanups.push(() => nats.stop());
-    const subscriber = await NatsSubscriber.start(nats.url, SUBJECT);
-    cleanups.push(() => subscriber.stop());
+    const { nats, subscriber } = await natsWithSubscriber();
     const sink = new NatsSink({ type: 'nats', address: nats.url, channel: SUBJECT }, 10_000);
     cleanups.push(() => sink.close());
     const event = (id: number): CloudEvent => ({
