@@ -1,11 +1,11 @@
 // A NATS sink: each event is published on the subject `channel` in the CloudEvents NATS binding's
 // structured mode (the whole event as JSON), as zot's sdk-go sender publishes it. Unlike zot, the
-// publishes are followed by a flush, whose answer from the server says the server has every
-// event published before it: only then are they delivered. The actor flushes once per batch of
-// events, not once per event (a round trip each), and the events sent since the last flush are
-// published at the flush, together: the client then writes them to its socket at once, where
-// publishes spread over the batch's work were each written alone (a push of 500 small images with
-// this sink spent ~190 ms of the event loop in those writes). The connection is opened when
+// publishes are followed by a flush, whose answer from the server says the server has every event
+// published before it: only then are they delivered. The actor flushes once per batch of events,
+// not once per event (a round trip each), and the events sent since the last flush are published at
+// the flush, together: the client then writes them to its socket at once, where publishes spread
+// over the batch's work were each written alone (two rounds of 500 small images with this sink: 213
+// ms of the event loop in the client's writes before, 109 ms after). The connection is opened when
 // events are to be published and dropped on any failure; the next attempt opens a new one (the
 // client's own reconnect, which would buffer publishes while the server is away, is off: the
 // actor's retry is the one retry loop). Events whose flush failed are not delivered, and not kept:

@@ -1,8 +1,8 @@
 // Where CloudEvents go: one sink per `extensions.events.sinks` entry. An event is delivered once
 // send() and the next flush() resolved: the receiver has it (an HTTP 2xx to its POST; the NATS
-// server's answer to a flush after the publishes, made by the flush). A rejection of either means the events since
-// the last flush are not known to be delivered: the actor sends them again, and the later ones
-// wait.
+// server's answer to a flush after the publishes, which the flush makes). A rejection of either
+// means the events since the last flush are not known to be delivered: the actor sends them
+// again, and the later ones wait.
 import type { EventSinkConfig } from '../../config/types.js';
 import { parseDuration } from '../../config/duration.js';
 import type { CloudEvent } from './cloud-event.js';
