@@ -4,8 +4,10 @@
 // as on the benchmark's machines, the inode allocator skips every recently freed inode of the
 // directory's block group one by one (ext4 recently_deleted()): after deletions nearby, such an
 // open(2) took a median of 330 µs on the event loop (strace -T, 500 small images at c=16, 4 per
-// image), against under 100 µs for new files in other directories. Made ahead by the pool, the
-// cost is still paid, but beside the event loop instead of on it.
+// image), against under 100 µs for new files in other directories. A file created 2 s after
+// 20,000 were deleted in its directory took a median of 247 µs there, and 8 µs on a journaled
+// ext4 (a loop image on the same disk), which has no such check. Made ahead by the pool, the cost
+// is still paid, but beside the event loop instead of on it.
 //
 // A taken file is the caller's, as one it opened itself would be: written, then renamed into the
 // layout or removed. What a crash leaves of the reserve goes with the temporary directory at the
