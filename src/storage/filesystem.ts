@@ -58,7 +58,7 @@ export class FilesystemDriver implements StorageDriver {
   /** Temporary files whose descriptors are closed (or being closed). */
   private readonly closed = new WeakSet<TemporaryFile>();
   /** New temporary files made ahead by the pool (temporary-reserve.ts), from the first one taken. */
-  private reserve = new TemporaryFileReserve(() => this.temporaryDirectory());
+  private reserve = new TemporaryFileReserve(() => this.tempFile());
 
   /**
    * `tempDirectory` (relative to the root, on the same filesystem so renames stay atomic) holds
@@ -72,27 +72,21 @@ export class FilesystemDriver implements StorageDriver {
     this.tempDirectory = this.full(tempDirectory);
   }
 
-  /** The temporary directory (absolute), once it exists durably. */
-  private async temporaryDirectory(): Promise<string> {
+  /** A new name in the temporary directory (made durably first), for a file not made yet. */
+  private async tempFile(): Promise<string> {
     this.tempDirectoryReady ??= ensureDirectory(this.tempDirectory).catch((err: unknown) => {
       this.tempDirectoryReady = undefined;
       throw err;
     });
     await this.tempDirectoryReady;
-    return this.tempDirectory;
-  }
-
-  /** A new name in the temporary directory, for a file not made yet. */
-  private async tempFile(): Promise<string> {
-    return path.join(await this.temporaryDirectory(), `${randomUUID()}.tmp`);
+    return path.join(this.tempDirectory, `${randomUUID()}.tmp`);
   }
 
   /** A new temporary file, open for writing: one from the reserve, else one opened here. */
   private async openTemporary(): Promise<ReservedFile> {
-    const directory = await this.temporaryDirectory();
     const reserved = this.reserve.take();
     if (reserved !== undefined) return reserved;
-    const localPath = path.join(directory, `${randomUUID()}.tmp`);
+    const localPath = await this.tempFile();
     return { localPath, fd: openSync(localPath, 'wx') };
   }
 
@@ -100,7 +94,7 @@ export class FilesystemDriver implements StorageDriver {
   async clearTemporaryFiles(): Promise<void> {
     this.tempDirectoryReady = undefined;
     this.reserve.destroy();
-    this.reserve = new TemporaryFileReserve(() => this.temporaryDirectory());
+    this.reserve = new TemporaryFileReserve(() => this.tempFile());
     await fs.rm(this.tempDirectory, { recursive: true, force: true });
   }
 

@@ -13,8 +13,6 @@
 // layout or removed. What a crash leaves of the reserve goes with the temporary directory at the
 // next start, as any temporary file does.
 import { open, closeSync, unlinkSync } from 'node:fs';
-import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
 
 /** A new, empty file in the temporary directory, open for writing. */
 export interface ReservedFile {
@@ -34,9 +32,9 @@ export class TemporaryFileReserve {
   private failed = false;
   private stopped = false;
 
-  /** `directory` resolves once the temporary directory exists durably, with its absolute path. */
+  /** `newPath` gives a new file's absolute path, once its directory exists durably. */
   constructor(
-    private readonly directory: () => Promise<string>,
+    private readonly newPath: () => Promise<string>,
     private readonly capacity = RESERVE_FILES,
   ) {}
 
@@ -76,7 +74,7 @@ export class TemporaryFileReserve {
 
   /** Creates a file and puts it in reserve (or removes it, once destroyed); listed by files() throughout. */
   private async createOne(): Promise<void> {
-    const localPath = path.join(await this.directory(), `${randomUUID()}.tmp`);
+    const localPath = await this.newPath();
     this.beingCreated.add(localPath);
     try {
       const fd = await new Promise<number>((resolve, reject) => open(localPath, 'wx', (err, fd) => (err ? reject(err) : resolve(fd))));

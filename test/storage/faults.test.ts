@@ -82,12 +82,12 @@ describe('storage faults', () => {
     );
   });
 
-  /**
-   * The temporary directory's files that some request made or took: not those made ahead for the
-   * next requests (temporary-reserve.ts), which are empty and no request's.
-   */
+  /** Temporary files made ahead for the next requests (temporary-reserve.ts): empty and no request's. */
+  const madeAhead = (): Set<string> => new Set(drivers.flatMap((driver) => (driver instanceof FilesystemDriver ? driver.reservedFiles() : [])));
+
+  /** The temporary directory's files that some request made or took. */
   const temporaryFilesInUse = (): string[] => {
-    const ahead = new Set(drivers.flatMap((driver) => (driver instanceof FilesystemDriver ? driver.reservedFiles() : [])));
+    const ahead = madeAhead();
     const dir = path.join(registry.root, '.zot-ts', 'tmp');
     return fs.readdirSync(dir).filter((name) => !ahead.has(path.join(dir, name)));
   };
@@ -366,7 +366,7 @@ describe('storage faults', () => {
       })
       .filter((target) => target.startsWith(path.join(registry.root, '.zot-ts', 'tmp')) || target.includes(`${path.sep}blobs${path.sep}sha256${path.sep}`));
     // Those of the files made ahead for the next requests stay open until the registry stops.
-    const ahead = new Set(drivers.flatMap((driver) => (driver instanceof FilesystemDriver ? driver.reservedFiles() : [])));
+    const ahead = madeAhead();
     assert.deepEqual(
       open.filter((target) => !ahead.has(target)),
       [],

@@ -3,7 +3,7 @@
 // their descriptors; what a crash leaves goes at the next start; a reserve that cannot create
 // files hands out none and does not retry on its own.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -136,7 +136,7 @@ describe('temporary files made ahead', () => {
     let attempts = 0;
     const reserve = new TemporaryFileReserve(async () => {
       attempts++;
-      return missing;
+      return path.join(missing, `${randomUUID()}.tmp`);
     }, 4);
     try {
       assert.equal(reserve.take(), undefined, 'nothing is ready at first');
