@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4 --min-semi-space-size=4 --max-old-space-size=1536 --expose-gc --enable-source-maps
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS MALLOC_ARENA_MAX=2 ZOT_DEFERRED_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node --max-semi-space-size=4 --min-semi-space-size=4 --max-old-space-size=1536 --expose-gc --enable-source-maps
 // Shim over the compiled CLI; `npm ci` builds dist/ through the prepare script.
 // MALLOC_ARENA_MAX=2: glibc's malloc gives each thread that allocates at once an arena of its own,
 // up to 8 per core, and keeps what each arena grew to; the libuv pool (8 threads for `zot serve`),
@@ -24,6 +24,9 @@
 // --expose-gc: `zot serve` collects the young generation every 4 MiB of request body, so a large
 // push never builds up to full collections (src/storage/young-garbage.ts).
 // --enable-source-maps: stack traces name the lines of src/*.ts, through the bundle's maps.
+// -u NODE_EXTRA_CA_CERTS ... ZOT_DEFERRED_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS}: node 20 parses
+// that file at every start, some 40 ms for a system bundle; it is handed over under another name
+// and trusted from the first TLS context on instead (src/cli/deferred-ca-certificates.cts).
 // CommonJS (bin/package.json): this file runs before any ES module is read, so the settings libuv
 // reads once, at its first file read (UV_THREADPOOL_SIZE), are in place for `zot serve`.
 'use strict';
@@ -31,6 +34,7 @@
 // code cache (src/cli/v8-flags.cts).
 require('../dist/src/cli/v8-flags.cjs').restoreSetupFlagDefaults();
 require('../dist/src/cli/serve-process.cjs').prepareServeProcess(process.argv.slice(2), process.env);
+require('../dist/src/cli/deferred-ca-certificates.cjs').trustDeferredExtraCaCertificates(process.env);
 
 const fs = require('node:fs');
 const path = require('node:path');
