@@ -26,7 +26,7 @@
 // --enable-source-maps: stack traces name the lines of src/*.ts, through the bundle's maps.
 // -u NODE_EXTRA_CA_CERTS ... ZOT_DEFERRED_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS}: node 20 parses
 // that file at every start, some 40 ms for a system bundle; it is handed over under another name
-// and trusted from the first TLS context on instead (src/cli/deferred-ca-certificates.cts).
+// and trusted once node:tls loads instead (src/cli/deferred-ca-certificates.cts).
 // CommonJS (bin/package.json): this file runs before any ES module is read, so the settings libuv
 // reads once, at its first file read (UV_THREADPOOL_SIZE), are in place for `zot serve`.
 'use strict';
@@ -34,7 +34,6 @@
 // code cache (src/cli/v8-flags.cts).
 require('../dist/src/cli/v8-flags.cjs').restoreSetupFlagDefaults();
 require('../dist/src/cli/serve-process.cjs').prepareServeProcess(process.argv.slice(2), process.env);
-require('../dist/src/cli/deferred-ca-certificates.cjs').trustDeferredExtraCaCertificates(process.env);
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -56,5 +55,9 @@ function bundleIsCurrent() {
   }
 }
 
-if (bundleIsCurrent()) require('../dist/src/cli/bundle-loader.cjs').runBundle(bundle);
+const runsBundle = bundleIsCurrent();
+// The bundle loads node's TLS modules through require() only, which the deferral can watch for;
+// tsc's ES modules import them, so for those the trust is in place from the start.
+require('../dist/src/cli/deferred-ca-certificates.cjs').trustDeferredExtraCaCertificates(process.env, { untilTlsIsLoaded: runsBundle });
+if (runsBundle) require('../dist/src/cli/bundle-loader.cjs').runBundle(bundle);
 else import(pathToFileURL(compiled).href);

@@ -13,6 +13,8 @@
 // - The exception is a TLS server's context (tls.Server passes sessionIdContext, clients never do),
 //   which is made as without the variable: its trust store is used only to verify client
 //   certificates, and `zot serve` asks for those only with http.tls.cacert, given as `ca`.
+// - Nothing of this loads node:tls before something else does: a start without TLS loads none of
+//   node's TLS modules, as without the variable (trustWhenTlsLoads).
 // - Contexts that differ only in per-connection options share one context, so the certificates
 //   are parsed once (some 45 ms for the bundle above), not at every connection.
 // - A file that cannot be read or holds no certificate is ignored with a warning, as Node does.
@@ -22,6 +24,7 @@
 //   run `node bin/zot.js` rather than bin/zot.js itself, and node reads the variable as usual.
 // Worker threads keep no TLS of their own here (the hash pool makes no connections).
 import * as fs from 'node:fs';
+import Module from 'node:module';
 
 /** Where the shebang of bin/zot.js puts NODE_EXTRA_CA_CERTS's value; empty when it was unset. */
 export const DEFERRED_ENV = 'ZOT_DEFERRED_NODE_EXTRA_CA_CERTS';
@@ -48,15 +51,55 @@ const CERTIFICATE_PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE
 
 /**
  * Applies the deferral that bin/zot.js's shebang began: when it handed a file over, TLS contexts
- * made from now on trust it. Call it before anything makes a TLS context.
+ * made from now on trust it. Call it before anything makes a TLS context. With `untilTlsIsLoaded`
+ * the trust is put in place when node:tls is first loaded, not now (see trustWhenTlsLoads).
  */
-export function trustDeferredExtraCaCertificates(env: NodeJS.ProcessEnv): void {
+export function trustDeferredExtraCaCertificates(env: NodeJS.ProcessEnv, options: { untilTlsIsLoaded?: boolean } = {}): void {
   const file = env[DEFERRED_ENV];
   delete env[DEFERRED_ENV];
   if (file === undefined || file === '') return;
   env.NODE_EXTRA_CA_CERTS = file;
-  // node:tls only now: a start without the variable does not load it (build/bundle.mjs).
-  deferTrust(require('node:tls') as Tls, file);
+  if (options.untilTlsIsLoaded && !tlsLoaded()) trustWhenTlsLoads(file);
+  else deferTrust(require('node:tls') as Tls, file);
+}
+
+/** Names by which CommonJS code loads a module that makes TLS contexts. */
+const TLS_MODULES = /^(?:node:)?(?:tls|https|http2|_tls_wrap|_tls_common)$/;
+
+/** Whether node has loaded node:tls (when node does not say, it is taken as loaded). */
+function tlsLoaded(): boolean {
+  const loaded = (process as unknown as { moduleLoadList?: string[] }).moduleLoadList;
+  return loaded === undefined || loaded.includes('NativeModule tls');
+}
+
+/**
+ * Puts the trust in place just before node:tls first loads, sparing a start without TLS the load
+ * of tls and its dependencies (5-15 ms on 2 cores, where node 20 without the variable loads none
+ * of them: build/bundle.mjs). A TLS context can be made only through node:tls, node:https or
+ * node:http2, which the bundle and the packages it loads (CommonJS all) require() through
+ * Module._load, or through fetch (node's own undici, which loads tls internally). Code loaded as
+ * ES modules does not pass Module._load: bin/zot.js asks for this only when it runs the bundle.
+ */
+function trustWhenTlsLoads(file: string): void {
+  let trusting = false;
+  const trust = (): void => {
+    if (trusting) return;
+    trusting = true;
+    deferTrust(require('node:tls') as Tls, file);
+  };
+  const modules = Module as unknown as { _load(request: string, parent: unknown, isMain: boolean): unknown };
+  const load = modules._load;
+  modules._load = function loadTrusting(request: string, parent: unknown, isMain: boolean): unknown {
+    if (!trusting && TLS_MODULES.test(request)) trust();
+    return load.call(this, request, parent, isMain);
+  };
+  const fetch = globalThis.fetch;
+  if (typeof fetch === 'function') {
+    globalThis.fetch = function fetchTrusting(input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]): ReturnType<typeof fetch> {
+      trust();
+      return fetch(input, init);
+    };
+  }
 }
 
 /** Replaces tls.createSecureContext, which https, fetch and tls.connect all call through the module. */

@@ -97,17 +97,21 @@ describe('deferred extra CA certificates, in a node process of their own', () =>
    * createSecureContext), `outcome(promise)`, which resolves 'ok' or the error's code, and
    * `get(options)`, an https GET of `url`'s outcome) in a node without NODE_EXTRA_CA_CERTS, after the
    * module took `deferred` as the shebang hands it over; returns what the body printed as JSON.
+   * With `untilTlsIsLoaded`, nothing loads node's TLS modules before the module, and the body gets
+   * `outcome`, `tlsLoaded()` and `require` only.
    */
-  async function run(deferred: string | undefined, body: string): Promise<{ result: unknown; stderr: string }> {
+  async function run(deferred: string | undefined, body: string, untilTlsIsLoaded = false): Promise<{ result: unknown; stderr: string }> {
     const script = path.join(dir, 'probe.cjs');
-    fs.writeFileSync(
-      script,
-      `const tls = require('node:tls');
+    const tlsFirst = `const tls = require('node:tls');
 const https = require('node:https');
 const original = tls.createSecureContext;
-const outcome = (p) => p.then(() => 'ok', (err) => err.cause?.code ?? err.code ?? err.message);
 const get = (options) => outcome(new Promise((resolve, reject) => https.get(${JSON.stringify(url)}, { agent: false, ...options }, (res) => res.resume().on('end', resolve)).on('error', reject)));
-require(${JSON.stringify(MODULE)}).trustDeferredExtraCaCertificates(process.env);
+`;
+    fs.writeFileSync(
+      script,
+      `const outcome = (p) => p.then(() => 'ok', (err) => err.cause?.code ?? err.code ?? err.message);
+const tlsLoaded = () => process.moduleLoadList.includes('NativeModule tls');
+${untilTlsIsLoaded ? '' : tlsFirst}require(${JSON.stringify(MODULE)}).trustDeferredExtraCaCertificates(process.env, { untilTlsIsLoaded: ${untilTlsIsLoaded} });
 (async (url) => { ${body} })(${JSON.stringify(url)}).then((result) => { process.stdout.write(JSON.stringify(result)); process.exit(0); });
 `,
     );
@@ -124,6 +128,27 @@ require(${JSON.stringify(MODULE)}).trustDeferredExtraCaCertificates(process.env)
     assert.equal(status, 0, stderr);
     return { result: JSON.parse(stdout) as unknown, stderr };
   }
+
+  it('with untilTlsIsLoaded, loads no TLS module itself and trusts the file from the first fetch or require() of one', async () => {
+    const viaFetch = await run(certs.caCert, `const before = tlsLoaded(); const fetched = await outcome(fetch(url)); return { before, fetched, after: tlsLoaded() };`, true);
+    assert.deepEqual(viaFetch.result, { before: false, fetched: 'ok', after: true });
+    const viaHttps = await run(
+      certs.caCert,
+      `const before = tlsLoaded();
+       const https = require('node:https');
+       const got = await outcome(new Promise((resolve, reject) => https.get(url, { agent: false }, (res) => res.resume().on('end', resolve)).on('error', reject)));
+       return { before, got };`,
+      true,
+    );
+    assert.deepEqual(viaHttps.result, { before: false, got: 'ok' });
+    const viaTls = await run(
+      certs.caCert,
+      `const tls = require('node:tls');
+       return { connected: await outcome(new Promise((resolve, reject) => { const s = tls.connect({ host: '127.0.0.1', port: Number(new URL(url).port) }, () => { s.end(); resolve(); }); s.on('error', reject); })) };`,
+      true,
+    );
+    assert.deepEqual(viaTls.result, { connected: 'ok' });
+  });
 
   it('trusts the file for https, fetch and tls.connect, and sets NODE_EXTRA_CA_CERTS again for child processes', async () => {
     const { result } = await run(
