@@ -1,4 +1,4 @@
-// NODE_EXTRA_CA_CERTS, deferred by bin/zot.js's shebang to the first TLS context
+// NODE_EXTRA_CA_CERTS, deferred by bin/zot.js's shebang to the first use of TLS
 // (src/cli/deferred-ca-certificates.cts): node starts without the variable, and the registry
 // still trusts the file's certificates where Node would have, and only there.
 import assert from 'node:assert/strict';
@@ -25,7 +25,7 @@ function environmentOf(pid: number): Map<string, string> {
   return new Map(entries.map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]));
 }
 
-describe('NODE_EXTRA_CA_CERTS for `zot serve`, read at the first TLS context', { skip: !fs.existsSync('/proc/self/environ') }, () => {
+describe('NODE_EXTRA_CA_CERTS for `zot serve`, read when TLS is first used', { skip: !fs.existsSync('/proc/self/environ') }, () => {
   let certs: SyncCertificates;
   let upstream: DockerRegistry;
   let client: Skopeo;
