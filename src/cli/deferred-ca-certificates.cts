@@ -117,15 +117,17 @@ function deferTrust(tls: Tls, file: string): void {
   const trustingContext = (options: ContextOptions | undefined): SecureContext => {
     if (trusted !== undefined) return createContext({ ...options, ca: trusted });
     extra ??= readCertificates(file);
+    const withFile = [...tls.rootCertificates, ...extra];
     try {
-      const context = createContext({ ...options, ca: [...tls.rootCertificates, ...extra] });
-      trusted = [...tls.rootCertificates, ...extra];
+      const context = createContext({ ...options, ca: withFile });
+      trusted = withFile;
       return context;
     } catch (err) {
       if (extra.length === 0) throw err;
-      const context = createContext({ ...options, ca: [...tls.rootCertificates] });
+      const rootsOnly = [...tls.rootCertificates];
+      const context = createContext({ ...options, ca: rootsOnly });
       ignoreFile(file, err);
-      trusted = [...tls.rootCertificates];
+      trusted = rootsOnly;
       return context;
     }
   };
