@@ -1,8 +1,8 @@
 // zot-ts vs. the CNCF distribution registry (Debian's docker-registry), side by side, in one run,
-// with the same clients, both on 127.0.0.1: curl for the big single-request transfers (figures 1
-// and 3 and the push of 6, bench/curl-client.ts), a node:http client in a process of its own for
-// the chunked push (figure 2, bench/chunked-push-child.ts), bench/client.ts (node:http) in the
-// bench process for everything else.
+// with the same clients, both on 127.0.0.1: curl for the big single-request pushes (figure 1 and
+// the push of 6) and the second pull figure (3b, bench/curl-client.ts), clients in processes of
+// their own for the chunked push (figure 2, bench/chunked-push-child.ts) and the pull (figure 3,
+// bench/pull-child.ts), bench/client.ts (node:http) in the bench process for everything else.
 //
 //   npm run bench                       # full run
 //   npm run bench -- --quick            # smoke run with smaller sizes and shorter loops
@@ -41,6 +41,7 @@ import {
   manifestGets,
   median,
   pullBlob,
+  pullBlobWithCurl,
   pushChunked,
   pushMonolithic,
   pushSmallImages,
@@ -154,6 +155,7 @@ interface CpuRecord {
   serverCpuS: number;
   /** Page faults of the server, minor and major. */
   serverFaults: number;
+  /** The bench process and the processes it ran; for a big transfer, the client's own count over it. */
   clientCpuS: number;
 }
 
@@ -325,6 +327,8 @@ interface Collected {
   pushChunkedErr: string[];
   pull: ThroughputResult[];
   pullErr: string[];
+  pullByCurl: ThroughputResult[];
+  pullByCurlErr: string[];
   small: SmallImagesResult[];
   smallErr: string[];
   gets: LatencyStats | Error | undefined;
@@ -342,6 +346,8 @@ function emptyCollected(): Collected {
     pushChunkedErr: [],
     pull: [],
     pullErr: [],
+    pullByCurl: [],
+    pullByCurlErr: [],
     small: [],
     smallErr: [],
     gets: undefined,
@@ -390,8 +396,8 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
     return { figure, unit, better, digits, cells };
   };
   // What the registry process spent per MiB moved (all its threads, from /proc/<pid>/stat), and
-  // what the client spent (curl, or the chunked push's own process): a client near one core would
-  // be the limit, not the registry.
+  // what the client spent (curl, or the chunked push's or the pull's own process): a client near
+  // one core would be the limit, not the registry.
   const serverCostRows = (what: string, runs: (c: Collected) => [ThroughputResult[], string[]], reps = sizes.reps): Row[] => [
     row(`${what}: registry CPU per MiB (median)`, 'ms', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverCpuMsPerMiB)),
     row(`${what}: registry page faults per MiB (median)`, 'faults', 'lower', 2, (c) => medianCell(...runs(c), reps, (r) => r.serverFaultsPerMiB)),
@@ -403,9 +409,11 @@ function buildRows(sizes: Sizes, data: Partial<Record<RegistryKind, Collected>>)
       medianCell(c.pushChunked, c.pushChunkedErr, reps),
     ),
     row(`3. pull ${blob} (median of ${sizes.pullReps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pull, c.pullErr, sizes.pullReps)),
+    row(`3b. pull ${blob} by curl (median of ${sizes.pullReps})`, 'MiB/s', 'higher', 1, (c) => medianCell(c.pullByCurl, c.pullByCurlErr, sizes.pullReps)),
     ...serverCostRows('1. monolithic push', (c) => [c.pushMono, c.pushMonoErr]),
     ...serverCostRows('2. chunked push', (c) => [c.pushChunked, c.pushChunkedErr]),
     ...serverCostRows('3. pull', (c) => [c.pull, c.pullErr], sizes.pullReps),
+    ...serverCostRows('3b. pull by curl', (c) => [c.pullByCurl, c.pullByCurlErr], sizes.pullReps),
     ...smallImageRows(sizes, row),
     row(`5. manifest GET c=${sizes.getConcurrency}, ${secs}: throughput`, 'req/s', 'higher', 0, (c) => fromResult(c.gets, (v) => v.rps)),
     row(`5. manifest GET c=${sizes.getConcurrency}: p50`, 'ms', 'lower', 2, (c) => fromResult(c.gets, (v) => v.p50Ms)),
@@ -707,6 +715,7 @@ async function main(): Promise<void> {
       { name: '1. push monolithic', reps: sizes.reps, run: (s, rep) => pushMonolithic(s.baseUrl, blob, rep), ok: (c) => c.pushMono, err: (c) => c.pushMonoErr },
       { name: '2. push chunked', reps: sizes.reps, run: (s, rep) => pushChunked(s.baseUrl, blob, sizes.chunkBytes, rep), ok: (c) => c.pushChunked, err: (c) => c.pushChunkedErr },
       { name: '3. pull', reps: sizes.pullReps, run: (s) => pullBlob(s.baseUrl, blob), ok: (c) => c.pull, err: (c) => c.pullErr },
+      { name: '3b. pull by curl', reps: sizes.pullReps, run: (s) => pullBlobWithCurl(s.baseUrl, blob), ok: (c) => c.pullByCurl, err: (c) => c.pullByCurlErr },
     ];
     for (const sc of smallOnly ? [] : bigBlobScenarios) {
       for (let rep = 0; rep < sc.reps; rep++) {
@@ -718,6 +727,13 @@ async function main(): Promise<void> {
             if (cost !== undefined) {
               r.serverCpuMsPerMiB = (cost.serverCpuS * 1000) / (r.bytes / MiB);
               r.serverFaultsPerMiB = cost.serverFaults / (r.bytes / MiB);
+              // The client's load is what the client measured over the transfer: the measure's
+              // own count would hold a client process's start (node's, some 70 ms of CPU), which
+              // no transfer waits for.
+              if (r.clientCpuMsPerMiB !== undefined) {
+                cost.clientCpuS = (r.clientCpuMsPerMiB * (r.bytes / MiB)) / 1000;
+                cost.wallS = r.ms / 1000;
+              }
             }
             sc.ok(got(c.kind)).push(r);
             log(`${c.label} ${sc.name} ${rep + 1}/${sc.reps}: ${fmtRun(r)}`);
@@ -858,7 +874,8 @@ async function main(): Promise<void> {
     const d = got(c.kind);
     const runs = (xs: ThroughputResult[]): string => (xs.length === 0 ? '—' : xs.map((x) => x.mibPerS.toFixed(1)).join(', '));
     out.push(
-      `${c.label}: runs (MiB/s) monolithic [${runs(d.pushMono)}], chunked [${runs(d.pushChunked)}], pull [${runs(d.pull)}]; ` +
+      `${c.label}: runs (MiB/s) monolithic [${runs(d.pushMono)}], chunked [${runs(d.pushChunked)}], pull [${runs(d.pull)}], ` +
+        `pull by curl [${runs(d.pullByCurl)}]; ` +
         `start-ups (ms) [${c.startupMs.map((x) => x.toFixed(0)).join(', ')}]` +
         (d.small.length > 0
           ? `; small images (images/s) [${d.small.map((r) => r.imagesPerS.toFixed(1)).join(', ')}], blobs stored by POST ?digest= ` +
@@ -914,6 +931,7 @@ async function main(): Promise<void> {
             pushMonolithic: d.pushMono,
             pushChunked: d.pushChunked,
             pull: d.pull,
+            pullByCurl: d.pullByCurl,
             smallImages: d.small,
             smallImagesErrors: d.smallErr,
             manifestGets: plain(d.gets),
