@@ -86,6 +86,9 @@ export function writeRandomFile(file: string, size: number): BlobFile {
       for (let off = 0; off < n; ) off += fs.writeSync(fd, slice, off, n - off);
       written += n;
     }
+    // On disk before any figure: the writeback of a GiB of fixtures would otherwise run during the
+    // first figures (start-up, then the pushes' own fsyncs) and fall on whichever registry is timed.
+    fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
