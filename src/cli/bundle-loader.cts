@@ -9,13 +9,15 @@
 // and flags: a cache of another bundle is never used; one of another node or other V8 flags is
 // rejected by V8; either way the bundle compiles as without a cache. NODE_DEBUG=zot-bundle says
 // which.
+// `import x = require(...)`, not `import * as x`: tsc makes the latter a copy of the module's
+// names with a getter each (__importStar), some 160 KiB of what every start allocates.
 import { isAscii } from 'node:buffer';
-import * as fs from 'node:fs';
+import fs = require('node:fs');
 import Module from 'node:module';
-import * as path from 'node:path';
+import path = require('node:path');
 import { debuglog } from 'node:util';
-import * as vm from 'node:vm';
-import * as zlib from 'node:zlib';
+import vm = require('node:vm');
+import zlib = require('node:zlib');
 
 const debug = debuglog('zot-bundle');
 

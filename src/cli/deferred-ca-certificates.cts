@@ -23,7 +23,9 @@
 //   API of Node 20 lists: the deferral would trust the bundled roots instead, so with that flag
 //   run `node bin/zot.js` rather than bin/zot.js itself, and node reads the variable as usual.
 // Worker threads keep no TLS of their own here (the hash pool makes no connections).
-import * as fs from 'node:fs';
+// `import x = require(...)`, not `import * as x`: tsc makes the latter a copy of the module's
+// names with a getter each (__importStar), some 160 KiB of what every start allocates.
+import fs = require('node:fs');
 import Module from 'node:module';
 
 /** Where the shebang of bin/zot.js puts NODE_EXTRA_CA_CERTS's value; empty when it was unset. */
