@@ -21,6 +21,9 @@
 //   all three at start for the servers it may create, and the registry's TLS checks import tls;
 //   compiling them is about a tenth of the start-up CPU, and a registry without TLS needs none.
 //   (Not dns, which fastify requires too: node's listen() loads it anyway, through cluster.)
+// - node:fs, node:fs/promises and node:path, which many of our modules import whole, get one
+//   namespace object each (sharedBuiltins), not one per importing module: 0.7 MiB less to
+//   allocate before the first answer.
 // - The source maps follow tsc's maps back to src/*.ts; bin/zot.js runs node with
 //   --enable-source-maps, so stack traces name the TypeScript lines. Node keeps the maps in memory
 //   for the life of the process: source-map-own.mjs leaves in them only the mappings into our own
