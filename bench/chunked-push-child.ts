@@ -80,7 +80,10 @@ class Connection {
       const buffer = this.buffers[turn] as Buffer;
       const n = fs.readSync(fd, buffer, 0, Math.min(BUFFER_BYTES, length - sent), start + sent);
       if (n === 0) throw new Error(`the file ended ${length - sent} bytes early`);
-      inFlight.push(this.write(buffer.subarray(0, n)));
+      const written = this.write(buffer.subarray(0, n));
+      // Awaited in turn below; a later write failing first is not an unhandled rejection meanwhile.
+      written.catch(() => undefined);
+      inFlight.push(written);
       sent += n;
     }
     await Promise.all(inFlight);
