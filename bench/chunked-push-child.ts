@@ -71,7 +71,7 @@ class Connection {
     this.socket.destroy();
   }
 
-  /** The range read into two buffers in turn: one is read while the other is being written. */
+  /** The range read into the connection's buffers in turn: one is read while the others are being written. */
   private async sendRange(fd: number, start: number, length: number): Promise<void> {
     const inFlight: Promise<void>[] = [];
     for (let sent = 0, turn = 0; sent < length; turn = (turn + 1) % this.buffers.length) {

@@ -338,7 +338,6 @@ function zotConfig(
   )}\n`;
 }
 
-/** One GET /v2/ without keep-alive; resolves the status, or 0 on connection errors. */
 /**
  * Between two readiness probes. The wait is part of the start-up figure (figure 8): at 10 ms it
  * added 0-10 ms, some 5 on average, to both registries' starts (a sixth of distribution's). A
@@ -346,6 +345,7 @@ function zotConfig(
  */
 const READY_POLL_MS = 2;
 
+/** One GET /v2/ without keep-alive; resolves the status, or 0 on connection errors. */
 function probe(port: number): Promise<number> {
   return new Promise((resolve) => {
     const req = http.request(
