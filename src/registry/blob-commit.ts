@@ -10,7 +10,7 @@
 //      name for the session's bytes, or a link to a copy the root holds already, with dedupe; on
 //      S3 the multipart upload the session's parts went to, completed in place or moved there);
 //   4. append BlobPushed: the commit point. Until then no reader can see the blob;
-//   5. drop the session.
+//   5. drop the session (its file unlinked in the background: the answer does not wait for it).
 // Until step 4 the session is kept: any failure before it (other than a digest mismatch) puts the
 // session back as the PATCHes left it, and so does the start after a crash (recoverInterrupted).
 //
@@ -117,7 +117,8 @@ export class BlobCommit {
    *   3. under the content lock, rename it to its content address, then wait for its sync and the
    *      directory's side by side (or, with dedupe, link the copy the root holds already);
    *   4. append BlobPushed: the commit point;
-   *   5. the file goes, unless placed.
+   *   5. the file goes, unless placed: on a failure, before the answer; after the commit point,
+   *      unlinked in the background.
    */
   async commitBody(repo: string, digest: ParsedDigest, context: EventContext, body: LastChunk): Promise<string> {
     const { uploads, locks } = this.parts;
@@ -134,9 +135,11 @@ export class BlobCommit {
       await locks.withContent(repo, digest.value, () =>
         this.placeAndRecord(repo, digest, staged.size, context, (target) => uploads.placeBody(staged, target, writeback.synced ? writeback.done() : uploads.syncBody(staged))),
       );
-    } finally {
+    } catch (err) {
       await uploads.dropBody(staged);
+      throw err;
     }
+    await uploads.dropBodyInBackground(staged);
     return digest.value;
   }
 
@@ -217,12 +220,13 @@ export class BlobCommit {
   }
 
   /**
-   * The session goes, then its closing marker (a marker left alone is dropped at the next start).
-   * After the commit point a failure here is not the request's: the session then expires idle.
+   * The session goes, its file unlinked in the background, then its closing marker (a marker left
+   * alone is dropped at the next start). After the commit point a failure here is not the
+   * request's: the session then expires idle.
    */
   private async dropSession(repo: string, id: string, marked: boolean): Promise<void> {
     try {
-      await this.parts.uploads.discard(repo, id);
+      await this.parts.uploads.discardInBackground(repo, id);
       if (marked) await this.parts.uploads.unmarkClosing(repo, id);
     } catch (err) {
       this.parts.logger?.warn({ repo, uploadId: id, err }, 'failed to remove committed upload session, leaving it to expire');

@@ -92,6 +92,7 @@ export class Registry {
           });
         },
       ),
+      (file, err) => logger?.warn({ file, err }, 'failed to remove an unneeded upload file in the background, leaving it to the next start'),
     );
     this.locks = new RegistryLocks(roots);
     this.files = new RepositoryFiles(roots, queries, logger);

@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { PathNotFoundError, SizeMismatchError } from '../storage/driver.js';
-import type { FilesystemDriver, TemporaryFile } from '../storage/filesystem.js';
+import type { FilesystemDriver, RemovalFailure, TemporaryFile } from '../storage/filesystem.js';
 import { CLOSING_UPLOADS_DIR, closingUploadPath, isLayoutEntry, uploadPath, uploadsDir, UPLOADS_DIR } from '../storage/layout.js';
 import type { DigestAlgorithm } from '../oci/digest.js';
 import { eachBounded } from '../concurrency.js';
@@ -85,6 +85,8 @@ export class UploadSessions {
     private readonly parts: UploadParts,
     /** The background syncs between a session's PATCHes (upload-writeback.ts). */
     private readonly writeback: UploadWriteback,
+    /** Hears of a file whose removal in the background failed. */
+    private readonly onRemovalFailure: RemovalFailure,
   ) {}
 
   /**
@@ -185,9 +187,13 @@ export class UploadSessions {
     await eachBounded(children, LISTINGS_AT_ONCE, (child) => this.loadFrom(staging, child));
   }
 
-  /** At shutdown, after the last request: the parts still being sent to S3 arrive and are recorded. */
-  settle(): Promise<void> {
-    return this.parts.settle();
+  /**
+   * At shutdown, after the last request: the parts still being sent to S3 arrive and are recorded,
+   * and the files being removed in the background go.
+   */
+  async settle(): Promise<void> {
+    await this.parts.settle();
+    await Promise.all(this.allStaging().map((staging) => staging.removalsSettled()));
   }
 
   /** Whether the repository has any session open (GC keeps such a repository). */
@@ -292,6 +298,15 @@ export class UploadSessions {
   async dropBody(staged: StagedBody): Promise<void> {
     this.hashes.forget(staged.ref);
     await this.stagingFor(staged.repo).discardTemporary(staged.temp);
+  }
+
+  /**
+   * The staged body of a committed push is over, as dropBody, but its file, unless placed (the
+   * repository or, with dedupe, the root held the bytes), is unlinked in the background.
+   */
+  async dropBodyInBackground(staged: StagedBody): Promise<void> {
+    this.hashes.forget(staged.ref);
+    await this.stagingFor(staged.repo).discardTemporaryInBackground(staged.temp, this.onRemovalFailure);
   }
 
   /** Current size of the session, or BLOB_UPLOAD_UNKNOWN. */
@@ -415,7 +430,22 @@ export class UploadSessions {
   }
 
   async discard(repo: string, id: string): Promise<void> {
-    await this.parts.end({ repo, id }, () => this.stagingFor(repo).delete(uploadPath(repo, id)));
+    await this.end(repo, id, () => this.stagingFor(repo).delete(uploadPath(repo, id)));
+  }
+
+  /**
+   * A committed session goes, as `discard` has it go, but its file's unlink, which frees its
+   * blocks when the commit did not keep them, does not hold the answer: the file leaves the
+   * repository's .uploads at once (a rename into the temporary directory) and is unlinked in the
+   * background (FilesystemDriver.deleteInBackground).
+   */
+  async discardInBackground(repo: string, id: string): Promise<void> {
+    await this.end(repo, id, () => this.stagingFor(repo).deleteInBackground(uploadPath(repo, id), this.onRemovalFailure));
+  }
+
+  /** The session's parts end, `removeFile` removes its file, and what this process kept of it goes. */
+  private async end(repo: string, id: string, removeFile: () => Promise<void>): Promise<void> {
+    await this.parts.end({ repo, id }, removeFile);
     this.forget(repo, id);
     this.hashes.forget({ repo, id });
     this.writeback.forget(repo, id);
