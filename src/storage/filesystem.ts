@@ -25,8 +25,8 @@ function isNotFound(err: unknown): boolean {
 /**
  * A new file in the driver's temporary directory, kept open while a request writes it whole
  * (writeTemporary): then synced and placed into the layout (syncTemporary, placeTemporary), or
- * discarded (discardTemporary, or discardTemporaryInBackground once its request succeeded). What a crash leaves of one goes with the temporary directory at
- * the next start.
+ * discarded (discardTemporary, or discardTemporaryInBackground once its request succeeded). What
+ * a crash leaves of one goes with the temporary directory at the next start.
  */
 export interface TemporaryFile {
   /** Relative to the root. */
