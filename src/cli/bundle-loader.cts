@@ -46,11 +46,15 @@ function fingerprintOf(code: Buffer): Buffer | undefined {
   return fingerprint;
 }
 
-/** The V8 data of the cache when it was made from exactly this bundle. */
-function readCodeCache(file: string, fingerprint: Buffer): Buffer | undefined {
+/**
+ * The V8 data of the cache when it was made from exactly this bundle. Read into `spare` when it
+ * fits, memory the process has touched already: each page of new memory costs a page fault, some
+ * 15 us on this kind of virtual machine, and the cache is a megabyte.
+ */
+function readCodeCache(file: string, fingerprint: Buffer, spare: Buffer): Buffer | undefined {
   let cache: Buffer;
   try {
-    cache = fs.readFileSync(file);
+    cache = readInto(file, spare);
   } catch {
     debug('no code cache at %s', file);
     return undefined;
@@ -60,6 +64,24 @@ function readCodeCache(file: string, fingerprint: Buffer): Buffer | undefined {
     return undefined;
   }
   return cache.subarray(FINGERPRINT_BYTES);
+}
+
+/** The whole file, in `buffer` when it fits there, else in a new one. */
+function readInto(file: string, buffer: Buffer): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const { size } = fs.fstatSync(fd);
+    if (size > buffer.length) return fs.readFileSync(fd);
+    let read = 0;
+    while (read < size) {
+      const bytes = fs.readSync(fd, buffer, read, size - read, read);
+      if (bytes === 0) break;
+      read += bytes;
+    }
+    return buffer.subarray(0, read);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 interface NodeModuleInternals {
@@ -109,15 +131,14 @@ function registerSourceMapOnFirstStack(owner: Module, bundle: string): void {
 export function runBundle(bundle: string): void {
   const code = fs.readFileSync(bundle);
   const fingerprint = fingerprintOf(code);
-  const cachedData = fingerprint ? readCodeCache(codeCacheFile(bundle), fingerprint) : undefined;
   // An ASCII bundle (build/bundle.mjs keeps it so) reads as latin1: a copy of the bytes into a
-  // one-byte string, where UTF-8 would decode and check every byte first.
+  // one-byte string, where UTF-8 would decode and check every byte first. The bundle is the
+  // function require() would wrap a module in (build/bundle.mjs), so V8 compiles this very string.
   const source = code.toString(isAscii(code) ? 'latin1' : 'utf8');
-  // The wrapper require() puts around a module, on a line of its own so that the bundle's lines and
-  // columns, which its source map and stack traces name, stay those of the file.
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {\n${source}\n})`, {
+  // The bytes have their string now: their memory takes the cache.
+  const cachedData = fingerprint ? readCodeCache(codeCacheFile(bundle), fingerprint, code) : undefined;
+  const script = new vm.Script(source, {
     filename: bundle,
-    lineOffset: -1,
     ...(cachedData ? { cachedData } : {}),
     // Node 20.x without the constant: the bundle makes no import() of its own (build/bundle.mjs).
     ...(vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER ? { importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER } : {}),

@@ -199,10 +199,13 @@ describe('the bundled CLI', () => {
 
     it('is not used for a bundle of the same length with other bytes', () => {
       const code = fs.readFileSync(BUNDLE);
-      const first = code.toString('latin1').split('\n', 1)[0] ?? '';
-      assert.match(first, /^const importMetaUrlOfBundle = /);
+      // The bundle is the function require() would wrap a module in (build/bundle.mjs).
+      const [wrapper = '', second = ''] = code.toString('latin1').split('\n', 2);
+      assert.equal(wrapper, '(function (exports, require, module, __filename, __dirname) {');
+      assert.match(second, /^const importMetaUrlOfBundle = /);
       // Another bundle, as long as this one, that still runs: `let  ` for `const`.
-      fs.writeFileSync(BUNDLE, Buffer.concat([Buffer.from('let  ', 'latin1'), code.subarray('const'.length)]));
+      const at = wrapper.length + 1;
+      fs.writeFileSync(BUNDLE, Buffer.concat([code.subarray(0, at), Buffer.from('let  ', 'latin1'), code.subarray(at + 'const'.length)]));
       try {
         const run = version([ZOT_BIN]);
         assert.equal(run.status, 0, run.stderr);
