@@ -2,8 +2,8 @@
 // the JWT library, prom-client, the NATS client) only when the configuration uses them, the YAML
 // and TOML parsers only for a config file in that format, and neither ajv's compiler (the config
 // schema is compiled at build time) nor fastify's schema compilers (no route has a schema), nor,
-// from the bundle, node's TLS, HTTPS and HTTP/2 modules without TLS in the config. Each costs
-// start-up time and idle memory.
+// from the bundle, node's TLS, HTTPS and HTTP/2 modules without TLS in the config, nor semver for
+// a plain distSpecVersion. Each costs start-up time and idle memory.
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
@@ -27,6 +27,8 @@ describe('modules loaded by zot serve', () => {
       "the recorder saw the require() calls from the bundle (better-sqlite3's native addon)",
     );
     for (const name of [...OPTIONAL, ...PARSERS, ...SCHEMA_COMPILERS]) assert.ok(!packages.has(name), `${name} is not loaded`);
+    // The config's distSpecVersion, 1.1.0, is a plain version: checked without semver (schema-runtime.ts).
+    assert.ok(!packages.has('semver'), 'semver is not loaded');
     // The compiled schema imports ajv's string length helper, not ajv's compiler.
     // (bundled into dist/bundle/ when bin/zot.js runs the bundle, so no file of ajv's at all).
     const ajvFiles = urls.filter((url) => url.includes('/node_modules/ajv/')).map((url) => url.replace(/^.*\/node_modules\//, ''));
