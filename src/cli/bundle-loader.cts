@@ -84,6 +84,12 @@ function readInto(file: string, buffer: Buffer): Buffer {
   }
 }
 
+/**
+ * The comment that names a module's source map, in two pieces: node takes the last one it finds in
+ * a module's text for this module's own map, and this module has none (build/bundle.mjs SHIMS).
+ */
+const SOURCE_MAP_COMMENT = '//# sourceMapping' + 'URL=';
+
 interface NodeModuleInternals {
   _nodeModulePaths(from: string): string[];
   _cache: Record<string, Module>;
@@ -101,7 +107,7 @@ interface ModuleInstanceInternals {
  * registered while `owner` lives.
  */
 function registerSourceMap(owner: Module, bundle: string): void {
-  (owner as unknown as ModuleInstanceInternals)._compile(`//# sourceMappingURL=${path.basename(bundle)}.map\n`, bundle);
+  (owner as unknown as ModuleInstanceInternals)._compile(`${SOURCE_MAP_COMMENT}${path.basename(bundle)}.map\n`, bundle);
   debug('source map of %s registered', bundle);
 }
 

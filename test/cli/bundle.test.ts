@@ -56,6 +56,15 @@ describe('the bundled CLI', () => {
     assert.ok(map.sources.some((source) => source.endsWith('src/cli/main.ts')), 'the map names the TypeScript sources');
   });
 
+  it('is loaded by modules that name no source map, which node would read and parse at every start', () => {
+    for (const name of ['v8-flags', 'serve-process', 'deferred-ca-certificates', 'bundle-loader']) {
+      const file = path.join(REPO_ROOT, 'dist', 'src', 'cli', `${name}.cjs`);
+      // node's own pattern for the comment (internal/source_map/source_map_cache.js).
+      assert.doesNotMatch(fs.readFileSync(file, 'utf8'), /\/[*/]#\s+sourceMappingURL=/, file);
+      assert.ok(!fs.existsSync(`${file}.map`), `${file}.map`);
+    }
+  });
+
   it('is ASCII, which node reads fastest, and names the file of the license comments it leaves out', () => {
     const bundle = fs.readFileSync(BUNDLE);
     assert.ok(isAscii(bundle), 'ASCII');
