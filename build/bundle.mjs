@@ -123,14 +123,15 @@ const sharedBuiltins = {
 };
 
 /**
- * tsc's output of the CommonJS modules bin/zot.js requires before the bundle (src/cli/*.cts). Each
- * names its source map in a last-line comment, which --enable-source-maps has node follow as the
- * module loads: it reads and parses the map and, for the first one, sets up its cache of maps,
- * while bin/zot.js's V8 flags still keep node's own modules from their code cache. Measured over
- * 15 alternating starts: 7-12 ms to the first 200, some 15 ms of CPU and 250 page faults each. The
- * comments and maps go: these short files' stack traces name their own lines.
+ * tsc's output of the CommonJS modules bin/zot.js requires before the bundle (src/cli/*.cts), as
+ * its require() calls name them. Each names its source map in a last-line comment, which
+ * --enable-source-maps has node follow as the module loads: it reads and parses the map and, for
+ * the first one, sets up its cache of maps, while bin/zot.js's V8 flags still keep node's own
+ * modules from their code cache. Measured over 15 alternating starts: 7-12 ms to the first 200,
+ * some 15 ms of CPU and 250 page faults each. The comments and maps go: these short files' stack
+ * traces name their own lines.
  */
-const SHIMS = ['v8-flags', 'serve-process', 'deferred-ca-certificates', 'bundle-loader'].map((name) => `${root}dist/src/cli/${name}.cjs`);
+const SHIMS = [...readFileSync(`${root}bin/zot.js`, 'utf8').matchAll(/require\('\.\.\/(dist\/src\/cli\/[\w-]+\.cjs)'\)/g)].map((match) => `${root}${match[1]}`);
 
 function dropSourceMapComments(files) {
   for (const file of files) {

@@ -57,8 +57,10 @@ describe('the bundled CLI', () => {
   });
 
   it('is loaded by modules that name no source map, which node would read and parse at every start', () => {
-    for (const name of ['v8-flags', 'serve-process', 'deferred-ca-certificates', 'bundle-loader']) {
-      const file = path.join(REPO_ROOT, 'dist', 'src', 'cli', `${name}.cjs`);
+    const required = [...fs.readFileSync(ZOT_BIN, 'utf8').matchAll(/require\('\.\.\/(dist\/src\/cli\/[\w-]+\.cjs)'\)/g)].map((match) => match[1] ?? '');
+    assert.deepEqual(required.map((file) => path.basename(file, '.cjs')), ['v8-flags', 'serve-process', 'deferred-ca-certificates', 'bundle-loader']);
+    for (const relative of required) {
+      const file = path.join(REPO_ROOT, relative);
       // node's own pattern for the comment (internal/source_map/source_map_cache.js).
       assert.doesNotMatch(fs.readFileSync(file, 'utf8'), /\/[*/]#\s+sourceMappingURL=/, file);
       assert.ok(!fs.existsSync(`${file}.map`), `${file}.map`);
