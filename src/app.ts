@@ -83,6 +83,8 @@ export interface StartOptions {
   uploadLimits?: Partial<UploadLimits>;
   /** Bounds of on-demand sync's upstream checks (tests shorten them). */
   syncOnDemand?: OnDemandOptions;
+  /** The hashing pool, made here otherwise (tests hold its readiness); the registry closes it. */
+  hashPool?: HashPool;
 }
 
 /** Schedules a GC sweep of every directory that looks like a repository, recorded or not. */
@@ -154,7 +156,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   // Pull times for retention, noted by the HTTP layer. A read-only registry notes none: it appends
   // nothing to the log, so the writer's retention does not see its pulls.
   const pulls = readOnly ? undefined : new PullRecorder(store);
-  const hashPool = new HashPool();
+  const hashPool = options.hashPool ?? new HashPool();
   const runners: ActorRunner[] = [];
   const health = new Health(runners, undefined, store);
   const metricsAt = metricsPath(config);

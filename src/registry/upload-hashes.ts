@@ -7,7 +7,11 @@
 // A small session (a config, a manifest-sized layer: most blobs of most images) is hashed on the
 // event loop instead, from the bytes as they are written: at this size a round trip to the thread
 // (a task, the thread's open and read of the file, and a second task to drop its state) costs
-// more than the hash itself, which stays well under a tenth of a millisecond.
+// more than the hash itself, which stays well under a tenth of a millisecond. So is a larger
+// session whose first bytes arrive while no hashing thread is online (the first push after a start,
+// or after the pool's idle timeout): a thread takes some 100 ms to start, and the commit would wait
+// for it. It goes to the pool at its first write once a thread is online, which hashes it from the
+// start of the file (the page cache); one that ends before then is never sent.
 import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DigestAlgorithm } from '../oci/digest.js';
@@ -85,13 +89,17 @@ export class UploadHashes {
   }
 
   /**
-   * Hashes the written bytes here when the session is small and this process saw all of it; true
-   * if it did. A session that outgrows the limit goes to the pool, which hashes it from the start
-   * of the file (not a re-read: the thread never had those bytes).
+   * Hashes the written bytes here when the session is small, or no hashing thread is online yet,
+   * and this process saw all of it; true if it did. A session that outgrows the limit once a
+   * thread is online goes to the pool, which hashes it from the start of the file (not a re-read:
+   * the thread never had those bytes).
    */
   private hashedInline(entry: SessionHash, from: number, size: number, bytes: readonly Buffer[] | undefined): boolean {
     const continues = from === 0 ? entry.inline === undefined && entry.known === undefined : entry.inline?.bytes === from;
-    if (bytes !== undefined && continues && size <= INLINE_HASH_MAX_BYTES) {
+    const small = size <= INLINE_HASH_MAX_BYTES;
+    if (!small) this.pool.warm();
+    // A call brings at most one write batch (1 MiB: ~0.6 ms of the event loop while a thread starts).
+    if (bytes !== undefined && continues && (small || !this.pool.threadReady())) {
       entry.inline ??= { hash: createHash(STREAMED_ALGORITHM), bytes: 0 };
       for (const chunk of bytes) entry.inline.hash.update(chunk);
       entry.inline.bytes = size;

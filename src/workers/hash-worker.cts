@@ -54,6 +54,9 @@ export async function hashFile(task: HashFileTask): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Does nothing: the pool sends it to start a thread ahead of the tasks (HashPool.warm). */
+export function warmUp(): void {}
+
 // ---- running hashes of upload sessions ----------------------------------------------------------
 // The pool sends every task of one session to the same thread (pool.ts), which keeps the session's
 // hash of the bytes [0, offset) of its file. Each task brings it up to a size by reading only the

@@ -2,7 +2,8 @@
 // arrive, so a commit reads nothing again; after a restart the hash is rebuilt by one re-read of
 // what the session held; a chunk the client abandons half-way leaves nothing in the hash; and the
 // digest is still checked before any commit. Re-reads are visible in the registry's log
-// ("rebuilt the running hash of an upload session from its file", with the bytes read).
+// ("rebuilt the running hash of an upload session from its file", with the bytes read). A session
+// that begins while no hashing thread is online is hashed on the event loop until one is.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -11,6 +12,8 @@ import pino from 'pino';
 import { disconnectMidBody, eventually, expectOciError, openSession, patchChunk, resolveLocation, sessionStatus, withDigest } from '../helpers/http.js';
 import { sha256 } from '../helpers/oci.js';
 import { makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { UploadHashResult, UploadHashTask } from '../../src/workers/hash-worker.cjs';
+import { HashPool } from '../../src/workers/pool.js';
 
 const MiB = 1024 * 1024;
 const REBUILT = 'rebuilt the running hash of an upload session from its file';
@@ -21,8 +24,31 @@ interface LogLine {
   uploadId?: string;
 }
 
+/**
+ * The registry's own pool, whose threads hash as ever, but which says no thread is online while
+ * `held` (as in the ~100 ms a thread takes to start). Counts the session hashes sent to its threads.
+ */
+class HeldReadiness extends HashPool {
+  held = true;
+  sessionTasks = 0;
+
+  override threadReady(): boolean {
+    return !this.held && super.threadReady();
+  }
+
+  /** A thread is online, whatever `held` says. */
+  threadOnline(): boolean {
+    return super.threadReady();
+  }
+
+  override hashUpload(task: UploadHashTask): Promise<UploadHashResult> {
+    this.sessionTasks++;
+    return super.hashUpload(task);
+  }
+}
+
 /** A registry whose info log lines the test reads. */
-async function startLogged(root: string): Promise<{ registry: TestRegistry; lines: LogLine[] }> {
+async function startLogged(root: string, hashPool?: HashPool): Promise<{ registry: TestRegistry; lines: LogLine[] }> {
   const lines: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -30,7 +56,7 @@ async function startLogged(root: string): Promise<{ registry: TestRegistry; line
       done();
     },
   });
-  const registry = await startTestRegistry({ root }, { logger: pino({ level: 'info' }, sink) });
+  const registry = await startTestRegistry({ root }, { logger: pino({ level: 'info' }, sink), ...(hashPool ? { hashPool } : {}) });
   return { registry, lines };
 }
 
@@ -129,6 +155,59 @@ describe('running hash of upload sessions', () => {
     assert.equal(put.status, 201, await put.text());
     await assertServed(registry.url, 'hashing/outgrown', data);
     assert.deepEqual(rebuilds(lines), [], 'no session was hashed twice');
+  });
+
+  it('hashes a session on the event loop while no hashing thread is online, still checking its digest', async () => {
+    const pool = new HeldReadiness();
+    const { registry, lines } = await startLogged(`${makeTempDir()}/root`, pool);
+    running.push(registry);
+
+    // A monolithic POST of several write batches.
+    const whole = randomBytes(3 * MiB + 7);
+    const post = await fetch(`${registry.url}/v2/hashing/cold/blobs/uploads/?digest=${sha256(whole)}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/octet-stream' },
+      body: whole,
+    });
+    assert.equal(post.status, 201, await post.text());
+    await assertServed(registry.url, 'hashing/cold', whole);
+
+    // Chunks across PATCHes: a digest of other bytes is refused, the right one taken.
+    const chunks = [randomBytes(1.5 * MiB), randomBytes(2 * MiB + 1)];
+    const data = Buffer.concat(chunks);
+    const wrong = await patchAll(await openSession(registry.url, 'hashing/cold'), chunks);
+    const claimed = sha256(Buffer.concat([chunks[0] as Buffer, randomBytes(16)]));
+    await expectOciError(await fetch(withDigest(wrong, claimed), { method: 'PUT' }), 400, 'DIGEST_INVALID');
+    assert.equal((await fetch(`${registry.url}/v2/hashing/cold/blobs/${claimed}`, { method: 'HEAD' })).status, 404);
+    const right = await patchAll(await openSession(registry.url, 'hashing/cold'), chunks);
+    const put = await fetch(withDigest(right, sha256(data)), { method: 'PUT' });
+    assert.equal(put.status, 201, await put.text());
+    await assertServed(registry.url, 'hashing/cold', data);
+
+    assert.equal(pool.sessionTasks, 0, 'no session waited for a thread');
+    assert.deepEqual(rebuilds(lines), []);
+    // The first large write started a thread for what comes next.
+    await eventually(async () => pool.threadOnline(), 'the hashing thread the first write started');
+  });
+
+  it('hands a session begun without a thread over to one once it is online, which hashes it from the start', async () => {
+    const pool = new HeldReadiness();
+    const { registry, lines } = await startLogged(`${makeTempDir()}/root`, pool);
+    running.push(registry);
+    const first = randomBytes(2 * MiB + 3);
+    const location = await patchAll(await openSession(registry.url, 'hashing/handover'), [first]);
+    assert.equal(pool.sessionTasks, 0, 'hashed on the event loop so far');
+
+    pool.held = false;
+    await eventually(async () => pool.threadOnline(), 'a hashing thread');
+    const rest = [randomBytes(3 * MiB), randomBytes(2 * MiB + 9)];
+    const end = await patchAll(location, rest, first.length);
+    assert.ok(pool.sessionTasks > 0, 'the session went to the thread');
+    const data = Buffer.concat([first, ...rest]);
+    const put = await fetch(withDigest(end, sha256(data)), { method: 'PUT' });
+    assert.equal(put.status, 201, await put.text());
+    await assertServed(registry.url, 'hashing/handover', data);
+    assert.deepEqual(rebuilds(lines), [], 'the thread read from the start what it never had: no re-read');
   });
 
   it('after a restart in the middle of a chunked upload, rebuilds the hash by one re-read of what the session held', async () => {
