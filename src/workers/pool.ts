@@ -55,7 +55,8 @@ export class HashPool {
   constructor(readonly maxThreads = Math.max(1, availableParallelism() - 1)) {}
 
   private get pool(): Piscina {
-    this.started ??= new (piscina().Piscina)({
+    if (this.started) return this.started;
+    const pool = new (piscina().Piscina)({
       filename: fileURLToPath(HASH_WORKER),
       // No thread at start: an idle registry keeps none (about 10 MiB and 200 ms of start-up CPU
       // each); the first hash after start or after idleTimeout starts one.
@@ -67,9 +68,10 @@ export class HashPool {
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
       loadBalancer: (task, workers) => this.pick(task, workers),
     });
-    this.started.on('workerCreate', (worker: unknown) => this.onlineThreads.add(worker));
-    this.started.on('workerDestroy', (worker: unknown) => this.onlineThreads.delete(worker));
-    return this.started;
+    pool.on('workerCreate', (worker: unknown) => this.onlineThreads.add(worker));
+    pool.on('workerDestroy', (worker: unknown) => this.onlineThreads.delete(worker));
+    this.started = pool;
+    return pool;
   }
 
   /** A thread is online: a task given now starts at once, not after a thread's start (~100 ms). */
