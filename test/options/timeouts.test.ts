@@ -75,6 +75,24 @@ describe('http.readTimeout', () => {
     );
   });
 
+  it('cuts off a client that stops sending a chunked body', async () => {
+    const session = new URL(await openSession(registry.url, 'slow/stalled-chunked'));
+    const socket = await connect();
+    socket.on('error', () => undefined);
+    const before = logLines.length;
+    socket.write(
+      `PATCH ${session.pathname}${session.search} HTTP/1.1\r\nHost: ${session.host}\r\n` +
+        'Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        'a\r\n0123456789\r\n',
+    );
+    // Closed here if the registry failed to: the registry's stop waits for its connections.
+    await closed(socket).finally(() => socket.destroy());
+    assert.ok(
+      logLines.slice(before).some((line) => line.msg === 'request cut off: no bytes received within http.readTimeout'),
+      'the cut is logged',
+    );
+  });
+
   it('lets a slow upload that keeps sending run past the timeout', async () => {
     const chunks = Array.from({ length: 12 }, () => randomBytes(1024));
     const whole = Buffer.concat(chunks);
