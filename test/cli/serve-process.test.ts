@@ -111,9 +111,10 @@ describe('zot serve process settings', () => {
     assert.equal(state.gc, 'function', 'young-generation collections need gc()');
   });
 
-  it('runs glibc malloc with at most two arenas (MALLOC_ARENA_MAX), set by the shebang', { skip: !fs.existsSync('/proc/self/environ') }, async () => {
+  it('runs glibc malloc with at most two arenas (MALLOC_ARENA_MAX) and a 4 MiB top pad (MALLOC_TOP_PAD_), set by the shebang', { skip: !fs.existsSync('/proc/self/environ') }, async () => {
     const env = { ...process.env };
     delete env.MALLOC_ARENA_MAX;
+    delete env.MALLOC_TOP_PAD_;
     const registry = await spawnRegistry({}, { env });
     let environment: string[];
     try {
@@ -121,7 +122,15 @@ describe('zot serve process settings', () => {
     } finally {
       await registry.stop();
     }
-    assert.ok(environment.includes('MALLOC_ARENA_MAX=2'), `environment of zot serve: ${environment.filter((v) => v.startsWith('MALLOC')).join(' ') || 'no MALLOC_*'}`);
+    const malloc = environment.filter((v) => v.startsWith('MALLOC')).join(' ') || 'no MALLOC_*';
+    assert.ok(environment.includes('MALLOC_ARENA_MAX=2'), `environment of zot serve: ${malloc}`);
+    assert.ok(environment.includes('MALLOC_TOP_PAD_=4194304'), `environment of zot serve: ${malloc}`);
+  });
+
+  it('has a first line that Linux reads whole (at most 255 bytes and its newline)', () => {
+    const first = fs.readFileSync(path.join(REPO_ROOT, 'bin', 'zot.js')).subarray(0, 256);
+    const newline = first.indexOf(0x0a);
+    assert.ok(newline > 0, 'the first 256 bytes of bin/zot.js hold its whole first line: longer, the kernel cuts it');
   });
 
   it('is what `npm start` runs, so the settings of its first line apply', () => {
