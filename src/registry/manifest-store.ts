@@ -61,16 +61,19 @@ export class ManifestStore {
   }
 
   private resolve(repo: string, reference: string): ManifestRow {
-    this.assertRepositoryExists(repo);
-    let ref;
+    let ref: ReturnType<typeof parseReference> | undefined;
     try {
       ref = parseReference(reference);
     } catch {
-      throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
+      // Unknown either way; the repository is checked first, as below.
     }
     const { queries } = this.parts;
-    const digest = ref.kind === 'tag' ? queries.tagDigest(repo, ref.tag) : ref.digest.value;
-    const row = digest === undefined ? undefined : queries.manifest(repo, digest);
+    const row = queries.together(() => {
+      this.assertRepositoryExists(repo);
+      if (ref === undefined) return undefined;
+      const digest = ref.kind === 'tag' ? queries.tagDigest(repo, ref.tag) : ref.digest.value;
+      return digest === undefined ? undefined : queries.manifest(repo, digest);
+    });
     if (!row) throw new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`);
     return row;
   }

@@ -108,4 +108,27 @@ describe('registry-state projection', () => {
     assert.equal(store.head(), 0);
     assert.equal(queries.repositoryExists('r'), false);
   });
+
+  it('runs reads together in one transaction, inside an append\'s too, passing results and errors on', async () => {
+    await given(image('r', d('m'), []), { type: 'TagSet', repo: 'r', tag: 'v1', digest: d('m') });
+    assert.equal(
+      queries.together(() => queries.manifest('r', queries.tagDigest('r', 'v1') as string)?.size),
+      100,
+    );
+    assert.throws(
+      () =>
+        queries.together(() => {
+          throw new Error('not found');
+        }),
+      /not found/,
+    );
+    assert.equal(db.inTransaction, false, 'no transaction left open');
+    // Inside an append's transaction (a precondition), the reads run in it.
+    await store.append([image('r', d('n'), []), { type: 'TagSet', repo: 'r', tag: 'v2', digest: d('n') }], ctx, {
+      precondition: () => {
+        assert.equal(queries.together(() => queries.repositoryExists('r')), true);
+      },
+    });
+    assert.equal(queries.tagDigest('r', 'v2'), d('n'));
+  });
 });
