@@ -81,7 +81,8 @@ export class HashPool {
 
   /** Starts a thread when none is online or on its way, without waiting for it. */
   warm(): void {
-    if (this.onlineThreads.size > 0 || this.warming) return;
+    // piscina's threads include those still starting (for a task already given).
+    if (this.onlineThreads.size > 0 || this.warming || (this.started?.threads.length ?? 0) > 0) return;
     this.warming = true;
     (this.pool.run({}, { name: 'warmUp' }) as Promise<void>)
       .catch(() => {
