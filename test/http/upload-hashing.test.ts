@@ -76,6 +76,11 @@ async function patchAll(sessionUrl: string, chunks: Buffer[], offset = 0): Promi
   return location;
 }
 
+/** A monolithic POST ?digest= of the whole blob. */
+function postWhole(url: string, repo: string, data: Buffer, digest = sha256(data)): Promise<Response> {
+  return fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: data });
+}
+
 async function assertServed(url: string, repo: string, data: Buffer): Promise<void> {
   const res = await fetch(`${url}/v2/${repo}/blobs/${sha256(data)}`);
   assert.equal(res.status, 200);
@@ -110,11 +115,7 @@ describe('running hash of upload sessions', () => {
 
     // A monolithic POST is hashed as it arrives too.
     const whole = randomBytes(5 * MiB + 3);
-    const post = await fetch(`${registry.url}/v2/hashing/monolithic/blobs/uploads/?digest=${sha256(whole)}`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/octet-stream' },
-      body: whole,
-    });
+    const post = await postWhole(registry.url, 'hashing/monolithic', whole);
     assert.equal(post.status, 201, await post.text());
     await assertServed(registry.url, 'hashing/monolithic', whole);
 
@@ -130,8 +131,7 @@ describe('running hash of upload sessions', () => {
   it('hashes small sessions from the bytes as they arrive, and one that outgrows them from its start, checking every digest', async () => {
     const { registry, lines } = await startLogged(`${makeTempDir()}/root`);
     running.push(registry);
-    const post = (repo: string, data: Buffer, digest = sha256(data)): Promise<Response> =>
-      fetch(`${registry.url}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: data });
+    const post = (repo: string, data: Buffer, digest?: string): Promise<Response> => postWhole(registry.url, repo, data, digest);
 
     // Small monolithic POSTs (a config, a small layer, one byte): stored and served as sent.
     for (const size of [1, 300, 9 * 1024, 16 * 1024]) {
@@ -164,11 +164,7 @@ describe('running hash of upload sessions', () => {
 
     // A monolithic POST of several write batches.
     const whole = randomBytes(3 * MiB + 7);
-    const post = await fetch(`${registry.url}/v2/hashing/cold/blobs/uploads/?digest=${sha256(whole)}`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/octet-stream' },
-      body: whole,
-    });
+    const post = await postWhole(registry.url, 'hashing/cold', whole);
     assert.equal(post.status, 201, await post.text());
     await assertServed(registry.url, 'hashing/cold', whole);
 
