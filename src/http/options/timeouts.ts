@@ -18,6 +18,7 @@
 import type { Server, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { hasBody } from '../request-body.js';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 const NODE_HEADERS_TIMEOUT_MS = 60_000;
@@ -51,6 +52,9 @@ export function applyTimeouts(server: Server, options: TimeoutOptions, logger: L
   const onRequest = (request: IncomingMessage): void => {
     const socket = request.socket;
     const now = Date.now();
+    // A request without a body is not complete yet when 'request' is emitted, but nothing of it is
+    // left to arrive: tracked, each GET and HEAD was held until the next tick (up to a second), so
+    // at thousands a second they outlived two scavenges and went to the old generation.
     if (readTimeoutMs > 0 && !request.complete && hasBody(request)) reading.set(request, { socket, bytesRead: socket.bytesRead, at: now });
     if (writeTimeoutMs > 0 && !writing.has(socket)) {
       writing.set(socket, { taken: taken(socket), at: now });
@@ -99,17 +103,6 @@ export function applyTimeouts(server: Server, options: TimeoutOptions, logger: L
     clearInterval(timer);
     server.off('request', onRequest);
   };
-}
-
-/**
- * The request has a body to wait for (RFC 9112 6.3: Transfer-Encoding, or a Content-Length above
- * 0). A request without one is not complete yet when 'request' is emitted, but nothing of it is
- * left to arrive: tracked, each GET and HEAD was held until the next tick (up to a second), so at
- * thousands a second they outlived two scavenges and went to the old generation.
- */
-function hasBody(request: IncomingMessage): boolean {
-  const length = request.headers['content-length'];
-  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /** Bytes written out of the socket: counted when handed to the system, minus those still pending. */
