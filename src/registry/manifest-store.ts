@@ -128,7 +128,8 @@ export class ManifestStore {
       const missingChild = options.partialIndex ? undefined : parsed.manifests.find((m) => queries.manifest(repo, m) === undefined);
       if (missingChild) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${missingChild} is not in ${repo}`, { digest: missingChild });
     };
-    referencesPresent();
+    // One read transaction for a read per reference (RegistryStateQueries.together).
+    queries.together(referencesPresent);
 
     // One shared hold of the repository from laying it out to the append: GC cannot remove it between.
     await locks.inRepository(repo, async () => {
