@@ -61,16 +61,15 @@ export class ManifestStore {
   }
 
   private resolve(repo: string, reference: string): ManifestRow {
-    let ref: ReturnType<typeof parseReference> | undefined;
-    try {
-      ref = parseReference(reference);
-    } catch {
-      // Unknown either way; the repository is checked first, as below.
-    }
     const { queries } = this.parts;
     const row = queries.together(() => {
       this.assertRepositoryExists(repo);
-      if (ref === undefined) return undefined;
+      let ref;
+      try {
+        ref = parseReference(reference);
+      } catch {
+        return undefined;
+      }
       const digest = ref.kind === 'tag' ? queries.tagDigest(repo, ref.tag) : ref.digest.value;
       return digest === undefined ? undefined : queries.manifest(repo, digest);
     });
