@@ -213,9 +213,12 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       logger.error({ err }, 'failed to append the pulls');
     }
     // A read-only registry's actors keep nothing that outlives it: there is nothing to finish.
+    // The actors follow what the store published: after a failed sync of the log, events it
+    // committed are never published, and the shutdown waited for them until the process ended
+    // with nothing closed.
     if (!readOnly) {
-      const head = store.head();
-      await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(head)));
+      const published = store.publishedSeq;
+      await Promise.all(runners.map((runner) => runner.caughtUpOrFailing(published)));
     }
     for (const runner of runners) runner.stop();
     await eventSinks?.stop();
