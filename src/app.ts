@@ -156,7 +156,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   // Both connections that commit to the log leave its checkpoints to a thread of their own.
   if (!readOnly) walCheckpointer = new WalCheckpointer(eventLogFile(rootDirectory), [db, actorDb], logger);
   if (readOnly) migrateEventTables(actorDb);
-  const checkpoints = new Checkpoints(actorDb);
+  const checkpoints = new Checkpoints(actorDb, () => walCheckpointer?.committed());
   const follower = readOnly ? new LogFollower(store, logger) : undefined;
   // Pull times for retention, noted by the HTTP layer. A read-only registry notes none: it appends
   // nothing to the log, so the writer's retention does not see its pulls.

@@ -49,7 +49,7 @@ export class WalCheckpointer {
     this.setAutocheckpoint(VALVE_AUTOCHECKPOINT_PAGES);
   }
 
-  /** The store committed a group: the thread copies its pages within the interval. */
+  /** A connection committed (a group of appends, an actor's batch): the thread copies its pages within the interval. */
   committed(): void {
     if (this.failed || this.stopping) return;
     Atomics.add(this.state, COMMITS, 1);
@@ -66,6 +66,8 @@ export class WalCheckpointer {
   async stop(): Promise<void> {
     this.stopping = true;
     Atomics.store(this.state, STOP, 1);
+    // Raised too: a thread between its look at STOP and its wait for commits does not wait.
+    Atomics.add(this.state, COMMITS, 1);
     Atomics.notify(this.state, STOP);
     Atomics.notify(this.state, COMMITS);
     // Waited for: the thread closes its connection before the registry closes its own.
@@ -86,8 +88,6 @@ export class WalCheckpointer {
       stdout: false,
       stderr: false,
     });
-    // Never what keeps the process alive: stop() ends it with the registry.
-    worker.unref();
     this.worker = worker;
     worker.on('message', (message: WalCheckpointMessage) => {
       if (message.type === 'checkpointed') {
@@ -105,6 +105,9 @@ export class WalCheckpointer {
         resolve();
       }),
     );
+    // Never what keeps the process alive: stop() ends it with the registry. After the listeners,
+    // as a 'message' listener refs the thread again.
+    worker.unref();
   }
 
   /** Without the thread, the connections checkpoint in their commits again, as SQLite does by default. */

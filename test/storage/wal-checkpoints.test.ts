@@ -5,9 +5,11 @@
 // thousand WAL pages) is pushed, and then idles past the thread's interval: the database file is
 // synced, by another thread than the event loop's.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it, type TestContext } from 'node:test';
 import { pino } from 'pino';
@@ -89,6 +91,34 @@ describe('WAL checkpoints of the event log', () => {
     } finally {
       db.close();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('never keeps the process alive: a process that ends without stop() exits', async () => {
+    const dir = makeTempDir('zot-ts-wal-');
+    // The process opens a log, commits, and returns from its script with the thread running.
+    const script = `
+      import { openDatabase } from ${JSON.stringify(new URL('../../src/events/database.js', import.meta.url).href)};
+      import { WalCheckpointer } from ${JSON.stringify(new URL('../../src/events/wal-checkpointer.js', import.meta.url).href)};
+      import { pino } from 'pino';
+      const file = ${JSON.stringify(path.join(dir, 'events.db'))};
+      const db = openDatabase(file, { synchronous: 'NORMAL' });
+      const checkpointer = new WalCheckpointer(file, [db], pino({ level: 'silent' }), { intervalMs: 50 });
+      db.exec('CREATE TABLE t (x)');
+      checkpointer.committed();
+      setTimeout(() => process.stdout.write('done'), 300);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: path.dirname(fileURLToPath(import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    try {
+      assert.equal(await exited, 0, `the process exited by itself: ${output}`);
+      assert.equal(output, 'done');
+    } finally {
+      clearTimeout(timer);
     }
   });
 
