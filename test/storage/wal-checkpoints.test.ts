@@ -15,7 +15,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { openDatabase } from '../../src/events/database.js';
 import { WalCheckpointer } from '../../src/events/wal-checkpointer.js';
-import { makeImage, pushImage } from '../helpers/oci.js';
+import { pushBurst } from '../helpers/oci.js';
 import { makeTempDir } from '../helpers/registry.js';
 import { spawnTraced, stopTraced, tracedPid } from '../helpers/strace.js';
 
@@ -41,14 +41,7 @@ describe('WAL checkpoints of the event log', () => {
     let mainThread: number;
     try {
       mainThread = tracedPid(registry.child.pid as number);
-      let next = 0;
-      const pusher = async (): Promise<void> => {
-        for (let i = next++; i < IMAGES; i = next++) {
-          const res = await pushImage(registry.url, `burst/repo${i}`, 'latest', makeImage({ layers: 2 }));
-          assert.equal(res.status, 201, await res.text());
-        }
-      };
-      await Promise.all(Array.from({ length: AT_ONCE }, pusher));
+      await pushBurst(registry.url, IMAGES, AT_ONCE);
       // The thread copies a burst's pages within a second of its first commit.
       await sleep(2500);
       // The close of the last connection checkpoints what is left, on the event loop: not counted.
