@@ -1,6 +1,6 @@
 // The thread that checkpoints the event log's WAL (src/events/wal-checkpointer.ts): it copies the
 // committed pages from the -wal file into the database file, with the fsyncs SQLite makes around
-// that, so that the registry's own connections never do it inside a commit on the event loop.
+// that, so that the registry's own connections need not do it inside a commit on the event loop.
 // CommonJS, for a synchronous require() in the thread (as hash-worker.cts).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database = require('better-sqlite3');
