@@ -25,7 +25,6 @@ import type { Config } from './config/types.js';
 import { openDatabase, openMemoryDatabase, type Db } from './events/database.js';
 import { LogFollower } from './events/log-follower.js';
 import { EventStore, migrateEventTables, type EventStoreOptions } from './events/store.js';
-import { WalCheckpointer } from './events/wal-checkpointer.js';
 import { buildHttpApp } from './http/app.js';
 import { httpOptionsFromConfig } from './http/options/index.js';
 import { refuseUnverifiedClients, reloadTlsOnChange, tlsServerOptions, type TlsReloader } from './http/tls.js';
@@ -143,20 +142,16 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   // Only a writer clears them, and only before its first write; the lone writer of the root is
   // the only one whose files they can be.
   if (!readOnly) await roots.clearTemporaryFiles();
-  let walCheckpointer: WalCheckpointer | undefined;
   const { store, queries } = openEventStore(db, {
     readOnly,
     onSyncFailure: (err) =>
       logger.error({ err, eventLog: eventLogFile(rootDirectory) }, 'failed to sync the event log to disk: every write is refused until the registry restarts'),
-    afterCommit: () => walCheckpointer?.committed(),
   });
   // The actors' own connection: their checkpoints and tables commit without an fsync (actor.ts).
   // A read-only registry's actors keep theirs in memory: it writes nothing to the shared log.
   const actorDb = readOnly ? openMemoryDatabase() : openDatabase(eventLogFile(rootDirectory), { synchronous: 'NORMAL' });
-  // Both connections that commit to the log leave its checkpoints to a thread of their own.
-  if (!readOnly) walCheckpointer = new WalCheckpointer(eventLogFile(rootDirectory), [db, actorDb], logger);
   if (readOnly) migrateEventTables(actorDb);
-  const checkpoints = new Checkpoints(actorDb, () => walCheckpointer?.committed());
+  const checkpoints = new Checkpoints(actorDb);
   const follower = readOnly ? new LogFollower(store, logger) : undefined;
   // Pull times for retention, noted by the HTTP layer. A read-only registry notes none: it appends
   // nothing to the log, so the writer's retention does not see its pulls.
@@ -230,7 +225,6 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await auditWriter?.close();
     store.complete();
     await hashPool.close();
-    await walCheckpointer?.stop();
     roots.close();
     actorDb.close();
     db.close();

@@ -8,6 +8,3 @@ export const PACKAGE_JSON = new URL('../../package.json', import.meta.url);
 
 /** The piscina pool's worker module, always loaded by the thread from tsc's output. */
 export const HASH_WORKER = new URL('../src/workers/hash-worker.cjs', import.meta.url);
-
-/** The thread that checkpoints the event log's WAL (src/events/wal-checkpointer.ts), from tsc's output. */
-export const WAL_CHECKPOINT_WORKER = new URL('../src/workers/wal-checkpoint-worker.cjs', import.meta.url);

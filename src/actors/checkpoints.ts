@@ -8,11 +8,7 @@ export class Checkpoints {
   private readonly select;
   private readonly inTransaction;
 
-  /** `afterCommit` hears of each commit (the WAL checkpoint thread copies what bursts commit). */
-  constructor(
-    readonly db: Db,
-    private readonly afterCommit?: () => void,
-  ) {
+  constructor(readonly db: Db) {
     this.select = db.prepare('SELECT seq FROM checkpoints WHERE name = ?');
     const upsert = db.prepare('INSERT INTO checkpoints (name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq');
     this.inTransaction = db.transaction((name: string, seq: number, write: () => unknown): unknown => {
@@ -38,8 +34,6 @@ export class Checkpoints {
    * writer makes it wait (busy_timeout) rather than fail between its reads and its writes.
    */
   commit<T>(name: string, seq: number, write: () => T): T {
-    const result = this.inTransaction.immediate(name, seq, write) as T;
-    this.afterCommit?.();
-    return result;
+    return this.inTransaction.immediate(name, seq, write) as T;
   }
 }

@@ -15,9 +15,7 @@
 // committed while it runs wait for the next one. So a burst of appends costs one fsync, and the
 // event loop never waits for the disk. A group's events are published on events$, and its
 // appends' promises settle, only once that fsync has returned: nothing is acknowledged, and no
-// actor acts on an event, before it is on disk. The WAL's checkpoints, which SQLite would make in
-// a commit, run on a thread of their own (wal-checkpointer.ts, told of each group commit through
-// afterCommit). Reads of the inline projections see a commit at
+// actor acts on an event, before it is on disk. Reads of the inline projections see a commit at
 // once (a power loss before its fsync can take it back, with every later commit: WAL frames
 // survive as a prefix). A connection not in WAL mode (in memory) commits with its own setting.
 //
@@ -62,8 +60,6 @@ export interface EventStoreOptions {
   readOnly?: boolean;
   /** Told once when an fsync of the log fails: from then on every append is refused. */
   onSyncFailure?: (err: unknown) => void;
-  /** Told after each group commit (the WAL checkpoint thread copies what bursts commit). */
-  afterCommit?: () => void;
 }
 
 /**
@@ -180,7 +176,6 @@ export class EventStore {
   /** A failed fsync of the WAL: what was committed is not known to be durable; no append follows. */
   private syncFailure: RegistryError | undefined;
   private readonly onSyncFailure: ((err: unknown) => void) | undefined;
-  private readonly afterCommit: (() => void) | undefined;
   readonly readOnly: boolean;
   /** The last seq published on events$ (or found in the log when the store was opened). */
   private lastPublished = 0;
@@ -194,7 +189,6 @@ export class EventStore {
   ) {
     this.readOnly = options.readOnly ?? false;
     this.onSyncFailure = options.onSyncFailure;
-    this.afterCommit = options.afterCommit;
     if (!this.readOnly) {
       // One transaction: a schema upgrade interrupted half-way is rolled back whole. Not synced
       // here on a file in WAL mode: the first sync covers it (see the top).
@@ -283,7 +277,6 @@ export class EventStore {
       return;
     }
     this.unsynced.push({ appends: group, outcomes });
-    this.afterCommit?.();
     if (this.walFd === undefined) this.settle(this.takeUnsynced());
     else if (!this.syncing) this.syncWal(this.walFd);
   }
