@@ -74,21 +74,6 @@ export async function pushImage(url: string, repo: string, reference: string, im
   return pushManifest(url, repo, reference, image.manifestBytes);
 }
 
-/**
- * A burst of pushes: `count` images of two layers, `atOnce` side by side, each into a repository of
- * its own (`burst/repoN`); each manifest PUT must answer 201.
- */
-export async function pushBurst(url: string, count: number, atOnce: number): Promise<void> {
-  let next = 0;
-  const pusher = async (): Promise<void> => {
-    for (let i = next++; i < count; i = next++) {
-      const res = await pushImage(url, `burst/repo${i}`, 'latest', makeImage({ layers: 2 }));
-      if (res.status !== 201) throw new Error(`push ${i}: ${res.status} ${await res.text()}`);
-    }
-  };
-  await Promise.all(Array.from({ length: atOnce }, pusher));
-}
-
 export async function errorCode(res: Response): Promise<string | undefined> {
   const body = (await res.json()) as { errors?: { code?: string }[] };
   return body.errors?.[0]?.code;

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { describe, it, type TestContext } from 'node:test';
-import { pushBurst } from '../helpers/oci.js';
+import { makeImage, pushImage } from '../helpers/oci.js';
 import { spawnTraced, stopTraced } from '../helpers/strace.js';
 
 const IMAGES = 240;
@@ -18,7 +18,14 @@ describe('SQLite temporary files', () => {
     if (!traced) return;
     const { registry, traceFile } = traced;
     try {
-      await pushBurst(registry.url, IMAGES, AT_ONCE);
+      let next = 0;
+      const pusher = async (): Promise<void> => {
+        for (let i = next++; i < IMAGES; i = next++) {
+          const res = await pushImage(registry.url, `burst/repo${i}`, 'latest', makeImage({ layers: 2 }));
+          assert.equal(res.status, 201, await res.text());
+        }
+      };
+      await Promise.all(Array.from({ length: AT_ONCE }, pusher));
     } finally {
       await stopTraced(registry.child);
     }
