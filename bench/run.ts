@@ -452,7 +452,6 @@ function underLoadRows(sizes: Sizes, big: string, row: (figure: string, unit: st
  * PUT's answer), and the CPU the registry and the bench's node client spent per image, so a client
  * near one core shows. Medians over `reps` rounds, in a whole-bench run as with --only small.
  */
-
 function smallImageRows(sizes: Sizes, row: (figure: string, unit: string, better: Better, digits: number, cell: (c: Collected) => Cell) => Row): Row[] {
   const f = `4. push ${sizes.smallImages} small images, c=${sizes.smallConcurrency}`;
   const cell = (c: Collected, pick: (r: SmallImagesResult) => number | undefined): Cell => medianCell(c.small, c.smallErr, c.small.length + c.smallErr.length, pick);
