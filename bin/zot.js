@@ -40,29 +40,15 @@
 require('../dist/src/cli/v8-flags.cjs').restoreSetupFlagDefaults();
 require('../dist/src/cli/serve-process.cjs').prepareServeProcess(process.argv.slice(2), process.env);
 
-const fs = require('node:fs');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
+const loader = require('../dist/src/cli/bundle-loader.cjs');
 
-const dist = path.join(__dirname, '..', 'dist');
-const compiled = path.join(dist, 'src', 'cli', 'main.js');
-const bundle = path.join(dist, 'bundle', 'main.cjs');
-
-/**
- * The bundle (build/bundle.mjs: one file to load instead of some four hundred) when it was made
- * from tsc's current output, else tsc's output: `tsc` alone leaves the bundle older than it.
- */
-function bundleIsCurrent() {
-  try {
-    return fs.statSync(bundle).mtimeMs >= fs.statSync(compiled).mtimeMs;
-  } catch {
-    return false;
-  }
-}
-
-const runsBundle = bundleIsCurrent();
+// The bundle when it was made from tsc's current output, else tsc's output (`tsc` alone).
+const entry = loader.cliEntryPoints(path.join(__dirname, '..', 'dist'));
+const runsBundle = loader.bundleIsCurrent(entry);
 // The bundle loads node's TLS modules through require() only, which the deferral can watch for;
 // tsc's ES modules import them, so for those the trust is in place from the start.
 require('../dist/src/cli/deferred-ca-certificates.cjs').trustDeferredExtraCaCertificates(process.env, { untilTlsIsLoaded: runsBundle });
-if (runsBundle) require('../dist/src/cli/bundle-loader.cjs').runBundle(bundle);
-else import(pathToFileURL(compiled).href);
+if (runsBundle) loader.runBundle(entry.bundle);
+else import(pathToFileURL(entry.compiled).href);

@@ -133,6 +133,23 @@ function registerSourceMapOnFirstStack(owner: Module, bundle: string): void {
   Error.prepareStackTrace = firstStack;
 }
 
+/** Where bin/zot.js finds the CLI under `dist`: the bundle, and tsc's entry module that it is made from. */
+export function cliEntryPoints(dist: string): { bundle: string; compiled: string } {
+  return { bundle: path.join(dist, 'bundle', 'main.cjs'), compiled: path.join(dist, 'src', 'cli', 'main.js') };
+}
+
+/**
+ * Whether the bundle (build/bundle.mjs: one file to load instead of some four hundred) was made
+ * from tsc's current output: `tsc` alone leaves it older, and bin/zot.js then runs tsc's modules.
+ */
+export function bundleIsCurrent(entry: { bundle: string; compiled: string }): boolean {
+  try {
+    return fs.statSync(entry.bundle).mtimeMs >= fs.statSync(entry.compiled).mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
 /** Loads and runs the bundle as require() would run a CommonJS module, with its code cache. */
 export function runBundle(bundle: string): void {
   const code = fs.readFileSync(bundle);
