@@ -133,8 +133,14 @@ function registerSourceMapOnFirstStack(owner: Module, bundle: string): void {
   Error.prepareStackTrace = firstStack;
 }
 
-/** Where bin/zot.js finds the CLI under `dist`: the bundle, and tsc's entry module that it is made from. */
-export function cliEntryPoints(dist: string): { bundle: string; compiled: string } {
+/** Where bin/zot.js finds the CLI: the bundle, and tsc's entry module that it is made from. */
+export interface CliEntryPoints {
+  bundle: string;
+  compiled: string;
+}
+
+/** The CLI's entry points under `dist`. */
+export function cliEntryPoints(dist: string): CliEntryPoints {
   return { bundle: path.join(dist, 'bundle', 'main.cjs'), compiled: path.join(dist, 'src', 'cli', 'main.js') };
 }
 
@@ -142,7 +148,7 @@ export function cliEntryPoints(dist: string): { bundle: string; compiled: string
  * Whether the bundle (build/bundle.mjs: one file to load instead of some four hundred) was made
  * from tsc's current output: `tsc` alone leaves it older, and bin/zot.js then runs tsc's modules.
  */
-export function bundleIsCurrent(entry: { bundle: string; compiled: string }): boolean {
+export function bundleIsCurrent(entry: CliEntryPoints): boolean {
   try {
     return fs.statSync(entry.bundle).mtimeMs >= fs.statSync(entry.compiled).mtimeMs;
   } catch {

@@ -19,12 +19,13 @@ import { stopTraced, straceUnavailable } from '../helpers/strace.js';
 import { bundleIsCurrent, cliEntryPoints } from '../../src/cli/bundle-loader.cjs';
 import { getFreePort, makeTempDir, REPO_ROOT, spawnRegistry, spawnZot, testConfig, writeConfig, ZOT_BIN } from '../helpers/registry.js';
 
-const BUNDLE = path.join(REPO_ROOT, 'dist', 'bundle', 'main.cjs');
+const ENTRY = cliEntryPoints(path.join(REPO_ROOT, 'dist'));
+const BUNDLE = ENTRY.bundle;
 const CODE_CACHE = `${BUNDLE}.cache`;
 
 /** Bundles tsc's output unless the bundle is already newer (`npm run build` made both). */
 function ensureCurrentBundle(): void {
-  if (bundleIsCurrent(cliEntryPoints(path.join(REPO_ROOT, 'dist')))) return;
+  if (bundleIsCurrent(ENTRY)) return;
   const run = spawnSync(process.execPath, [path.join(REPO_ROOT, 'build', 'bundle.mjs')], { encoding: 'utf8' });
   assert.equal(run.status, 0, run.stderr);
 }
