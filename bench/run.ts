@@ -12,6 +12,8 @@
 //   npm run bench -- --only storage     # figures 10–12 only: dedupe on disk, S3, GETs during GC
 //   npm run bench -- --only datapath    # figures 1–3 and 6–8 only: big pushes and pulls, GETs during a push
 //   npm run bench -- --only small       # figure 4 only: small images, both registries, alternating, median of 5
+//   npm run bench -- --only small-ab --against ../other-checkout
+//                                       # figure 4 for this build next to another build of zot-ts (bench/small-ab.ts)
 //   npm run bench -- --only auth        # manifest GETs anonymous and with htpasswd, both registries
 //   npm run bench -- --only sync        # sync figures only: periodic mirror, on-demand first pull
 //   npm run bench -- --only startup     # cold start and idle RSS only, both registries, median of 7
@@ -34,6 +36,7 @@ import { childrenCpuS } from './curl-client.js';
 import { measureMetricsCost, renderMetricsCost, type MetricsCostResult } from './metrics-cost.js';
 import { measureOptionsCost, renderOptionsCost, type OptionsCostResult } from './options-cost.js';
 import { measureScale, renderScale } from './scale.js';
+import { measureSmallAb, renderSmallAb } from './small-ab.js';
 import { measureStorage, type DiskRun, type DiskVariant, type StorageResult, type TransferRuns } from './storage-scenarios.js';
 import { measureStartup, renderStartup } from './startup-scenarios.js';
 import { measureSync, renderSync } from './sync-scenarios.js';
@@ -79,9 +82,12 @@ interface Options {
   /**
    * One registry; `metrics`: only zot-ts with metrics and audit log off and on; `storage`: only
    * figures 10–12, both registries; `datapath`: only figures 1–3 and 6–8, both registries;
-   * `scale`: only zot-ts at 100,000 manifests (bench/scale.ts).
+   * `scale`: only zot-ts at 100,000 manifests (bench/scale.ts); `small-ab`: figure 4 for this
+   * build next to the one at `against` (bench/small-ab.ts).
    */
-  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'small' | 'auth' | 'sync' | 'startup' | 'scale' | undefined;
+  only: RegistryKind | 'metrics' | 'options' | 'storage' | 'datapath' | 'small' | 'small-ab' | 'auth' | 'sync' | 'startup' | 'scale' | undefined;
+  /** The other zot-ts checkout of `--only small-ab`. */
+  against: string | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -91,12 +97,16 @@ function parseOptions(argv: string[]): Options {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       json: { type: 'boolean', default: false },
+      against: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
   });
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--json] [--only zot|distribution|metrics|options|storage|datapath|small|auth|sync|startup|scale]\n');
+    process.stdout.write(
+      'usage: node dist/bench/run.js [--quick] [--json] [--only zot|distribution|metrics|options|storage|datapath|small|auth|sync|startup|scale]\n' +
+        '       node dist/bench/run.js [--quick] [--json] --only small-ab --against <another zot-ts checkout, built>\n',
+    );
     process.exit(0);
   }
   const only = values.only;
@@ -109,14 +119,16 @@ function parseOptions(argv: string[]): Options {
     only !== 'storage' &&
     only !== 'datapath' &&
     only !== 'small' &&
+    only !== 'small-ab' &&
     only !== 'auth' &&
     only !== 'sync' &&
     only !== 'startup' &&
     only !== 'scale'
   ) {
-    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, small, auth, sync, startup or scale, not ${only}`);
+    throw new Error(`--only must be zot, distribution, metrics, options, storage, datapath, small, small-ab, auth, sync, startup or scale, not ${only}`);
   }
-  return { quick: values.quick === true, json: values.json === true, only };
+  if ((only === 'small-ab') !== (values.against !== undefined)) throw new Error('--only small-ab needs --against <another zot-ts checkout>, and --against goes with it only');
+  return { quick: values.quick === true, json: values.json === true, only, against: values.against };
 }
 
 function log(msg: string): void {
@@ -637,8 +649,8 @@ function renderTable(rows: Row[], failures: Failure[]): string {
 // ---------------------------------------------------------------------------------------------
 // Orchestration
 
-function gitCommit(): string {
-  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' });
+function gitCommit(checkout = REPO_ROOT): string {
+  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: checkout, encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : 'unknown';
 }
 
@@ -672,6 +684,7 @@ async function main(): Promise<void> {
   if (opts.only === 'sync') return syncOnly(opts.quick);
   if (opts.only === 'startup') return startupOnly(opts.quick);
   if (opts.only === 'scale') return scaleOnly(opts.quick);
+  if (opts.only === 'small-ab') return smallAbOnly(sizes, opts.against as string);
   const datapathOnly = opts.only === 'datapath';
   const smallOnly = opts.only === 'small';
   // Figures beyond 1–8 (storage, metrics, auth, options) run only in a whole-bench or one-registry run.
@@ -1070,6 +1083,21 @@ async function startupOnly(quick: boolean): Promise<void> {
   const header = `zot-ts ${gitCommit()} vs. ${await distributionVersion()} | ${os.cpus().length} CPUs, node ${process.version}`;
   const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} — the machine is shared; compare ratios, not absolutes`;
   publish('zot-ts-bench-startup-latest.json', json, `\n${header}\n${load}\n\n${renderStartup(result, KINDS)}`);
+  removeTempDir(tmpRoot);
+}
+
+/** `--only small-ab`: figure 4 for this build next to another build of zot-ts (small-ab.ts). */
+async function smallAbOnly(sizes: Sizes, against: string): Promise<void> {
+  const tmpRoot = makeTempDir(os.tmpdir(), 'zot-ts-bench-');
+  const startedAt = new Date();
+  const rounds = sizes.quick ? 4 : 10;
+  log(`zot-ts bench${sizes.quick ? ' (--quick)' : ''}: figure 4, this build against ${against}; temp dir ${tmpRoot}`);
+  const result = await measureSmallAb(sizes, rounds, tmpRoot, REPO_ROOT, against, log);
+  const againstCommit = gitCommit(result.against);
+  const json = { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), zotTsCommit: gitCommit(), againstCommit, sizes, ...result };
+  const load = `load average (1/5/15 min) at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+  const header = `zot-ts ${gitCommit()} against ${againstCommit} | ${os.cpus().length} CPUs, node ${process.version}`;
+  publish('zot-ts-bench-small-ab-latest.json', json, `\n${header}\n${load}\n\n${renderSmallAb(result, sizes)}`);
   removeTempDir(tmpRoot);
 }
 
