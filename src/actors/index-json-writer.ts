@@ -2,7 +2,8 @@
 // can read a root this registry wrote: one descriptor per tag, carrying the tag in the
 // org.opencontainers.image.ref.name annotation, plus one untagged descriptor for every manifest
 // that has no tag (children of an index included: zot lists them, and its GC keeps only what
-// index.json lists).
+// index.json lists). On a filesystem a repository's first index.json is written here too, at its
+// first manifest or tag: its layout is made without one (registry/repository-files.ts).
 import type { RegistryStateQueries } from '../projections/registry-state.js';
 import type { StorageRoots } from '../storage/roots.js';
 import { indexPath, ociLayoutPath, OCI_LAYOUT_CONTENT } from '../storage/layout.js';

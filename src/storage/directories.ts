@@ -164,14 +164,15 @@ export interface NewFile {
 /**
  * Makes directories and small files that no event names yet (a new repository's layout) exist
  * durably with one wait for the disk, where ensureDirectory and a durable write would wait level
- * after level: every missing level is made and every file written in place (on the event loop:
- * metadata and a few bytes into the kernel's caches), then the files and the parents of every new
- * name are synced side by side. Meanwhile the levels made count as being created, so inDirectory
- * and ensureDirectory callers wait for their syncs and GC leaves their parents. A crash before the
+ * after level: every missing level is made, every file written in place and every path of
+ * `absent` (a file an earlier layout left) removed, on the event loop (metadata and a few bytes
+ * into the kernel's caches), then the files and the directories of every name made or removed
+ * are synced side by side. Meanwhile the levels made count as being created, so inDirectory and
+ * ensureDirectory callers wait for their syncs and GC leaves their parents. A crash before the
  * syncs end may leave some of it, possibly a short file: its owner writes it all again (the
  * repository is still new to the log).
  */
-export async function createTogether(dirs: readonly string[], files: readonly NewFile[]): Promise<void> {
+export async function createTogether(dirs: readonly string[], files: readonly NewFile[], absent: readonly string[] = []): Promise<void> {
   const paths = [...dirs, ...files.map((file) => path.dirname(file.path))];
   // Another creation of one of these levels or above them goes first: its syncs are its own. Then
   // the levels a failed creation left (one of those, possibly): their parents synced before
@@ -196,12 +197,13 @@ export async function createTogether(dirs: readonly string[], files: readonly Ne
       descriptors.push(fd);
       fs.writeFileSync(fd, file.content);
     }
+    for (const file of absent) removeIfThere(file);
   } catch (err) {
     for (const fd of descriptors) fs.closeSync(fd);
     madeUndurably(made);
     throw err;
   }
-  const parents = new Set([...made.map((level) => path.dirname(level)), ...files.map((file) => path.dirname(file.path))]);
+  const parents = new Set([...made.map((level) => path.dirname(level)), ...[...files.map((file) => file.path), ...absent].map((name) => path.dirname(name))]);
   const durable = settleAll([...descriptors.map(fsyncDescriptor), ...[...parents].map(syncDirectory)])
     .catch((err: unknown) => {
       madeUndurably(made);
@@ -213,6 +215,19 @@ export async function createTogether(dirs: readonly string[], files: readonly Ne
     });
   for (const level of made) inCreation.set(level, durable);
   await durable;
+}
+
+/**
+ * unlink(2) of a file that is usually not there, looked for first: a failed unlinkSync costs an
+ * Error with its stack, some ten times the lookup.
+ */
+function removeIfThere(file: string): void {
+  if (!fs.existsSync(file)) return;
+  try {
+    fs.unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 /** The creations under way of any of `dirs` or of a directory above one. */

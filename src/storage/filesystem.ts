@@ -201,12 +201,14 @@ export class FilesystemDriver implements StorageDriver {
 
   /**
    * Makes directories and small files (written in place) that no event names yet exist durably,
-   * all with one wait for the disk (directories.ts createTogether): a new repository's layout.
+   * and `absent` files gone, all with one wait for the disk (directories.ts createTogether): a new
+   * repository's layout.
    */
-  async createTogether(directories: readonly string[], files: readonly { path: string; content: Buffer | string }[]): Promise<void> {
+  async createTogether(directories: readonly string[], files: readonly { path: string; content: Buffer | string }[], absent: readonly string[] = []): Promise<void> {
     await createTogether(
       directories.map((dir) => this.full(dir)),
       files.map((file) => ({ path: this.full(file.path), content: file.content })),
+      absent.map((file) => this.full(file)),
     );
   }
 

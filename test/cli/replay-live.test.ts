@@ -12,7 +12,7 @@ import { compareStorage, recheckMissing } from '../../src/registry/storage-check
 import { RegistryStateQueries } from '../../src/projections/registry-state.js';
 import { openStorageRoots, type StorageRoots } from '../../src/storage/roots.js';
 import { assertReplayClean, eventually } from '../helpers/http.js';
-import { makeImage, pushBlob, pushImage } from '../helpers/oci.js';
+import { makeImage, pushBlob, pushImage, sha256 } from '../helpers/oci.js';
 import { runZot, startTestRegistry, writeConfig, type TestRegistry } from '../helpers/registry.js';
 
 function blobFile(root: string, repo: string, digest: string): string {
@@ -104,7 +104,9 @@ describe('replay while GC removes an empty repository', () => {
   });
 
   it('an index.json gone with its repository during the check is a note; one lost without a removal is drift', async () => {
-    const emptied = await pushBlob(registry.url, 'gone/app', 'the only blob of a repository that GC removes while replay holds its snapshot');
+    // A repository holding a manifest has an index.json (one holding blobs alone has none yet).
+    const goneImage = makeImage({ layers: 1, layerBytes: 64 });
+    assert.equal((await pushImage(registry.url, 'gone/app', 'v1', goneImage)).status, 201);
     const kept = await pushImage(registry.url, 'kept/app', 'v1', makeImage({ layers: 1, layerBytes: 64 }));
     assert.equal(kept.status, 201);
     await registry.running.actorsCaughtUp();
@@ -112,9 +114,12 @@ describe('replay while GC removes an empty repository', () => {
     try {
       db.exec('BEGIN');
       assert.equal(queries.repositoryExists('gone/app'), true, 'the snapshot starts with the repository');
-      // While the snapshot is open: the last blob goes, GC removes the empty repository, and an
-      // index.json goes behind the registry's back.
-      assert.equal((await fetch(`${registry.url}/v2/gone/app/blobs/${emptied}`, { method: 'DELETE' })).status, 202);
+      // While the snapshot is open: the manifest and blobs go, GC removes the empty repository,
+      // and an index.json goes behind the registry's back.
+      assert.equal((await fetch(`${registry.url}/v2/gone/app/manifests/${goneImage.digest}`, { method: 'DELETE' })).status, 202);
+      for (const blob of [goneImage.config, ...goneImage.layers]) {
+        assert.equal((await fetch(`${registry.url}/v2/gone/app/blobs/${sha256(blob)}`, { method: 'DELETE' })).status, 202);
+      }
       await eventually(async () => !fs.existsSync(path.join(registry.root, 'gone', 'app')), 'GC to remove gone/app', 10_000);
       fs.rmSync(path.join(registry.root, 'kept', 'app', 'index.json'));
       const inSnapshot = await compareStorage(roots, queries, () => undefined, true);

@@ -281,6 +281,8 @@ describe('repository names that collide with the storage layout', () => {
     // A later push of the same content to the outer repository still works.
     assert.equal(await pushBlob(url, outer, image.config), sha256(image.config));
     assert.equal((await pushManifest(url, outer, 'again', image.manifestBytes)).status, 201);
+    // index.json is written by the index.json writer, after the manifest's answer.
+    await registry.running.actorsCaughtUp();
     const dir = path.join(registry.root, outer);
     assert.ok(fs.statSync(path.join(dir, 'index.json')).isFile(), 'index.json is a file');
     assert.ok(fs.statSync(path.join(dir, 'oci-layout')).isFile(), 'oci-layout is a file');
