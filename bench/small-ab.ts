@@ -4,11 +4,9 @@
 // at once, each gets two warm-up rounds (JIT, the first burst of new repositories), then the
 // rounds alternate in ABBA order, so that neither build always runs first, and the ratio is taken
 // round by round: a drift of the machine falls on both sides of each ratio. On the day it was
-// written (2026-11-30), medians of 10 paired rounds read:
-//   - two identical builds: 0.988 (rounds 0.96-1.07);
-//   - against a build that made new repositories' layouts ahead, hard-linking their files: 0.921
-//     (every round below 1: 0.87-0.99), a gain of 8.6% for that build;
-//   - against the same without the hard links: 1.023 (rounds 0.88-1.12), no gain.
+// written (2026-11-30), medians of 10 paired rounds read 0.988 for two identical builds (rounds
+// 0.96-1.07), and 1.109 and 1.119 in two runs for the change that left index.json out of a new
+// repository's layout (b03f403, every round above 1).
 //
 //   npm run build; (cd ../other-checkout && npm ci && npm run build)
 //   npm run bench -- --only small-ab --against ../other-checkout
