@@ -239,6 +239,11 @@ class Contender {
       log(`${this.label} ${scenario}: FAILED ${error}`);
       return new Error(error);
     }
+    // Each timed run starts with no dirty pages left by the other registry's run: distribution
+    // never fsyncs, so its writes went to disk during whichever run came next (ours, as runs
+    // alternate), against our fsyncs; and ext4 without a journal skips inodes freed in the last
+    // 60 s, or 360 s while their inode table block is still dirty, at every allocation.
+    spawnSync('sync');
     const logMark = server.logMark();
     const wall0 = performance.now();
     const server0 = processCounters(server.pid);
