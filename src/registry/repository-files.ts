@@ -47,7 +47,6 @@ export class RepositoryFiles {
   private async layOut(repo: string): Promise<void> {
     const { driver, staging } = this.roots.for(repo);
     const known = this.queries.repositoryExists(repo);
-    const empty = JSON.stringify({ schemaVersion: 2, manifests: [] });
     if (staging === driver && !known) {
       // A repository the log does not know has no files that matter (at most what a crash or an
       // interrupted GC left: its layout, an index.json of manifests removed since, which goes):
@@ -67,7 +66,9 @@ export class RepositoryFiles {
       const onFilesystem = staging === driver;
       await Promise.all([
         write(ociLayoutPath(repo), OCI_LAYOUT_CONTENT),
-        ...(onFilesystem ? [blobsDir(repo, 'sha256'), uploadsDir(repo)].map((dir) => staging.makeDirectory(dir)) : [write(indexPath(repo), empty)]),
+        ...(onFilesystem
+          ? [blobsDir(repo, 'sha256'), uploadsDir(repo)].map((dir) => staging.makeDirectory(dir))
+          : [write(indexPath(repo), JSON.stringify({ schemaVersion: 2, manifests: [] }))]),
       ]);
     }
     this.laidOut.add(repo);

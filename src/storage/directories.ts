@@ -173,7 +173,9 @@ export interface NewFile {
  * repository is still new to the log).
  */
 export async function createTogether(dirs: readonly string[], files: readonly NewFile[], absent: readonly string[] = []): Promise<void> {
-  const paths = [...dirs, ...files.map((file) => path.dirname(file.path))];
+  // The directories that get a name written or removed, beside the levels to make.
+  const holders = [...files.map((file) => file.path), ...absent].map((name) => path.dirname(name));
+  const paths = [...dirs, ...holders];
   // Another creation of one of these levels or above them goes first: its syncs are its own. Then
   // the levels a failed creation left (one of those, possibly): their parents synced before
   // anything goes beneath them.
@@ -203,7 +205,7 @@ export async function createTogether(dirs: readonly string[], files: readonly Ne
     madeUndurably(made);
     throw err;
   }
-  const parents = new Set([...made.map((level) => path.dirname(level)), ...[...files.map((file) => file.path), ...absent].map((name) => path.dirname(name))]);
+  const parents = new Set([...made.map((level) => path.dirname(level)), ...holders]);
   const durable = settleAll([...descriptors.map(fsyncDescriptor), ...[...parents].map(syncDirectory)])
     .catch((err: unknown) => {
       madeUndurably(made);
