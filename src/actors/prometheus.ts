@@ -17,7 +17,7 @@
 //   zot_scheduler_*, zot_storage_lock_latency_seconds
 //                                       registered so the series exist; they stay at zero (no task
 //                                       scheduler here; GC and scrub run on their own timers).
-import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary } from './prom-client-core.js';
 import { DEFAULT_BUCKETS, RequestMetrics } from './request-metrics.js';
 
 /** zot's GetStorageLatencyBuckets(). */

@@ -12,7 +12,7 @@
 // the cells' figures in the shape prom-client's own give them. Label sets appear in the order
 // they were first seen, as prom-client orders them; test/observability/request-metrics.test.ts
 // compares the text with prom-client's stock metrics fed the same requests.
-import { Counter, Histogram, Summary, type Registry } from 'prom-client';
+import { Counter, Histogram, Summary, type Registry } from './prom-client-core.js';
 
 /** zot's GetDefaultBuckets(): HTTP method latency and scheduler task durations. */
 export const DEFAULT_BUCKETS = [0.05, 0.5, 1, 5, 30, 60, 600];

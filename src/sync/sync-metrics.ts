@@ -2,7 +2,7 @@
 // failed, bytes received, and errors (an upstream that could not be listed or a copy that failed).
 // Registered in the running registry's own prom-client registry when metrics are on; otherwise
 // every call is a no-op.
-import { Counter, type Registry as PromRegistry } from 'prom-client';
+import { Counter, type Registry as PromRegistry } from '../actors/prom-client-core.js';
 
 export type ImageOutcome = 'synced' | 'skipped' | 'failed';
 

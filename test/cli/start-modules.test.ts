@@ -1,5 +1,6 @@
 // What `zot serve` loads at start: the optional libraries (the S3 SDK, the LDAP client, bcrypt,
-// the JWT library, prom-client, the NATS client) only when the configuration uses them, the YAML
+// the JWT library, prom-client, the NATS client) only when the configuration uses them (and of
+// prom-client, not the default metrics, which load OpenTelemetry's API), the YAML
 // and TOML parsers only for a config file in that format, and neither ajv's compiler (the config
 // schema is compiled at build time) nor fastify's schema compilers (no route has a schema), nor,
 // from the bundle, node's TLS, HTTPS and HTTP/2 modules without TLS in the config, nor semver for
@@ -70,6 +71,9 @@ describe('modules loaded by zot serve', () => {
     const { packages } = await loadedAtStart({ http: { auth: { htpasswd: { path: htpasswd } }, accessControl }, metrics: { enable: true } });
     assert.ok(packages.has('bcryptjs'));
     assert.ok(packages.has('prom-client'));
+    // prom-client's metric classes, not its index, whose default metrics load OpenTelemetry's API
+    // (src/actors/prom-client-core.ts).
+    assert.ok(!packages.has('@opentelemetry/api'), '@opentelemetry/api is not loaded');
     for (const name of ['@aws-sdk/client-s3', 'ldapts', 'jsonwebtoken', 'nats']) assert.ok(!packages.has(name), `${name} is not loaded`);
   });
 
