@@ -182,6 +182,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
   let tlsReloader: TlsReloader | undefined;
   let sync: SyncService | undefined;
   let repositoryWalk: Promise<void> | undefined;
+  let uploadsIndexed: Promise<void> | undefined;
 
   const shutdown = async (): Promise<void> => {
     health.markClosing();
@@ -189,6 +190,7 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     await app?.close();
     await sync?.stop();
     await repositoryWalk;
+    await uploadsIndexed;
     await garbageCollector?.stop();
     await uploadExpiry?.stop();
     await registry?.uploads.settle();
@@ -252,6 +254,11 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
     if (!readOnly) {
       const restored = await registry.loadUploadSessions();
       if (restored > 0) logger.info({ sessions: restored }, 'restored upload sessions that an interrupted commit had extended');
+      // A walk of every repository's directory, which the first answer need not wait for: it goes
+      // on while the registry starts and listens, and only requests on upload sessions wait for it.
+      uploadsIndexed = registry.indexUploadSessions().catch((err: unknown) =>
+        logger.error({ err }, 'failed to index the upload sessions of earlier runs: the caps and the idle expiry miss those not found until the next start'),
+      );
       // Idle sessions expire whatever the GC setting; an expiry may leave a repository empty for GC.
       uploadExpiry = new UploadExpiry({
         uploads: registry.uploads,
@@ -325,7 +332,8 @@ export async function startRegistry(config: Config, options: StartOptions = {}):
       sync.start();
     }
     const headAtStart = store.head();
-    health.trackStartup(Promise.all(runners.map((runner) => runner.caughtUp(headAtStart))), logger);
+    // Started: the actors have caught up with the log, and the sessions of earlier runs are indexed.
+    health.trackStartup(Promise.all([...runners.map((runner) => runner.caughtUp(headAtStart)), uploadsIndexed]), logger);
 
     const tls = config.http.tls;
     const tlsFiles = tls?.cert && tls.key ? { cert: tls.cert, key: tls.key, ...(tls.cacert !== undefined ? { cacert: tls.cacert } : {}) } : undefined;

@@ -228,13 +228,22 @@ export class Registry {
 
   /**
    * At start, before any request: closing PUTs a crash interrupted are finished or undone
-   * (blob-commit.ts), then the open sessions are indexed for the caps and the idle expiry.
-   * Returns how many sessions were put back to their acknowledged size.
+   * (blob-commit.ts), and the S3 parts of open sessions are found again. Returns how many
+   * sessions were put back to their acknowledged size.
    */
   async loadUploadSessions(): Promise<number> {
     const restored = await this.commits.recoverInterrupted();
-    await this.uploads.load();
+    await this.uploads.recoverParts();
     return restored;
+  }
+
+  /**
+   * After loadUploadSessions, before any request: starts indexing the open sessions of earlier
+   * runs for the caps and the idle expiry (uploads.ts), which settles in the background; requests
+   * that open or use a session wait for it.
+   */
+  indexUploadSessions(): Promise<void> {
+    return this.uploads.indexEarlierSessions();
   }
 
   /**
@@ -271,7 +280,7 @@ export class Registry {
   private async pushBody(repo: string, digest: ParsedDigest, body: Readable, context: EventContext): Promise<string> {
     assertValidName(repo);
     this.deps.quota?.assertRoomFor(repo);
-    const release = this.uploads.reserveBody(repo);
+    const release = await this.uploads.reserveBody(repo);
     try {
       return await this.locks.inRepository(repo, async () => {
         await this.files.ensureLayout(repo);

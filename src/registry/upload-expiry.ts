@@ -56,6 +56,8 @@ export class UploadExpiry {
     const { uploads, store, roots, limits } = this.deps;
     const cutoff = (repo: string): number => now - idleExpiryMs(roots.for(repo), limits);
     let expired = 0;
+    // The sessions of earlier runs are in the index once its walk at start is over (uploads.ts).
+    await uploads.indexed();
     for (const candidate of uploads.idle(cutoff)) {
       if (this.stopped) break;
       const { repo, id } = candidate;

@@ -1,14 +1,17 @@
 // Upload sessions are bounded: open sessions are capped per repository and overall (429
-// TOOMANYREQUESTS past a cap, across restarts), idle sessions expire whatever the GC setting (an
-// UploadExpired event each), and a body that goes on past its declared length is not read forever.
+// TOOMANYREQUESTS past a cap, across restarts, the sessions of earlier runs indexed once the
+// registry listens), idle sessions expire whatever the GC setting (an UploadExpired event each),
+// and a body that goes on past its declared length is not read forever.
 import { UNREAD_BODY_LIMITS } from '../../src/http/unread-body.js';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { after, describe, it } from 'node:test';
 import { DEFAULT_UPLOAD_LIMITS } from '../../src/registry/upload-limits.js';
 import { eventually, expectOciError, openSession, patchChunk, resolveLocation, sessionStatus, uploadFiles, withDigest } from '../helpers/http.js';
-import { makeImage, OCI_MANIFEST, sha256 } from '../helpers/oci.js';
+import { makeImage, OCI_MANIFEST, pushImage, sha256 } from '../helpers/oci.js';
 import { getFreePort, makeTempDir, startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { StorageDriver } from '../../src/storage/driver.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 const MIB = 1024 * 1024;
 
@@ -134,7 +137,96 @@ describe('upload session caps', () => {
     await expectOciError(await post(registry.url, 'capped/e'), 429, 'TOOMANYREQUESTS');
     assert.equal((await sessionStatus(first[2] as string)).status, 204, 'the sessions themselves are still there');
   });
+
+  it('indexes the sessions of earlier runs once it listens: a pull is answered meanwhile, a new session waits and counts them', async () => {
+    const root = `${makeTempDir()}/root`;
+    const port = await getFreePort();
+    // No GC: its sweeps list the same directory.
+    const options = { root, port, storage: { gc: false } };
+    const limits = { uploadLimits: { perRepository: 2, overall: 100 } };
+    let registry = await startTestRegistry(options, limits);
+    registries.push(registry);
+    await openSession(registry.url, 'earlier/uploads');
+    await openSession(registry.url, 'earlier/uploads');
+    assert.equal((await pushImage(registry.url, 'earlier/image', 'latest')).status, 201);
+    await registry.stop();
+    registries.pop();
+
+    // The restart's walk is held at the listing of that repository's sessions.
+    let reachedListing!: () => void;
+    const listingReached = new Promise<void>((resolve) => (reachedListing = resolve));
+    let releaseListing!: () => void;
+    const listingReleased = new Promise<void>((resolve) => (releaseListing = resolve));
+    const holdListing = beforeListing('earlier/uploads/.uploads', async () => {
+      reachedListing();
+      await listingReleased;
+    });
+    try {
+      const starting = startTestRegistry(options, { ...limits, wrapDriver: holdListing });
+      const startedFirst = await Promise.race([starting.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 15_000))]);
+      // A start that waits for the walk is let finish, so that it is stopped after the test.
+      if (!startedFirst) releaseListing();
+      registry = await starting;
+      registries.push(registry);
+      assert.ok(startedFirst, 'the registry listens while the walk is held');
+      await listingReached;
+      const pulled = await fetch(`${registry.url}/v2/earlier/image/manifests/latest`, { headers: { Accept: OCI_MANIFEST } });
+      assert.equal(pulled.status, 200, 'a pull is answered while the walk is held');
+      assert.equal((await fetch(`${registry.url}/startupz`)).status, 503, 'not started until the sessions are indexed');
+      let answered = false;
+      const opening = post(registry.url, 'earlier/uploads').then((res) => {
+        answered = true;
+        return res;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(answered, false, 'a new session waits for the index');
+      releaseListing();
+      await expectOciError(await opening, 429, 'TOOMANYREQUESTS');
+      await eventually(async () => (await fetch(`${registry.url}/startupz`)).status === 200, 'the registry to have started');
+    } finally {
+      releaseListing();
+    }
+  });
+
+  it('starts and takes sessions when the walk fails, and logs what the caps and the expiry miss', async () => {
+    const root = `${makeTempDir()}/root`;
+    const options = { root, storage: { gc: false } };
+    const limits = { uploadLimits: { perRepository: 2, overall: 100 } };
+    let registry = await startTestRegistry(options, limits);
+    registries.push(registry);
+    await openSession(registry.url, 'unlisted/uploads');
+    await openSession(registry.url, 'unlisted/uploads');
+    await registry.stop();
+    registries.pop();
+
+    const log = captureLog('error');
+    const failListing = beforeListing('unlisted/uploads/.uploads', () => {
+      throw Object.assign(new Error('EACCES: permission denied, scandir'), { code: 'EACCES' });
+    });
+    registry = await startTestRegistry(options, { ...limits, logger: log.logger, wrapDriver: failListing });
+    registries.push(registry);
+    await eventually(async () => (await fetch(`${registry.url}/startupz`)).status === 200, 'the registry to have started');
+    const [failure] = log.entries('failed to index the upload sessions of earlier runs: the caps and the idle expiry miss those not found until the next start');
+    assert.match(String((failure?.['err'] as { message?: string } | undefined)?.message), /EACCES/);
+    // The two sessions the walk did not find are not counted: a third opens.
+    assert.equal((await post(registry.url, 'unlisted/uploads')).status, 202);
+  });
 });
+
+/** A storage wrapper that runs `action` before the listing of `dir` (and then lists it). */
+function beforeListing(dir: string, action: () => Promise<void> | void) {
+  return <T extends StorageDriver>(driver: T): T =>
+    new Proxy(driver, {
+      get: (target, property, receiver) => {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        if (property !== 'list' || typeof value !== 'function') return value;
+        return async (listed: string) => {
+          if (listed === dir) await action();
+          return (value as StorageDriver['list']).call(target, listed);
+        };
+      },
+    });
+}
 
 describe('idle upload sessions', () => {
   const registries: TestRegistry[] = [];
