@@ -185,13 +185,12 @@ export class UploadSessions {
     const walk = (async () => {
       for (const staging of this.allStaging()) await this.loadFrom(staging, '');
     })();
-    const settled = walk.then(
+    // Whatever the walk's outcome, its waiters go on once it is over, and later calls wait for nothing.
+    this.indexing = walk.then(
       () => undefined,
       () => undefined,
-    );
-    this.indexing = settled;
-    void settled.then(() => {
-      if (this.indexing === settled) this.indexing = undefined;
+    ).then(() => {
+      this.indexing = undefined;
     });
     return walk;
   }
